@@ -1,0 +1,326 @@
+//! [`Env`]: everything a run produces, in one serializable value.
+//!
+//! States hold configuration only; every fact a run learns lives here, so a
+//! run can be checkpointed, inspected and replayed from any step.
+
+use std::collections::BTreeMap;
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// Who wrote a [`Message`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Instructions that frame the conversation.
+    System,
+    /// The person (or program) the agent works for.
+    User,
+    /// The model.
+    Assistant,
+    /// The result of a tool call, answering the call named by `tool_call_id`.
+    Tool,
+}
+
+/// One message of the conversation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Message {
+    /// Who wrote it.
+    pub role: Role,
+    /// Its text.
+    pub content: String,
+    /// Tool calls the assistant made in this message (native tool calling).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tool_calls: Vec<ToolCall>,
+    /// For [`Role::Tool`]: the id of the call this message answers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool_call_id: Option<String>,
+}
+
+impl Message {
+    fn new(role: Role, content: impl Into<String>) -> Self {
+        Message {
+            role,
+            content: content.into(),
+            tool_calls: Vec::new(),
+            tool_call_id: None,
+        }
+    }
+
+    /// A system message.
+    pub fn system(content: impl Into<String>) -> Self {
+        Self::new(Role::System, content)
+    }
+
+    /// A user message.
+    pub fn user(content: impl Into<String>) -> Self {
+        Self::new(Role::User, content)
+    }
+
+    /// An assistant message.
+    pub fn assistant(content: impl Into<String>) -> Self {
+        Self::new(Role::Assistant, content)
+    }
+
+    /// A tool result answering the call `call_id`.
+    pub fn tool(call_id: impl Into<String>, content: impl Into<String>) -> Self {
+        Message {
+            tool_call_id: Some(call_id.into()),
+            ..Self::new(Role::Tool, content)
+        }
+    }
+}
+
+/// One call of a tool, as the model asked for it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ToolCall {
+    /// Identifies the call within a run; observations refer to it.
+    pub id: String,
+    /// The tool's registered name.
+    pub name: String,
+    /// The arguments, as JSON.
+    pub arguments: Value,
+}
+
+impl ToolCall {
+    /// A call with the given id, tool name and arguments.
+    pub fn new(id: impl Into<String>, name: impl Into<String>, arguments: Value) -> Self {
+        ToolCall {
+            id: id.into(),
+            name: name.into(),
+            arguments,
+        }
+    }
+}
+
+/// What the model decided to do next.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Action {
+    /// Run these tools (one or several, run concurrently), then think again.
+    ToolCalls(Vec<ToolCall>),
+    /// Stop and give this answer.
+    FinalAnswer(String),
+}
+
+/// The result of one tool call.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Observation {
+    /// The [`ToolCall::id`] this answers.
+    pub call_id: String,
+    /// The tool that was called.
+    pub tool: String,
+    /// The tool's output, or a description of the failure.
+    pub content: Value,
+    /// Whether the call failed (unknown tool, bad arguments, tool error).
+    pub is_error: bool,
+}
+
+impl Observation {
+    /// The content as text, the way it is shown to a model.
+    pub fn render(&self) -> String {
+        match &self.content {
+            Value::String(s) => s.clone(),
+            other => other.to_string(),
+        }
+    }
+}
+
+/// Token counts and cost, per call or summed over a run.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct Usage {
+    /// Tokens sent to the model.
+    pub prompt_tokens: u64,
+    /// Tokens the model generated.
+    pub completion_tokens: u64,
+    /// Of `prompt_tokens`, those served from a cache.
+    pub cached_tokens: u64,
+    /// Cost in US dollars, where a price is known.
+    pub cost: f64,
+}
+
+impl Usage {
+    /// Prompt plus completion tokens.
+    pub fn total_tokens(&self) -> u64 {
+        self.prompt_tokens + self.completion_tokens
+    }
+
+    /// Adds `other` into `self`.
+    pub fn add(&mut self, other: &Usage) {
+        self.prompt_tokens += other.prompt_tokens;
+        self.completion_tokens += other.completion_tokens;
+        self.cached_tokens += other.cached_tokens;
+        self.cost += other.cost;
+    }
+}
+
+/// A value in the scratch map could not be converted to or from the type asked for.
+#[derive(Debug, thiserror::Error)]
+#[error("scratch key `{key}`: {source}")]
+pub struct ScratchError {
+    /// The key that was read or written.
+    pub key: String,
+    /// What serde said.
+    #[source]
+    pub source: serde_json::Error,
+}
+
+/// A string-keyed map for custom states, with typed access through serde.
+///
+/// ```
+/// let mut env = statewise::Env::new();
+/// env.scratch.set("attempts", &3u32)?;
+/// assert_eq!(env.scratch.get::<u32>("attempts")?, Some(3));
+/// assert_eq!(env.scratch.get::<u32>("missing")?, None);
+/// # Ok::<(), statewise::ScratchError>(())
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Scratch(BTreeMap<String, Value>);
+
+impl Scratch {
+    /// Reads `key` as a `T`; `Ok(None)` when the key is absent.
+    pub fn get<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, ScratchError> {
+        self.0
+            .get(key)
+            .map(|v| T::deserialize(v))
+            .transpose()
+            .map_err(|source| ScratchError {
+                key: key.to_owned(),
+                source,
+            })
+    }
+
+    /// Stores `value` under `key`, replacing what was there.
+    pub fn set<T: Serialize + ?Sized>(&mut self, key: &str, value: &T) -> Result<(), ScratchError> {
+        let v = serde_json::to_value(value).map_err(|source| ScratchError {
+            key: key.to_owned(),
+            source,
+        })?;
+        self.0.insert(key.to_owned(), v);
+        Ok(())
+    }
+
+    /// Removes `key`, returning its raw value.
+    pub fn remove(&mut self, key: &str) -> Option<Value> {
+        self.0.remove(key)
+    }
+
+    /// The raw JSON value under `key`.
+    pub fn raw(&self, key: &str) -> Option<&Value> {
+        self.0.get(key)
+    }
+
+    /// Whether `key` is present.
+    pub fn contains(&self, key: &str) -> bool {
+        self.0.contains_key(key)
+    }
+}
+
+/// The shared state of one run.
+///
+/// Build one for a test in a line or two:
+///
+/// ```
+/// use statewise::{Action, Env, ToolCall};
+/// use serde_json::json;
+///
+/// let env = Env::new()
+///     .with_user("What is 2 + 2?")
+///     .with_action(Action::ToolCalls(vec![ToolCall::new("c1", "calculator", json!({"expr": "2+2"}))]));
+/// assert_eq!(env.messages.len(), 1);
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Env {
+    /// The conversation so far.
+    pub messages: Vec<Message>,
+    /// The action chosen by the last reasoning step and not yet carried out.
+    pub action: Option<Action>,
+    /// Every tool result of the run, in call order.
+    pub observations: Vec<Observation>,
+    /// The final answer, once given.
+    pub answer: Option<String>,
+    /// How many states have run (the machine counts it).
+    pub step: u32,
+    /// Tokens and cost of every model call of the run.
+    pub usage: Usage,
+    /// Free space for custom states.
+    #[serde(default)]
+    pub scratch: Scratch,
+}
+
+impl Env {
+    /// An empty env.
+    pub fn new() -> Self {
+        Env::default()
+    }
+
+    /// An env holding one user message: the usual start of a run.
+    pub fn from_user(question: impl Into<String>) -> Self {
+        Env::new().with_user(question)
+    }
+
+    /// Appends a system message.
+    pub fn with_system(mut self, content: impl Into<String>) -> Self {
+        self.messages.push(Message::system(content));
+        self
+    }
+
+    /// Appends a user message.
+    pub fn with_user(mut self, content: impl Into<String>) -> Self {
+        self.messages.push(Message::user(content));
+        self
+    }
+
+    /// Appends an assistant message.
+    pub fn with_assistant(mut self, content: impl Into<String>) -> Self {
+        self.messages.push(Message::assistant(content));
+        self
+    }
+
+    /// Sets the pending action.
+    pub fn with_action(mut self, action: Action) -> Self {
+        self.action = Some(action);
+        self
+    }
+
+    /// Appends an observation.
+    pub fn with_observation(mut self, observation: Observation) -> Self {
+        self.observations.push(observation);
+        self
+    }
+
+    /// Sets the final answer.
+    pub fn with_answer(mut self, answer: impl Into<String>) -> Self {
+        self.answer = Some(answer.into());
+        self
+    }
+
+    /// Stores a scratch value (see [`Scratch::set`]).
+    pub fn with_scratch<T: Serialize + ?Sized>(
+        mut self,
+        key: &str,
+        value: &T,
+    ) -> Result<Self, ScratchError> {
+        self.scratch.set(key, value)?;
+        Ok(self)
+    }
+
+    /// The pending tool calls, if the pending action is to call tools.
+    pub fn pending_calls(&self) -> Option<&[ToolCall]> {
+        match &self.action {
+            Some(Action::ToolCalls(calls)) => Some(calls),
+            _ => None,
+        }
+    }
+
+    /// The text of the last user message.
+    pub fn last_user_message(&self) -> Option<&str> {
+        self.messages
+            .iter()
+            .rev()
+            .find(|m| m.role == Role::User)
+            .map(|m| m.content.as_str())
+    }
+}

@@ -1,0 +1,98 @@
+//! What a running [`Machine`](crate::Machine) reports, in order.
+
+use std::sync::Arc;
+
+use serde::ser::SerializeStruct;
+use serde::{Serialize, Serializer};
+
+use crate::env::{Env, Usage};
+use crate::machine::MachineError;
+use crate::state::{Emit, Next};
+
+/// One thing that happened during a run, tagged with the step and state.
+#[derive(Debug, Serialize)]
+pub struct Event {
+    /// The step (1-based count of states entered) it happened in.
+    pub step: u32,
+    /// The state that was running.
+    pub state: Arc<str>,
+    /// What happened.
+    #[serde(flatten)]
+    pub kind: EventKind,
+}
+
+impl Event {
+    /// The text, if this is a token event.
+    pub fn token(&self) -> Option<&str> {
+        match &self.kind {
+            EventKind::Emitted(Emit::Token(t)) => Some(t),
+            _ => None,
+        }
+    }
+
+    /// Whether this is the last event of a run.
+    pub fn is_terminal(&self) -> bool {
+        matches!(self.kind, EventKind::Finished(_) | EventKind::Failed(_))
+    }
+}
+
+/// The kinds of [`Event`].
+#[derive(Debug, Serialize)]
+#[serde(tag = "type", content = "data", rename_all = "snake_case")]
+pub enum EventKind {
+    /// The state began.
+    StateEntered,
+    /// The state streamed something (a token, an action, a tool call, ...).
+    Emitted(Emit),
+    /// The state ended, and the machine goes to `next`.
+    StateExited {
+        /// Where the run goes.
+        next: Next,
+    },
+    /// The run ended normally. Always the last event.
+    Finished(Box<RunOutput>),
+    /// The run ended with an error. Always the last event.
+    Failed(Box<RunFailure>),
+}
+
+/// The result of a finished run.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RunOutput {
+    /// The final answer, if a state gave one.
+    pub answer: Option<String>,
+    /// The names of the states run, in order.
+    pub path: Vec<String>,
+    /// The env as the run left it.
+    pub env: Env,
+}
+
+impl RunOutput {
+    /// Tokens and cost of the whole run.
+    pub fn usage(&self) -> Usage {
+        self.env.usage
+    }
+}
+
+/// A run that ended with an error, with everything it had produced.
+#[derive(Debug, thiserror::Error)]
+#[error("{error}")]
+pub struct RunFailure {
+    /// What went wrong.
+    #[source]
+    pub error: MachineError,
+    /// The names of the states run, in order, the failing one last.
+    pub path: Vec<String>,
+    /// The env as the failure left it; nothing the run produced is lost.
+    pub env: Env,
+}
+
+impl Serialize for RunFailure {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut s = serializer.serialize_struct("RunFailure", 4)?;
+        s.serialize_field("kind", self.error.kind())?;
+        s.serialize_field("error", &self.error.to_string())?;
+        s.serialize_field("path", &self.path)?;
+        s.serialize_field("env", &self.env)?;
+        s.end()
+    }
+}

@@ -1,0 +1,79 @@
+//! # statewise
+//!
+//! LLM agents as explicit state machines: small, fast, debuggable.
+//!
+//! ## The shape of the engine
+//!
+//! - [`Env`] ([`env`]): everything a run produces (messages, the pending
+//!   [`Action`], observations, the answer, usage, a scratch map). It is
+//!   `Serialize + Deserialize`, so any step can be saved and replayed.
+//! - [`State`] ([`state`]): holds configuration only. [`State::run`] works
+//!   on the `Env` and streams [`Emit`]s (tokens, actions, tool calls);
+//!   [`State::transition`] is a pure function of the `Env` naming the
+//!   [`Next`] state.
+//! - [`Machine`] ([`machine`]): states by name, an entry, a step limit.
+//!   [`Machine::stream`] yields [`Event`]s ([`event`]); [`Machine::run`]
+//!   consumes that same stream and returns a [`RunOutput`].
+//! - [`model`]: the [`ChatModel`](model::ChatModel) trait every provider
+//!   implements, and test doubles ([`ScriptedModel`](model::ScriptedModel),
+//!   [`FnModel`](model::FnModel)).
+//! - [`tool`]: typed [`Tool`](tool::Tool)s, a registry, per-state toolboxes.
+//! - [`action`]: reads a model's reply as an `Action`, repairing broken JSON.
+//! - [`testkit`]: JSON step fixtures for regression tests.
+//!
+//! The stock states (Reasoning, Action, Answer) live in the
+//! `statewise-states` crate, written against this public API only.
+//!
+//! ## A custom state
+//!
+//! ```
+//! use statewise::{Emit, EmitStream, Env, Machine, Next, State};
+//!
+//! struct Shout;
+//!
+//! impl State for Shout {
+//!     fn name(&self) -> &str { "shout" }
+//!
+//!     fn run<'a>(&'a self, env: &'a mut Env) -> EmitStream<'a> {
+//!         Box::pin(statewise::try_stream! {
+//!             let text = env.last_user_message().unwrap_or_default().to_uppercase();
+//!             for word in text.split_inclusive(' ') {
+//!                 yield Emit::Token(word.to_owned());
+//!             }
+//!             env.answer = Some(text);
+//!         })
+//!     }
+//!
+//!     fn transition(&self, _env: &Env) -> Next { Next::End }
+//! }
+//!
+//! # futures::executor::block_on(async {
+//! let machine = Machine::new("shout").with_state(Shout);
+//! let out = machine.run(Env::from_user("hello there")).await.unwrap();
+//! assert_eq!(out.answer.as_deref(), Some("HELLO THERE"));
+//! # });
+//! ```
+
+#![warn(missing_docs, unreachable_pub)]
+#![forbid(unsafe_code)]
+
+pub mod action;
+pub mod env;
+pub mod event;
+pub mod machine;
+pub mod model;
+pub mod state;
+pub mod testkit;
+pub mod tool;
+
+pub use env::{Action, Env, Message, Observation, Role, Scratch, ScratchError, ToolCall, Usage};
+pub use event::{Event, EventKind, RunFailure, RunOutput};
+pub use machine::{EventStream, Machine, MachineError, StepOutcome};
+pub use state::{Emit, EmitStream, Next, State, StateError};
+
+/// Builds an [`EmitStream`] body with `yield` and `?` (re-exported from
+/// `async-stream`, so states need no extra dependency).
+pub use async_stream::try_stream;
+
+/// Builds a stream with `yield` (re-exported from `async-stream`).
+pub use async_stream::stream;

@@ -1,0 +1,194 @@
+//! The model interface: [`ChatModel`] streams [`Chunk`]s for a [`ChatRequest`].
+//!
+//! Every provider (vendor APIs, local models, test doubles) implements this one
+//! trait, and layers (retry, timeout, cache, ...) wrap it, so a state never
+//! knows which model it talks to.
+
+mod reply;
+mod scripted;
+
+use std::sync::Arc;
+
+use futures::future::BoxFuture;
+use futures::stream::BoxStream;
+use futures::{FutureExt, StreamExt};
+use serde::{Deserialize, Serialize};
+
+use crate::env::{Message, Usage};
+use crate::tool::ToolSpec;
+
+pub use reply::{split_words, Reply, ReplyBuilder};
+pub use scripted::{FnModel, Scripted, ScriptedModel};
+
+/// A model shared between states and runs.
+pub type SharedModel = Arc<dyn ChatModel>;
+
+/// The stream a model returns: chunks until the reply is complete, or an error.
+pub type ChunkStream<'a> = BoxStream<'a, Result<Chunk, ModelError>>;
+
+/// Sampling parameters of a request. `None` leaves the provider's default.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Params {
+    /// Sampling temperature.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub temperature: Option<f32>,
+    /// Upper bound on generated tokens.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_tokens: Option<u32>,
+    /// Sequences that end generation.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub stop: Vec<String>,
+    /// Seed for reproducible sampling, where the provider supports it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seed: Option<u64>,
+}
+
+/// What is sent to a model.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ChatRequest {
+    /// The conversation, system prompt first.
+    pub messages: Vec<Message>,
+    /// Tools the model may call natively (empty for JSON-action prompting).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tools: Vec<ToolSpec>,
+    /// Sampling parameters.
+    #[serde(default)]
+    pub params: Params,
+}
+
+impl ChatRequest {
+    /// A request holding these messages and default parameters.
+    pub fn new(messages: Vec<Message>) -> Self {
+        ChatRequest {
+            messages,
+            ..ChatRequest::default()
+        }
+    }
+}
+
+/// Why a model stopped generating.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FinishReason {
+    /// A natural end or a stop sequence.
+    Stop,
+    /// The token limit was reached.
+    Length,
+    /// The model wants tools called.
+    ToolCalls,
+    /// The provider filtered the content.
+    ContentFilter,
+    /// Anything else the provider reported.
+    Other(String),
+}
+
+/// A piece of a tool call as it streams; pieces with the same `index` form one call.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ToolCallDelta {
+    /// Position of the call within the reply.
+    pub index: usize,
+    /// The call's id, usually only on its first piece.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    /// The tool name, usually only on its first piece.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// A fragment of the arguments' JSON text.
+    #[serde(default)]
+    pub arguments: String,
+}
+
+/// One piece of a streamed reply.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Chunk {
+    /// Answer text.
+    Text(String),
+    /// Reasoning text ("thinking"), kept apart from the answer.
+    Reasoning(String),
+    /// A fragment of a native tool call.
+    ToolCall(ToolCallDelta),
+    /// Token counts for the call (usually once, near the end).
+    Usage(Usage),
+    /// The reason generation ended.
+    Finish(FinishReason),
+}
+
+/// Why a model call failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ModelError {
+    /// A [`ScriptedModel`] was called more often than it has replies.
+    #[error(
+        "scripted model `{model}` got call #{call} but its script held only {scripted} replies"
+    )]
+    ScriptExhausted {
+        /// The model's name.
+        model: String,
+        /// The 1-based number of the call that found the script empty.
+        call: usize,
+        /// How many replies the script held in all.
+        scripted: usize,
+    },
+    /// An error written into a test script.
+    #[error("scripted error: {0}")]
+    Scripted(String),
+    /// Any other failure of a provider.
+    #[error("{0}")]
+    Other(Box<dyn std::error::Error + Send + Sync>),
+}
+
+/// A chat model: streams the reply to a request.
+///
+/// Implement [`stream`](ChatModel::stream); [`complete`](ChatModel::complete)
+/// collects it, so streamed and non-streamed calls share one code path unless
+/// a provider has a better non-streaming route.
+///
+/// ```
+/// use statewise::model::{ChatModel, ChatRequest, FnModel, Reply};
+/// use statewise::Message;
+///
+/// # futures::executor::block_on(async {
+/// let echo = FnModel::new("echo", |req: &ChatRequest| {
+///     let last = req.messages.last().map(|m| m.content.clone()).unwrap_or_default();
+///     Ok(Reply::text(format!("you said: {last}")))
+/// });
+/// let reply = echo.complete(ChatRequest::new(vec![Message::user("hi")])).await?;
+/// assert_eq!(reply.text, "you said: hi");
+/// # Ok::<(), statewise::model::ModelError>(())
+/// # }).unwrap();
+/// ```
+pub trait ChatModel: Send + Sync {
+    /// The model's name, as it appears in traces and usage reports.
+    fn name(&self) -> &str;
+
+    /// Streams the reply to `request`.
+    fn stream(&self, request: ChatRequest) -> ChunkStream<'_>;
+
+    /// The whole reply to `request`.
+    fn complete(&self, request: ChatRequest) -> BoxFuture<'_, Result<Reply, ModelError>> {
+        async move {
+            let mut stream = self.stream(request);
+            let mut reply = ReplyBuilder::default();
+            while let Some(chunk) = stream.next().await {
+                reply.push(chunk?);
+            }
+            Ok(reply.finish())
+        }
+        .boxed()
+    }
+}
+
+impl<M: ChatModel + ?Sized> ChatModel for Arc<M> {
+    fn name(&self) -> &str {
+        (**self).name()
+    }
+
+    fn stream(&self, request: ChatRequest) -> ChunkStream<'_> {
+        (**self).stream(request)
+    }
+
+    fn complete(&self, request: ChatRequest) -> BoxFuture<'_, Result<Reply, ModelError>> {
+        (**self).complete(request)
+    }
+}

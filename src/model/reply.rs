@@ -1,0 +1,263 @@
+//! A whole reply, and the builder that assembles one from streamed chunks.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::{Chunk, FinishReason, ToolCallDelta};
+use crate::env::{ToolCall, Usage};
+
+/// A complete model reply.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Reply {
+    /// The answer text.
+    #[serde(default)]
+    pub text: String,
+    /// Reasoning text, if the model streamed any.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub reasoning: String,
+    /// Native tool calls, assembled.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tool_calls: Vec<ToolCall>,
+    /// Token counts.
+    #[serde(default)]
+    pub usage: Usage,
+    /// Why generation ended, if the model said.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finish: Option<FinishReason>,
+}
+
+impl Reply {
+    /// A plain text reply.
+    pub fn text(text: impl Into<String>) -> Self {
+        Reply {
+            text: text.into(),
+            finish: Some(FinishReason::Stop),
+            ..Reply::default()
+        }
+    }
+
+    /// A reply made of native tool calls.
+    pub fn tool_calls(calls: Vec<ToolCall>) -> Self {
+        Reply {
+            tool_calls: calls,
+            finish: Some(FinishReason::ToolCalls),
+            ..Reply::default()
+        }
+    }
+
+    /// Sets the reasoning text.
+    pub fn with_reasoning(mut self, reasoning: impl Into<String>) -> Self {
+        self.reasoning = reasoning.into();
+        self
+    }
+
+    /// Sets the token counts.
+    pub fn with_usage(mut self, usage: Usage) -> Self {
+        self.usage = usage;
+        self
+    }
+
+    /// The reply as a provider would stream it: text and reasoning split
+    /// into word-sized chunks, each tool call's arguments split in two, then
+    /// usage and the finish reason.
+    pub fn to_chunks(&self) -> Vec<Chunk> {
+        let mut chunks: Vec<Chunk> = split_words(&self.reasoning)
+            .map(|w| Chunk::Reasoning(w.to_owned()))
+            .collect();
+        chunks.extend(split_words(&self.text).map(|w| Chunk::Text(w.to_owned())));
+        for (index, call) in self.tool_calls.iter().enumerate() {
+            let args = call.arguments.to_string();
+            let mid = args.char_indices().nth(args.chars().count() / 2);
+            let (head, tail) = args.split_at(mid.map_or(args.len(), |(i, _)| i));
+            chunks.push(Chunk::ToolCall(ToolCallDelta {
+                index,
+                id: Some(call.id.clone()),
+                name: Some(call.name.clone()),
+                arguments: head.to_owned(),
+            }));
+            if !tail.is_empty() {
+                chunks.push(Chunk::ToolCall(ToolCallDelta {
+                    index,
+                    id: None,
+                    name: None,
+                    arguments: tail.to_owned(),
+                }));
+            }
+        }
+        if self.usage != Usage::default() {
+            chunks.push(Chunk::Usage(self.usage));
+        }
+        if let Some(finish) = &self.finish {
+            chunks.push(Chunk::Finish(finish.clone()));
+        }
+        chunks
+    }
+}
+
+/// Splits text into word-sized pieces, each ending after its run of
+/// whitespace, the way providers stream it: concatenated, they give back the
+/// text exactly.
+///
+/// ```
+/// let pieces: Vec<&str> = statewise::model::split_words("one two  three").collect();
+/// assert_eq!(pieces, ["one ", "two  ", "three"]);
+/// ```
+pub fn split_words(text: &str) -> impl Iterator<Item = &str> {
+    let mut rest = text;
+    std::iter::from_fn(move || {
+        if rest.is_empty() {
+            return None;
+        }
+        let word_end = rest
+            .char_indices()
+            .find(|(i, c)| c.is_whitespace() && *i > 0)
+            .map_or(rest.len(), |(i, _)| i);
+        let end = rest[word_end..]
+            .char_indices()
+            .find(|(_, c)| !c.is_whitespace())
+            .map_or(rest.len(), |(i, _)| word_end + i);
+        let (piece, tail) = rest.split_at(end);
+        rest = tail;
+        Some(piece)
+    })
+}
+
+#[derive(Debug, Default)]
+struct PartialCall {
+    id: Option<String>,
+    name: String,
+    arguments: String,
+}
+
+/// Assembles a [`Reply`] from streamed [`Chunk`]s.
+///
+/// Tool-call fragments are joined by index; usage chunks are added up, so a
+/// provider that reports input and output tokens separately is counted once each.
+#[derive(Debug, Default)]
+pub struct ReplyBuilder {
+    text: String,
+    reasoning: String,
+    calls: Vec<PartialCall>,
+    usage: Usage,
+    finish: Option<FinishReason>,
+}
+
+impl ReplyBuilder {
+    /// Adds one chunk.
+    pub fn push(&mut self, chunk: Chunk) {
+        match chunk {
+            Chunk::Text(t) => self.text.push_str(&t),
+            Chunk::Reasoning(t) => self.reasoning.push_str(&t),
+            Chunk::ToolCall(delta) => self.push_call(delta),
+            Chunk::Usage(u) => self.usage.add(&u),
+            Chunk::Finish(f) => self.finish = Some(f),
+        }
+    }
+
+    fn push_call(&mut self, delta: ToolCallDelta) {
+        if self.calls.len() <= delta.index {
+            self.calls
+                .resize_with(delta.index + 1, PartialCall::default);
+        }
+        let call = &mut self.calls[delta.index];
+        if let Some(id) = delta.id {
+            call.id = Some(id);
+        }
+        if let Some(name) = delta.name {
+            call.name.push_str(&name);
+        }
+        call.arguments.push_str(&delta.arguments);
+    }
+
+    /// The text received so far.
+    pub fn text(&self) -> &str {
+        &self.text
+    }
+
+    /// The complete reply. Tool-call arguments that are not valid JSON are
+    /// kept as a JSON string, so nothing the model sent is lost.
+    pub fn finish(self) -> Reply {
+        let tool_calls = self
+            .calls
+            .into_iter()
+            .enumerate()
+            .filter(|(_, c)| !c.name.is_empty() || !c.arguments.is_empty())
+            .map(|(i, c)| {
+                let arguments = if c.arguments.trim().is_empty() {
+                    Value::Object(Default::default())
+                } else {
+                    serde_json::from_str(&c.arguments).unwrap_or(Value::String(c.arguments))
+                };
+                ToolCall {
+                    id: c.id.unwrap_or_else(|| format!("call_{i}")),
+                    name: c.name,
+                    arguments,
+                }
+            })
+            .collect();
+        Reply {
+            text: self.text,
+            reasoning: self.reasoning,
+            tool_calls,
+            usage: self.usage,
+            finish: self.finish,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn words_rejoin_exactly() {
+        for text in ["", "a", "hello  world\n", " lead", "née über 日本 😀 x"] {
+            let parts: Vec<&str> = split_words(text).collect();
+            assert_eq!(parts.concat(), text);
+            assert!(parts.iter().all(|p| !p.is_empty()));
+        }
+        assert_eq!(
+            split_words("a b  c").collect::<Vec<_>>(),
+            ["a ", "b  ", "c"]
+        );
+    }
+
+    #[test]
+    fn chunks_round_trip_through_builder() {
+        let reply = Reply {
+            text: "The answer is 4.".into(),
+            reasoning: "2+2 is 4".into(),
+            tool_calls: vec![
+                ToolCall::new("a", "calc", json!({"expr": "2+2", "ü": [1, 2]})),
+                ToolCall::new("b", "clock", json!({})),
+            ],
+            usage: Usage {
+                prompt_tokens: 10,
+                completion_tokens: 5,
+                ..Usage::default()
+            },
+            finish: Some(FinishReason::Stop),
+        };
+        let mut builder = ReplyBuilder::default();
+        for chunk in reply.to_chunks() {
+            builder.push(chunk);
+        }
+        assert_eq!(builder.finish(), reply);
+    }
+
+    #[test]
+    fn broken_arguments_are_kept_verbatim() {
+        let mut b = ReplyBuilder::default();
+        b.push(Chunk::ToolCall(ToolCallDelta {
+            index: 1,
+            id: None,
+            name: Some("calc".into()),
+            arguments: "{\"expr\": ".into(),
+        }));
+        let reply = b.finish();
+        assert_eq!(reply.tool_calls.len(), 1);
+        assert_eq!(reply.tool_calls[0].id, "call_1");
+        assert_eq!(reply.tool_calls[0].arguments, json!("{\"expr\": "));
+    }
+}

@@ -1,0 +1,213 @@
+//! The [`State`] trait: what a state does to the [`Env`], and where it goes next.
+//!
+//! A state is stateless: it holds configuration (prompt, model, tools) and
+//! keeps every result in the `Env`. [`State::run`] does the work and streams
+//! what it produces; [`State::transition`] is a pure function of the `Env`
+//! that names the next state, so routing is unit-tested without any I/O.
+
+use std::borrow::Cow;
+use std::time::Duration;
+
+use futures::stream::BoxStream;
+use serde::{Deserialize, Serialize};
+
+use crate::action::ParseError;
+use crate::env::{Action, Env, Observation, ScratchError, ToolCall};
+use crate::model::ModelError;
+
+/// Where a run goes after a state.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Next {
+    /// Run the state with this name.
+    To(Cow<'static, str>),
+    /// The run is over.
+    End,
+}
+
+impl Next {
+    /// Go to the state named `name`.
+    pub fn to(name: impl Into<Cow<'static, str>>) -> Self {
+        Next::To(name.into())
+    }
+}
+
+/// What a state streams while it runs. The machine tags each with the
+/// state's name and the step, turning it into an [`Event`](crate::Event).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Emit {
+    /// Generated text.
+    Token(String),
+    /// Reasoning ("thinking") text, kept apart from tokens.
+    Reasoning(String),
+    /// The action this state decided on.
+    ActionParsed(Action),
+    /// A tool call began.
+    ToolCallStarted(ToolCall),
+    /// A tool call ended (in the order calls finish).
+    ToolCallFinished {
+        /// The call's id.
+        call_id: String,
+        /// The tool.
+        tool: String,
+        /// Whether it failed.
+        is_error: bool,
+        /// How long it ran.
+        elapsed: Duration,
+    },
+    /// A tool result was recorded in the env (in call order).
+    Observation(Observation),
+}
+
+/// Why a state could not finish its work.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StateError {
+    /// A model call failed.
+    #[error("model call failed: {0}")]
+    Model(#[from] ModelError),
+    /// The model's reply could not be read as an action, even after retries.
+    #[error("no valid action after {attempts} attempts; last problem: {last}")]
+    Action {
+        /// How many replies were tried.
+        attempts: u32,
+        /// What was wrong with the last one.
+        last: ParseError,
+    },
+    /// The env lacks what this state needs (usually a wiring mistake).
+    #[error("{state} cannot run: {missing}")]
+    Precondition {
+        /// The state.
+        state: String,
+        /// What it needed and did not find.
+        missing: String,
+    },
+    /// A scratch value had the wrong type.
+    #[error(transparent)]
+    Scratch(#[from] ScratchError),
+    /// A custom state's own failure.
+    #[error(transparent)]
+    Custom(Box<dyn std::error::Error + Send + Sync>),
+}
+
+impl StateError {
+    /// Wraps any error of a custom state.
+    pub fn custom(error: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
+        StateError::Custom(error.into())
+    }
+}
+
+/// What [`State::run`] returns: a stream of emitted items, ending at the
+/// first error. It borrows the state and the env for as long as it runs.
+pub type EmitStream<'a> = BoxStream<'a, Result<Emit, StateError>>;
+
+/// One node of a [`Machine`](crate::Machine).
+///
+/// A state that emits nothing still returns a stream; [`crate::try_stream!`]
+/// makes both cases short:
+///
+/// ```
+/// use statewise::{Emit, EmitStream, Env, Next, State};
+///
+/// /// Counts the observations so far and says so.
+/// struct Tally;
+///
+/// impl State for Tally {
+///     fn name(&self) -> &str { "tally" }
+///
+///     fn run<'a>(&'a self, env: &'a mut Env) -> EmitStream<'a> {
+///         Box::pin(statewise::try_stream! {
+///             let n = env.observations.len();
+///             env.scratch.set("tally", &n)?;
+///             yield Emit::Token(format!("{n} observations"));
+///         })
+///     }
+///
+///     fn transition(&self, _env: &Env) -> Next { Next::End }
+/// }
+/// ```
+pub trait State: Send + Sync {
+    /// The name transitions use to reach this state.
+    fn name(&self) -> &str;
+
+    /// Does the state's work on `env`, streaming what it produces.
+    fn run<'a>(&'a self, env: &'a mut Env) -> EmitStream<'a>;
+
+    /// Names the next state. Must be pure: it reads `env` and nothing else.
+    fn transition(&self, env: &Env) -> Next;
+}
+
+impl<S: State + ?Sized> State for std::sync::Arc<S> {
+    fn name(&self) -> &str {
+        (**self).name()
+    }
+
+    fn run<'a>(&'a self, env: &'a mut Env) -> EmitStream<'a> {
+        (**self).run(env)
+    }
+
+    fn transition(&self, env: &Env) -> Next {
+        (**self).transition(env)
+    }
+}
+
+type RunFn = dyn Fn(&mut Env) -> Result<(), StateError> + Send + Sync;
+type TransitionFn = dyn Fn(&Env) -> Next + Send + Sync;
+
+/// A state made of two closures, for small synchronous steps that stream
+/// nothing (bookkeeping, guards, routing).
+///
+/// ```
+/// use statewise::{Env, Next, State, state::FnState};
+///
+/// let guard = FnState::new(
+///     "guard",
+///     |env: &mut Env| { env.messages.retain(|m| !m.content.is_empty()); Ok(()) },
+///     |env: &Env| if env.answer.is_some() { Next::End } else { Next::to("reasoning") },
+/// );
+/// assert_eq!(guard.transition(&Env::new()), Next::to("reasoning"));
+/// ```
+pub struct FnState {
+    name: String,
+    run: Box<RunFn>,
+    transition: Box<TransitionFn>,
+}
+
+impl FnState {
+    /// A state named `name` that runs `run`, then routes with `transition`.
+    pub fn new(
+        name: impl Into<String>,
+        run: impl Fn(&mut Env) -> Result<(), StateError> + Send + Sync + 'static,
+        transition: impl Fn(&Env) -> Next + Send + Sync + 'static,
+    ) -> Self {
+        FnState {
+            name: name.into(),
+            run: Box::new(run),
+            transition: Box::new(transition),
+        }
+    }
+}
+
+impl std::fmt::Debug for FnState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FnState")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
+impl State for FnState {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn run<'a>(&'a self, env: &'a mut Env) -> EmitStream<'a> {
+        let result = (self.run)(env);
+        Box::pin(futures::stream::iter(result.err().map(Err)))
+    }
+
+    fn transition(&self, env: &Env) -> Next {
+        (self.transition)(env)
+    }
+}

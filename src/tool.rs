@@ -1,0 +1,315 @@
+//! Tools: typed [`Tool`]s, a [`ToolRegistry`] of them, and per-state [`Toolbox`]es.
+//!
+//! A tool failure is data, not a crash: [`Toolbox::observe`] turns every
+//! outcome (success, bad arguments, unknown or forbidden tool, tool error)
+//! into an [`Observation`] the model can react to.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+
+use futures::future::BoxFuture;
+use futures::FutureExt;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+use crate::env::{Observation, ToolCall};
+
+/// What a model is told about a tool.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ToolSpec {
+    /// The name the model calls it by.
+    pub name: String,
+    /// What it does, for the model.
+    pub description: String,
+    /// JSON Schema of its arguments.
+    pub parameters: Value,
+}
+
+/// Why a tool call produced no output.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ToolError {
+    /// No tool has that name.
+    #[error("unknown tool `{name}`; available tools: {}", .available.join(", "))]
+    Unknown {
+        /// The name asked for.
+        name: String,
+        /// The names this state may call.
+        available: Vec<String>,
+    },
+    /// The tool exists but this state may not call it.
+    #[error("tool `{name}` is not allowed here; allowed tools: {}", .allowed.join(", "))]
+    NotAllowed {
+        /// The name asked for.
+        name: String,
+        /// The names this state may call.
+        allowed: Vec<String>,
+    },
+    /// The arguments do not fit the tool's argument type.
+    #[error("invalid arguments for `{tool}`: {message}")]
+    InvalidArguments {
+        /// The tool.
+        tool: String,
+        /// What did not fit.
+        message: String,
+    },
+    /// The tool ran and failed.
+    #[error("`{tool}` failed: {source}")]
+    Failed {
+        /// The tool.
+        tool: String,
+        /// The tool's own error.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// The tool's output could not be serialized.
+    #[error("`{tool}` returned output that is not JSON: {message}")]
+    Output {
+        /// The tool.
+        tool: String,
+        /// What serde said.
+        message: String,
+    },
+}
+
+/// A tool with typed arguments and output.
+///
+/// ```
+/// use serde::Deserialize;
+/// use serde_json::{json, Value};
+/// use statewise::tool::Tool;
+///
+/// struct Add;
+///
+/// #[derive(Deserialize)]
+/// struct Args { a: i64, b: i64 }
+///
+/// #[derive(Debug, thiserror::Error)]
+/// #[error("overflow")]
+/// struct Overflow;
+///
+/// impl Tool for Add {
+///     type Args = Args;
+///     type Output = i64;
+///     type Error = Overflow;
+///
+///     fn name(&self) -> &str { "add" }
+///     fn description(&self) -> &str { "Adds two integers." }
+///     fn parameters(&self) -> Value {
+///         json!({"type": "object",
+///                "properties": {"a": {"type": "integer"}, "b": {"type": "integer"}},
+///                "required": ["a", "b"]})
+///     }
+///     async fn call(&self, args: Args) -> Result<i64, Overflow> {
+///         args.a.checked_add(args.b).ok_or(Overflow)
+///     }
+/// }
+/// ```
+pub trait Tool: Send + Sync + 'static {
+    /// The arguments, deserialized from the model's JSON.
+    type Args: DeserializeOwned + Send;
+    /// The result, serialized into the observation.
+    type Output: Serialize + Send;
+    /// The tool's failure.
+    type Error: std::error::Error + Send + Sync + 'static;
+
+    /// The name the model calls it by.
+    fn name(&self) -> &str;
+    /// What it does, for the model.
+    fn description(&self) -> &str;
+    /// JSON Schema of [`Tool::Args`].
+    fn parameters(&self) -> Value;
+    /// Runs the tool.
+    fn call(
+        &self,
+        args: Self::Args,
+    ) -> impl Future<Output = Result<Self::Output, Self::Error>> + Send;
+}
+
+/// The object-safe form of [`Tool`] the registry stores: JSON in, JSON out.
+/// Every `Tool` is one; implement it directly for tools without fixed types.
+pub trait DynTool: Send + Sync {
+    /// The name the model calls it by.
+    fn name(&self) -> &str;
+    /// The spec shown to models.
+    fn spec(&self) -> ToolSpec;
+    /// Runs the tool on JSON arguments.
+    fn call_json(&self, arguments: Value) -> BoxFuture<'_, Result<Value, ToolError>>;
+}
+
+impl<T: Tool> DynTool for T {
+    fn name(&self) -> &str {
+        Tool::name(self)
+    }
+
+    fn spec(&self) -> ToolSpec {
+        ToolSpec {
+            name: Tool::name(self).to_owned(),
+            description: self.description().to_owned(),
+            parameters: self.parameters(),
+        }
+    }
+
+    fn call_json(&self, arguments: Value) -> BoxFuture<'_, Result<Value, ToolError>> {
+        async move {
+            let tool = || Tool::name(self).to_owned();
+            let args =
+                T::Args::deserialize(arguments).map_err(|e| ToolError::InvalidArguments {
+                    tool: tool(),
+                    message: e.to_string(),
+                })?;
+            let output = self.call(args).await.map_err(|e| ToolError::Failed {
+                tool: tool(),
+                source: Box::new(e),
+            })?;
+            serde_json::to_value(output).map_err(|e| ToolError::Output {
+                tool: tool(),
+                message: e.to_string(),
+            })
+        }
+        .boxed()
+    }
+}
+
+/// Every tool a machine knows, by name.
+#[derive(Clone, Default)]
+pub struct ToolRegistry {
+    tools: BTreeMap<String, Arc<dyn DynTool>>,
+}
+
+impl std::fmt::Debug for ToolRegistry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_set().entries(self.tools.keys()).finish()
+    }
+}
+
+impl ToolRegistry {
+    /// An empty registry.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds `tool`, replacing one of the same name.
+    pub fn with(mut self, tool: impl DynTool + 'static) -> Self {
+        self.register(tool);
+        self
+    }
+
+    /// Adds `tool`, returning the one of the same name it replaces.
+    pub fn register(&mut self, tool: impl DynTool + 'static) -> Option<Arc<dyn DynTool>> {
+        self.tools.insert(tool.name().to_owned(), Arc::new(tool))
+    }
+
+    /// The tool named `name`.
+    pub fn get(&self, name: &str) -> Option<&Arc<dyn DynTool>> {
+        self.tools.get(name)
+    }
+
+    /// Every tool name, sorted.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.tools.keys().map(String::as_str)
+    }
+}
+
+/// The tools one state may use: a shared registry and an optional allow-list.
+///
+/// ```
+/// # use statewise::tool::{Toolbox, ToolRegistry};
+/// let all = Toolbox::new(ToolRegistry::new());
+/// let only_calc = all.clone().allow(["calculator"]);
+/// assert!(only_calc.specs().is_empty()); // allowed, but not registered
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct Toolbox {
+    registry: Arc<ToolRegistry>,
+    allow: Option<BTreeSet<String>>,
+}
+
+impl Toolbox {
+    /// Every tool of `registry`.
+    pub fn new(registry: impl Into<Arc<ToolRegistry>>) -> Self {
+        Toolbox {
+            registry: registry.into(),
+            allow: None,
+        }
+    }
+
+    /// Restricts this toolbox to the named tools.
+    pub fn allow<S: Into<String>>(mut self, names: impl IntoIterator<Item = S>) -> Self {
+        self.allow = Some(names.into_iter().map(Into::into).collect());
+        self
+    }
+
+    fn allowed(&self, name: &str) -> bool {
+        self.allow.as_ref().is_none_or(|a| a.contains(name))
+    }
+
+    /// The names this toolbox may call, sorted.
+    pub fn names(&self) -> Vec<String> {
+        self.registry
+            .names()
+            .filter(|n| self.allowed(n))
+            .map(str::to_owned)
+            .collect()
+    }
+
+    /// Specs of the tools this toolbox may call, sorted by name.
+    pub fn specs(&self) -> Vec<ToolSpec> {
+        self.registry
+            .tools
+            .iter()
+            .filter(|(n, _)| self.allowed(n))
+            .map(|(_, t)| t.spec())
+            .collect()
+    }
+
+    /// Calls tool `name`, failing on an unknown or forbidden name.
+    pub async fn call(&self, name: &str, arguments: Value) -> Result<Value, ToolError> {
+        let Some(tool) = self.registry.get(name) else {
+            return Err(ToolError::Unknown {
+                name: name.to_owned(),
+                available: self.names(),
+            });
+        };
+        if !self.allowed(name) {
+            return Err(ToolError::NotAllowed {
+                name: name.to_owned(),
+                allowed: self.names(),
+            });
+        }
+        tool.call_json(arguments).await
+    }
+
+    /// Runs `call` and records its outcome, failure included, as an
+    /// observation. A tool that panics is reported the same way: one buggy
+    /// tool must not take down the run, or the other runs of the process.
+    pub async fn observe(&self, call: &ToolCall) -> Observation {
+        let outcome = AssertUnwindSafe(self.call(&call.name, call.arguments.clone()))
+            .catch_unwind()
+            .await;
+        let (content, is_error) = match outcome {
+            Ok(Ok(v)) => (v, false),
+            Ok(Err(e)) => (json!({ "error": e.to_string() }), true),
+            Err(panic) => {
+                let message = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "unknown panic".to_owned());
+                (
+                    json!({ "error": format!("`{}` panicked: {message}", call.name) }),
+                    true,
+                )
+            }
+        };
+        Observation {
+            call_id: call.id.clone(),
+            tool: call.name.clone(),
+            content,
+            is_error,
+        }
+    }
+}

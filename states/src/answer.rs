@@ -1,0 +1,141 @@
+//! The Answer state: stream the final answer.
+
+use futures::StreamExt;
+use statewise::model::{split_words, ChatRequest, Chunk, Params, ReplyBuilder, SharedModel};
+use statewise::{Action, Emit, EmitStream, Env, Message, Next, State, StateError};
+
+use crate::{prompt, ANSWER};
+
+const DEFAULT_INSTRUCTIONS: &str =
+    "Write the final answer to the user's last request, using the observations above. \
+     Answer directly, in plain text.";
+
+/// Streams the final answer into `env.answer`, then ends the run.
+///
+/// [`Answer::new`] streams the answer the Reasoning state already gave;
+/// [`Answer::with_model`] writes it with its own model call (say, a small
+/// fast model after a large reasoning one).
+#[derive(Clone)]
+pub struct Answer {
+    name: String,
+    model: Option<SharedModel>,
+    instructions: String,
+    params: Params,
+}
+
+impl std::fmt::Debug for Answer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Answer")
+            .field("name", &self.name)
+            .field("model", &self.model.as_ref().map(|m| m.name().to_owned()))
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for Answer {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Answer {
+    /// Streams the final answer already chosen by Reasoning.
+    pub fn new() -> Self {
+        Answer {
+            name: ANSWER.to_owned(),
+            model: None,
+            instructions: DEFAULT_INSTRUCTIONS.to_owned(),
+            params: Params::default(),
+        }
+    }
+
+    /// Writes the answer with its own call to `model`.
+    pub fn with_model(model: SharedModel) -> Self {
+        Answer {
+            model: Some(model),
+            ..Self::new()
+        }
+    }
+
+    /// Renames the state.
+    pub fn named(mut self, name: impl Into<String>) -> Self {
+        self.name = name.into();
+        self
+    }
+
+    /// Replaces the system prompt of the model call.
+    pub fn instructions(mut self, instructions: impl Into<String>) -> Self {
+        self.instructions = instructions.into();
+        self
+    }
+
+    /// Sets the sampling parameters of the model call.
+    pub fn params(mut self, params: Params) -> Self {
+        self.params = params;
+        self
+    }
+
+    /// The request [`Answer::with_model`] sends for `env`; a draft answer
+    /// from Reasoning is passed along.
+    pub fn request(&self, env: &Env) -> ChatRequest {
+        let mut messages = prompt::conversation(self.instructions.clone(), env);
+        if let Some(Action::FinalAnswer(draft)) = &env.action {
+            messages.push(Message::user(format!(
+                "Draft answer: {draft}\nWrite the final answer."
+            )));
+        }
+        ChatRequest {
+            messages,
+            tools: Vec::new(),
+            params: self.params.clone(),
+        }
+    }
+}
+
+impl State for Answer {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn run<'a>(&'a self, env: &'a mut Env) -> EmitStream<'a> {
+        Box::pin(statewise::try_stream! {
+            let Some(model) = &self.model else {
+                let answer = match env.action.take() {
+                    Some(Action::FinalAnswer(answer)) => answer,
+                    other => {
+                        env.action = other;
+                        Err(StateError::Precondition {
+                            state: self.name.clone(),
+                            missing: "no final answer in env.action (use Answer::with_model to write one)".to_owned(),
+                        })?;
+                        return;
+                    }
+                };
+                for word in split_words(&answer) {
+                    yield Emit::Token(word.to_owned());
+                }
+                env.answer = Some(answer);
+                return;
+            };
+            let mut reply = ReplyBuilder::default();
+            let mut chunks = model.stream(self.request(env));
+            while let Some(chunk) = chunks.next().await {
+                let chunk = chunk?;
+                if let Chunk::Text(t) = &chunk {
+                    yield Emit::Token(t.clone());
+                }
+                reply.push(chunk);
+            }
+            drop(chunks);
+            let reply = reply.finish();
+            env.usage.add(&reply.usage);
+            env.action = None;
+            env.messages.push(Message::assistant(reply.text.clone()));
+            env.answer = Some(reply.text);
+        })
+    }
+
+    fn transition(&self, _env: &Env) -> Next {
+        Next::End
+    }
+}

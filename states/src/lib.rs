@@ -1,0 +1,55 @@
+//! The stock states of statewise, written against its public API only,
+//! exactly as you would write your own:
+//!
+//! - [`Reasoning`] asks the model for a JSON action, repairs and parses it;
+//! - [`Action`] runs the chosen tools concurrently and records observations;
+//! - [`Answer`] streams the final answer.
+//!
+//! [`agent`] wires them into the usual loop:
+//! `reasoning → action → reasoning → … → answer`.
+//!
+//! ```
+//! use std::sync::Arc;
+//! use statewise::{model::ScriptedModel, tool::{Toolbox, ToolRegistry}, Env};
+//!
+//! # futures::executor::block_on(async {
+//! let model = Arc::new(ScriptedModel::new().text(r#"{"final_answer": "4"}"#));
+//! let machine = statewise_states::agent(model.clone(), Toolbox::new(ToolRegistry::new()));
+//! let out = machine.run(Env::from_user("2+2?")).await.unwrap();
+//! assert_eq!(out.answer.as_deref(), Some("4"));
+//! assert_eq!(out.path, ["reasoning", "answer"]);
+//! # });
+//! ```
+
+#![warn(missing_docs, unreachable_pub)]
+#![forbid(unsafe_code)]
+
+mod action;
+mod answer;
+mod prompt;
+mod reasoning;
+pub mod tools;
+
+pub use action::Action;
+pub use answer::Answer;
+pub use reasoning::Reasoning;
+
+use statewise::model::SharedModel;
+use statewise::tool::Toolbox;
+use statewise::Machine;
+
+/// The default name of the [`Reasoning`] state.
+pub const REASONING: &str = "reasoning";
+/// The default name of the [`Action`] state.
+pub const ACTION: &str = "action";
+/// The default name of the [`Answer`] state.
+pub const ANSWER: &str = "answer";
+
+/// The stock agent: [`Reasoning`] with `model` and `tools`, [`Action`] with
+/// the same tools, and an [`Answer`] that streams the answer Reasoning gave.
+pub fn agent(model: SharedModel, tools: Toolbox) -> Machine {
+    Machine::new(REASONING)
+        .with_state(Reasoning::new(model, tools.clone()))
+        .with_state(Action::new(tools))
+        .with_state(Answer::new())
+}

@@ -1,0 +1,54 @@
+//! Turning an env into the messages a model sees.
+
+use statewise::tool::ToolSpec;
+use statewise::{Env, Message, Role};
+
+/// The env's conversation for a model prompted with JSON actions: tool
+/// results become user messages that say which call they answer, since such
+/// a model has no native tool role.
+pub(crate) fn conversation(system: String, env: &Env) -> Vec<Message> {
+    let mut messages = Vec::with_capacity(env.messages.len() + 1);
+    messages.push(Message::system(system));
+    for m in &env.messages {
+        if m.role != Role::Tool {
+            messages.push(m.clone());
+            continue;
+        }
+        let id = m.tool_call_id.as_deref().unwrap_or_default();
+        let tool = env
+            .observations
+            .iter()
+            .find(|o| o.call_id == id)
+            .map_or("tool", |o| o.tool.as_str());
+        messages.push(Message::user(format!(
+            "Observation from `{tool}` (call {id}):\n{}",
+            m.content
+        )));
+    }
+    messages
+}
+
+/// The part of the system prompt that lists the tools and the action format.
+pub(crate) fn action_format(tools: &[ToolSpec]) -> String {
+    let mut out = String::new();
+    if tools.is_empty() {
+        out.push_str("Reply with exactly one JSON object and nothing else:\n");
+        out.push_str("{\"final_answer\": \"<your answer to the user>\"}\n");
+        return out;
+    }
+    out.push_str("You can call these tools:\n");
+    for t in tools {
+        out.push_str(&format!(
+            "- {}: {}\n  arguments (JSON Schema): {}\n",
+            t.name, t.description, t.parameters
+        ));
+    }
+    out.push_str(
+        "\nReply with exactly one JSON object and nothing else, in one of these forms:\n\
+         {\"tool_calls\": [{\"name\": \"<tool name>\", \"arguments\": {...}}]}\n\
+         {\"final_answer\": \"<your answer to the user>\"}\n\
+         Several tool calls in one reply run in parallel. \
+         After tool calls you will receive their observations.\n",
+    );
+    out
+}

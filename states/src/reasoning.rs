@@ -1,0 +1,200 @@
+//! The Reasoning state: ask the model for an action.
+
+use futures::StreamExt;
+use statewise::action::parse_action;
+use statewise::model::{ChatRequest, Chunk, Params, ReplyBuilder, SharedModel};
+use statewise::tool::Toolbox;
+use statewise::{Action, Emit, EmitStream, Env, Message, Next, State, StateError};
+
+use crate::{prompt, ACTION, ANSWER, REASONING};
+
+const DEFAULT_INSTRUCTIONS: &str =
+    "You are a helpful assistant. Think about the user's request, use tools when they help, \
+     and answer accurately and briefly.";
+
+/// Asks the model for the next action, streams its tokens, then repairs and
+/// parses the reply into the env's pending [`Action`].
+///
+/// Routing: tool calls go to `action`, a final answer to `answer`. A reply
+/// that is not an action is sent back to the model with the parse error as
+/// feedback and Reasoning runs again, at most `max_parse_retries` times;
+/// after that the run fails with [`StateError::Action`].
+#[derive(Clone)]
+pub struct Reasoning {
+    name: String,
+    model: SharedModel,
+    tools: Toolbox,
+    instructions: String,
+    params: Params,
+    max_parse_retries: u32,
+    on_tool_calls: String,
+    on_answer: String,
+}
+
+impl std::fmt::Debug for Reasoning {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Reasoning")
+            .field("name", &self.name)
+            .field("model", &self.model.name())
+            .field("tools", &self.tools.names())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Reasoning {
+    /// Reasoning with `model`, offering the tools of `tools`.
+    pub fn new(model: SharedModel, tools: Toolbox) -> Self {
+        Reasoning {
+            name: REASONING.to_owned(),
+            model,
+            tools,
+            instructions: DEFAULT_INSTRUCTIONS.to_owned(),
+            params: Params::default(),
+            max_parse_retries: 2,
+            on_tool_calls: ACTION.to_owned(),
+            on_answer: ANSWER.to_owned(),
+        }
+    }
+
+    /// Renames the state (to run several Reasoning states in one machine).
+    pub fn named(mut self, name: impl Into<String>) -> Self {
+        self.name = name.into();
+        self
+    }
+
+    /// Replaces the opening of the system prompt; the tool list and the
+    /// action format are always appended.
+    pub fn instructions(mut self, instructions: impl Into<String>) -> Self {
+        self.instructions = instructions.into();
+        self
+    }
+
+    /// Sets the sampling parameters.
+    pub fn params(mut self, params: Params) -> Self {
+        self.params = params;
+        self
+    }
+
+    /// How many unparseable replies are fed back before the run fails.
+    pub fn max_parse_retries(mut self, retries: u32) -> Self {
+        self.max_parse_retries = retries;
+        self
+    }
+
+    /// The state to go to when the model calls tools (default `action`).
+    pub fn on_tool_calls(mut self, state: impl Into<String>) -> Self {
+        self.on_tool_calls = state.into();
+        self
+    }
+
+    /// The state to go to on a final answer (default `answer`).
+    pub fn on_answer(mut self, state: impl Into<String>) -> Self {
+        self.on_answer = state.into();
+        self
+    }
+
+    /// The request this state sends for `env`.
+    pub fn request(&self, env: &Env) -> ChatRequest {
+        let system = format!(
+            "{}\n\n{}",
+            self.instructions,
+            prompt::action_format(&self.tools.specs())
+        );
+        ChatRequest {
+            messages: prompt::conversation(system, env),
+            tools: Vec::new(),
+            params: self.params.clone(),
+        }
+    }
+
+    fn failures_key(&self) -> String {
+        format!("{}.parse_failures", self.name)
+    }
+}
+
+impl State for Reasoning {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn run<'a>(&'a self, env: &'a mut Env) -> EmitStream<'a> {
+        Box::pin(statewise::try_stream! {
+            env.action = None;
+            let mut reply = ReplyBuilder::default();
+            let mut chunks = self.model.stream(self.request(env));
+            while let Some(chunk) = chunks.next().await {
+                let chunk = chunk?;
+                match &chunk {
+                    Chunk::Text(t) => yield Emit::Token(t.clone()),
+                    Chunk::Reasoning(t) => yield Emit::Reasoning(t.clone()),
+                    _ => {}
+                }
+                reply.push(chunk);
+            }
+            drop(chunks);
+            let reply = reply.finish();
+            env.usage.add(&reply.usage);
+
+            let parsed = if reply.tool_calls.is_empty() {
+                parse_action(&reply.text).map(|action| renumber(action, env.step))
+            } else {
+                Ok(Action::ToolCalls(reply.tool_calls.clone()))
+            };
+            let key = self.failures_key();
+            let mut message = Message::assistant(reply.text);
+            match parsed {
+                Ok(action) => {
+                    if let Action::ToolCalls(calls) = &action {
+                        if !reply.tool_calls.is_empty() {
+                            message.tool_calls = calls.clone();
+                        }
+                    }
+                    env.messages.push(message);
+                    env.scratch.remove(&key);
+                    env.action = Some(action.clone());
+                    yield Emit::ActionParsed(action);
+                }
+                Err(error) => {
+                    let failures = env.scratch.get::<u32>(&key)?.unwrap_or(0) + 1;
+                    if failures > self.max_parse_retries {
+                        env.scratch.remove(&key);
+                        Err(StateError::Action { attempts: failures, last: error })?;
+                    } else {
+                        env.scratch.set(&key, &failures)?;
+                        env.messages.push(message);
+                        env.messages.push(Message::user(format!(
+                            "Your reply could not be read as an action: {error}. \
+                             Reply again with exactly one JSON object in the required format."
+                        )));
+                    }
+                }
+            }
+        })
+    }
+
+    fn transition(&self, env: &Env) -> Next {
+        match &env.action {
+            Some(Action::ToolCalls(_)) => Next::to(self.on_tool_calls.clone()),
+            Some(Action::FinalAnswer(_)) => Next::to(self.on_answer.clone()),
+            None => Next::to(self.name.clone()),
+        }
+    }
+}
+
+/// Gives JSON-action calls ids unique within the run, so every observation
+/// points at exactly one call.
+fn renumber(action: Action, step: u32) -> Action {
+    match action {
+        Action::ToolCalls(calls) => Action::ToolCalls(
+            calls
+                .into_iter()
+                .enumerate()
+                .map(|(i, mut c)| {
+                    c.id = format!("call_{step}_{i}");
+                    c
+                })
+                .collect(),
+        ),
+        answer => answer,
+    }
+}

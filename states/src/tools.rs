@@ -1,0 +1,245 @@
+//! Stock tools.
+
+use serde::Deserialize;
+use serde_json::{json, Value};
+use statewise::tool::Tool;
+
+/// Evaluates an arithmetic expression: `+ - * / ^`, parentheses, unary minus,
+/// decimal numbers.
+///
+/// ```
+/// # futures::executor::block_on(async {
+/// use statewise::tool::Tool;
+/// use statewise_states::tools::{Calculator, CalculatorArgs};
+///
+/// let v = Calculator.call(CalculatorArgs { expression: "2 * (3 + 4) ^ 2".into() }).await?;
+/// assert_eq!(v, 98.0);
+/// # Ok::<(), statewise_states::tools::CalcError>(())
+/// # }).unwrap();
+/// ```
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Calculator;
+
+/// Arguments of [`Calculator`].
+#[derive(Debug, Clone, Deserialize)]
+pub struct CalculatorArgs {
+    /// The expression, e.g. `"(2 + 3) * 4"`.
+    pub expression: String,
+}
+
+/// Why an expression could not be evaluated.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum CalcError {
+    /// The expression is not well formed.
+    #[error("syntax error at character {at}: {message}")]
+    Syntax {
+        /// 0-based character position.
+        at: usize,
+        /// What was expected.
+        message: String,
+    },
+    /// Division by zero.
+    #[error("division by zero")]
+    DivisionByZero,
+    /// The result is not a finite number.
+    #[error("the result is not a finite number")]
+    NotFinite,
+}
+
+impl Tool for Calculator {
+    type Args = CalculatorArgs;
+    type Output = f64;
+    type Error = CalcError;
+
+    fn name(&self) -> &str {
+        "calculator"
+    }
+
+    fn description(&self) -> &str {
+        "Evaluates an arithmetic expression with + - * / ^ and parentheses."
+    }
+
+    fn parameters(&self) -> Value {
+        json!({
+            "type": "object",
+            "properties": {"expression": {"type": "string", "description": "e.g. (2 + 3) * 4"}},
+            "required": ["expression"]
+        })
+    }
+
+    async fn call(&self, args: CalculatorArgs) -> Result<f64, CalcError> {
+        let chars: Vec<char> = args.expression.chars().collect();
+        let mut p = Parser {
+            chars: &chars,
+            pos: 0,
+        };
+        let v = p.sum()?;
+        p.skip_ws();
+        if p.pos < chars.len() {
+            return Err(p.error("an operator or the end"));
+        }
+        if v.is_finite() {
+            Ok(v)
+        } else {
+            Err(CalcError::NotFinite)
+        }
+    }
+}
+
+struct Parser<'a> {
+    chars: &'a [char],
+    pos: usize,
+}
+
+impl Parser<'_> {
+    fn skip_ws(&mut self) {
+        while self.chars.get(self.pos).is_some_and(|c| c.is_whitespace()) {
+            self.pos += 1;
+        }
+    }
+
+    fn peek(&mut self) -> Option<char> {
+        self.skip_ws();
+        self.chars.get(self.pos).copied()
+    }
+
+    fn error(&self, expected: &str) -> CalcError {
+        let found = self
+            .chars
+            .get(self.pos)
+            .map_or("the end".to_owned(), |c| format!("`{c}`"));
+        CalcError::Syntax {
+            at: self.pos,
+            message: format!("expected {expected}, found {found}"),
+        }
+    }
+
+    fn sum(&mut self) -> Result<f64, CalcError> {
+        let mut v = self.product()?;
+        while let Some(op @ ('+' | '-')) = self.peek() {
+            self.pos += 1;
+            let rhs = self.product()?;
+            v = if op == '+' { v + rhs } else { v - rhs };
+        }
+        Ok(v)
+    }
+
+    fn product(&mut self) -> Result<f64, CalcError> {
+        let mut v = self.power()?;
+        while let Some(op @ ('*' | '/' | '×' | '÷')) = self.peek() {
+            self.pos += 1;
+            let rhs = self.power()?;
+            v = if matches!(op, '*' | '×') {
+                v * rhs
+            } else if rhs == 0.0 {
+                return Err(CalcError::DivisionByZero);
+            } else {
+                v / rhs
+            };
+        }
+        Ok(v)
+    }
+
+    fn power(&mut self) -> Result<f64, CalcError> {
+        let base = self.unary()?;
+        if self.peek() == Some('^') {
+            self.pos += 1;
+            // Right-associative: 2^3^2 = 2^(3^2).
+            return Ok(base.powf(self.power()?));
+        }
+        Ok(base)
+    }
+
+    fn unary(&mut self) -> Result<f64, CalcError> {
+        match self.peek() {
+            Some('-') => {
+                self.pos += 1;
+                Ok(-self.unary()?)
+            }
+            Some('+') => {
+                self.pos += 1;
+                self.unary()
+            }
+            _ => self.atom(),
+        }
+    }
+
+    fn atom(&mut self) -> Result<f64, CalcError> {
+        match self.peek() {
+            Some('(') => {
+                self.pos += 1;
+                let v = self.sum()?;
+                if self.peek() != Some(')') {
+                    return Err(self.error("`)`"));
+                }
+                self.pos += 1;
+                Ok(v)
+            }
+            Some(c) if c.is_ascii_digit() || c == '.' => {
+                let start = self.pos;
+                while self
+                    .chars
+                    .get(self.pos)
+                    .is_some_and(|c| c.is_ascii_digit() || *c == '.' || *c == '_')
+                {
+                    self.pos += 1;
+                }
+                let text: String = self.chars[start..self.pos]
+                    .iter()
+                    .filter(|c| **c != '_')
+                    .collect();
+                text.parse().map_err(|_| CalcError::Syntax {
+                    at: start,
+                    message: format!("`{text}` is not a number"),
+                })
+            }
+            _ => Err(self.error("a number or `(`")),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn eval(e: &str) -> Result<f64, CalcError> {
+        Calculator
+            .call(CalculatorArgs {
+                expression: e.into(),
+            })
+            .await
+    }
+
+    #[tokio::test]
+    async fn arithmetic() {
+        for (e, want) in [
+            ("1 + 2 * 3", 7.0),
+            ("(1 + 2) * 3", 9.0),
+            ("2 ^ 3 ^ 2", 512.0),
+            ("-3 + 10 / 4", -0.5),
+            ("1_000 * 2", 2000.0),
+            ("6 × 7", 42.0),
+        ] {
+            assert_eq!(eval(e).await, Ok(want), "{e}");
+        }
+    }
+
+    #[tokio::test]
+    async fn errors() {
+        assert_eq!(eval("1 / 0").await, Err(CalcError::DivisionByZero));
+        assert!(matches!(
+            eval("2 +").await,
+            Err(CalcError::Syntax { at: 3, .. })
+        ));
+        assert!(matches!(eval("(1").await, Err(CalcError::Syntax { .. })));
+        assert!(matches!(
+            eval("1 2").await,
+            Err(CalcError::Syntax { at: 2, .. })
+        ));
+        assert!(matches!(
+            eval("1..2").await,
+            Err(CalcError::Syntax { at: 0, .. })
+        ));
+        assert_eq!(eval("10 ^ 400").await, Err(CalcError::NotFinite));
+    }
+}

@@ -1,0 +1,417 @@
+//! The whole Reasoning → Action → Answer loop against a scripted model.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use statewise::model::ScriptedModel;
+use statewise::state::FnState;
+use statewise::tool::{Tool, ToolRegistry, Toolbox};
+use statewise::{Emit, Env, EventKind, Machine, MachineError, Next, Role};
+use statewise_states::tools::Calculator;
+use statewise_states::{agent, Action, Answer, Reasoning};
+use tokio::sync::Barrier;
+
+/// A tool that returns only once `parties` calls are waiting together, so a
+/// run that calls tools one after another never finishes.
+struct Rendezvous {
+    barrier: Arc<Barrier>,
+}
+
+#[derive(Deserialize)]
+struct RendezvousArgs {
+    label: String,
+    /// Extra yields before returning, to make calls finish out of order.
+    #[serde(default)]
+    linger: u32,
+}
+
+impl Tool for Rendezvous {
+    type Args = RendezvousArgs;
+    type Output = String;
+    type Error = std::convert::Infallible;
+
+    fn name(&self) -> &str {
+        "rendezvous"
+    }
+    fn description(&self) -> &str {
+        "Waits for the other calls."
+    }
+    fn parameters(&self) -> Value {
+        json!({"type": "object"})
+    }
+    async fn call(&self, args: RendezvousArgs) -> Result<String, Self::Error> {
+        self.barrier.wait().await;
+        for _ in 0..args.linger {
+            tokio::task::yield_now().await;
+        }
+        Ok(format!("{} done", args.label))
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("the disk is full")]
+struct DiskFull;
+
+struct Failing;
+
+impl Tool for Failing {
+    type Args = Value;
+    type Output = Value;
+    type Error = DiskFull;
+
+    fn name(&self) -> &str {
+        "save"
+    }
+    fn description(&self) -> &str {
+        "Always fails."
+    }
+    fn parameters(&self) -> Value {
+        json!({"type": "object"})
+    }
+    async fn call(&self, _: Value) -> Result<Value, DiskFull> {
+        Err(DiskFull)
+    }
+}
+
+fn registry() -> Toolbox {
+    Toolbox::new(
+        ToolRegistry::new()
+            .with(Calculator)
+            .with(Failing)
+            .with(Rendezvous {
+                barrier: Arc::new(Barrier::new(2)),
+            }),
+    )
+}
+
+/// Every run gets an outer bound, so a hang fails instead of blocking CI.
+async fn run(
+    machine: &Machine,
+    question: &str,
+) -> Result<statewise::RunOutput, statewise::RunFailure> {
+    tokio::time::timeout(
+        Duration::from_secs(10),
+        machine.run(Env::from_user(question)),
+    )
+    .await
+    .expect("run did not finish within 10 s")
+}
+
+#[tokio::test]
+async fn one_tool_call() {
+    let model = Arc::new(
+        ScriptedModel::new()
+            .text(r#"{"tool_calls": [{"name": "calculator", "arguments": {"expression": "6*7"}}]}"#)
+            .text(r#"{"final_answer": "6*7 is 42."}"#),
+    );
+    let out = run(&agent(model.clone(), registry()), "What is 6*7?")
+        .await
+        .unwrap();
+    assert_eq!(out.answer.as_deref(), Some("6*7 is 42."));
+    assert_eq!(out.path, ["reasoning", "action", "reasoning", "answer"]);
+    assert_eq!(out.env.observations[0].content, json!(42.0));
+    // The second request showed the model the observation.
+    let second = &model.calls()[1].messages;
+    assert!(second
+        .iter()
+        .any(|m| m.role == Role::User && m.content.contains("Observation from `calculator`")));
+    model.assert_complete();
+}
+
+#[tokio::test]
+async fn two_tool_calls_run_concurrently_and_are_recorded_in_call_order() {
+    // Call "first" lingers after the rendezvous, so it finishes second.
+    let model = Arc::new(
+        ScriptedModel::new()
+            .text(
+                r#"{"tool_calls": [
+                {"name": "rendezvous", "arguments": {"label": "first", "linger": 50}},
+                {"name": "rendezvous", "arguments": {"label": "second"}}]}"#,
+            )
+            .text(r#"{"final_answer": "both done"}"#),
+    );
+    let machine = agent(model, registry());
+    let mut events = machine.stream(Env::from_user("go"));
+    let mut finished = Vec::new();
+    let mut output = None;
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while let Some(e) = events.next().await {
+            match e.kind {
+                EventKind::Emitted(Emit::ToolCallFinished { call_id, .. }) => {
+                    finished.push(call_id)
+                }
+                EventKind::Finished(out) => output = Some(out),
+                _ => {}
+            }
+        }
+    })
+    .await
+    .expect("the two calls never met: they did not run concurrently");
+    let out = output.expect("run finished");
+    assert_eq!(finished, ["call_1_1", "call_1_0"], "completion order");
+    let contents: Vec<_> = out.env.observations.iter().map(|o| o.render()).collect();
+    assert_eq!(contents, ["first done", "second done"], "call order");
+}
+
+#[tokio::test]
+async fn an_unknown_tool_becomes_an_observation() {
+    let model = Arc::new(
+        ScriptedModel::new()
+            .text(r#"{"name": "weather", "arguments": {"city": "Paris"}}"#)
+            .text(r#"{"final_answer": "I cannot check the weather."}"#),
+    );
+    let out = run(&agent(model.clone(), registry()), "Weather?")
+        .await
+        .unwrap();
+    let obs = &out.env.observations[0];
+    assert!(obs.is_error);
+    assert!(
+        obs.render().contains("unknown tool `weather`"),
+        "{}",
+        obs.render()
+    );
+    assert!(obs.render().contains("calculator"), "lists what exists");
+    assert!(model.calls()[1]
+        .messages
+        .iter()
+        .any(|m| m.content.contains("unknown tool `weather`")));
+}
+
+#[tokio::test]
+async fn a_failing_tool_becomes_an_observation() {
+    let model = Arc::new(
+        ScriptedModel::new()
+            .text(r#"{"name": "save", "arguments": {}}"#)
+            .text(r#"{"final_answer": "Saving failed."}"#),
+    );
+    let out = run(&agent(model, registry()), "Save it").await.unwrap();
+    assert_eq!(out.answer.as_deref(), Some("Saving failed."));
+    assert!(out.env.observations[0].is_error);
+    assert!(out.env.observations[0]
+        .render()
+        .contains("the disk is full"));
+}
+
+#[tokio::test]
+async fn a_malformed_action_is_repaired() {
+    let model = Arc::new(
+        ScriptedModel::new()
+            .text("Let me compute.\n```json\n{tool_calls: [{name: 'calculator', arguments: {expression: '2+2'},},]\n```")
+            .text("{'final_answer': 'Four.'"),
+    );
+    let out = run(&agent(model, registry()), "2+2?").await.unwrap();
+    assert_eq!(out.env.observations[0].content, json!(4.0));
+    assert_eq!(out.answer.as_deref(), Some("Four."));
+    assert_eq!(out.path, ["reasoning", "action", "reasoning", "answer"]);
+}
+
+#[tokio::test]
+async fn an_unparseable_action_is_retried_then_answered() {
+    let model = Arc::new(
+        ScriptedModel::new()
+            .text("The answer is four.")
+            .text(r#"{"final_answer": "4"}"#),
+    );
+    let out = run(&agent(model.clone(), registry()), "2+2?")
+        .await
+        .unwrap();
+    assert_eq!(out.answer.as_deref(), Some("4"));
+    assert_eq!(out.path, ["reasoning", "reasoning", "answer"]);
+    let retry = model.calls()[1].messages.last().cloned().unwrap();
+    assert!(
+        retry.content.contains("could not be read as an action"),
+        "{}",
+        retry.content
+    );
+    assert!(
+        !out.env.scratch.contains("reasoning.parse_failures"),
+        "counter reset on success"
+    );
+}
+
+#[tokio::test]
+async fn unparseable_actions_end_in_a_typed_error() {
+    let model = Arc::new(
+        ScriptedModel::new()
+            .text("no")
+            .text("still no")
+            .text("never"),
+    );
+    let failure = run(&agent(model.clone(), registry()), "?")
+        .await
+        .unwrap_err();
+    assert_eq!(failure.error.kind(), "action");
+    assert_eq!(failure.path, ["reasoning"; 3]);
+    model.assert_complete();
+}
+
+#[tokio::test]
+async fn max_steps_is_a_typed_error() {
+    let looping = r#"{"name": "calculator", "arguments": {"expression": "1"}}"#;
+    let model = Arc::new(ScriptedModel::from_script(
+        "loop",
+        (0..10).map(|_| statewise::model::Scripted::Reply(statewise::model::Reply::text(looping))),
+    ));
+    let machine = agent(model, registry()).max_steps(5);
+    let failure = run(&machine, "loop").await.unwrap_err();
+    assert!(matches!(failure.error, MachineError::MaxSteps { limit: 5 }));
+    assert_eq!(failure.env.step, 5);
+    assert_eq!(failure.path.len(), 5);
+    assert_eq!(
+        failure.env.observations.len(),
+        2,
+        "work done so far is kept"
+    );
+}
+
+#[tokio::test]
+async fn running_past_the_script_is_a_clear_error() {
+    let model = Arc::new(
+        ScriptedModel::new().text(r#"{"name": "calculator", "arguments": {"expression": "1"}}"#),
+    );
+    let failure = run(&agent(model, registry()), "?").await.unwrap_err();
+    assert_eq!(failure.error.kind(), "model");
+    assert!(
+        failure
+            .to_string()
+            .contains("got call #2 but its script held only 1"),
+        "{failure}"
+    );
+}
+
+#[tokio::test]
+async fn a_custom_state_in_the_loop() {
+    // A guard between Action and Reasoning that stops once a tool failed.
+    let guard = FnState::new(
+        "guard",
+        |env: &mut Env| {
+            if env.observations.iter().any(|o| o.is_error) {
+                env.answer = Some("A tool failed; stopping.".into());
+            }
+            Ok(())
+        },
+        |env: &Env| {
+            if env.answer.is_some() {
+                Next::End
+            } else {
+                Next::to("reasoning")
+            }
+        },
+    );
+    let model = Arc::new(
+        ScriptedModel::new()
+            .text(r#"{"name": "calculator", "arguments": {"expression": "1+1"}}"#)
+            .text(r#"{"name": "save", "arguments": {}}"#),
+    );
+    let tools = registry();
+    let machine = Machine::new("reasoning")
+        .with_state(Reasoning::new(model.clone(), tools.clone()))
+        .with_state(Action::new(tools).then("guard"))
+        .with_state(Answer::new())
+        .with_state(guard);
+    let out = run(&machine, "save 1+1").await.unwrap();
+    assert_eq!(
+        out.path,
+        [
+            "reasoning",
+            "action",
+            "guard",
+            "reasoning",
+            "action",
+            "guard"
+        ]
+    );
+    assert_eq!(out.answer.as_deref(), Some("A tool failed; stopping."));
+    model.assert_complete();
+}
+
+#[tokio::test]
+async fn an_unknown_next_state_is_a_typed_error() {
+    let model = Arc::new(ScriptedModel::new().text(r#"{"final_answer": "x"}"#));
+    let machine = Machine::new("reasoning")
+        .with_state(Reasoning::new(model, registry()).on_answer("respond"));
+    let failure = run(&machine, "?").await.unwrap_err();
+    match &failure.error {
+        MachineError::UnknownState { name, from, known } => {
+            assert_eq!(name, "respond");
+            assert_eq!(from.as_deref(), Some("reasoning"));
+            assert_eq!(known, &["reasoning"]);
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+    assert_eq!(
+        failure.env.action,
+        Some(statewise::Action::FinalAnswer("x".into()))
+    );
+}
+
+#[tokio::test]
+async fn streaming_and_run_give_the_same_result() {
+    let script = || {
+        Arc::new(
+            ScriptedModel::new()
+                .text(r#"{"name": "calculator", "arguments": {"expression": "3*3"}}"#)
+                .text(r#"{"final_answer": "Nine."}"#),
+        )
+    };
+    let ran = run(&agent(script(), registry()), "3*3").await.unwrap();
+    let events: Vec<_> = agent(script(), registry())
+        .stream(Env::from_user("3*3"))
+        .collect()
+        .await;
+    let Some(EventKind::Finished(streamed)) = events.last().map(|e| &e.kind) else {
+        panic!("last event is not Finished");
+    };
+    assert_eq!(**streamed, ran);
+    // Every state is entered and exited once per step, in order.
+    let entered = events
+        .iter()
+        .filter(|e| matches!(e.kind, EventKind::StateEntered))
+        .count();
+    let exited = events
+        .iter()
+        .filter(|e| matches!(e.kind, EventKind::StateExited { .. }))
+        .count();
+    assert_eq!((entered, exited), (4, 4));
+    // Tokens are tagged with the state that produced them.
+    let answer_tokens: String = events
+        .iter()
+        .filter(|e| &*e.state == "answer")
+        .filter_map(|e| e.token())
+        .collect();
+    assert_eq!(answer_tokens, "Nine.");
+    // Events serialize for web clients.
+    let json = serde_json::to_value(&events[0]).unwrap();
+    assert_eq!(
+        json,
+        json!({"step": 1, "state": "reasoning", "type": "state_entered"})
+    );
+}
+
+#[tokio::test]
+async fn states_can_be_registered_between_runs() {
+    let mut machine =
+        Machine::new("start").with_state(FnState::new("start", |_| Ok(()), |_| Next::to("later")));
+    let failure = machine.run(Env::new()).await.unwrap_err();
+    assert_eq!(failure.error.kind(), "unknown_state");
+    let snapshot = machine.clone();
+    machine.register(FnState::new(
+        "later",
+        |env: &mut Env| {
+            env.answer = Some("registered".into());
+            Ok(())
+        },
+        |_| Next::End,
+    ));
+    assert_eq!(
+        machine.run(Env::new()).await.unwrap().answer.as_deref(),
+        Some("registered")
+    );
+    assert!(
+        snapshot.run(Env::new()).await.is_err(),
+        "clones are snapshots"
+    );
+}

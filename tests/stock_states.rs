@@ -1,0 +1,281 @@
+//! Each stock state on its own: transitions on hand-made envs, and single
+//! steps against a scripted model.
+
+use std::sync::Arc;
+
+use serde_json::json;
+use statewise::model::{Reply, ScriptedModel};
+use statewise::tool::{ToolRegistry, Toolbox};
+use statewise::{
+    Action as Act, Emit, Env, Machine, MachineError, Next, Role, State, StateError, ToolCall, Usage,
+};
+use statewise_states::tools::Calculator;
+use statewise_states::{Action, Answer, Reasoning};
+
+fn tools() -> Toolbox {
+    Toolbox::new(ToolRegistry::new().with(Calculator))
+}
+
+fn calc(id: &str, expression: &str) -> ToolCall {
+    ToolCall::new(id, "calculator", json!({ "expression": expression }))
+}
+
+fn reasoning(model: Arc<ScriptedModel>) -> Reasoning {
+    Reasoning::new(model, tools())
+}
+
+#[test]
+fn reasoning_routes_on_the_pending_action() {
+    let r = reasoning(Arc::new(ScriptedModel::new()));
+    let env = Env::new().with_action(Act::ToolCalls(vec![calc("c", "1+1")]));
+    assert_eq!(r.transition(&env), Next::to("action"));
+    let env = Env::new().with_action(Act::FinalAnswer("2".into()));
+    assert_eq!(r.transition(&env), Next::to("answer"));
+    assert_eq!(r.transition(&Env::new()), Next::to("reasoning"));
+}
+
+#[test]
+fn reasoning_routes_to_renamed_states() {
+    let r = reasoning(Arc::new(ScriptedModel::new()))
+        .named("think")
+        .on_tool_calls("tools")
+        .on_answer("reply");
+    let env = Env::new().with_action(Act::ToolCalls(vec![calc("c", "1")]));
+    assert_eq!(r.transition(&env), Next::to("tools"));
+    assert_eq!(
+        r.transition(&Env::new().with_action(Act::FinalAnswer("x".into()))),
+        Next::to("reply")
+    );
+    assert_eq!(r.transition(&Env::new()), Next::to("think"));
+}
+
+#[test]
+fn action_and_answer_routes() {
+    assert_eq!(
+        Action::new(tools()).transition(&Env::new()),
+        Next::to("reasoning")
+    );
+    assert_eq!(
+        Action::new(tools()).then("critic").transition(&Env::new()),
+        Next::to("critic")
+    );
+    assert_eq!(
+        Answer::new().transition(&Env::new().with_answer("x")),
+        Next::End
+    );
+}
+
+#[test]
+fn reasoning_prompt_lists_tools_and_format() {
+    let r = reasoning(Arc::new(ScriptedModel::new())).instructions("Be terse.");
+    let req = r.request(&Env::from_user("2+2?"));
+    let system = &req.messages[0];
+    assert_eq!(system.role, Role::System);
+    assert!(system.content.starts_with("Be terse."));
+    assert!(system.content.contains("- calculator: Evaluates"));
+    assert!(system.content.contains(r#"{"final_answer": "#));
+    assert_eq!(req.messages[1].content, "2+2?");
+}
+
+#[tokio::test]
+async fn reasoning_step_parses_a_repaired_action_and_counts_usage() {
+    let usage = Usage {
+        prompt_tokens: 30,
+        completion_tokens: 12,
+        ..Usage::default()
+    };
+    let model = Arc::new(
+        ScriptedModel::new().reply(
+            Reply::text(
+                "Sure!\n```json\n{'tool': 'calculator', 'args': {'expression': '6*7'},}\n```",
+            )
+            .with_usage(usage),
+        ),
+    );
+    let machine = Machine::new("reasoning").with_state(reasoning(model.clone()));
+    let out = machine
+        .step("reasoning", Env::from_user("6*7?"))
+        .await
+        .unwrap();
+    assert_eq!(out.next, Next::to("action"));
+    let calls = out.env.pending_calls().unwrap();
+    assert_eq!(calls.len(), 1);
+    assert_eq!(calls[0].arguments, json!({"expression": "6*7"}));
+    assert_eq!(out.env.usage, usage);
+    // The raw reply is kept in the conversation.
+    assert_eq!(out.env.messages.last().unwrap().role, Role::Assistant);
+    assert!(out
+        .env
+        .messages
+        .last()
+        .unwrap()
+        .content
+        .starts_with("Sure!"));
+    let tokens: String = out.events.iter().filter_map(|e| e.token()).collect();
+    assert!(tokens.contains("'calculator'"));
+    assert!(out.events.iter().any(|e| matches!(
+        &e.kind,
+        statewise::EventKind::Emitted(Emit::ActionParsed(_))
+    )));
+    model.assert_complete();
+}
+
+#[tokio::test]
+async fn reasoning_feeds_the_parse_error_back() {
+    let model = Arc::new(ScriptedModel::new().text("I think the answer is four."));
+    let machine = Machine::new("reasoning").with_state(reasoning(model));
+    let out = machine
+        .step("reasoning", Env::from_user("2+2?"))
+        .await
+        .unwrap();
+    assert_eq!(out.next, Next::to("reasoning"));
+    assert_eq!(out.env.action, None);
+    let feedback = out.env.messages.last().unwrap();
+    assert_eq!(feedback.role, Role::User);
+    assert!(
+        feedback.content.contains("no JSON found"),
+        "{}",
+        feedback.content
+    );
+    assert_eq!(
+        out.env
+            .scratch
+            .get::<u32>("reasoning.parse_failures")
+            .unwrap(),
+        Some(1)
+    );
+}
+
+#[tokio::test]
+async fn reasoning_gives_up_after_its_retries() {
+    let model = Arc::new(ScriptedModel::new().text("still prose"));
+    let r = reasoning(model).max_parse_retries(1);
+    let env = Env::from_user("?")
+        .with_scratch("reasoning.parse_failures", &1u32)
+        .unwrap();
+    let failure = Machine::new("reasoning")
+        .with_state(r)
+        .step("reasoning", env)
+        .await
+        .unwrap_err();
+    match &failure.error {
+        MachineError::State {
+            source: StateError::Action { attempts: 2, .. },
+            ..
+        } => {}
+        other => panic!("unexpected {other:?}"),
+    }
+    assert_eq!(failure.error.kind(), "action");
+    // The conversation survives the failure.
+    assert_eq!(failure.env.messages.len(), 1);
+}
+
+#[tokio::test]
+async fn reasoning_takes_native_tool_calls_as_they_are() {
+    let model =
+        Arc::new(ScriptedModel::new().tool_call("calculator", json!({"expression": "1+1"})));
+    let machine = Machine::new("reasoning").with_state(reasoning(model));
+    let out = machine
+        .step("reasoning", Env::from_user("1+1"))
+        .await
+        .unwrap();
+    let calls = out.env.pending_calls().unwrap();
+    assert_eq!(calls[0].id, "call_0");
+    assert_eq!(out.env.messages.last().unwrap().tool_calls, calls);
+}
+
+#[tokio::test]
+async fn reasoning_reports_model_errors() {
+    let model = Arc::new(ScriptedModel::new().error("overloaded"));
+    let failure = Machine::new("reasoning")
+        .with_state(reasoning(model))
+        .step("reasoning", Env::from_user("?"))
+        .await
+        .unwrap_err();
+    assert_eq!(failure.error.kind(), "model");
+    assert!(failure.error.to_string().contains("overloaded"));
+}
+
+#[tokio::test]
+async fn action_records_observations_and_tool_messages() {
+    let env =
+        Env::from_user("?").with_action(Act::ToolCalls(vec![calc("a", "2*21"), calc("b", "1/0")]));
+    let out = Machine::new("action")
+        .with_state(Action::new(tools()))
+        .step("action", env)
+        .await
+        .unwrap();
+    assert_eq!(out.env.action, None);
+    let obs = &out.env.observations;
+    assert_eq!(
+        (
+            obs[0].call_id.as_str(),
+            obs[0].content.clone(),
+            obs[0].is_error
+        ),
+        ("a", json!(42.0), false)
+    );
+    assert!(obs[1].is_error);
+    assert!(obs[1].render().contains("division by zero"));
+    let tool_msgs: Vec<_> = out
+        .env
+        .messages
+        .iter()
+        .filter(|m| m.role == Role::Tool)
+        .collect();
+    assert_eq!(tool_msgs.len(), 2);
+    assert_eq!(tool_msgs[0].tool_call_id.as_deref(), Some("a"));
+    assert_eq!(tool_msgs[0].content, "42.0");
+}
+
+#[tokio::test]
+async fn action_respects_its_allow_list() {
+    let env = Env::new().with_action(Act::ToolCalls(vec![calc("a", "1")]));
+    let out = Machine::new("action")
+        .with_state(Action::new(tools().allow(["clock"])))
+        .step("action", env)
+        .await
+        .unwrap();
+    assert!(out.env.observations[0].is_error);
+    assert!(out.env.observations[0].render().contains("not allowed"));
+}
+
+#[tokio::test]
+async fn action_without_calls_is_a_typed_error_that_keeps_the_env() {
+    let env = Env::new().with_action(Act::FinalAnswer("4".into()));
+    let failure = Machine::new("action")
+        .with_state(Action::new(tools()))
+        .step("action", env)
+        .await
+        .unwrap_err();
+    assert_eq!(failure.error.kind(), "precondition");
+    assert_eq!(failure.env.action, Some(Act::FinalAnswer("4".into())));
+}
+
+#[tokio::test]
+async fn answer_streams_the_given_answer() {
+    let env = Env::new().with_action(Act::FinalAnswer("It is 42.".into()));
+    let out = Machine::new("answer")
+        .with_state(Answer::new())
+        .step("answer", env)
+        .await
+        .unwrap();
+    assert_eq!(out.next, Next::End);
+    assert_eq!(out.env.answer.as_deref(), Some("It is 42."));
+    let tokens: Vec<_> = out.events.iter().filter_map(|e| e.token()).collect();
+    assert_eq!(tokens, ["It ", "is ", "42."]);
+}
+
+#[tokio::test]
+async fn answer_with_its_own_model() {
+    let model = Arc::new(ScriptedModel::new().text("Forty-two."));
+    let env = Env::from_user("6*7?").with_action(Act::FinalAnswer("42".into()));
+    let out = Machine::new("answer")
+        .with_state(Answer::with_model(model.clone()))
+        .step("answer", env)
+        .await
+        .unwrap();
+    assert_eq!(out.env.answer.as_deref(), Some("Forty-two."));
+    let sent = &model.calls()[0].messages;
+    assert!(sent.last().unwrap().content.contains("Draft answer: 42"));
+}
