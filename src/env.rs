@@ -232,6 +232,7 @@ impl Scratch {
 /// assert_eq!(env.messages.len(), 1);
 /// ```
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Env {
     /// The conversation so far.
     pub messages: Vec<Message>,
@@ -246,7 +247,6 @@ pub struct Env {
     /// Tokens and cost of every model call of the run.
     pub usage: Usage,
     /// Free space for custom states.
-    #[serde(default)]
     pub scratch: Scratch,
 }
 
