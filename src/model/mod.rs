@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use crate::env::{Message, Usage};
 use crate::tool::ToolSpec;
 
-pub use reply::{split_words, Reply, ReplyBuilder};
+pub use reply::{split_words, Reply, ReplyBuilder, ReplyStream};
 pub use scripted::{FnModel, Scripted, ScriptedModel};
 
 /// A model shared between states and runs.

@@ -1,10 +1,15 @@
 //! A whole reply, and the builder that assembles one from streamed chunks.
 
+use std::pin::Pin;
+use std::task::{ready, Context, Poll};
+
+use futures::Stream;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::{Chunk, FinishReason, ToolCallDelta};
+use super::{Chunk, ChunkStream, FinishReason, ModelError, ToolCallDelta};
 use crate::env::{ToolCall, Usage};
+use crate::state::Emit;
 
 /// A complete model reply.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -201,6 +206,69 @@ impl ReplyBuilder {
             tool_calls,
             usage: self.usage,
             finish: self.finish,
+        }
+    }
+}
+
+/// A model call as a state streams it: yields text as [`Emit::Token`] and
+/// reasoning as [`Emit::Reasoning`] while assembling the whole [`Reply`].
+///
+/// ```
+/// use futures::StreamExt;
+/// use statewise::model::{ChatModel, ChatRequest, ReplyStream, ScriptedModel};
+/// use statewise::Emit;
+///
+/// # futures::executor::block_on(async {
+/// let model = ScriptedModel::new().text("Hello there");
+/// let mut call = ReplyStream::new(model.stream(ChatRequest::default()));
+/// let mut tokens = Vec::new();
+/// while let Some(emit) = call.next().await {
+///     if let Emit::Token(t) = emit? { tokens.push(t); }
+/// }
+/// assert_eq!(tokens, ["Hello ", "there"]);
+/// assert_eq!(call.finish().text, "Hello there");
+/// # Ok::<(), statewise::model::ModelError>(())
+/// # }).unwrap();
+/// ```
+pub struct ReplyStream<'a> {
+    chunks: ChunkStream<'a>,
+    reply: ReplyBuilder,
+}
+
+impl<'a> ReplyStream<'a> {
+    /// Wraps the chunks of one model call.
+    pub fn new(chunks: ChunkStream<'a>) -> Self {
+        ReplyStream {
+            chunks,
+            reply: ReplyBuilder::default(),
+        }
+    }
+
+    /// The reply assembled from the chunks received so far.
+    pub fn finish(self) -> Reply {
+        self.reply.finish()
+    }
+}
+
+impl Stream for ReplyStream<'_> {
+    type Item = Result<Emit, ModelError>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        loop {
+            let chunk = match ready!(self.chunks.as_mut().poll_next(cx)) {
+                Some(Ok(chunk)) => chunk,
+                Some(Err(e)) => return Poll::Ready(Some(Err(e))),
+                None => return Poll::Ready(None),
+            };
+            let emit = match &chunk {
+                Chunk::Text(t) => Some(Emit::Token(t.clone())),
+                Chunk::Reasoning(t) => Some(Emit::Reasoning(t.clone())),
+                _ => None,
+            };
+            self.reply.push(chunk);
+            if let Some(emit) = emit {
+                return Poll::Ready(Some(Ok(emit)));
+            }
         }
     }
 }

@@ -1,7 +1,7 @@
 //! The Answer state: stream the final answer.
 
 use futures::StreamExt;
-use statewise::model::{split_words, ChatRequest, Chunk, Params, ReplyBuilder, SharedModel};
+use statewise::model::{split_words, ChatRequest, Params, ReplyStream, SharedModel};
 use statewise::{Action, Emit, EmitStream, Env, Message, Next, State, StateError};
 
 use crate::{prompt, ANSWER};
@@ -117,17 +117,11 @@ impl State for Answer {
                 env.answer = Some(answer);
                 return;
             };
-            let mut reply = ReplyBuilder::default();
-            let mut chunks = model.stream(self.request(env));
-            while let Some(chunk) = chunks.next().await {
-                let chunk = chunk?;
-                if let Chunk::Text(t) = &chunk {
-                    yield Emit::Token(t.clone());
-                }
-                reply.push(chunk);
+            let mut call = ReplyStream::new(model.stream(self.request(env)));
+            while let Some(emit) = call.next().await {
+                yield emit?;
             }
-            drop(chunks);
-            let reply = reply.finish();
+            let reply = call.finish();
             env.usage.add(&reply.usage);
             env.action = None;
             env.messages.push(Message::assistant(reply.text.clone()));

@@ -2,7 +2,7 @@
 
 use futures::StreamExt;
 use statewise::action::parse_action;
-use statewise::model::{ChatRequest, Chunk, Params, ReplyBuilder, SharedModel};
+use statewise::model::{ChatRequest, Params, ReplyStream, SharedModel};
 use statewise::tool::Toolbox;
 use statewise::{Action, Emit, EmitStream, Env, Message, Next, State, StateError};
 
@@ -120,19 +120,11 @@ impl State for Reasoning {
     fn run<'a>(&'a self, env: &'a mut Env) -> EmitStream<'a> {
         Box::pin(statewise::try_stream! {
             env.action = None;
-            let mut reply = ReplyBuilder::default();
-            let mut chunks = self.model.stream(self.request(env));
-            while let Some(chunk) = chunks.next().await {
-                let chunk = chunk?;
-                match &chunk {
-                    Chunk::Text(t) => yield Emit::Token(t.clone()),
-                    Chunk::Reasoning(t) => yield Emit::Reasoning(t.clone()),
-                    _ => {}
-                }
-                reply.push(chunk);
+            let mut call = ReplyStream::new(self.model.stream(self.request(env)));
+            while let Some(emit) = call.next().await {
+                yield emit?;
             }
-            drop(chunks);
-            let reply = reply.finish();
+            let reply = call.finish();
             env.usage.add(&reply.usage);
 
             let parsed = if reply.tool_calls.is_empty() {
