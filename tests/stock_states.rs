@@ -133,7 +133,7 @@ async fn reasoning_feeds_the_parse_error_back() {
     let feedback = out.env.messages.last().unwrap();
     assert_eq!(feedback.role, Role::User);
     assert!(
-        feedback.content.contains("no JSON found"),
+        feedback.content.contains("no JSON object or array found"),
         "{}",
         feedback.content
     );

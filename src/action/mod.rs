@@ -4,13 +4,14 @@
 //! Errors name exactly what was wrong, because the Reasoning state sends
 //! them back to the model as feedback.
 
+mod parser;
 mod repair;
 
 use serde_json::{Map, Value};
 
 use crate::env::{Action, ToolCall};
 
-pub use repair::{repair, RepairError};
+pub use repair::{repair, repair_prefix, RepairError};
 
 /// Why a reply is not an action.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
