@@ -11,7 +11,7 @@ use std::time::Duration;
 use futures::stream::BoxStream;
 use serde::{Deserialize, Serialize};
 
-use crate::action::ParseError;
+use crate::action::{ParseError, PartialAction};
 use crate::env::{Action, Env, Observation, ScratchError, ToolCall};
 use crate::model::ModelError;
 
@@ -41,6 +41,9 @@ pub enum Emit {
     Token(String),
     /// Reasoning ("thinking") text, kept apart from tokens.
     Reasoning(String),
+    /// What is known of the action while its text still streams (a tool
+    /// name complete, a final answer begun); never retracted.
+    PartialAction(PartialAction),
     /// The action this state decided on.
     ActionParsed(Action),
     /// A tool call began.

@@ -279,3 +279,40 @@ async fn answer_with_its_own_model() {
     let sent = &model.calls()[0].messages;
     assert!(sent.last().unwrap().content.contains("Draft answer: 42"));
 }
+
+#[tokio::test]
+async fn reasoning_announces_the_tool_name_while_streaming() {
+    use statewise::action::PartialAction;
+    use statewise::EventKind;
+    let model = Arc::new(ScriptedModel::new().text(
+        r#"{"tool_calls": [{"name": "calculator", "arguments": {"expression": "a very long expression indeed"}}]}"#,
+    ));
+    let machine = Machine::new("reasoning").with_state(reasoning(model));
+    let out = machine
+        .step("reasoning", Env::from_user("?"))
+        .await
+        .unwrap();
+    let kinds: Vec<&EventKind> = out.events.iter().map(|e| &e.kind).collect();
+    let announced = kinds
+        .iter()
+        .position(|k| matches!(k, EventKind::Emitted(Emit::PartialAction(PartialAction::ToolCalls(n))) if n == &["calculator"]))
+        .expect("tool name announced");
+    let parsed = kinds
+        .iter()
+        .position(|k| matches!(k, EventKind::Emitted(Emit::ActionParsed(_))))
+        .unwrap();
+    let tokens_after = kinds[announced..parsed]
+        .iter()
+        .filter(|k| matches!(k, EventKind::Emitted(Emit::Token(_))))
+        .count();
+    assert!(
+        tokens_after >= 4,
+        "announced early, with {tokens_after} tokens still to come"
+    );
+    // Announced once: nothing new was learnt later.
+    let partials = kinds
+        .iter()
+        .filter(|k| matches!(k, EventKind::Emitted(Emit::PartialAction(_))))
+        .count();
+    assert_eq!(partials, 1);
+}

@@ -5,12 +5,14 @@
 //! them back to the model as feedback.
 
 mod parser;
+mod partial;
 mod repair;
 
 use serde_json::{Map, Value};
 
 use crate::env::{Action, ToolCall};
 
+pub use partial::{PartialAction, PartialActionReader};
 pub use repair::{repair, repair_prefix, RepairError};
 
 /// Why a reply is not an action.
@@ -71,18 +73,92 @@ pub fn parse_action(text: &str) -> Result<Action, ParseError> {
 }
 
 /// Reads an already repaired JSON value as an action.
+///
+/// A list is read as several actions, one per object in it (lists in it are
+/// opened, other items skipped): tool calls are joined in order; a final
+/// answer counts only when the list holds no tool call, since the model
+/// answers after seeing their results.
 pub fn action_from_value(value: Value) -> Result<Action, ParseError> {
-    match value {
-        Value::Array(items) => calls_from_list(items),
+    let action = match value {
+        Value::Array(items) => action_from_list(items),
         Value::Object(map) => action_from_object(map),
         other => Err(ParseError::NotAnAction {
             found: format!("a lone {}", type_name(&other)),
         }),
+    };
+    action.map(numbered)
+}
+
+fn action_from_list(items: Vec<Value>) -> Result<Action, ParseError> {
+    let objects: Vec<Map<String, Value>> = items
+        .iter()
+        .flat_map(|item| match item {
+            Value::Array(inner) => inner.iter().collect(),
+            other => vec![other],
+        })
+        .filter_map(|v| v.as_object().cloned())
+        .collect();
+    if objects.is_empty() {
+        return match items.first() {
+            None => Err(ParseError::NoCalls),
+            Some(first) => Err(ParseError::NotAnAction {
+                found: format!("a list of {}", type_name(first)),
+            }),
+        };
+    }
+    let mut calls = Vec::new();
+    let mut answer = None;
+    for (index, object) in objects.into_iter().enumerate() {
+        match action_from_object(object).map_err(|e| e.at_call(index))? {
+            Action::ToolCalls(more) => calls.extend(more),
+            Action::FinalAnswer(a) => {
+                answer.get_or_insert(a);
+            }
+        }
+    }
+    if calls.is_empty() {
+        return Ok(Action::FinalAnswer(answer.unwrap_or_default()));
+    }
+    Ok(Action::ToolCalls(calls))
+}
+
+/// Fills every missing call id in by position (`call_0`, ...).
+fn numbered(action: Action) -> Action {
+    match action {
+        Action::ToolCalls(mut calls) => {
+            for (i, call) in calls.iter_mut().enumerate() {
+                if call.id.is_empty() {
+                    call.id = format!("call_{i}");
+                }
+            }
+            Action::ToolCalls(calls)
+        }
+        answer => answer,
+    }
+}
+
+impl ParseError {
+    /// The same error, about the call at `index` of a list.
+    fn at_call(self, index: usize) -> Self {
+        match self {
+            ParseError::MissingToolName { .. } => ParseError::MissingToolName { index },
+            ParseError::BadArguments { tool, found, .. } => {
+                ParseError::BadArguments { index, tool, found }
+            }
+            other => other,
+        }
     }
 }
 
 const FINAL_KEYS: &[&str] = &["final_answer", "finalAnswer", "answer"];
-const NAME_KEYS: &[&str] = &["name", "tool", "action", "tool_name", "function"];
+const NAME_KEYS: &[&str] = &[
+    "name",
+    "tool",
+    "action",
+    "tool_name",
+    "function",
+    "function_call",
+];
 const ARG_KEYS: &[&str] = &[
     "arguments",
     "args",
@@ -96,7 +172,7 @@ fn action_from_object(mut map: Map<String, Value>) -> Result<Action, ParseError>
     if let Some(answer) = FINAL_KEYS.iter().find_map(|k| map.remove(*k)) {
         return Ok(Action::FinalAnswer(text_of(answer)));
     }
-    if let Some(calls) = map.remove("tool_calls") {
+    if let Some(calls) = map.remove("tool_calls").or_else(|| map.remove("calls")) {
         return match calls {
             Value::Array(items) => calls_from_list(items),
             single @ Value::Object(_) => calls_from_list(vec![single]),
@@ -112,7 +188,11 @@ fn action_from_object(mut map: Map<String, Value>) -> Result<Action, ParseError>
             .unwrap_or(Value::Null);
         return Ok(Action::FinalAnswer(text_of(answer)));
     }
-    if NAME_KEYS.iter().any(|k| map.contains_key(*k)) {
+    if NAME_KEYS
+        .iter()
+        .chain(ARG_KEYS)
+        .any(|k| map.contains_key(*k))
+    {
         return Ok(Action::ToolCalls(vec![call_from_object(0, map)?]));
     }
     let keys: Vec<&str> = map.keys().map(String::as_str).collect();
@@ -149,8 +229,9 @@ fn calls_from_list(items: Vec<Value>) -> Result<Action, ParseError> {
 }
 
 fn call_from_object(index: usize, mut map: Map<String, Value>) -> Result<ToolCall, ParseError> {
-    // OpenAI's wire shape: {"id": ..., "type": "function", "function": {"name", "arguments"}}.
-    if let Some(Value::Object(inner)) = map.get("function") {
+    // OpenAI's wire shapes: {"id": ..., "type": "function", "function": {"name", "arguments"}},
+    // and the older {"function_call": {"name", "arguments"}}.
+    if let Some(Value::Object(inner)) = map.get("function").or_else(|| map.get("function_call")) {
         let mut inner = inner.clone();
         if let Some(id) = map.remove("id") {
             inner.entry("id").or_insert(id);
@@ -177,8 +258,8 @@ fn call_from_object(index: usize, mut map: Map<String, Value>) -> Result<ToolCal
         }
     };
     let id = match map.remove("id") {
-        Some(Value::String(id)) if !id.is_empty() => id,
-        _ => format!("call_{index}"),
+        Some(Value::String(id)) => id,
+        _ => String::new(),
     };
     Ok(ToolCall {
         id,
@@ -297,6 +378,30 @@ mod tests {
             "{e}"
         );
         assert!(matches!(parse_action("   "), Err(ParseError::Repair(_))));
+    }
+
+    #[test]
+    fn lists_skip_junk_and_prefer_calls() {
+        // Prose with a bracket before the action yields two documents.
+        let text = r#"Step [1]: I will call {"name": "calc", "arguments": {"x": 1}}"#;
+        assert_eq!(calls(text), vec![("calc".to_owned(), json!({"x": 1}))]);
+        let text = r#"[{"name": "a"}, {"final_answer": "done"}, {"name": "b"}]"#;
+        let Action::ToolCalls(c) = parse_action(text).unwrap() else {
+            panic!()
+        };
+        assert_eq!((c[0].id.as_str(), c[1].id.as_str()), ("call_0", "call_1"));
+        assert_eq!(
+            parse_action(r#"[{"final_answer": "x"}]"#).unwrap(),
+            Action::FinalAnswer("x".into())
+        );
+        let e = parse_action(r#"[{"name": "a"}, {"args": {}}]"#).unwrap_err();
+        assert_eq!(e, ParseError::MissingToolName { index: 1 });
+        assert!(parse_action("[1, 2]")
+            .unwrap_err()
+            .to_string()
+            .contains("a list of number"));
+        let legacy = r#"{"function_call": {"name": "calc", "arguments": "{\"x\": 2}"}}"#;
+        assert_eq!(calls(legacy), vec![("calc".to_owned(), json!({"x": 2}))]);
     }
 
     #[test]

@@ -289,7 +289,11 @@ impl<'a> Parser<'a> {
             self.stack.pop();
             let value = match value {
                 Some(v) => v,
-                None if self.partial && self.peek().is_none() => return MembersEnd::Eof,
+                // In a prefix, the key is known and its value still coming.
+                None if self.partial && self.peek().is_none() => {
+                    map.insert(key.trim_end().to_owned(), Value::Null);
+                    return MembersEnd::Eof;
+                }
                 None => Value::String(String::new()),
             };
             map.insert(key.trim_end().to_owned(), value);

@@ -56,13 +56,14 @@ pub fn repair(text: &str) -> Result<Value, RepairError> {
 /// Recovers what can be known for certain from the start of a reply that is
 /// still streaming: like [`repair`], but a string, number or literal cut off
 /// by the end of the text is left out instead of being completed, so every
-/// value returned is final.
+/// value returned is final. A key whose value is still arriving maps to
+/// `null`.
 ///
 /// ```
 /// use serde_json::json;
 /// use statewise::action::repair_prefix;
 ///
-/// assert_eq!(repair_prefix(r#"{"name": "calcu"#)?, json!({}));
+/// assert_eq!(repair_prefix(r#"{"name": "calcu"#)?, json!({"name": null}));
 /// assert_eq!(repair_prefix(r#"{"name": "calculator", "argu"#)?, json!({"name": "calculator"}));
 /// # Ok::<(), statewise::action::RepairError>(())
 /// ```
@@ -311,7 +312,7 @@ mod tests {
             let Ok(v) = repair_prefix(&full[..end]) else {
                 continue;
             };
-            if let Some(name) = v.pointer("/tool_calls/0/name") {
+            if let Some(Value::String(name)) = v.pointer("/tool_calls/0/name") {
                 assert_eq!(name, "calculator", "at {end}");
                 seen_name.get_or_insert(end);
             }

@@ -1,7 +1,7 @@
 //! The Reasoning state: ask the model for an action.
 
 use futures::StreamExt;
-use statewise::action::parse_action;
+use statewise::action::PartialActionReader;
 use statewise::model::{ChatRequest, Params, ReplyStream, SharedModel};
 use statewise::tool::Toolbox;
 use statewise::{Action, Emit, EmitStream, Env, Message, Next, State, StateError};
@@ -121,14 +121,23 @@ impl State for Reasoning {
         Box::pin(statewise::try_stream! {
             env.action = None;
             let mut call = ReplyStream::new(self.model.stream(self.request(env)));
+            let mut reader = PartialActionReader::default();
             while let Some(emit) = call.next().await {
-                yield emit?;
+                let emit = emit?;
+                let partial = match &emit {
+                    Emit::Token(t) => reader.push(t).cloned(),
+                    _ => None,
+                };
+                yield emit;
+                if let Some(partial) = partial {
+                    yield Emit::PartialAction(partial);
+                }
             }
             let reply = call.finish();
             env.usage.add(&reply.usage);
 
             let parsed = if reply.tool_calls.is_empty() {
-                parse_action(&reply.text).map(|action| renumber(action, env.step))
+                reader.finish().map(|action| renumber(action, env.step))
             } else {
                 Ok(Action::ToolCalls(reply.tool_calls.clone()))
             };
