@@ -134,9 +134,14 @@ pub struct Usage {
     pub prompt_tokens: u64,
     /// Tokens the model generated.
     pub completion_tokens: u64,
-    /// Of `prompt_tokens`, those served from a cache.
+    /// Of `prompt_tokens`, those read from the provider's prompt cache.
+    #[serde(default)]
     pub cached_tokens: u64,
+    /// Of `prompt_tokens`, those written to the provider's prompt cache.
+    #[serde(default)]
+    pub cache_write_tokens: u64,
     /// Cost in US dollars, where a price is known.
+    #[serde(default)]
     pub cost: f64,
 }
 
@@ -151,6 +156,7 @@ impl Usage {
         self.prompt_tokens += other.prompt_tokens;
         self.completion_tokens += other.completion_tokens;
         self.cached_tokens += other.cached_tokens;
+        self.cache_write_tokens += other.cache_write_tokens;
         self.cost += other.cost;
     }
 }

@@ -8,9 +8,10 @@ mod parser;
 mod partial;
 mod repair;
 
-use serde_json::{Map, Value};
+use serde_json::{json, Map, Value};
 
 use crate::env::{Action, ToolCall};
+use crate::tool::ToolSpec;
 
 pub use partial::{PartialAction, PartialActionReader};
 pub use repair::{repair, repair_prefix, RepairError};
@@ -70,6 +71,53 @@ pub enum ParseError {
 /// ```
 pub fn parse_action(text: &str) -> Result<Action, ParseError> {
     action_from_value(repair(text)?)
+}
+
+/// The JSON Schema of the action format the stock prompts ask for:
+/// `{"tool_calls": [{"name", "arguments"}, ...]}` with each tool's own
+/// argument schema, or `{"final_answer": "..."}`. Models that constrain
+/// their output to a schema (llama.cpp's grammars, OpenAI's structured
+/// outputs) can then only write a valid action naming a real tool.
+///
+/// ```
+/// use serde_json::json;
+/// use statewise::{action::action_schema, tool::ToolSpec};
+///
+/// let calc = ToolSpec { name: "calc".into(), description: "math".into(), parameters: json!({"type": "object"}) };
+/// let schema = action_schema(&[calc]);
+/// assert_eq!(schema["anyOf"][0]["properties"]["tool_calls"]["items"]["anyOf"][0]["properties"]["name"], json!({"const": "calc"}));
+/// assert_eq!(schema["anyOf"][1]["required"], json!(["final_answer"]));
+/// ```
+pub fn action_schema(tools: &[ToolSpec]) -> Value {
+    let final_answer = json!({
+        "type": "object",
+        "properties": {"final_answer": {"type": "string"}},
+        "required": ["final_answer"],
+        "additionalProperties": false
+    });
+    if tools.is_empty() {
+        return json!({"anyOf": [final_answer]});
+    }
+    let calls: Vec<Value> = tools
+        .iter()
+        .map(|t| {
+            json!({
+                "type": "object",
+                "properties": {"name": {"const": t.name}, "arguments": t.parameters},
+                "required": ["name", "arguments"],
+                "additionalProperties": false
+            })
+        })
+        .collect();
+    json!({"anyOf": [
+        {
+            "type": "object",
+            "properties": {"tool_calls": {"type": "array", "minItems": 1, "items": {"anyOf": calls}}},
+            "required": ["tool_calls"],
+            "additionalProperties": false
+        },
+        final_answer
+    ]})
 }
 
 /// Reads an already repaired JSON value as an action.

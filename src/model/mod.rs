@@ -4,10 +4,16 @@
 //! trait, and layers (retry, timeout, cache, ...) wrap it, so a state never
 //! knows which model it talks to.
 
+mod anthropic;
+pub mod http;
+mod openai;
+mod price;
 mod reply;
 mod scripted;
+mod spec;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use futures::future::BoxFuture;
 use futures::stream::BoxStream;
@@ -17,8 +23,12 @@ use serde::{Deserialize, Serialize};
 use crate::env::{Message, Usage};
 use crate::tool::ToolSpec;
 
+pub use anthropic::{Anthropic, AnthropicBuilder, ANTHROPIC_BASE_URL};
+pub use openai::{OpenAi, OpenAiBuilder, OPENAI_BASE_URL};
+pub use price::{Price, PriceTable, Priced};
 pub use reply::{split_words, Reply, ReplyBuilder, ReplyStream};
 pub use scripted::{FnModel, Scripted, ScriptedModel};
+pub use spec::{from_spec, ModelRegistry, ModelSpec, ModelSpecError};
 
 /// A model shared between states and runs.
 pub type SharedModel = Arc<dyn ChatModel>;
@@ -54,6 +64,19 @@ pub struct ChatRequest {
     /// Sampling parameters.
     #[serde(default)]
     pub params: Params,
+    /// A JSON Schema the reply's text must follow, for models that can
+    /// constrain their output ([`Capabilities::json_schema`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub response_schema: Option<serde_json::Value>,
+}
+
+/// What a model can do beyond plain chat; states adapt their prompts to it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Capabilities {
+    /// It calls tools natively (`ChatRequest::tools`, tool-call chunks).
+    pub native_tools: bool,
+    /// It can constrain its reply to `ChatRequest::response_schema`.
+    pub json_schema: bool,
 }
 
 impl ChatRequest {
@@ -133,9 +156,88 @@ pub enum ModelError {
     /// An error written into a test script.
     #[error("scripted error: {0}")]
     Scripted(String),
+    /// The provider answered with an error status. `message` is its error
+    /// body with credentials redacted.
+    #[error("{provider} answered HTTP {status}: {message}")]
+    Http {
+        /// The provider (`openai`, `anthropic`, ...).
+        provider: String,
+        /// The HTTP status.
+        status: u16,
+        /// What the provider said, credentials redacted.
+        message: String,
+        /// How long the provider asked to wait before retrying.
+        retry_after: Option<Duration>,
+    },
+    /// The request got no answer: connection refused, DNS, TLS, ...
+    #[error("{provider}: no answer: {message}")]
+    Connect {
+        /// The provider.
+        provider: String,
+        /// What failed.
+        message: String,
+    },
+    /// The reply stream ended or broke before the reply was complete.
+    #[error("{provider}: the reply stream was cut after {chunks} chunks: {message}")]
+    StreamCut {
+        /// The provider.
+        provider: String,
+        /// Chunks already delivered; 0 means nothing reached the caller.
+        chunks: usize,
+        /// What happened.
+        message: String,
+    },
+    /// The provider sent something that is not its protocol, or reported
+    /// an error inside the stream.
+    #[error("{provider}: bad response after {chunks} chunks: {message}")]
+    Protocol {
+        /// The provider.
+        provider: String,
+        /// Chunks already delivered.
+        chunks: usize,
+        /// What was wrong.
+        message: String,
+    },
+    /// The model is not usable as configured (missing API key, bad URL, ...).
+    #[error("{provider}: {message}")]
+    Config {
+        /// The provider.
+        provider: String,
+        /// What to fix.
+        message: String,
+    },
     /// Any other failure of a provider.
     #[error("{0}")]
     Other(Box<dyn std::error::Error + Send + Sync>),
+}
+
+impl ModelError {
+    /// The HTTP status, for [`ModelError::Http`].
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            ModelError::Http { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+
+    /// How long the provider asked to wait, if it did.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            ModelError::Http { retry_after, .. } => *retry_after,
+            _ => None,
+        }
+    }
+
+    /// Whether any chunk of the reply had reached the caller before the
+    /// failure (so a retry must discard what was streamed).
+    pub fn emitted(&self) -> bool {
+        match self {
+            ModelError::StreamCut { chunks, .. } | ModelError::Protocol { chunks, .. } => {
+                *chunks > 0
+            }
+            _ => false,
+        }
+    }
 }
 
 /// A chat model: streams the reply to a request.
@@ -162,6 +264,11 @@ pub trait ChatModel: Send + Sync {
     /// The model's name, as it appears in traces and usage reports.
     fn name(&self) -> &str;
 
+    /// What the model can do beyond plain chat.
+    fn capabilities(&self) -> Capabilities {
+        Capabilities::default()
+    }
+
     /// Streams the reply to `request`.
     fn stream(&self, request: ChatRequest) -> ChunkStream<'_>;
 
@@ -182,6 +289,10 @@ pub trait ChatModel: Send + Sync {
 impl<M: ChatModel + ?Sized> ChatModel for Arc<M> {
     fn name(&self) -> &str {
         (**self).name()
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        (**self).capabilities()
     }
 
     fn stream(&self, request: ChatRequest) -> ChunkStream<'_> {

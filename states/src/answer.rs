@@ -88,6 +88,7 @@ impl Answer {
             messages,
             tools: Vec::new(),
             params: self.params.clone(),
+            response_schema: None,
         }
     }
 }

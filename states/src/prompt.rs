@@ -28,6 +28,17 @@ pub(crate) fn conversation(system: String, env: &Env) -> Vec<Message> {
     messages
 }
 
+/// How a model with native tool calling is told to finish.
+pub(crate) const NATIVE_TOOLS_GUIDE: &str =
+    "Call the tools you need. When you have what you need, reply to the user in plain text.";
+
+/// The env's conversation as it is, for a model with native tool calling.
+pub(crate) fn native_conversation(system: String, env: &Env) -> Vec<Message> {
+    std::iter::once(Message::system(system))
+        .chain(env.messages.iter().cloned())
+        .collect()
+}
+
 /// The part of the system prompt that lists the tools and the action format.
 pub(crate) fn action_format(tools: &[ToolSpec]) -> String {
     let mut out = String::new();

@@ -1,7 +1,7 @@
 //! The Reasoning state: ask the model for an action.
 
 use futures::StreamExt;
-use statewise::action::PartialActionReader;
+use statewise::action::{action_schema, ParseError, PartialActionReader, RepairError};
 use statewise::model::{ChatRequest, Params, ReplyStream, SharedModel};
 use statewise::tool::Toolbox;
 use statewise::{Action, Emit, EmitStream, Env, Message, Next, State, StateError};
@@ -93,17 +93,35 @@ impl Reasoning {
         self
     }
 
+    /// Whether this state calls tools natively with its model: when the
+    /// model supports it and there are tools; otherwise it prompts for JSON
+    /// actions.
+    pub fn native_tools(&self) -> bool {
+        self.model.capabilities().native_tools && !self.tools.specs().is_empty()
+    }
+
     /// The request this state sends for `env`.
     pub fn request(&self, env: &Env) -> ChatRequest {
-        let system = format!(
-            "{}\n\n{}",
-            self.instructions,
-            prompt::action_format(&self.tools.specs())
-        );
+        let specs = self.tools.specs();
+        if self.native_tools() {
+            let system = format!("{}\n\n{}", self.instructions, prompt::NATIVE_TOOLS_GUIDE);
+            return ChatRequest {
+                messages: prompt::native_conversation(system, env),
+                tools: specs,
+                params: self.params.clone(),
+                response_schema: None,
+            };
+        }
+        let system = format!("{}\n\n{}", self.instructions, prompt::action_format(&specs));
         ChatRequest {
             messages: prompt::conversation(system, env),
             tools: Vec::new(),
             params: self.params.clone(),
+            response_schema: self
+                .model
+                .capabilities()
+                .json_schema
+                .then(|| action_schema(&specs)),
         }
     }
 
@@ -120,12 +138,13 @@ impl State for Reasoning {
     fn run<'a>(&'a self, env: &'a mut Env) -> EmitStream<'a> {
         Box::pin(statewise::try_stream! {
             env.action = None;
+            let native = self.native_tools();
             let mut call = ReplyStream::new(self.model.stream(self.request(env)));
             let mut reader = PartialActionReader::default();
             while let Some(emit) = call.next().await {
                 let emit = emit?;
                 let partial = match &emit {
-                    Emit::Token(t) => reader.push(t).cloned(),
+                    Emit::Token(t) if !native => reader.push(t).cloned(),
                     _ => None,
                 };
                 yield emit;
@@ -136,10 +155,16 @@ impl State for Reasoning {
             let reply = call.finish();
             env.usage.add(&reply.usage);
 
-            let parsed = if reply.tool_calls.is_empty() {
-                reader.finish().map(|action| renumber(action, env.step))
-            } else {
+            let parsed = if !reply.tool_calls.is_empty() {
                 Ok(Action::ToolCalls(reply.tool_calls.clone()))
+            } else if native {
+                // With native tools, a reply without tool calls is the answer.
+                match reply.text.trim() {
+                    "" => Err(ParseError::Repair(RepairError::Empty)),
+                    text => Ok(Action::FinalAnswer(text.to_owned())),
+                }
+            } else {
+                reader.finish().map(|action| renumber(action, env.step))
             };
             let key = self.failures_key();
             let mut message = Message::assistant(reply.text);

@@ -1,0 +1,503 @@
+//! Anthropic's Messages API, streamed or whole, with native tool use and
+//! prompt-cache token counts.
+
+use std::collections::HashMap;
+
+use eventsource_stream::Eventsource;
+use futures::StreamExt;
+use serde::Deserialize;
+use serde_json::{json, Map, Value};
+
+use super::http::{error_chain, error_message, redact, send, Secret};
+use super::{
+    Capabilities, ChatModel, ChatRequest, Chunk, ChunkStream, FinishReason, ModelError,
+    ToolCallDelta,
+};
+use crate::env::{Message, Role, Usage};
+
+const PROVIDER: &str = "anthropic";
+
+/// Anthropic's own endpoint.
+pub const ANTHROPIC_BASE_URL: &str = "https://api.anthropic.com";
+
+const API_VERSION: &str = "2023-06-01";
+
+/// The reply budget when the request sets none (the API requires one).
+const DEFAULT_MAX_TOKENS: u32 = 4096;
+
+/// A Claude model behind the Messages API.
+///
+/// ```no_run
+/// use statewise::model::Anthropic;
+///
+/// let claude = Anthropic::from_env("claude-sonnet-4-5")?; // ANTHROPIC_API_KEY
+/// # Ok::<(), statewise::model::ModelError>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct Anthropic {
+    client: reqwest::Client,
+    url: String,
+    key: Secret,
+    model: String,
+    name: String,
+    streaming: bool,
+}
+
+/// Configures an [`Anthropic`] model.
+#[derive(Debug, Clone)]
+pub struct AnthropicBuilder {
+    model: String,
+    base_url: Option<String>,
+    key: Option<Secret>,
+    from_env: bool,
+    streaming: bool,
+    client: Option<reqwest::Client>,
+}
+
+impl Anthropic {
+    /// Starts configuring a model named `model`.
+    pub fn builder(model: impl Into<String>) -> AnthropicBuilder {
+        AnthropicBuilder {
+            model: model.into(),
+            base_url: None,
+            key: None,
+            from_env: false,
+            streaming: true,
+            client: None,
+        }
+    }
+
+    /// `model` with `ANTHROPIC_API_KEY` (and `ANTHROPIC_BASE_URL`) from the environment.
+    pub fn from_env(model: impl Into<String>) -> Result<Self, ModelError> {
+        Self::builder(model).from_env().build()
+    }
+
+    fn body(&self, request: &ChatRequest) -> Value {
+        let system: Vec<&str> = request
+            .messages
+            .iter()
+            .filter(|m| m.role == Role::System)
+            .map(|m| m.content.as_str())
+            .collect();
+        let p = &request.params;
+        let mut body = json!({
+            "model": self.model,
+            "max_tokens": p.max_tokens.unwrap_or(DEFAULT_MAX_TOKENS),
+            "messages": wire_messages(&request.messages),
+            "stream": self.streaming,
+        });
+        if !system.is_empty() {
+            body["system"] = json!(system.join("\n\n"));
+        }
+        if !request.tools.is_empty() {
+            body["tools"] = request
+                .tools
+                .iter()
+                .map(|t| json!({"name": t.name, "description": t.description, "input_schema": t.parameters}))
+                .collect();
+        }
+        if let Some(t) = p.temperature {
+            body["temperature"] = json!(t);
+        }
+        if !p.stop.is_empty() {
+            body["stop_sequences"] = json!(p.stop);
+        }
+        body
+    }
+}
+
+impl AnthropicBuilder {
+    /// The API's base URL (without `/v1`).
+    pub fn base_url(mut self, url: impl Into<String>) -> Self {
+        self.base_url = Some(url.into());
+        self
+    }
+
+    /// The API key.
+    pub fn api_key(mut self, key: impl Into<String>) -> Self {
+        self.key = Some(Secret::new(key));
+        self
+    }
+
+    /// Fills what was not set explicitly from `ANTHROPIC_API_KEY` and `ANTHROPIC_BASE_URL`.
+    pub fn from_env(mut self) -> Self {
+        self.from_env = true;
+        self
+    }
+
+    /// Streams replies (the default), or asks for them whole.
+    pub fn streaming(mut self, on: bool) -> Self {
+        self.streaming = on;
+        self
+    }
+
+    /// The HTTP client to use.
+    pub fn client(mut self, client: reqwest::Client) -> Self {
+        self.client = Some(client);
+        self
+    }
+
+    /// Checks the configuration and builds the model.
+    pub fn build(self) -> Result<Anthropic, ModelError> {
+        let config = |message: String| ModelError::Config {
+            provider: PROVIDER.to_owned(),
+            message,
+        };
+        let env = |name: &str| {
+            self.from_env
+                .then(|| std::env::var(name).ok())
+                .flatten()
+                .filter(|v| !v.trim().is_empty())
+        };
+        let base = self
+            .base_url
+            .clone()
+            .or_else(|| env("ANTHROPIC_BASE_URL"))
+            .unwrap_or_else(|| ANTHROPIC_BASE_URL.to_owned());
+        let base = base
+            .trim_end_matches('/')
+            .trim_end_matches("/v1")
+            .to_owned();
+        reqwest::Url::parse(&base)
+            .map_err(|e| config(format!("base URL {base:?} is not a URL: {e}")))?;
+        let key = self
+            .key
+            .clone()
+            .or_else(|| env("ANTHROPIC_API_KEY").map(Secret::new))
+            .ok_or_else(|| config("no API key: set ANTHROPIC_API_KEY".to_owned()))?;
+        if self.model.trim().is_empty() {
+            return Err(config("the model name is empty".to_owned()));
+        }
+        let client = match self.client {
+            Some(c) => c,
+            None => reqwest::Client::builder()
+                .connect_timeout(std::time::Duration::from_secs(10))
+                .build()
+                .map_err(|e| config(format!("cannot build an HTTP client: {e}")))?,
+        };
+        Ok(Anthropic {
+            client,
+            url: format!("{base}/v1/messages"),
+            key,
+            name: format!("{PROVIDER}:{}", self.model),
+            model: self.model,
+            streaming: self.streaming,
+        })
+    }
+}
+
+impl ChatModel for Anthropic {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            native_tools: true,
+            json_schema: false,
+        }
+    }
+
+    fn stream(&self, request: ChatRequest) -> ChunkStream<'_> {
+        Box::pin(async_stream::try_stream! {
+            let http = self
+                .client
+                .post(&self.url)
+                .header("x-api-key", self.key.expose())
+                .header("anthropic-version", API_VERSION)
+                .json(&self.body(&request));
+            let response = send(http, PROVIDER, Some(&self.key)).await?;
+            if !self.streaming {
+                let body = response.bytes().await.map_err(|e| cut(0, &e, &self.key))?;
+                let message: WireMessage = serde_json::from_slice(&body).map_err(|e| protocol(0, e.to_string()))?;
+                for chunk in message.into_chunks() {
+                    yield chunk;
+                }
+                return;
+            }
+
+            let mut events = response.bytes_stream().eventsource();
+            let mut sent = 0usize;
+            let mut finished = false;
+            let mut usage = Usage::default();
+            // Content-block index -> position among this reply's tool calls.
+            let mut tool_index: HashMap<u64, usize> = HashMap::new();
+            while let Some(event) = events.next().await {
+                let event = event.map_err(|e| cut(sent, &e, &self.key))?;
+                if event.data.trim().is_empty() {
+                    continue;
+                }
+                let data: StreamEvent = serde_json::from_str(&event.data)
+                    .map_err(|e| protocol(sent, format!("{e} in event {:?}", event.event)))?;
+                let piece = match data.kind.as_str() {
+                    "message_start" => {
+                        if let Some(u) = data.message.and_then(|m| m.usage) {
+                            usage = u.into_usage();
+                        }
+                        None
+                    }
+                    "content_block_start" => match data.content_block {
+                        Some(block) if block.kind == "tool_use" => {
+                            let n = tool_index.len();
+                            tool_index.insert(data.index.unwrap_or(0), n);
+                            Some(Chunk::ToolCall(ToolCallDelta { index: n, id: block.id, name: block.name, arguments: String::new() }))
+                        }
+                        Some(block) => block.text.filter(|t| !t.is_empty()).map(Chunk::Text),
+                        None => None,
+                    },
+                    "content_block_delta" => data.delta.and_then(|d| match d.kind.as_deref() {
+                        Some("text_delta") => d.text.map(Chunk::Text),
+                        Some("thinking_delta") => d.thinking.map(Chunk::Reasoning),
+                        Some("input_json_delta") => {
+                            let index = tool_index.get(&data.index.unwrap_or(0)).copied().unwrap_or(0);
+                            d.partial_json.map(|arguments| Chunk::ToolCall(ToolCallDelta { index, id: None, name: None, arguments }))
+                        }
+                        _ => None,
+                    }),
+                    "message_delta" => {
+                        if let Some(out) = data.usage.as_ref().and_then(|u| u.output_tokens) {
+                            // Output tokens are a running total: keep the last.
+                            usage.completion_tokens = out;
+                        }
+                        data.delta.and_then(|d| d.stop_reason).map(|r| Chunk::Finish(stop_reason(&r)))
+                    }
+                    "message_stop" => {
+                        finished = true;
+                        None
+                    }
+                    "error" => {
+                        let detail = data.error.map(|e| e.to_string()).unwrap_or_default();
+                        Err(protocol(sent, redact(&error_message(&detail), Some(&self.key))))?
+                    }
+                    _ => None, // ping, content_block_stop, and events added later
+                };
+                if let Some(piece) = piece {
+                    sent += 1;
+                    yield piece;
+                }
+            }
+            if usage != Usage::default() {
+                yield Chunk::Usage(usage);
+            }
+            if !finished {
+                Err(ModelError::StreamCut {
+                    provider: PROVIDER.to_owned(),
+                    chunks: sent,
+                    message: "the stream ended before message_stop".to_owned(),
+                })?;
+            }
+        })
+    }
+}
+
+fn cut(chunks: usize, error: &dyn std::error::Error, key: &Secret) -> ModelError {
+    ModelError::StreamCut {
+        provider: PROVIDER.to_owned(),
+        chunks,
+        message: redact(&error_chain(error), Some(key)),
+    }
+}
+
+fn protocol(chunks: usize, message: String) -> ModelError {
+    ModelError::Protocol {
+        provider: PROVIDER.to_owned(),
+        chunks,
+        message,
+    }
+}
+
+fn stop_reason(reason: &str) -> FinishReason {
+    match reason {
+        "end_turn" | "stop_sequence" => FinishReason::Stop,
+        "max_tokens" => FinishReason::Length,
+        "tool_use" => FinishReason::ToolCalls,
+        "refusal" => FinishReason::ContentFilter,
+        other => FinishReason::Other(other.to_owned()),
+    }
+}
+
+/// The conversation as Messages API turns: system messages go to the
+/// `system` field, tool results become `tool_result` blocks of a user turn,
+/// and consecutive turns of one role are merged (the API wants them to
+/// alternate).
+fn wire_messages(messages: &[Message]) -> Vec<Value> {
+    let mut turns: Vec<(&str, Vec<Value>)> = Vec::new();
+    for m in messages {
+        let (role, blocks) = match m.role {
+            Role::System => continue,
+            Role::User => ("user", vec![json!({"type": "text", "text": m.content})]),
+            Role::Tool => (
+                "user",
+                vec![
+                    json!({"type": "tool_result", "tool_use_id": m.tool_call_id, "content": m.content}),
+                ],
+            ),
+            Role::Assistant => {
+                let mut blocks = Vec::new();
+                if !m.content.is_empty() {
+                    blocks.push(json!({"type": "text", "text": m.content}));
+                }
+                for c in &m.tool_calls {
+                    let input = match &c.arguments {
+                        Value::Object(_) => c.arguments.clone(),
+                        other => json!({ "input": other }),
+                    };
+                    blocks.push(
+                        json!({"type": "tool_use", "id": c.id, "name": c.name, "input": input}),
+                    );
+                }
+                ("assistant", blocks)
+            }
+        };
+        match turns.last_mut() {
+            Some((last, content)) if *last == role => content.extend(blocks),
+            _ => turns.push((role, blocks)),
+        }
+    }
+    turns
+        .into_iter()
+        .map(|(role, content)| json!({"role": role, "content": content}))
+        .collect()
+}
+
+// Wire types: every field optional, unknown fields ignored.
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct StreamEvent {
+    #[serde(rename = "type")]
+    kind: String,
+    index: Option<u64>,
+    message: Option<WireMessage>,
+    content_block: Option<Block>,
+    delta: Option<Delta>,
+    usage: Option<WireUsage>,
+    error: Option<Value>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct Block {
+    #[serde(rename = "type")]
+    kind: String,
+    id: Option<String>,
+    name: Option<String>,
+    text: Option<String>,
+    thinking: Option<String>,
+    input: Option<Value>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct Delta {
+    #[serde(rename = "type")]
+    kind: Option<String>,
+    text: Option<String>,
+    thinking: Option<String>,
+    partial_json: Option<String>,
+    stop_reason: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct WireUsage {
+    input_tokens: Option<u64>,
+    output_tokens: Option<u64>,
+    cache_creation_input_tokens: Option<u64>,
+    cache_read_input_tokens: Option<u64>,
+}
+
+impl WireUsage {
+    /// Anthropic counts cached prompt tokens apart from `input_tokens`; ours
+    /// are part of `prompt_tokens`, as in OpenAI's API.
+    fn into_usage(self) -> Usage {
+        let read = self.cache_read_input_tokens.unwrap_or(0);
+        let write = self.cache_creation_input_tokens.unwrap_or(0);
+        Usage {
+            prompt_tokens: self.input_tokens.unwrap_or(0) + read + write,
+            completion_tokens: self.output_tokens.unwrap_or(0),
+            cached_tokens: read,
+            cache_write_tokens: write,
+            cost: 0.0,
+        }
+    }
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct WireMessage {
+    content: Vec<Block>,
+    stop_reason: Option<String>,
+    usage: Option<WireUsage>,
+}
+
+impl WireMessage {
+    /// The whole reply as the same chunks a stream would have carried.
+    fn into_chunks(self) -> Vec<Chunk> {
+        let mut chunks = Vec::new();
+        let mut tools = 0;
+        for block in self.content {
+            match block.kind.as_str() {
+                "text" => chunks.extend(block.text.filter(|t| !t.is_empty()).map(Chunk::Text)),
+                "thinking" => chunks.extend(block.thinking.map(Chunk::Reasoning)),
+                "tool_use" => {
+                    chunks.push(Chunk::ToolCall(ToolCallDelta {
+                        index: tools,
+                        id: block.id,
+                        name: block.name,
+                        arguments: block.input.unwrap_or(Value::Object(Map::new())).to_string(),
+                    }));
+                    tools += 1;
+                }
+                _ => {}
+            }
+        }
+        chunks.extend(self.stop_reason.map(|r| Chunk::Finish(stop_reason(&r))));
+        chunks.extend(self.usage.map(|u| Chunk::Usage(u.into_usage())));
+        chunks
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::env::ToolCall;
+
+    #[test]
+    fn turns_alternate_and_tool_results_are_user_blocks() {
+        let mut assistant = Message::assistant("Let me check.");
+        assistant.tool_calls = vec![ToolCall::new("t1", "calc", json!({"x": 1}))];
+        let turns = wire_messages(&[
+            Message::system("be brief"),
+            Message::user("hi"),
+            Message::user("2+2?"),
+            assistant,
+            Message::tool("t1", "4"),
+        ]);
+        assert_eq!(turns.len(), 3);
+        assert_eq!(turns[0]["content"].as_array().unwrap().len(), 2);
+        assert_eq!(
+            turns[1]["content"][1],
+            json!({"type": "tool_use", "id": "t1", "name": "calc", "input": {"x": 1}})
+        );
+        assert_eq!(turns[2]["content"][0]["type"], "tool_result");
+        let m = Anthropic::builder("claude")
+            .api_key("k-123456")
+            .build()
+            .unwrap();
+        let body = m.body(&ChatRequest::new(vec![
+            Message::system("be brief"),
+            Message::user("hi"),
+        ]));
+        assert_eq!(
+            (body["system"].clone(), body["max_tokens"].clone()),
+            (json!("be brief"), json!(4096))
+        );
+    }
+
+    #[test]
+    fn a_key_is_required() {
+        let err = Anthropic::builder("claude").build().unwrap_err();
+        assert!(err.to_string().contains("ANTHROPIC_API_KEY"));
+    }
+}

@@ -1,0 +1,195 @@
+//! What HTTP providers share: secrets that never print, redaction of error
+//! text, and turning failed responses into typed errors.
+
+use std::time::Duration;
+
+use reqwest::header::HeaderMap;
+use serde_json::Value;
+
+use super::ModelError;
+
+/// An API key. Its `Debug` and `Display` print `[redacted]`, so it cannot
+/// leak through a log line, a trace or an error message by accident.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a key.
+    pub fn new(key: impl Into<String>) -> Self {
+        Secret(key.into())
+    }
+
+    /// The key itself, for the one place that sends it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+impl std::fmt::Display for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+/// Removes credentials from text that came from a provider or a transport:
+/// the known key anywhere, and anything shaped like a vendor key or a bearer
+/// token (providers echo partial keys in their error bodies).
+pub fn redact(text: &str, secret: Option<&Secret>) -> String {
+    let mut out = match secret.map(Secret::expose).filter(|k| k.len() >= 4) {
+        Some(key) => text.replace(key, "[redacted]"),
+        None => text.to_owned(),
+    };
+    for prefix in ["sk-", "sk_", "Bearer ", "bearer "] {
+        out = mask_after(&out, prefix);
+    }
+    out
+}
+
+/// Masks the token following each `prefix` (letters, digits, `-`, `_`, `*`, `.`).
+fn mask_after(text: &str, prefix: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find(prefix) {
+        let (head, tail) = rest.split_at(at + prefix.len());
+        out.push_str(head);
+        let token_len = tail
+            .find(|c: char| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '*' | '.')))
+            .unwrap_or(tail.len());
+        if token_len >= 4 {
+            out.push_str("[redacted]");
+        } else {
+            out.push_str(&tail[..token_len]);
+        }
+        rest = &tail[token_len..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// How long a `Retry-After` (seconds or an HTTP date is not parsed; seconds
+/// are what model APIs send) or OpenAI's `retry-after-ms` asks to wait.
+pub(crate) fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    let get = |name: &str| headers.get(name)?.to_str().ok()?.trim().parse::<f64>().ok();
+    get("retry-after-ms")
+        .map(|ms| Duration::from_secs_f64(ms.max(0.0) / 1000.0))
+        .or_else(|| get("retry-after").map(|s| Duration::from_secs_f64(s.max(0.0))))
+}
+
+/// The human part of a provider's error body: `error.message` when it is
+/// JSON in the usual shapes, else the text itself, shortened.
+pub(crate) fn error_message(body: &str) -> String {
+    const MAX: usize = 2000;
+    let from_json = serde_json::from_str::<Value>(body).ok().and_then(|v| {
+        let e = v.get("error").unwrap_or(&v);
+        let message = e
+            .get("message")
+            .and_then(Value::as_str)
+            .or_else(|| e.as_str())?;
+        let kind = e
+            .get("type")
+            .or_else(|| e.get("code"))
+            .and_then(Value::as_str);
+        Some(match kind {
+            Some(kind) => format!("{message} ({kind})"),
+            None => message.to_owned(),
+        })
+    });
+    let text = from_json.unwrap_or_else(|| body.trim().to_owned());
+    match text.char_indices().nth(MAX) {
+        Some((cut, _)) => format!("{}…", &text[..cut]),
+        None => text,
+    }
+}
+
+/// Sends `request`; a transport failure or a non-success status becomes
+/// the matching typed error, with credentials redacted.
+pub(crate) async fn send(
+    request: reqwest::RequestBuilder,
+    provider: &str,
+    secret: Option<&Secret>,
+) -> Result<reqwest::Response, ModelError> {
+    let response = request.send().await.map_err(|e| ModelError::Connect {
+        provider: provider.to_owned(),
+        message: redact(&error_chain(&e), secret),
+    })?;
+    let status = response.status();
+    if status.is_success() {
+        return Ok(response);
+    }
+    let retry_after = retry_after(response.headers());
+    let body = response.text().await.unwrap_or_default();
+    Err(ModelError::Http {
+        provider: provider.to_owned(),
+        status: status.as_u16(),
+        message: redact(&error_message(&body), secret),
+        retry_after,
+    })
+}
+
+/// An error and its sources, on one line.
+pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(e) = source {
+        text.push_str(": ");
+        text.push_str(&e.to_string());
+        source = e.source();
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_do_not_print() {
+        let key = Secret::new("sk-live-123456");
+        assert_eq!(format!("{key} {key:?}"), "[redacted] [redacted]");
+    }
+
+    #[test]
+    fn redaction_covers_the_key_and_key_shapes() {
+        let key = Secret::new("my-custom-key-9f8e");
+        let text =
+            "bad key my-custom-key-9f8e; also sk-proj-AbC123xyz and Bearer abc.def-ghi, ok sk-";
+        let out = redact(text, Some(&key));
+        assert_eq!(
+            out,
+            "bad key [redacted]; also sk-[redacted] and Bearer [redacted], ok sk-"
+        );
+        assert!(!out.contains("9f8e") && !out.contains("AbC123"));
+    }
+
+    #[test]
+    fn error_bodies_in_the_usual_shapes() {
+        assert_eq!(
+            error_message(r#"{"error": {"message": "Rate limit", "type": "rate_limit_error"}}"#),
+            "Rate limit (rate_limit_error)"
+        );
+        assert_eq!(
+            error_message(
+                r#"{"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}"#
+            ),
+            "Overloaded (overloaded_error)"
+        );
+        assert_eq!(error_message("  upstream timeout \n"), "upstream timeout");
+        assert_eq!(error_message(&"x".repeat(3000)).chars().count(), 2001);
+    }
+
+    #[test]
+    fn retry_after_in_seconds_or_milliseconds() {
+        let mut h = HeaderMap::new();
+        assert_eq!(retry_after(&h), None);
+        h.insert("retry-after", "2".parse().unwrap());
+        assert_eq!(retry_after(&h), Some(Duration::from_secs(2)));
+        h.insert("retry-after-ms", "250".parse().unwrap());
+        assert_eq!(retry_after(&h), Some(Duration::from_millis(250)));
+    }
+}

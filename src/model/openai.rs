@@ -1,0 +1,594 @@
+//! OpenAI-compatible chat completions: OpenAI itself, and the servers that
+//! speak its protocol (llama.cpp, vLLM, Ollama, DeepSeek, OpenRouter, ...).
+//!
+//! Streamed and non-streamed replies are turned into the same chunks, so
+//! usage and tool calls come out identical either way. What compatible
+//! servers do differently is tolerated: missing or extra fields, `null`
+//! where a list belongs, `finish_reason: ""`, no usage chunk, usage repeated
+//! on every chunk, keep-alive comments, `[DONE]` or a plain end of stream.
+
+use eventsource_stream::Eventsource;
+use futures::StreamExt;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::http::{error_chain, redact, send, Secret};
+use super::{
+    Capabilities, ChatModel, ChatRequest, Chunk, ChunkStream, FinishReason, ModelError,
+    ToolCallDelta,
+};
+use crate::env::{Message, Role, Usage};
+
+const PROVIDER: &str = "openai";
+
+/// OpenAI's own endpoint.
+pub const OPENAI_BASE_URL: &str = "https://api.openai.com/v1";
+
+/// A chat model behind an OpenAI-compatible `/chat/completions` endpoint.
+///
+/// ```no_run
+/// use statewise::model::OpenAi;
+///
+/// // OPENAI_API_KEY and OPENAI_BASE_URL from the environment:
+/// let gpt = OpenAi::from_env("gpt-4o-mini")?;
+/// // A local llama.cpp server, no key:
+/// let local = OpenAi::builder("smollm2").base_url("http://127.0.0.1:8080/v1").build()?;
+/// # Ok::<(), statewise::model::ModelError>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct OpenAi {
+    client: reqwest::Client,
+    url: String,
+    key: Option<Secret>,
+    model: String,
+    name: String,
+    streaming: bool,
+    include_usage: bool,
+    capabilities: Capabilities,
+}
+
+/// Configures an [`OpenAi`] model.
+#[derive(Debug, Clone)]
+pub struct OpenAiBuilder {
+    model: String,
+    base_url: Option<String>,
+    key: Option<Secret>,
+    from_env: bool,
+    streaming: bool,
+    include_usage: bool,
+    native_tools: Option<bool>,
+    json_schema: Option<bool>,
+    client: Option<reqwest::Client>,
+}
+
+impl OpenAi {
+    /// Starts configuring a model named `model`.
+    pub fn builder(model: impl Into<String>) -> OpenAiBuilder {
+        OpenAiBuilder {
+            model: model.into(),
+            base_url: None,
+            key: None,
+            from_env: false,
+            streaming: true,
+            include_usage: true,
+            native_tools: None,
+            json_schema: None,
+            client: None,
+        }
+    }
+
+    /// `model` with `OPENAI_API_KEY` and `OPENAI_BASE_URL` from the environment.
+    pub fn from_env(model: impl Into<String>) -> Result<Self, ModelError> {
+        Self::builder(model).from_env().build()
+    }
+
+    fn body(&self, request: &ChatRequest) -> Value {
+        let mut body = json!({
+            "model": self.model,
+            "messages": request.messages.iter().map(wire_message).collect::<Vec<_>>(),
+            "stream": self.streaming,
+        });
+        if self.streaming && self.include_usage {
+            body["stream_options"] = json!({"include_usage": true});
+        }
+        if self.capabilities.native_tools && !request.tools.is_empty() {
+            body["tools"] = request
+                .tools
+                .iter()
+                .map(|t| {
+                    json!({"type": "function", "function": {
+                        "name": t.name, "description": t.description, "parameters": t.parameters}})
+                })
+                .collect();
+        }
+        if let (Some(schema), true) = (&request.response_schema, self.capabilities.json_schema) {
+            body["response_format"] = json!({"type": "json_schema",
+                "json_schema": {"name": "response", "schema": schema, "strict": false}});
+        }
+        let p = &request.params;
+        if let Some(t) = p.temperature {
+            body["temperature"] = json!(t);
+        }
+        if let Some(m) = p.max_tokens {
+            body["max_tokens"] = json!(m);
+        }
+        if !p.stop.is_empty() {
+            body["stop"] = json!(p.stop);
+        }
+        if let Some(seed) = p.seed {
+            body["seed"] = json!(seed);
+        }
+        body
+    }
+}
+
+impl OpenAiBuilder {
+    /// The API's base URL, up to and including `/v1`.
+    pub fn base_url(mut self, url: impl Into<String>) -> Self {
+        self.base_url = Some(url.into());
+        self
+    }
+
+    /// The API key, sent as a bearer token.
+    pub fn api_key(mut self, key: impl Into<String>) -> Self {
+        self.key = Some(Secret::new(key));
+        self
+    }
+
+    /// Fills what was not set explicitly from `OPENAI_API_KEY` and `OPENAI_BASE_URL`.
+    pub fn from_env(mut self) -> Self {
+        self.from_env = true;
+        self
+    }
+
+    /// Streams replies (the default), or asks for them whole.
+    pub fn streaming(mut self, on: bool) -> Self {
+        self.streaming = on;
+        self
+    }
+
+    /// Asks for the usage chunk when streaming (default on; some old
+    /// servers reject `stream_options`).
+    pub fn include_usage(mut self, on: bool) -> Self {
+        self.include_usage = on;
+        self
+    }
+
+    /// Whether to use native tool calling. Default: on for OpenAI itself,
+    /// off for other servers, where small models follow JSON actions better.
+    pub fn native_tools(mut self, on: bool) -> Self {
+        self.native_tools = Some(on);
+        self
+    }
+
+    /// Whether the server accepts `response_format: json_schema` (OpenAI,
+    /// llama.cpp, vLLM, Ollama, LM Studio do; DeepSeek does not). Default on.
+    pub fn json_schema(mut self, on: bool) -> Self {
+        self.json_schema = Some(on);
+        self
+    }
+
+    /// The HTTP client to use (shares its connection pool).
+    pub fn client(mut self, client: reqwest::Client) -> Self {
+        self.client = Some(client);
+        self
+    }
+
+    /// Checks the configuration and builds the model.
+    pub fn build(self) -> Result<OpenAi, ModelError> {
+        let config = |message: String| ModelError::Config {
+            provider: PROVIDER.to_owned(),
+            message,
+        };
+        let env = |name: &str| {
+            self.from_env
+                .then(|| std::env::var(name).ok())
+                .flatten()
+                .filter(|v| !v.trim().is_empty())
+        };
+        let base = self
+            .base_url
+            .clone()
+            .or_else(|| env("OPENAI_BASE_URL"))
+            .unwrap_or_else(|| OPENAI_BASE_URL.to_owned());
+        let base = base.trim_end_matches('/').to_owned();
+        reqwest::Url::parse(&base)
+            .map_err(|e| config(format!("base URL {base:?} is not a URL: {e}")))?;
+        let key = self
+            .key
+            .clone()
+            .or_else(|| env("OPENAI_API_KEY").map(Secret::new));
+        let official = base == OPENAI_BASE_URL;
+        if official && key.is_none() {
+            return Err(config(
+                "no API key: set OPENAI_API_KEY, or OPENAI_BASE_URL for a server that needs none"
+                    .to_owned(),
+            ));
+        }
+        if self.model.trim().is_empty() {
+            return Err(config("the model name is empty".to_owned()));
+        }
+        let client = match self.client {
+            Some(c) => c,
+            None => reqwest::Client::builder()
+                .connect_timeout(std::time::Duration::from_secs(10))
+                .build()
+                .map_err(|e| config(format!("cannot build an HTTP client: {e}")))?,
+        };
+        Ok(OpenAi {
+            client,
+            url: format!("{base}/chat/completions"),
+            key,
+            name: format!("{PROVIDER}:{}", self.model),
+            model: self.model,
+            streaming: self.streaming,
+            include_usage: self.include_usage,
+            capabilities: Capabilities {
+                native_tools: self.native_tools.unwrap_or(official),
+                json_schema: self.json_schema.unwrap_or(true),
+            },
+        })
+    }
+}
+
+impl ChatModel for OpenAi {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        self.capabilities
+    }
+
+    fn stream(&self, request: ChatRequest) -> ChunkStream<'_> {
+        Box::pin(async_stream::try_stream! {
+            let mut http = self.client.post(&self.url).json(&self.body(&request));
+            if let Some(key) = &self.key {
+                http = http.bearer_auth(key.expose());
+            }
+            let response = send(http, PROVIDER, self.key.as_ref()).await?;
+            if !self.streaming {
+                let body = response.bytes().await.map_err(|e| cut(0, &e, self.key.as_ref()))?;
+                let completion: Completion = serde_json::from_slice(&body).map_err(|e| protocol(0, e.to_string()))?;
+                for chunk in completion.into_chunks() {
+                    yield chunk;
+                }
+                return;
+            }
+
+            let mut events = response.bytes_stream().eventsource();
+            let mut sent = 0usize;
+            let mut finished = false;
+            let mut usage = None;
+            while let Some(event) = events.next().await {
+                let event = event.map_err(|e| cut(sent, &e, self.key.as_ref()))?;
+                let data = event.data.trim();
+                if data == "[DONE]" {
+                    finished = true;
+                    break;
+                }
+                if data.is_empty() {
+                    continue;
+                }
+                let chunk: StreamChunk = serde_json::from_str(data)
+                    .map_err(|e| protocol(sent, format!("{e} in {}", excerpt(data))))?;
+                if let Some(error) = chunk.error {
+                    Err(protocol(sent, redact(&super::http::error_message(&error.to_string()), self.key.as_ref())))?;
+                }
+                if let Some(u) = chunk.usage {
+                    // Some servers repeat the running total on every chunk:
+                    // keep the last and report it once.
+                    usage = Some(u.into_usage());
+                }
+                for choice in chunk.choices.into_iter().filter(|c| c.index.unwrap_or(0) == 0) {
+                    for piece in choice.delta.into_chunks() {
+                        sent += 1;
+                        yield piece;
+                    }
+                    if let Some(reason) = finish_reason(choice.finish_reason) {
+                        finished = true;
+                        sent += 1;
+                        yield Chunk::Finish(reason);
+                    }
+                }
+            }
+            if let Some(u) = usage {
+                yield Chunk::Usage(u);
+            }
+            if !finished {
+                Err(ModelError::StreamCut {
+                    provider: PROVIDER.to_owned(),
+                    chunks: sent,
+                    message: "the stream ended without a finish reason or [DONE]".to_owned(),
+                })?;
+            }
+        })
+    }
+}
+
+fn cut(chunks: usize, error: &dyn std::error::Error, key: Option<&Secret>) -> ModelError {
+    ModelError::StreamCut {
+        provider: PROVIDER.to_owned(),
+        chunks,
+        message: redact(&error_chain(error), key),
+    }
+}
+
+fn protocol(chunks: usize, message: String) -> ModelError {
+    ModelError::Protocol {
+        provider: PROVIDER.to_owned(),
+        chunks,
+        message,
+    }
+}
+
+fn excerpt(text: &str) -> String {
+    let cut: String = text.chars().take(120).collect();
+    if cut.len() < text.len() {
+        format!("{cut:?}…")
+    } else {
+        format!("{cut:?}")
+    }
+}
+
+fn wire_message(m: &Message) -> Value {
+    let role = match m.role {
+        Role::System => "system",
+        Role::User => "user",
+        Role::Assistant => "assistant",
+        Role::Tool => "tool",
+    };
+    let mut out = json!({"role": role, "content": m.content});
+    if !m.tool_calls.is_empty() {
+        out["tool_calls"] = m
+            .tool_calls
+            .iter()
+            .map(|c| {
+                json!({"id": c.id, "type": "function",
+                       "function": {"name": c.name, "arguments": c.arguments.to_string()}})
+            })
+            .collect();
+        if m.content.is_empty() {
+            out["content"] = Value::Null;
+        }
+    }
+    if let Some(id) = &m.tool_call_id {
+        out["tool_call_id"] = json!(id);
+    }
+    out
+}
+
+fn finish_reason(reason: Option<String>) -> Option<FinishReason> {
+    let reason = reason.filter(|r| !r.is_empty())?;
+    Some(match reason.as_str() {
+        "stop" | "end_turn" | "eos" => FinishReason::Stop,
+        "length" | "max_tokens" => FinishReason::Length,
+        "tool_calls" | "function_call" => FinishReason::ToolCalls,
+        "content_filter" => FinishReason::ContentFilter,
+        _ => FinishReason::Other(reason),
+    })
+}
+
+// Wire types: every field optional, unknown fields ignored.
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct StreamChunk {
+    choices: Vec<StreamChoice>,
+    usage: Option<WireUsage>,
+    error: Option<Value>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct StreamChoice {
+    index: Option<u32>,
+    delta: Delta,
+    finish_reason: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct Delta {
+    content: Option<String>,
+    reasoning_content: Option<String>,
+    /// OpenRouter's name for `reasoning_content`.
+    reasoning: Option<String>,
+    tool_calls: Option<Vec<WireCall>>,
+}
+
+impl Delta {
+    fn into_chunks(self) -> impl Iterator<Item = Chunk> {
+        let reasoning = self
+            .reasoning_content
+            .or(self.reasoning)
+            .filter(|r| !r.is_empty());
+        let text = self.content.filter(|t| !t.is_empty());
+        let calls = self
+            .tool_calls
+            .unwrap_or_default()
+            .into_iter()
+            .enumerate()
+            .map(|(i, c)| c.into_delta(i));
+        reasoning
+            .map(Chunk::Reasoning)
+            .into_iter()
+            .chain(text.map(Chunk::Text))
+            .chain(calls.map(Chunk::ToolCall))
+    }
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct WireCall {
+    index: Option<usize>,
+    id: Option<String>,
+    function: Option<WireFunction>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct WireFunction {
+    name: Option<String>,
+    /// A string per the spec; some servers send the object itself.
+    arguments: Option<Value>,
+}
+
+impl WireCall {
+    fn into_delta(self, position: usize) -> ToolCallDelta {
+        let function = self.function.unwrap_or_default();
+        ToolCallDelta {
+            index: self.index.unwrap_or(position),
+            id: self.id.filter(|id| !id.is_empty()),
+            name: function.name.filter(|n| !n.is_empty()),
+            arguments: match function.arguments {
+                Some(Value::String(s)) => s,
+                Some(Value::Null) | None => String::new(),
+                Some(other) => other.to_string(),
+            },
+        }
+    }
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct WireUsage {
+    prompt_tokens: Option<u64>,
+    completion_tokens: Option<u64>,
+    prompt_tokens_details: Option<PromptDetails>,
+    /// DeepSeek's name for cached prompt tokens.
+    prompt_cache_hit_tokens: Option<u64>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct PromptDetails {
+    cached_tokens: Option<u64>,
+}
+
+impl WireUsage {
+    fn into_usage(self) -> Usage {
+        Usage {
+            prompt_tokens: self.prompt_tokens.unwrap_or(0),
+            completion_tokens: self.completion_tokens.unwrap_or(0),
+            cached_tokens: self
+                .prompt_tokens_details
+                .and_then(|d| d.cached_tokens)
+                .or(self.prompt_cache_hit_tokens)
+                .unwrap_or(0),
+            ..Usage::default()
+        }
+    }
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct Completion {
+    choices: Vec<CompletionChoice>,
+    usage: Option<WireUsage>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct CompletionChoice {
+    message: Delta,
+    finish_reason: Option<String>,
+}
+
+impl Completion {
+    /// The whole reply as the same chunks a stream would have carried.
+    fn into_chunks(self) -> Vec<Chunk> {
+        let mut chunks = Vec::new();
+        if let Some(choice) = self.choices.into_iter().next() {
+            chunks.extend(choice.message.into_chunks());
+            chunks.extend(finish_reason(choice.finish_reason).map(Chunk::Finish));
+        }
+        chunks.extend(self.usage.map(|u| Chunk::Usage(u.into_usage())));
+        chunks
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::env::ToolCall;
+    use crate::model::Params;
+    use crate::tool::ToolSpec;
+
+    fn model() -> OpenAi {
+        OpenAi::builder("m")
+            .base_url("http://127.0.0.1:9/v1/")
+            .build()
+            .unwrap()
+    }
+
+    #[test]
+    fn request_body() {
+        let mut assistant = Message::assistant("");
+        assistant.tool_calls = vec![ToolCall::new("c1", "calc", json!({"x": 1}))];
+        let request = ChatRequest {
+            messages: vec![Message::user("hi"), assistant, Message::tool("c1", "2")],
+            tools: vec![ToolSpec {
+                name: "calc".into(),
+                description: "d".into(),
+                parameters: json!({}),
+            }],
+            params: Params {
+                temperature: Some(0.0),
+                max_tokens: Some(5),
+                seed: Some(7),
+                ..Params::default()
+            },
+            response_schema: Some(json!({"type": "object"})),
+        };
+        let body = model().body(&request);
+        assert_eq!(body["stream_options"], json!({"include_usage": true}));
+        assert_eq!(body["messages"][1]["content"], Value::Null);
+        assert_eq!(
+            body["messages"][1]["tool_calls"][0]["function"]["arguments"],
+            "{\"x\":1}"
+        );
+        assert_eq!(
+            body["messages"][2],
+            json!({"role": "tool", "content": "2", "tool_call_id": "c1"})
+        );
+        assert!(
+            body.get("tools").is_none(),
+            "no native tools for a compatible server by default"
+        );
+        assert_eq!(
+            body["response_format"]["json_schema"]["schema"],
+            json!({"type": "object"})
+        );
+        assert_eq!(
+            (body["max_tokens"].clone(), body["seed"].clone()),
+            (json!(5), json!(7))
+        );
+        assert_eq!(model().url, "http://127.0.0.1:9/v1/chat/completions");
+    }
+
+    #[test]
+    fn official_endpoint_needs_a_key_and_calls_tools_natively() {
+        let err = OpenAi::builder("gpt-4o-mini").build().unwrap_err();
+        assert!(err.to_string().contains("OPENAI_API_KEY"), "{err}");
+        let m = OpenAi::builder("gpt-4o-mini")
+            .api_key("sk-test-key")
+            .build()
+            .unwrap();
+        assert!(m.capabilities().native_tools);
+        assert!(!format!("{m:?}").contains("sk-test-key"));
+        assert!(OpenAi::builder("x").base_url("not a url").build().is_err());
+    }
+
+    #[test]
+    fn tolerant_chunk_parsing() {
+        let chunk: StreamChunk = serde_json::from_str(
+            r#"{"choices": [{"delta": {"content": null, "tool_calls": null, "extra": 1}, "finish_reason": ""}], "usage": null, "x": []}"#,
+        )
+        .unwrap();
+        assert_eq!(finish_reason(chunk.choices[0].finish_reason.clone()), None);
+        let u: WireUsage =
+            serde_json::from_str(r#"{"prompt_tokens": 5, "prompt_cache_hit_tokens": 3}"#).unwrap();
+        assert_eq!((u.into_usage().cached_tokens, 5), (3, 5));
+    }
+}

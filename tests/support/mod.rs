@@ -1,0 +1,250 @@
+//! A small HTTP/1.1 server on 127.0.0.1 for provider tests: it records
+//! every request and answers each with whatever its handler returns,
+//! including streams that are cut without their end.
+
+#![allow(dead_code)] // each test file uses part of it
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+/// A request as the server saw it.
+#[derive(Debug, Clone)]
+pub struct Recorded {
+    pub method: String,
+    pub path: String,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl Recorded {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.body).expect("request body is JSON")
+    }
+}
+
+/// How the server answers one request.
+#[derive(Debug, Clone)]
+pub struct Response {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    /// Written one after another, each flushed; chunked encoding when streaming.
+    pub pieces: Vec<String>,
+    pub streaming: bool,
+    /// Pause before each piece.
+    pub delay: Duration,
+    /// Drop the connection after this many pieces, without ending the body.
+    pub cut_after: Option<usize>,
+}
+
+impl Response {
+    /// A whole body with a content length.
+    pub fn body(status: u16, content_type: &str, body: impl Into<String>) -> Self {
+        Response {
+            status,
+            headers: vec![("content-type".into(), content_type.into())],
+            pieces: vec![body.into()],
+            streaming: false,
+            delay: Duration::ZERO,
+            cut_after: None,
+        }
+    }
+
+    pub fn json(status: u16, body: impl Into<String>) -> Self {
+        Self::body(status, "application/json", body)
+    }
+
+    /// An event stream, written in pieces of `piece_len` bytes so that
+    /// events straddle the reads of the client.
+    pub fn sse(transcript: &str, piece_len: usize) -> Self {
+        let bytes = transcript.as_bytes();
+        let pieces = bytes
+            .chunks(piece_len.max(1))
+            .map(|c| String::from_utf8_lossy(c).into_owned())
+            .collect();
+        Response {
+            status: 200,
+            headers: vec![("content-type".into(), "text/event-stream".into())],
+            pieces,
+            streaming: true,
+            delay: Duration::ZERO,
+            cut_after: None,
+        }
+    }
+
+    pub fn header(mut self, name: &str, value: &str) -> Self {
+        self.headers.push((name.into(), value.into()));
+        self
+    }
+
+    pub fn cut_after(mut self, pieces: usize) -> Self {
+        self.cut_after = Some(pieces);
+        self
+    }
+
+    pub fn delay(mut self, delay: Duration) -> Self {
+        self.delay = delay;
+        self
+    }
+}
+
+type Handler = dyn Fn(&Recorded) -> Response + Send + Sync;
+
+pub struct MockServer {
+    pub addr: SocketAddr,
+    requests: Arc<Mutex<Vec<Recorded>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for MockServer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl MockServer {
+    /// A server answering every request with `handler`.
+    pub async fn start(handler: impl Fn(&Recorded) -> Response + Send + Sync + 'static) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind 127.0.0.1");
+        let addr = listener.local_addr().unwrap();
+        let requests = Arc::new(Mutex::new(Vec::new()));
+        let handler: Arc<Handler> = Arc::new(handler);
+        let recorded = Arc::clone(&requests);
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((socket, _)) = listener.accept().await else {
+                    return;
+                };
+                let handler = Arc::clone(&handler);
+                let recorded = Arc::clone(&recorded);
+                tokio::spawn(async move {
+                    let _ = serve(socket, handler, recorded).await;
+                });
+            }
+        });
+        MockServer {
+            addr,
+            requests,
+            task,
+        }
+    }
+
+    /// A server answering requests with `responses`, in order (500 after).
+    pub async fn script(responses: Vec<Response>) -> Self {
+        let queue = Mutex::new(VecDeque::from(responses));
+        Self::start(move |_| {
+            queue.lock().unwrap().pop_front().unwrap_or_else(|| {
+                Response::json(500, r#"{"error": {"message": "mock script exhausted"}}"#)
+            })
+        })
+        .await
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    pub fn requests(&self) -> Vec<Recorded> {
+        self.requests.lock().unwrap().clone()
+    }
+}
+
+async fn serve(
+    mut socket: TcpStream,
+    handler: Arc<Handler>,
+    recorded: Arc<Mutex<Vec<Recorded>>>,
+) -> std::io::Result<()> {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 8192];
+    let head_end = loop {
+        let n = socket.read(&mut chunk).await?;
+        if n == 0 {
+            return Ok(());
+        }
+        buf.extend_from_slice(&chunk[..n]);
+        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break i + 4;
+        }
+    };
+    let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
+    let mut lines = head.split("\r\n");
+    let mut request_line = lines.next().unwrap_or_default().split(' ');
+    let method = request_line.next().unwrap_or_default().to_owned();
+    let path = request_line.next().unwrap_or_default().to_owned();
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
+        .collect();
+    let length: usize = headers
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case("content-length"))
+        .and_then(|(_, v)| v.parse().ok())
+        .unwrap_or(0);
+    while buf.len() < head_end + length {
+        let n = socket.read(&mut chunk).await?;
+        if n == 0 {
+            break;
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
+    let body = String::from_utf8_lossy(&buf[head_end..]).into_owned();
+    let request = Recorded {
+        method,
+        path,
+        headers,
+        body,
+    };
+    recorded.lock().unwrap().push(request.clone());
+    let response = handler(&request);
+
+    let mut head = format!("HTTP/1.1 {} Mock\r\nconnection: close\r\n", response.status);
+    for (k, v) in &response.headers {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    if response.streaming {
+        head.push_str("transfer-encoding: chunked\r\n\r\n");
+    } else {
+        let len: usize = response.pieces.iter().map(String::len).sum();
+        head.push_str(&format!("content-length: {len}\r\n\r\n"));
+    }
+    socket.write_all(head.as_bytes()).await?;
+    for (i, piece) in response.pieces.iter().enumerate() {
+        if response.cut_after == Some(i) {
+            // Drop the connection mid-body: the client sees a broken stream.
+            return Ok(());
+        }
+        if !response.delay.is_zero() {
+            tokio::time::sleep(response.delay).await;
+        }
+        if response.streaming {
+            socket
+                .write_all(format!("{:x}\r\n{piece}\r\n", piece.len()).as_bytes())
+                .await?;
+        } else {
+            socket.write_all(piece.as_bytes()).await?;
+        }
+        socket.flush().await?;
+    }
+    if response.streaming {
+        socket.write_all(b"0\r\n\r\n").await?;
+    }
+    socket.shutdown().await
+}
+
+/// `data: <json>\n\n` for each value: an OpenAI-style event stream body.
+pub fn sse_data(events: &[serde_json::Value]) -> String {
+    events.iter().map(|e| format!("data: {e}\n\n")).collect()
+}
