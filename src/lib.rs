@@ -15,11 +15,15 @@
 //!   [`Machine::stream`] yields [`Event`]s ([`event`]); [`Machine::run`]
 //!   consumes that same stream and returns a [`RunOutput`].
 //! - [`model`]: the [`ChatModel`](model::ChatModel) trait every provider
-//!   implements, and test doubles ([`ScriptedModel`](model::ScriptedModel),
+//!   implements; providers ([`OpenAi`](model::OpenAi),
+//!   [`Anthropic`](model::Anthropic)) chosen by model strings
+//!   (`openai:gpt-4o-mini`) or a [`ModelRegistry`](model::ModelRegistry);
+//!   prices; test doubles ([`ScriptedModel`](model::ScriptedModel),
 //!   [`FnModel`](model::FnModel)).
 //! - [`tool`]: typed [`Tool`](tool::Tool)s, a registry, per-state toolboxes.
 //! - [`action`]: reads a model's reply as an `Action`, repairing broken JSON.
 //! - [`testkit`]: JSON step fixtures for regression tests.
+//! - [`console`]: prints a run to a terminal as it streams.
 //!
 //! The stock states (Reasoning, Action, Answer) live in the
 //! `statewise-states` crate, written against this public API only.
@@ -58,6 +62,7 @@
 #![forbid(unsafe_code)]
 
 pub mod action;
+pub mod console;
 pub mod env;
 pub mod event;
 pub mod machine;

@@ -1,0 +1,200 @@
+//! Printing a run to a terminal as it happens.
+
+use std::io::Write;
+
+use futures::{Stream, StreamExt};
+
+use crate::event::{Event, EventKind, RunFailure, RunOutput};
+use crate::machine::MachineError;
+use crate::state::Emit;
+
+/// Renders a run's events as text: the answer's tokens as they arrive and,
+/// when verbose, every other state's tokens (dimmed on a terminal), tool
+/// calls and their results.
+///
+/// ```
+/// use statewise::console::Console;
+/// # use statewise::{Env, Machine, state::FnState, Next};
+/// # futures::executor::block_on(async {
+/// # let machine = Machine::new("answer").with_state(FnState::new("answer", |e: &mut Env| { e.answer = Some("hi".into()); Ok(()) }, |_: &Env| Next::End));
+/// let mut out = Vec::new();
+/// let result = Console::answers_from(["answer"]).usage(false).print(machine.stream(Env::new()), &mut out).await;
+/// assert!(result.is_ok());
+/// # });
+/// ```
+#[derive(Debug, Clone)]
+pub struct Console {
+    answer_states: Vec<String>,
+    verbose: bool,
+    usage: bool,
+    ansi: bool,
+}
+
+impl Console {
+    /// Prints the tokens of the named states (the ones that write answers).
+    pub fn answers_from<S: Into<String>>(states: impl IntoIterator<Item = S>) -> Self {
+        Console {
+            answer_states: states.into_iter().map(Into::into).collect(),
+            verbose: false,
+            usage: true,
+            ansi: false,
+        }
+    }
+
+    /// Also prints other states' tokens, reasoning, tool calls and results.
+    pub fn verbose(mut self, on: bool) -> Self {
+        self.verbose = on;
+        self
+    }
+
+    /// Prints the token counts and cost at the end (default on).
+    pub fn usage(mut self, on: bool) -> Self {
+        self.usage = on;
+        self
+    }
+
+    /// Dims what is not the answer with ANSI codes (for terminals).
+    pub fn ansi(mut self, on: bool) -> Self {
+        self.ansi = on;
+        self
+    }
+
+    /// Prints `events` to `out` as they arrive and returns the run's result.
+    /// A failed write does not stop the run.
+    pub async fn print(
+        &self,
+        events: impl Stream<Item = Event>,
+        mut out: impl Write,
+    ) -> Result<RunOutput, RunFailure> {
+        let mut events = std::pin::pin!(events);
+        let (dim, reset) = if self.ansi {
+            ("\x1b[2m", "\x1b[0m")
+        } else {
+            ("", "")
+        };
+        let mut at_line_start = true;
+        while let Some(event) = events.next().await {
+            let answering = self.answer_states.iter().any(|s| **s == *event.state);
+            let mut line = |out: &mut dyn Write, text: String| {
+                let lead = if at_line_start { "" } else { "\n" };
+                at_line_start = true;
+                let _ = writeln!(out, "{lead}{dim}{text}{reset}");
+            };
+            match event.kind {
+                EventKind::Emitted(Emit::Token(t)) if answering => {
+                    let _ = write!(out, "{t}");
+                    at_line_start = t.ends_with('\n');
+                }
+                EventKind::Emitted(Emit::Token(t) | Emit::Reasoning(t)) if self.verbose => {
+                    let _ = write!(out, "{dim}{t}{reset}");
+                    at_line_start = t.ends_with('\n');
+                }
+                EventKind::Emitted(Emit::ToolCallStarted(call)) if self.verbose => {
+                    line(&mut out, format!("→ {}({})", call.name, call.arguments));
+                }
+                EventKind::Emitted(Emit::Observation(o)) if self.verbose => {
+                    let mark = if o.is_error { "✗" } else { "←" };
+                    line(&mut out, format!("{mark} {}: {}", o.tool, o.render()));
+                }
+                EventKind::StateEntered if self.verbose => {
+                    line(
+                        &mut out,
+                        format!("── {} (step {})", event.state, event.step),
+                    );
+                }
+                EventKind::Finished(run) => {
+                    if !at_line_start {
+                        let _ = writeln!(out);
+                    }
+                    if self.usage {
+                        let u = run.usage();
+                        let cost = if u.cost > 0.0 {
+                            format!(", ${:.6}", u.cost)
+                        } else {
+                            String::new()
+                        };
+                        let _ = writeln!(
+                            out,
+                            "{dim}[{} prompt ({} cached) + {} completion tokens{cost}; {}]{reset}",
+                            u.prompt_tokens,
+                            u.cached_tokens,
+                            u.completion_tokens,
+                            run.path.join(" → ")
+                        );
+                    }
+                    let _ = out.flush();
+                    return Ok(*run);
+                }
+                EventKind::Failed(failure) => {
+                    if !at_line_start {
+                        let _ = writeln!(out);
+                    }
+                    let _ = out.flush();
+                    return Err(*failure);
+                }
+                _ => {}
+            }
+            let _ = out.flush();
+        }
+        Err(RunFailure {
+            error: MachineError::Interrupted,
+            path: Vec::new(),
+            env: Default::default(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::env::Env;
+    use crate::machine::Machine;
+    use crate::state::{EmitStream, FnState, Next, State};
+
+    /// Streams fixed tokens, then ends the run.
+    struct Tokens(&'static [&'static str]);
+
+    impl State for Tokens {
+        fn name(&self) -> &str {
+            "answer"
+        }
+        fn run<'a>(&'a self, _env: &'a mut Env) -> EmitStream<'a> {
+            Box::pin(futures::stream::iter(
+                self.0.iter().map(|t| Ok(Emit::Token(t.to_string()))),
+            ))
+        }
+        fn transition(&self, _env: &Env) -> Next {
+            Next::End
+        }
+    }
+
+    #[tokio::test]
+    async fn prints_only_the_answer_unless_verbose() {
+        let machine = Machine::new("think")
+            .with_state(FnState::new("think", |_| Ok(()), |_| Next::to("answer")))
+            .with_state(Tokens(&["Hello", " world"]));
+        let mut quiet = Vec::new();
+        Console::answers_from(["answer"])
+            .usage(false)
+            .print(machine.stream(Env::new()), &mut quiet)
+            .await
+            .unwrap();
+        assert_eq!(String::from_utf8(quiet).unwrap(), "Hello world\n");
+
+        let mut loud = Vec::new();
+        Console::answers_from(["answer"])
+            .verbose(true)
+            .print(machine.stream(Env::new()), &mut loud)
+            .await
+            .unwrap();
+        let loud = String::from_utf8(loud).unwrap();
+        assert!(
+            loud.starts_with("── think (step 1)\n── answer (step 2)\nHello world\n"),
+            "{loud}"
+        );
+        assert!(
+            loud.contains("0 prompt (0 cached) + 0 completion tokens; think → answer"),
+            "{loud}"
+        );
+    }
+}

@@ -1,0 +1,171 @@
+//! The OpenAI provider against a real llama.cpp server (the `xllamacpp`
+//! wheel) serving SmolLM2-135M: a real streamed completion through
+//! Reasoning → Answer.
+//!
+//! Needs Python with `xllamacpp` (`scripts/setup` installs it) and the model
+//! (fetched by `scripts/fetch-model` on first use). It fails, never skips,
+//! when they are missing.
+
+mod support;
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use statewise::model::{ChatModel, ChatRequest, OpenAi, Params};
+use statewise::tool::{ToolRegistry, Toolbox};
+use statewise::{Action, Emit, Env, EventKind, Machine, Message};
+use statewise_states::{Answer, Reasoning};
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The model file: `$STATEWISE_MODEL`, else fetched into the cache.
+fn model_path() -> String {
+    if let Ok(path) = std::env::var("STATEWISE_MODEL") {
+        return path;
+    }
+    let out = Command::new(root().join("scripts/fetch-model"))
+        .stderr(Stdio::inherit())
+        .output()
+        .expect("scripts/fetch-model runs");
+    assert!(out.status.success(), "scripts/fetch-model failed");
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}
+
+/// A llama.cpp server process, killed when dropped.
+struct LlamaServer {
+    child: Child,
+    port: u16,
+}
+
+impl Drop for LlamaServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn start_server() -> LlamaServer {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let python = std::env::var("STATEWISE_PYTHON").unwrap_or_else(|_| "python3".into());
+    let child = Command::new(python)
+        .arg(root().join("scripts/llama-server"))
+        .args([&model_path(), &port.to_string(), "--threads", "2"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("python3 starts");
+    let mut server = LlamaServer { child, port };
+    let health = format!("http://127.0.0.1:{port}/health");
+    let started = Instant::now();
+    loop {
+        if let Some(status) = server.child.try_wait().unwrap() {
+            let mut err = String::new();
+            use std::io::Read;
+            server
+                .child
+                .stderr
+                .take()
+                .unwrap()
+                .read_to_string(&mut err)
+                .unwrap();
+            panic!("llama-server exited with {status}:\n{err}\n(scripts/setup installs xllamacpp)");
+        }
+        if let Ok(r) = reqwest::get(&health).await {
+            if r.status().is_success() {
+                return server;
+            }
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(180),
+            "llama-server not healthy after 180 s"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_real_llama_cpp_server_through_reasoning_and_answer() {
+    let server = start_server().await;
+    let base = format!("http://127.0.0.1:{}/v1", server.port);
+    let params = Params {
+        temperature: Some(0.0),
+        max_tokens: Some(48),
+        seed: Some(7),
+        ..Params::default()
+    };
+
+    // Streamed and whole replies agree for the same seed.
+    let request = ChatRequest {
+        params: params.clone(),
+        ..ChatRequest::new(vec![Message::user("Name a color.")])
+    };
+    let streamed = OpenAi::builder("smollm2").base_url(&base).build().unwrap();
+    let whole = OpenAi::builder("smollm2")
+        .base_url(&base)
+        .streaming(false)
+        .build()
+        .unwrap();
+    let a = streamed.complete(request.clone()).await.unwrap();
+    let b = whole.complete(request).await.unwrap();
+    assert!(!a.text.is_empty());
+    assert_eq!(a.text, b.text);
+    // (The second call may hit llama.cpp's prompt cache: compare the counts.)
+    assert_eq!(
+        (a.usage.prompt_tokens, a.usage.completion_tokens),
+        (b.usage.prompt_tokens, b.usage.completion_tokens)
+    );
+    assert!(
+        a.usage.prompt_tokens > 0 && a.usage.completion_tokens > 0,
+        "{:?}",
+        a.usage
+    );
+
+    // No tools: the action schema admits only a final answer, which the
+    // grammar forces even this small model to write.
+    let model = Arc::new(streamed);
+    let machine = Machine::new("reasoning")
+        .with_state(Reasoning::new(model, Toolbox::new(ToolRegistry::new())).params(params))
+        .with_state(Answer::new());
+    let events: Vec<_> = machine
+        .stream(Env::from_user("What is the capital of France?"))
+        .collect()
+        .await;
+    let reasoning_tokens = events
+        .iter()
+        .filter(|e| &*e.state == "reasoning" && e.token().is_some())
+        .count();
+    assert!(
+        reasoning_tokens > 3,
+        "the reasoning reply streamed in {reasoning_tokens} tokens"
+    );
+    let streamed_answer: String = events
+        .iter()
+        .filter(|e| &*e.state == "answer")
+        .filter_map(|e| e.token())
+        .collect();
+    let parsed = events.iter().find_map(|e| match &e.kind {
+        EventKind::Emitted(Emit::ActionParsed(Action::FinalAnswer(a))) => Some(a.clone()),
+        _ => None,
+    });
+    let Some(EventKind::Finished(out)) = events.last().map(|e| &e.kind) else {
+        panic!("run failed: {:?}", events.last());
+    };
+    assert_eq!(out.path, ["reasoning", "answer"]);
+    assert_eq!(parsed.as_deref(), out.answer.as_deref());
+    assert_eq!(Some(streamed_answer.as_str()), out.answer.as_deref());
+    assert!(!streamed_answer.trim().is_empty());
+    assert!(out.usage().completion_tokens > 0);
+    println!(
+        "SmolLM2 via llama.cpp answered: {streamed_answer:?} ({:?})",
+        out.usage()
+    );
+}
