@@ -23,19 +23,6 @@ fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// The model file: `$STATEWISE_MODEL`, else fetched into the cache.
-fn model_path() -> String {
-    if let Ok(path) = std::env::var("STATEWISE_MODEL") {
-        return path;
-    }
-    let out = Command::new(root().join("scripts/fetch-model"))
-        .stderr(Stdio::inherit())
-        .output()
-        .expect("scripts/fetch-model runs");
-    assert!(out.status.success(), "scripts/fetch-model failed");
-    String::from_utf8(out.stdout).unwrap().trim().to_owned()
-}
-
 /// A llama.cpp server process, killed when dropped.
 struct LlamaServer {
     child: Child,
@@ -58,7 +45,7 @@ async fn start_server() -> LlamaServer {
     let python = std::env::var("STATEWISE_PYTHON").unwrap_or_else(|_| "python3".into());
     let child = Command::new(python)
         .arg(root().join("scripts/llama-server"))
-        .args([&model_path(), &port.to_string(), "--threads", "2"])
+        .args([&support::model_path(), &port.to_string(), "--threads", "2"])
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()

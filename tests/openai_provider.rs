@@ -339,3 +339,52 @@ async fn native_tool_calling_round_trip() {
     assert_eq!(messages[messages.len() - 1]["content"], "4.0");
     assert_eq!(out.usage().total_tokens(), 110 + 17);
 }
+
+/// A server that answers the first request on a connection and keeps it
+/// open, then reads the next request on it and closes it unanswered: what a
+/// client sees when a server drops an idle kept-alive connection just as it
+/// is reused. The provider sends once more, on a new connection.
+#[tokio::test]
+async fn a_reused_connection_closed_by_the_server_is_retried_on_a_new_one() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let connections = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = Arc::clone(&connections);
+    let body = std::fs::read_to_string(format!(
+        "{}/tests/transcripts/openai/text.json",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .unwrap();
+    tokio::spawn(async move {
+        loop {
+            let (mut socket, _) = listener.accept().await.unwrap();
+            counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let body = body.clone();
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 65536];
+                // First request: answer, keep the connection open.
+                let _ = socket.read(&mut buf).await;
+                let head = format!("HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n", body.len());
+                socket.write_all(head.as_bytes()).await.unwrap();
+                socket.write_all(body.as_bytes()).await.unwrap();
+                // Second request on it: read it, then close without a word.
+                let _ = socket.read(&mut buf).await;
+            });
+        }
+    });
+    let m = OpenAi::builder("m")
+        .base_url(format!("http://{addr}/v1"))
+        .streaming(false)
+        .build()
+        .unwrap();
+    for _ in 0..3 {
+        let reply = m
+            .complete(question())
+            .await
+            .expect("every request succeeds");
+        assert_eq!(reply.text, "The answer is 4.");
+    }
+    // 1st and 2nd on connection 1 (2nd dropped, resent on 2), 3rd on 2 (dropped, resent on 3).
+    assert_eq!(connections.load(std::sync::atomic::Ordering::SeqCst), 3);
+}

@@ -34,6 +34,14 @@ pub enum ParseError {
     /// `tool_calls` (or a top-level list) held no calls.
     #[error("the list of tool calls is empty")]
     NoCalls,
+    /// The action holds more tool calls than allowed at once.
+    #[error("the action holds {found} tool calls; at most {max} are allowed at once")]
+    TooManyCalls {
+        /// How many it holds.
+        found: usize,
+        /// The limit.
+        max: usize,
+    },
     /// A tool call did not name its tool.
     #[error("tool call #{index} has no tool name (expected a \"name\" field)")]
     MissingToolName {
@@ -79,16 +87,21 @@ pub fn parse_action(text: &str) -> Result<Action, ParseError> {
 /// their output to a schema (llama.cpp's grammars, OpenAI's structured
 /// outputs) can then only write a valid action naming a real tool.
 ///
+/// At most `max_calls` tool calls per action (`maxItems`), so a model
+/// cannot run away listing calls.
+///
 /// ```
 /// use serde_json::json;
 /// use statewise::{action::action_schema, tool::ToolSpec};
 ///
 /// let calc = ToolSpec { name: "calc".into(), description: "math".into(), parameters: json!({"type": "object"}) };
-/// let schema = action_schema(&[calc]);
-/// assert_eq!(schema["anyOf"][0]["properties"]["tool_calls"]["items"]["anyOf"][0]["properties"]["name"], json!({"const": "calc"}));
+/// let schema = action_schema(&[calc], 4);
+/// let calls = &schema["anyOf"][0]["properties"]["tool_calls"];
+/// assert_eq!(calls["items"]["anyOf"][0]["properties"]["name"], json!({"const": "calc"}));
+/// assert_eq!(calls["maxItems"], 4);
 /// assert_eq!(schema["anyOf"][1]["required"], json!(["final_answer"]));
 /// ```
-pub fn action_schema(tools: &[ToolSpec]) -> Value {
+pub fn action_schema(tools: &[ToolSpec], max_calls: usize) -> Value {
     let final_answer = json!({
         "type": "object",
         "properties": {"final_answer": {"type": "string"}},
@@ -112,7 +125,8 @@ pub fn action_schema(tools: &[ToolSpec]) -> Value {
     json!({"anyOf": [
         {
             "type": "object",
-            "properties": {"tool_calls": {"type": "array", "minItems": 1, "items": {"anyOf": calls}}},
+            "properties": {"tool_calls": {
+                "type": "array", "minItems": 1, "maxItems": max_calls.max(1), "items": {"anyOf": calls}}},
             "required": ["tool_calls"],
             "additionalProperties": false
         },

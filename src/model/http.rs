@@ -114,7 +114,15 @@ pub(crate) async fn send(
     provider: &str,
     secret: Option<&Secret>,
 ) -> Result<reqwest::Response, ModelError> {
-    let response = request.send().await.map_err(|e| ModelError::Connect {
+    let retry = request.try_clone();
+    let sent = match (request.send().await, retry) {
+        // A pooled connection the server had already closed (llama.cpp's
+        // server closes every fifth keep-alive request's connection) fails
+        // before the server reads anything: send once more, on a new one.
+        (Err(e), Some(again)) if closed_before_response(&e) => again.send().await,
+        (result, _) => result,
+    };
+    let response = sent.map_err(|e| ModelError::Connect {
         provider: provider.to_owned(),
         message: redact(&error_chain(&e), secret),
     })?;
@@ -130,6 +138,18 @@ pub(crate) async fn send(
         message: redact(&error_message(&body), secret),
         retry_after,
     })
+}
+
+/// Whether the connection closed before any of the response arrived.
+fn closed_before_response(error: &reqwest::Error) -> bool {
+    let mut source = std::error::Error::source(error);
+    while let Some(e) = source {
+        if let Some(h) = e.downcast_ref::<hyper::Error>() {
+            return h.is_incomplete_message();
+        }
+        source = e.source();
+    }
+    false
 }
 
 /// An error and its sources, on one line.

@@ -6,6 +6,8 @@
 
 mod anthropic;
 pub mod http;
+#[cfg(feature = "local")]
+mod local;
 mod openai;
 mod price;
 mod reply;
@@ -24,6 +26,8 @@ use crate::env::{Message, Usage};
 use crate::tool::ToolSpec;
 
 pub use anthropic::{Anthropic, AnthropicBuilder, ANTHROPIC_BASE_URL};
+#[cfg(feature = "local")]
+pub use local::{default_model_path, LocalModel, LocalOptions, DEFAULT_MODEL_FILE};
 pub use openai::{OpenAi, OpenAiBuilder, OPENAI_BASE_URL};
 pub use price::{Price, PriceTable, Priced};
 pub use reply::{split_words, Reply, ReplyBuilder, ReplyStream};
@@ -204,6 +208,24 @@ pub enum ModelError {
         /// The provider.
         provider: String,
         /// What to fix.
+        message: String,
+    },
+    /// The request cannot be served as given: too long for the context, a
+    /// schema that yields no grammar, ... Retrying the same request fails
+    /// the same way.
+    #[error("{provider}: cannot serve this request: {message}")]
+    Request {
+        /// The provider.
+        provider: String,
+        /// What is wrong with the request.
+        message: String,
+    },
+    /// The model's backend failed while generating (an in-process model).
+    #[error("{provider}: backend failure: {message}")]
+    Backend {
+        /// The provider.
+        provider: String,
+        /// What failed.
         message: String,
     },
     /// Any other failure of a provider.

@@ -198,6 +198,12 @@ impl ModelSpec {
     }
 }
 
+#[cfg(feature = "local")]
+fn build_local(path: &std::path::Path) -> Result<SharedModel, ModelSpecError> {
+    Ok(Arc::new(super::LocalModel::load(path)?))
+}
+
+#[cfg(not(feature = "local"))]
 fn build_local(path: &std::path::Path) -> Result<SharedModel, ModelSpecError> {
     Err(ModelSpecError::Unavailable {
         provider: "local".to_owned(),
@@ -345,6 +351,7 @@ mod tests {
         assert!(e.to_string().contains("unknown provider \"gemini\""), "{e}");
     }
 
+    #[cfg(not(feature = "local"))]
     #[test]
     fn local_without_the_feature_says_how_to_get_it() {
         let Err(e) = from_spec("local:model.gguf") else {

@@ -3,7 +3,7 @@
 use futures::StreamExt;
 use statewise::action::{action_schema, ParseError, PartialActionReader, RepairError};
 use statewise::model::{ChatRequest, Params, ReplyStream, SharedModel};
-use statewise::tool::Toolbox;
+use statewise::tool::{ToolSpec, Toolbox};
 use statewise::{Action, Emit, EmitStream, Env, Message, Next, State, StateError};
 
 use crate::{prompt, ACTION, ANSWER, REASONING};
@@ -27,6 +27,8 @@ pub struct Reasoning {
     instructions: String,
     params: Params,
     max_parse_retries: u32,
+    max_calls_per_step: usize,
+    max_tool_rounds: Option<u32>,
     on_tool_calls: String,
     on_answer: String,
 }
@@ -51,6 +53,8 @@ impl Reasoning {
             instructions: DEFAULT_INSTRUCTIONS.to_owned(),
             params: Params::default(),
             max_parse_retries: 2,
+            max_calls_per_step: 8,
+            max_tool_rounds: None,
             on_tool_calls: ACTION.to_owned(),
             on_answer: ANSWER.to_owned(),
         }
@@ -81,6 +85,22 @@ impl Reasoning {
         self
     }
 
+    /// The most tool calls one action may hold (default 8). Models that
+    /// constrain their output get it in the action schema; a reply with more
+    /// is fed back as an error.
+    pub fn max_calls_per_step(mut self, calls: usize) -> Self {
+        self.max_calls_per_step = calls.max(1);
+        self
+    }
+
+    /// After this many rounds of tool calls, offer no more tools: the model
+    /// must answer from what it has (default: no limit but the machine's
+    /// step limit). Small models that loop on tools need it.
+    pub fn max_tool_rounds(mut self, rounds: u32) -> Self {
+        self.max_tool_rounds = Some(rounds);
+        self
+    }
+
     /// The state to go to when the model calls tools (default `action`).
     pub fn on_tool_calls(mut self, state: impl Into<String>) -> Self {
         self.on_tool_calls = state.into();
@@ -93,17 +113,31 @@ impl Reasoning {
         self
     }
 
-    /// Whether this state calls tools natively with its model: when the
-    /// model supports it and there are tools; otherwise it prompts for JSON
-    /// actions.
-    pub fn native_tools(&self) -> bool {
-        self.model.capabilities().native_tools && !self.tools.specs().is_empty()
+    /// The tools offered for `env`: none once the tool-round budget is spent.
+    fn offered(&self, env: &Env) -> Vec<ToolSpec> {
+        let rounds = env
+            .scratch
+            .get::<u32>(&self.rounds_key())
+            .ok()
+            .flatten()
+            .unwrap_or(0);
+        match self.max_tool_rounds {
+            Some(max) if rounds >= max => Vec::new(),
+            _ => self.tools.specs(),
+        }
+    }
+
+    /// Whether this state calls tools natively with its model for `env`:
+    /// when the model supports it and tools are offered; otherwise it
+    /// prompts for JSON actions.
+    pub fn native_tools(&self, env: &Env) -> bool {
+        self.model.capabilities().native_tools && !self.offered(env).is_empty()
     }
 
     /// The request this state sends for `env`.
     pub fn request(&self, env: &Env) -> ChatRequest {
-        let specs = self.tools.specs();
-        if self.native_tools() {
+        let specs = self.offered(env);
+        if self.native_tools(env) {
             let system = format!("{}\n\n{}", self.instructions, prompt::NATIVE_TOOLS_GUIDE);
             return ChatRequest {
                 messages: prompt::native_conversation(system, env),
@@ -121,12 +155,16 @@ impl Reasoning {
                 .model
                 .capabilities()
                 .json_schema
-                .then(|| action_schema(&specs)),
+                .then(|| action_schema(&specs, self.max_calls_per_step)),
         }
     }
 
     fn failures_key(&self) -> String {
         format!("{}.parse_failures", self.name)
+    }
+
+    fn rounds_key(&self) -> String {
+        format!("{}.tool_rounds", self.name)
     }
 }
 
@@ -138,7 +176,7 @@ impl State for Reasoning {
     fn run<'a>(&'a self, env: &'a mut Env) -> EmitStream<'a> {
         Box::pin(statewise::try_stream! {
             env.action = None;
-            let native = self.native_tools();
+            let native = self.native_tools(env);
             let mut call = ReplyStream::new(self.model.stream(self.request(env)));
             let mut reader = PartialActionReader::default();
             while let Some(emit) = call.next().await {
@@ -166,6 +204,13 @@ impl State for Reasoning {
             } else {
                 reader.finish().map(|action| renumber(action, env.step))
             };
+            let parsed = parsed.and_then(|action| match &action {
+                Action::ToolCalls(calls) if calls.len() > self.max_calls_per_step => Err(ParseError::TooManyCalls {
+                    found: calls.len(),
+                    max: self.max_calls_per_step,
+                }),
+                _ => Ok(action),
+            });
             let key = self.failures_key();
             let mut message = Message::assistant(reply.text);
             match parsed {
@@ -174,6 +219,8 @@ impl State for Reasoning {
                         if !reply.tool_calls.is_empty() {
                             message.tool_calls = calls.clone();
                         }
+                        let rounds = env.scratch.get::<u32>(&self.rounds_key())?.unwrap_or(0);
+                        env.scratch.set(&self.rounds_key(), &(rounds + 1))?;
                     }
                     env.messages.push(message);
                     env.scratch.remove(&key);

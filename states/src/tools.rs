@@ -1,4 +1,4 @@
-//! Stock tools.
+//! Stock tools: a calculator and a clock.
 
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -83,6 +83,98 @@ impl Tool for Calculator {
         } else {
             Err(CalcError::NotFinite)
         }
+    }
+}
+
+/// The current date and time in UTC.
+///
+/// ```
+/// # futures::executor::block_on(async {
+/// use statewise::tool::Tool;
+/// use statewise_states::tools::{Clock, ClockArgs};
+///
+/// let now = Clock.call(ClockArgs {}).await.unwrap();
+/// assert!(now.utc.ends_with('Z') && now.utc.len() == 20, "{}", now.utc);
+/// # });
+/// ```
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Clock;
+
+/// Arguments of [`Clock`] (none).
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct ClockArgs {}
+
+/// What [`Clock`] returns.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Now {
+    /// RFC 3339 date and time, e.g. `2026-11-21T18:30:05Z`.
+    pub utc: String,
+    /// The weekday, e.g. `Saturday`.
+    pub weekday: &'static str,
+}
+
+/// The clock is before 1970.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("the system clock is set before 1970")]
+pub struct ClockError;
+
+impl Tool for Clock {
+    type Args = ClockArgs;
+    type Output = Now;
+    type Error = ClockError;
+
+    fn name(&self) -> &str {
+        "clock"
+    }
+
+    fn description(&self) -> &str {
+        "Returns the current date, time (UTC) and weekday."
+    }
+
+    fn parameters(&self) -> Value {
+        json!({"type": "object", "properties": {}})
+    }
+
+    async fn call(&self, _: ClockArgs) -> Result<Now, ClockError> {
+        let secs = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_err(|_| ClockError)?
+            .as_secs();
+        Ok(now_from_unix(secs))
+    }
+}
+
+/// The calendar date and time of a Unix timestamp (proleptic Gregorian, UTC).
+fn now_from_unix(secs: u64) -> Now {
+    const WEEKDAYS: [&str; 7] = [
+        "Thursday",
+        "Friday",
+        "Saturday",
+        "Sunday",
+        "Monday",
+        "Tuesday",
+        "Wednesday",
+    ];
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    // Days to civil date (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    Now {
+        utc: format!(
+            "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+            rem / 3600,
+            rem % 3600 / 60,
+            rem % 60
+        ),
+        weekday: WEEKDAYS[days.rem_euclid(7) as usize],
     }
 }
 
@@ -222,6 +314,26 @@ mod tests {
         ] {
             assert_eq!(eval(e).await, Ok(want), "{e}");
         }
+    }
+
+    #[test]
+    fn unix_times_to_dates() {
+        assert_eq!(
+            now_from_unix(0),
+            Now {
+                utc: "1970-01-01T00:00:00Z".into(),
+                weekday: "Thursday"
+            }
+        );
+        assert_eq!(now_from_unix(951_782_400).utc, "2000-02-29T00:00:00Z");
+        assert_eq!(
+            now_from_unix(1_795_287_318),
+            Now {
+                utc: "2026-11-21T18:55:18Z".into(),
+                weekday: "Saturday"
+            }
+        );
+        assert_eq!(now_from_unix(4_102_444_799).utc, "2099-12-31T23:59:59Z");
     }
 
     #[tokio::test]

