@@ -96,6 +96,16 @@ impl Console {
                     let mark = if o.is_error { "✗" } else { "←" };
                     line(&mut out, format!("{mark} {}: {}", o.tool, o.render()));
                 }
+                EventKind::StateRetried { attempt, reason } => {
+                    line(
+                        &mut out,
+                        format!(
+                            "↺ {} restarts (attempt {}): {reason}",
+                            event.state,
+                            attempt + 1
+                        ),
+                    );
+                }
                 EventKind::StateEntered if self.verbose => {
                     line(
                         &mut out,

@@ -254,6 +254,34 @@ pub struct Env {
     pub usage: Usage,
     /// Free space for custom states.
     pub scratch: Scratch,
+    /// Errors states recovered from through [`State::on_error`](crate::State::on_error).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<ErrorRecord>,
+}
+
+/// An error a state failed with and the run recovered from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ErrorRecord {
+    /// The step it happened in.
+    pub step: u32,
+    /// The state that failed.
+    pub state: String,
+    /// Its kind ([`StateError::kind`](crate::StateError::kind)).
+    pub kind: String,
+    /// The error, as text.
+    pub message: String,
+}
+
+impl ErrorRecord {
+    /// A record of `error` in `state` at `step`.
+    pub fn new(step: u32, state: &str, error: &crate::StateError) -> Self {
+        ErrorRecord {
+            step,
+            state: state.to_owned(),
+            kind: error.kind(),
+            message: error.to_string(),
+        }
+    }
 }
 
 impl Env {

@@ -44,6 +44,20 @@ pub enum EventKind {
     StateEntered,
     /// The state streamed something (a token, an action, a tool call, ...).
     Emitted(Emit),
+    /// The state was cut off mid-stream and starts again from the env it
+    /// started with; what it streamed before is void.
+    StateRetried {
+        /// 1 for the first restart.
+        attempt: u32,
+        /// What cut it off.
+        reason: String,
+    },
+    /// The state failed and its [`on_error`](crate::State::on_error) named
+    /// where to go; `StateExited` follows.
+    StateFailed {
+        /// The error, as recorded in the env.
+        error: crate::env::ErrorRecord,
+    },
     /// The state ended, and the machine goes to `next`.
     StateExited {
         /// Where the run goes.

@@ -20,6 +20,8 @@
 //!   (`openai:gpt-4o-mini`) or a [`ModelRegistry`](model::ModelRegistry);
 //!   prices; test doubles ([`ScriptedModel`](model::ScriptedModel),
 //!   [`FnModel`](model::FnModel)).
+//! - [`layer`]: retry, timeouts, circuit breaker, limits, fallback: layers
+//!   that wrap any model.
 //! - [`tool`]: typed [`Tool`](tool::Tool)s, a registry, per-state toolboxes.
 //! - [`action`]: reads a model's reply as an `Action`, repairing broken JSON.
 //! - [`testkit`]: JSON step fixtures for regression tests.
@@ -65,15 +67,18 @@ pub mod action;
 pub mod console;
 pub mod env;
 pub mod event;
+pub mod layer;
 pub mod machine;
 pub mod model;
 pub mod state;
 pub mod testkit;
 pub mod tool;
 
-pub use env::{Action, Env, Message, Observation, Role, Scratch, ScratchError, ToolCall, Usage};
+pub use env::{
+    Action, Env, ErrorRecord, Message, Observation, Role, Scratch, ScratchError, ToolCall, Usage,
+};
 pub use event::{Event, EventKind, RunFailure, RunOutput};
-pub use machine::{EventStream, Machine, MachineError, StepOutcome};
+pub use machine::{EventStream, Machine, MachineError, Resource, StepOutcome};
 pub use state::{Emit, EmitStream, Next, State, StateError};
 
 /// Builds an [`EmitStream`] body with `yield` and `?` (re-exported from

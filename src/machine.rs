@@ -7,16 +7,41 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use futures::stream::BoxStream;
 use futures::{Stream, StreamExt};
+use tokio::time::Instant;
 
-use crate::env::Env;
+use crate::env::{Env, ErrorRecord};
 use crate::event::{Event, EventKind, RunFailure, RunOutput};
 use crate::state::{Next, State, StateError};
 
 /// The default bound on states entered per run; see [`Machine::max_steps`].
 pub const DEFAULT_MAX_STEPS: u32 = 50;
+
+/// The default number of restarts of a state cut off mid-stream; see
+/// [`Machine::state_retries`].
+pub const DEFAULT_STATE_RETRIES: u32 = 2;
+
+/// What a budget limits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Resource {
+    /// Prompt plus completion tokens.
+    Tokens,
+    /// Cost in US dollars.
+    Cost,
+}
+
+impl std::fmt::Display for Resource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Resource::Tokens => "token",
+            Resource::Cost => "cost",
+        })
+    }
+}
 
 /// Why a run stopped early.
 #[derive(Debug, thiserror::Error)]
@@ -40,6 +65,22 @@ pub enum MachineError {
         /// The limit.
         limit: u32,
     },
+    /// The run took longer than its deadline ([`Machine::deadline`]).
+    #[error("run deadline of {after:?} passed")]
+    Deadline {
+        /// The deadline.
+        after: Duration,
+    },
+    /// The run used more than its budget ([`Machine::max_tokens`], [`Machine::max_cost`]).
+    #[error("{resource} budget exceeded: used {used}, limit {limit}")]
+    Budget {
+        /// What ran out.
+        resource: Resource,
+        /// The limit.
+        limit: f64,
+        /// What was used.
+        used: f64,
+    },
     /// The event stream ended without a `Finished` or `Failed` event (it was
     /// cut short before being handed to [`finish`]).
     #[error("the event stream ended before the run did")]
@@ -57,19 +98,23 @@ pub enum MachineError {
 
 impl MachineError {
     /// A short stable code for the kind of error, for logs, results files and
-    /// clients: `unknown_state`, `max_steps`, `interrupted`, `model`,
-    /// `action`, `precondition`, `scratch` or `custom`.
+    /// clients: `unknown_state`, `max_steps`, `interrupted`, `deadline`,
+    /// `budget`, `model`, `action`, `precondition`, `scratch`, `custom` or
+    /// `state_timeout`.
     pub fn kind(&self) -> &'static str {
         match self {
             MachineError::UnknownState { .. } => "unknown_state",
             MachineError::MaxSteps { .. } => "max_steps",
             MachineError::Interrupted => "interrupted",
+            MachineError::Deadline { .. } => "deadline",
+            MachineError::Budget { .. } => "budget",
             MachineError::State { source, .. } => match source {
                 StateError::Model(_) => "model",
                 StateError::Action { .. } => "action",
                 StateError::Precondition { .. } => "precondition",
                 StateError::Scratch(_) => "scratch",
                 StateError::Custom(_) => "custom",
+                StateError::TimedOut { .. } => "state_timeout",
             },
         }
     }
@@ -113,7 +158,7 @@ pub struct StepOutcome {
 pub struct Machine {
     states: Arc<BTreeMap<String, Arc<dyn State>>>,
     entry: String,
-    max_steps: u32,
+    limits: Limits,
 }
 
 impl std::fmt::Debug for Machine {
@@ -121,7 +166,7 @@ impl std::fmt::Debug for Machine {
         f.debug_struct("Machine")
             .field("states", &self.states.keys().collect::<Vec<_>>())
             .field("entry", &self.entry)
-            .field("max_steps", &self.max_steps)
+            .field("limits", &self.limits)
             .finish()
     }
 }
@@ -132,7 +177,14 @@ impl Machine {
         Machine {
             states: Arc::default(),
             entry: entry.into(),
-            max_steps: DEFAULT_MAX_STEPS,
+            limits: Limits {
+                max_steps: DEFAULT_MAX_STEPS,
+                state_retries: DEFAULT_STATE_RETRIES,
+                state_timeout: None,
+                deadline: None,
+                max_tokens: None,
+                max_cost: None,
+            },
         }
     }
 
@@ -158,7 +210,44 @@ impl Machine {
     /// [`MachineError::MaxSteps`]. Counted by [`Env::step`], so a resumed run
     /// keeps its count.
     pub fn max_steps(mut self, limit: u32) -> Self {
-        self.max_steps = limit;
+        self.limits.max_steps = limit;
+        self
+    }
+
+    /// How often a state is restarted, from the env it started with, when a
+    /// model call fails transiently after streaming part of its reply
+    /// (default 2). The event stream marks each restart with
+    /// `StateRetried`; what the cut attempt streamed is not kept in the env.
+    pub fn state_retries(mut self, retries: u32) -> Self {
+        self.limits.state_retries = retries;
+        self
+    }
+
+    /// The longest one state may run; past it the state fails with
+    /// [`StateError::TimedOut`] (which [`State::on_error`] may route).
+    pub fn state_timeout(mut self, limit: Duration) -> Self {
+        self.limits.state_timeout = Some(limit);
+        self
+    }
+
+    /// The longest a whole run may take; past it the run fails with
+    /// [`MachineError::Deadline`].
+    pub fn deadline(mut self, limit: Duration) -> Self {
+        self.limits.deadline = Some(limit);
+        self
+    }
+
+    /// Ends the run with [`MachineError::Budget`] once it has used more
+    /// than `tokens` (prompt plus completion).
+    pub fn max_tokens(mut self, tokens: u64) -> Self {
+        self.limits.max_tokens = Some(tokens);
+        self
+    }
+
+    /// Ends the run with [`MachineError::Budget`] once it has cost more
+    /// than `dollars`.
+    pub fn max_cost(mut self, dollars: f64) -> Self {
+        self.limits.max_cost = Some(dollars);
         self
     }
 
@@ -236,12 +325,13 @@ impl Machine {
         single_step: bool,
     ) -> impl Stream<Item = Driven> + Send + 'static {
         let states = Arc::clone(&self.states);
-        let max_steps = self.max_steps;
+        let limits = self.limits;
         let mut name: Arc<str> = Arc::from(start);
         async_stream::stream! {
             let mut env = env;
             let mut path: Vec<String> = Vec::new();
             let mut from: Option<String> = None;
+            let run_deadline = limits.deadline.map(|d| (Instant::now() + d, d));
             loop {
                 let fail = |error: MachineError, env: Env, path: Vec<String>, step: u32, state: Arc<str>| {
                     Driven::Event(Event { step, state, kind: EventKind::Failed(Box::new(RunFailure { error, path, env })) })
@@ -255,9 +345,9 @@ impl Machine {
                     yield fail(error, env, path, 0, name);
                     return;
                 };
-                if env.step >= max_steps {
+                if env.step >= limits.max_steps {
                     let step = env.step;
-                    yield fail(MachineError::MaxSteps { limit: max_steps }, env, path, step, name);
+                    yield fail(MachineError::MaxSteps { limit: limits.max_steps }, env, path, step, name);
                     return;
                 }
                 env.step += 1;
@@ -266,26 +356,74 @@ impl Machine {
                 let event = |kind| Driven::Event(Event { step, state: name.clone(), kind });
                 yield event(EventKind::StateEntered);
 
-                let mut error = None;
-                {
-                    let mut emitted = state.run(&mut env);
-                    while let Some(item) = emitted.next().await {
-                        match item {
-                            Ok(e) => yield event(EventKind::Emitted(e)),
-                            Err(e) => {
-                                error = Some(e);
-                                break;
+                // A state cut off after streaming restarts from the env it
+                // started with, so nothing it wrote is kept twice.
+                let snapshot = (limits.state_retries > 0).then(|| env.clone());
+                let mut attempt = 0;
+                let failure = loop {
+                    let state_deadline = limits.state_timeout.map(|d| (Instant::now() + d, d));
+                    let mut failure = None;
+                    {
+                        let mut emitted = state.run(&mut env);
+                        loop {
+                            let next = match earliest(state_deadline, run_deadline) {
+                                Some((at, limit, is_run)) => match tokio::time::timeout_at(at, emitted.next()).await {
+                                    Ok(next) => next,
+                                    Err(_) if is_run => {
+                                        failure = Some(Failure::Deadline(limit));
+                                        break;
+                                    }
+                                    Err(_) => Some(Err(StateError::TimedOut { after: limit })),
+                                },
+                                None => emitted.next().await,
+                            };
+                            match next {
+                                Some(Ok(e)) => yield event(EventKind::Emitted(e)),
+                                Some(Err(e)) => {
+                                    failure = Some(Failure::State(e));
+                                    break;
+                                }
+                                None => break,
                             }
                         }
                     }
-                }
-                if let Some(source) = error {
-                    let error = MachineError::State { state: name.to_string(), source };
+                    match (failure, &snapshot) {
+                        (Some(Failure::State(StateError::Model(e))), Some(start))
+                            if e.is_transient() && e.emitted() && attempt < limits.state_retries =>
+                        {
+                            attempt += 1;
+                            env = start.clone();
+                            yield event(EventKind::StateRetried { attempt, reason: e.to_string() });
+                        }
+                        (failure, _) => break failure,
+                    }
+                };
+                let next = match failure {
+                    None => state.transition(&env),
+                    Some(Failure::Deadline(after)) => {
+                        yield fail(MachineError::Deadline { after }, env, path, step, name.clone());
+                        return;
+                    }
+                    Some(Failure::State(source)) => match state.on_error(&source) {
+                        // The state declared where to go on this error.
+                        Some(next) => {
+                            let record = ErrorRecord::new(step, &name, &source);
+                            env.errors.push(record.clone());
+                            yield event(EventKind::StateFailed { error: record });
+                            next
+                        }
+                        None => {
+                            let error = MachineError::State { state: name.to_string(), source };
+                            yield fail(error, env, path, step, name.clone());
+                            return;
+                        }
+                    },
+                };
+                if let Some(error) = limits.over_budget(&env) {
                     yield fail(error, env, path, step, name.clone());
                     return;
                 }
 
-                let next = state.transition(&env);
                 yield event(EventKind::StateExited { next: next.clone() });
                 match next {
                     Next::End => {
@@ -304,6 +442,62 @@ impl Machine {
                 }
             }
         }
+    }
+}
+
+/// Why a state's run ended early.
+enum Failure {
+    State(StateError),
+    Deadline(Duration),
+}
+
+/// The sooner of the state's and the run's deadlines, with its length and
+/// whether it is the run's.
+fn earliest(
+    state: Option<(Instant, Duration)>,
+    run: Option<(Instant, Duration)>,
+) -> Option<(Instant, Duration, bool)> {
+    match (state, run) {
+        (Some((s, sd)), Some((r, rd))) => Some(if r <= s {
+            (r, rd, true)
+        } else {
+            (s, sd, false)
+        }),
+        (Some((s, sd)), None) => Some((s, sd, false)),
+        (None, Some((r, rd))) => Some((r, rd, true)),
+        (None, None) => None,
+    }
+}
+
+/// The limits a run is held to.
+#[derive(Debug, Clone, Copy)]
+struct Limits {
+    max_steps: u32,
+    state_retries: u32,
+    state_timeout: Option<Duration>,
+    deadline: Option<Duration>,
+    max_tokens: Option<u64>,
+    max_cost: Option<f64>,
+}
+
+impl Limits {
+    fn over_budget(&self, env: &Env) -> Option<MachineError> {
+        let used = env.usage.total_tokens();
+        if let Some(limit) = self.max_tokens.filter(|l| used > *l) {
+            return Some(MachineError::Budget {
+                resource: Resource::Tokens,
+                limit: limit as f64,
+                used: used as f64,
+            });
+        }
+        let cost = env.usage.cost;
+        self.max_cost
+            .filter(|l| cost > *l)
+            .map(|limit| MachineError::Budget {
+                resource: Resource::Cost,
+                limit,
+                used: cost,
+            })
     }
 }
 

@@ -92,6 +92,28 @@ pub enum StateError {
     /// A custom state's own failure.
     #[error(transparent)]
     Custom(Box<dyn std::error::Error + Send + Sync>),
+    /// The state ran longer than the machine's state timeout.
+    #[error("the state ran longer than {after:?}")]
+    TimedOut {
+        /// The limit.
+        after: std::time::Duration,
+    },
+}
+
+impl StateError {
+    /// A short code for the kind of error: the model error's kind as
+    /// `model:http_503`, else `action`, `precondition`, `scratch`,
+    /// `custom`, `state_timeout`.
+    pub fn kind(&self) -> String {
+        match self {
+            StateError::Model(e) => format!("model:{}", e.kind()),
+            StateError::Action { .. } => "action".into(),
+            StateError::Precondition { .. } => "precondition".into(),
+            StateError::Scratch(_) => "scratch".into(),
+            StateError::Custom(_) => "custom".into(),
+            StateError::TimedOut { .. } => "state_timeout".into(),
+        }
+    }
 }
 
 impl StateError {
@@ -139,6 +161,14 @@ pub trait State: Send + Sync {
 
     /// Names the next state. Must be pure: it reads `env` and nothing else.
     fn transition(&self, env: &Env) -> Next;
+
+    /// Where to go when [`run`](State::run) fails with `error`, or `None`
+    /// (the default) to fail the run. When it names a state, the machine
+    /// records the error in [`Env::errors`] and goes on there.
+    fn on_error(&self, error: &StateError) -> Option<Next> {
+        let _ = error;
+        None
+    }
 }
 
 impl<S: State + ?Sized> State for std::sync::Arc<S> {
@@ -152,6 +182,10 @@ impl<S: State + ?Sized> State for std::sync::Arc<S> {
 
     fn transition(&self, env: &Env) -> Next {
         (**self).transition(env)
+    }
+
+    fn on_error(&self, error: &StateError) -> Option<Next> {
+        (**self).on_error(error)
     }
 }
 

@@ -228,9 +228,52 @@ pub enum ModelError {
         /// What failed.
         message: String,
     },
+    /// A time limit passed (see [`crate::layer::Timeouts`]).
+    #[error("{model}: no {stage} within {after:?} (after {chunks} chunks)")]
+    Timeout {
+        /// The model.
+        model: String,
+        /// Which limit.
+        stage: TimeoutStage,
+        /// The limit.
+        after: Duration,
+        /// Chunks delivered before it passed.
+        chunks: usize,
+    },
+    /// The model's circuit breaker is open after repeated failures: the call
+    /// was refused without being sent (see [`crate::layer::CircuitBreaker`]).
+    #[error("{model}: circuit open after repeated failures; next probe in {retry_in:?}")]
+    CircuitOpen {
+        /// The model.
+        model: String,
+        /// When the breaker lets a probe through.
+        retry_in: Duration,
+    },
     /// Any other failure of a provider.
     #[error("{0}")]
     Other(Box<dyn std::error::Error + Send + Sync>),
+}
+
+/// Which time limit a [`ModelError::Timeout`] is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TimeoutStage {
+    /// Waiting for the first chunk (connecting and the request included).
+    FirstToken,
+    /// Waiting between two chunks.
+    Idle,
+    /// The whole call.
+    Call,
+}
+
+impl std::fmt::Display for TimeoutStage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            TimeoutStage::FirstToken => "first token",
+            TimeoutStage::Idle => "next chunk",
+            TimeoutStage::Call => "complete reply",
+        })
+    }
 }
 
 impl ModelError {
@@ -254,10 +297,50 @@ impl ModelError {
     /// failure (so a retry must discard what was streamed).
     pub fn emitted(&self) -> bool {
         match self {
-            ModelError::StreamCut { chunks, .. } | ModelError::Protocol { chunks, .. } => {
-                *chunks > 0
-            }
+            ModelError::StreamCut { chunks, .. }
+            | ModelError::Protocol { chunks, .. }
+            | ModelError::Timeout { chunks, .. } => *chunks > 0,
             _ => false,
+        }
+    }
+
+    /// Whether the failure is transient, so the same request may succeed
+    /// later: 408, 409, 425, 429 and 5xx statuses, no answer, a cut or
+    /// stalled stream, a malformed reply. Not: bad requests, auth, config,
+    /// an open circuit (a fallback acts on that), script errors.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            ModelError::Http { status, .. } => matches!(status, 408 | 409 | 425 | 429 | 500..=599),
+            ModelError::Connect { .. }
+            | ModelError::StreamCut { .. }
+            | ModelError::Protocol { .. }
+            | ModelError::Timeout { .. } => true,
+            _ => false,
+        }
+    }
+
+    /// Whether the same request may be sent again right away: transient and
+    /// nothing streamed yet (after tokens, the state must restart instead).
+    pub fn is_retryable(&self) -> bool {
+        self.is_transient() && !self.emitted()
+    }
+
+    /// A short stable code for the kind of failure: `http_429`, `http_500`,
+    /// `connect`, `stream_cut`, `protocol`, `timeout`, `circuit_open`,
+    /// `config`, `request`, `backend`, `script`, `other`.
+    pub fn kind(&self) -> String {
+        match self {
+            ModelError::Http { status, .. } => format!("http_{status}"),
+            ModelError::Connect { .. } => "connect".into(),
+            ModelError::StreamCut { .. } => "stream_cut".into(),
+            ModelError::Protocol { .. } => "protocol".into(),
+            ModelError::Timeout { .. } => "timeout".into(),
+            ModelError::CircuitOpen { .. } => "circuit_open".into(),
+            ModelError::Config { .. } => "config".into(),
+            ModelError::Request { .. } => "request".into(),
+            ModelError::Backend { .. } => "backend".into(),
+            ModelError::ScriptExhausted { .. } | ModelError::Scripted(_) => "script".into(),
+            ModelError::Other(_) => "other".into(),
         }
     }
 }

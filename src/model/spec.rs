@@ -176,6 +176,8 @@ impl ModelSpec {
     }
 
     /// Builds the model, reading keys and base URLs from the environment.
+    /// Network models come with the default reliability stack (retry, time
+    /// limits, circuit breaker: [`default_stack`](crate::layer::default_stack)).
     pub fn build(&self) -> Result<SharedModel, ModelSpecError> {
         Ok(match self {
             ModelSpec::OpenAi { model, base_url } => {
@@ -183,14 +185,14 @@ impl ModelSpec {
                 if let Some(url) = base_url {
                     b = b.base_url(url);
                 }
-                Arc::new(b.build()?)
+                crate::layer::default_stack(b.build()?)
             }
             ModelSpec::Anthropic { model, base_url } => {
                 let mut b = Anthropic::builder(model).from_env();
                 if let Some(url) = base_url {
                     b = b.base_url(url);
                 }
-                Arc::new(b.build()?)
+                crate::layer::default_stack(b.build()?)
             }
             ModelSpec::Local { path } => return build_local(path),
             ModelSpec::Scripted => Arc::new(ScriptedModel::new()),

@@ -19,6 +19,7 @@ const DEFAULT_INSTRUCTIONS: &str =
 pub struct Answer {
     name: String,
     model: Option<SharedModel>,
+    apology: Option<String>,
     instructions: String,
     params: Params,
 }
@@ -44,6 +45,7 @@ impl Answer {
         Answer {
             name: ANSWER.to_owned(),
             model: None,
+            apology: None,
             instructions: DEFAULT_INSTRUCTIONS.to_owned(),
             params: Params::default(),
         }
@@ -60,6 +62,14 @@ impl Answer {
     /// Renames the state.
     pub fn named(mut self, name: impl Into<String>) -> Self {
         self.name = name.into();
+        self
+    }
+
+    /// The answer to give when a state before failed and routed here
+    /// ([`Env::errors`]) with no answer pending, e.g. "Sorry, the model is
+    /// unavailable right now."
+    pub fn apology(mut self, text: impl Into<String>) -> Self {
+        self.apology = Some(text.into());
         self
     }
 
@@ -100,10 +110,16 @@ impl State for Answer {
 
     fn run<'a>(&'a self, env: &'a mut Env) -> EmitStream<'a> {
         Box::pin(statewise::try_stream! {
-            let Some(model) = &self.model else {
-                let answer = match env.action.take() {
-                    Some(Action::FinalAnswer(answer)) => answer,
-                    other => {
+            let apologize = !env.errors.is_empty() && !matches!(env.action, Some(Action::FinalAnswer(_)));
+            let model = match (&self.model, &self.apology) {
+                (_, Some(_)) if apologize => None,
+                (model, _) => model.as_ref(),
+            };
+            let Some(model) = model else {
+                let answer = match (env.action.take(), &self.apology) {
+                    (_, Some(apology)) if apologize => apology.clone(),
+                    (Some(Action::FinalAnswer(answer)), _) => answer,
+                    (other, _) => {
                         env.action = other;
                         Err(StateError::Precondition {
                             state: self.name.clone(),

@@ -29,6 +29,7 @@ pub struct Reasoning {
     max_parse_retries: u32,
     max_calls_per_step: usize,
     max_tool_rounds: Option<u32>,
+    on_model_error: Option<String>,
     on_tool_calls: String,
     on_answer: String,
 }
@@ -55,6 +56,7 @@ impl Reasoning {
             max_parse_retries: 2,
             max_calls_per_step: 8,
             max_tool_rounds: None,
+            on_model_error: None,
             on_tool_calls: ACTION.to_owned(),
             on_answer: ANSWER.to_owned(),
         }
@@ -98,6 +100,14 @@ impl Reasoning {
     /// step limit). Small models that loop on tools need it.
     pub fn max_tool_rounds(mut self, rounds: u32) -> Self {
         self.max_tool_rounds = Some(rounds);
+        self
+    }
+
+    /// Where to go when the model fails for good (retries spent, circuit
+    /// open): e.g. an [`Answer`](crate::Answer) with an apology. By default
+    /// the run fails.
+    pub fn on_model_error(mut self, state: impl Into<String>) -> Self {
+        self.on_model_error = Some(state.into());
         self
     }
 
@@ -243,6 +253,13 @@ impl State for Reasoning {
                 }
             }
         })
+    }
+
+    fn on_error(&self, error: &StateError) -> Option<Next> {
+        match error {
+            StateError::Model(_) => self.on_model_error.clone().map(Next::to),
+            _ => None,
+        }
     }
 
     fn transition(&self, env: &Env) -> Next {

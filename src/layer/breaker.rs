@@ -1,0 +1,404 @@
+//! A circuit breaker per model: stop calling a model that keeps failing.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
+use std::time::Duration;
+
+use futures::StreamExt;
+use tokio::time::Instant;
+
+use crate::model::{Capabilities, ChatModel, ChatRequest, ChunkStream, ModelError};
+
+/// When a breaker opens and how long it stays open.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BreakerConfig {
+    /// Failures within `window` that open the breaker.
+    pub failures: u32,
+    /// The window failures are counted in.
+    pub window: Duration,
+    /// How long it stays open before letting one probe through.
+    pub cooldown: Duration,
+}
+
+impl Default for BreakerConfig {
+    fn default() -> Self {
+        BreakerConfig {
+            failures: 5,
+            window: Duration::from_secs(30),
+            cooldown: Duration::from_secs(15),
+        }
+    }
+}
+
+/// Where a breaker stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BreakerState {
+    /// Calls go through; failures are counted.
+    Closed,
+    /// Calls are refused with [`ModelError::CircuitOpen`].
+    Open,
+    /// One probe call is under way; its outcome closes or reopens it.
+    HalfOpen,
+}
+
+/// What a breaker has done so far.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct BreakerStats {
+    /// Times it opened.
+    pub opened: u64,
+    /// Times a probe succeeded and it closed again.
+    pub closed: u64,
+    /// Calls it refused.
+    pub rejected: u64,
+}
+
+#[derive(Debug)]
+enum Phase {
+    Closed,
+    Open { until: Instant },
+    HalfOpen { probing: bool },
+}
+
+#[derive(Debug)]
+struct Inner {
+    config: BreakerConfig,
+    phase: Phase,
+    failures: VecDeque<Instant>,
+    stats: BreakerStats,
+}
+
+/// A breaker's shared state; every model wrapped with the same handle
+/// shares one breaker.
+#[derive(Debug, Clone)]
+pub struct BreakerHandle(Arc<Mutex<Inner>>);
+
+impl BreakerHandle {
+    /// A new closed breaker.
+    pub fn new(config: BreakerConfig) -> Self {
+        BreakerHandle(Arc::new(Mutex::new(Inner {
+            config,
+            phase: Phase::Closed,
+            failures: VecDeque::new(),
+            stats: BreakerStats::default(),
+        })))
+    }
+
+    /// The process-wide breaker for the model named `name`, created with
+    /// `config` on first use: one breaker per provider and model.
+    pub fn for_model(name: &str, config: BreakerConfig) -> Self {
+        static ALL: OnceLock<Mutex<HashMap<String, BreakerHandle>>> = OnceLock::new();
+        let mut all = ALL
+            .get_or_init(Default::default)
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        all.entry(name.to_owned())
+            .or_insert_with(|| Self::new(config))
+            .clone()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Where it stands now.
+    pub fn state(&self) -> BreakerState {
+        let mut inner = self.lock();
+        inner.expire(Instant::now());
+        match inner.phase {
+            Phase::Closed => BreakerState::Closed,
+            Phase::Open { .. } => BreakerState::Open,
+            Phase::HalfOpen { .. } => BreakerState::HalfOpen,
+        }
+    }
+
+    /// What it has done so far.
+    pub fn stats(&self) -> BreakerStats {
+        self.lock().stats
+    }
+
+    /// Lets a call through (`Ok(is_probe)`), or says how long until a probe.
+    fn admit(&self) -> Result<bool, Duration> {
+        let mut inner = self.lock();
+        let now = Instant::now();
+        inner.expire(now);
+        match inner.phase {
+            Phase::Closed => Ok(false),
+            Phase::HalfOpen { probing: false } => {
+                inner.phase = Phase::HalfOpen { probing: true };
+                Ok(true)
+            }
+            Phase::HalfOpen { probing: true } => {
+                inner.stats.rejected += 1;
+                Err(Duration::ZERO)
+            }
+            Phase::Open { until } => {
+                inner.stats.rejected += 1;
+                Err(until - now)
+            }
+        }
+    }
+
+    fn record(&self, failed: bool, probe: bool) {
+        let mut inner = self.lock();
+        let now = Instant::now();
+        let cooldown = inner.config.cooldown;
+        match (failed, probe) {
+            (false, true) => {
+                inner.phase = Phase::Closed;
+                inner.failures.clear();
+                inner.stats.closed += 1;
+            }
+            (true, true) => {
+                inner.phase = Phase::Open {
+                    until: now + cooldown,
+                };
+                inner.stats.opened += 1;
+            }
+            (false, false) => {}
+            (true, false) => {
+                let window = inner.config.window;
+                inner.failures.push_back(now);
+                while inner.failures.front().is_some_and(|t| now - *t > window) {
+                    inner.failures.pop_front();
+                }
+                if matches!(inner.phase, Phase::Closed)
+                    && inner.failures.len() >= inner.config.failures as usize
+                {
+                    inner.phase = Phase::Open {
+                        until: now + cooldown,
+                    };
+                    inner.failures.clear();
+                    inner.stats.opened += 1;
+                }
+            }
+        }
+    }
+
+    /// A probe that ended without an outcome (the caller went away).
+    fn release_probe(&self) {
+        let mut inner = self.lock();
+        if let Phase::HalfOpen { probing: true } = inner.phase {
+            inner.phase = Phase::HalfOpen { probing: false };
+        }
+    }
+}
+
+impl Inner {
+    fn expire(&mut self, now: Instant) {
+        if let Phase::Open { until } = self.phase {
+            if now >= until {
+                self.phase = Phase::HalfOpen { probing: false };
+            }
+        }
+    }
+}
+
+/// Counts a model's failures (transient ones, except 429: rate limits are
+/// not outages) and refuses calls at once with [`ModelError::CircuitOpen`]
+/// while the model seems down, so a fallback can act without waiting.
+#[derive(Debug, Clone)]
+pub struct CircuitBreaker<M> {
+    inner: M,
+    handle: BreakerHandle,
+}
+
+impl<M: ChatModel> CircuitBreaker<M> {
+    /// A breaker of its own around `inner`.
+    pub fn new(inner: M, config: BreakerConfig) -> Self {
+        CircuitBreaker {
+            inner,
+            handle: BreakerHandle::new(config),
+        }
+    }
+
+    /// `inner` behind an existing breaker.
+    pub fn with_handle(inner: M, handle: BreakerHandle) -> Self {
+        CircuitBreaker { inner, handle }
+    }
+
+    /// The breaker, to watch its state.
+    pub fn handle(&self) -> &BreakerHandle {
+        &self.handle
+    }
+}
+
+/// Settles a probe that is dropped before its outcome is known.
+struct ProbeGuard<'a> {
+    handle: &'a BreakerHandle,
+    probe: bool,
+    settled: bool,
+}
+
+impl Drop for ProbeGuard<'_> {
+    fn drop(&mut self) {
+        if self.probe && !self.settled {
+            self.handle.release_probe();
+        }
+    }
+}
+
+fn counts_as_failure(e: &ModelError) -> bool {
+    e.is_transient() && e.status() != Some(429)
+}
+
+impl<M: ChatModel> ChatModel for CircuitBreaker<M> {
+    fn name(&self) -> &str {
+        self.inner.name()
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        self.inner.capabilities()
+    }
+
+    fn stream(&self, request: ChatRequest) -> ChunkStream<'_> {
+        Box::pin(async_stream::try_stream! {
+            let probe = match self.handle.admit() {
+                Ok(probe) => probe,
+                Err(retry_in) => Err(ModelError::CircuitOpen {
+                    model: self.inner.name().to_owned(),
+                    retry_in,
+                })?,
+            };
+            let mut guard = ProbeGuard { handle: &self.handle, probe, settled: false };
+            let mut chunks = self.inner.stream(request);
+            while let Some(chunk) = chunks.next().await {
+                match chunk {
+                    Ok(c) => yield c,
+                    Err(e) => {
+                        guard.settled = true;
+                        self.handle.record(counts_as_failure(&e), probe);
+                        Err(e)?;
+                    }
+                }
+            }
+            guard.settled = true;
+            self.handle.record(false, probe);
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{FnModel, Reply};
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    fn flaky(down: Arc<AtomicBool>) -> FnModel {
+        FnModel::new("flaky", move |_| {
+            if down.load(Ordering::SeqCst) {
+                Err(ModelError::Http {
+                    provider: "p".into(),
+                    status: 503,
+                    message: "down".into(),
+                    retry_after: None,
+                })
+            } else {
+                Ok(Reply::text("ok"))
+            }
+        })
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn opens_after_failures_probes_after_cooldown_and_closes() {
+        let down = Arc::new(AtomicBool::new(true));
+        let config = BreakerConfig {
+            failures: 3,
+            window: Duration::from_secs(10),
+            cooldown: Duration::from_secs(5),
+        };
+        let model = CircuitBreaker::new(flaky(down.clone()), config);
+        let call = || model.complete(ChatRequest::default());
+        for _ in 0..3 {
+            assert!(matches!(
+                call().await,
+                Err(ModelError::Http { status: 503, .. })
+            ));
+        }
+        assert_eq!(model.handle().state(), BreakerState::Open);
+        let e = call().await.unwrap_err();
+        assert!(
+            matches!(e, ModelError::CircuitOpen { retry_in, .. } if retry_in == Duration::from_secs(5)),
+            "{e:?}"
+        );
+
+        // After the cooldown one probe goes through; it fails, so it reopens.
+        tokio::time::advance(Duration::from_secs(5)).await;
+        assert_eq!(model.handle().state(), BreakerState::HalfOpen);
+        assert!(matches!(call().await, Err(ModelError::Http { .. })));
+        assert_eq!(model.handle().state(), BreakerState::Open);
+
+        // The model recovers: the next probe closes it.
+        down.store(false, Ordering::SeqCst);
+        tokio::time::advance(Duration::from_secs(5)).await;
+        assert_eq!(call().await.unwrap().text, "ok");
+        assert_eq!(model.handle().state(), BreakerState::Closed);
+        assert_eq!(
+            model.handle().stats(),
+            BreakerStats {
+                opened: 2,
+                closed: 1,
+                rejected: 1
+            }
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn old_failures_leave_the_window_and_429_does_not_count() {
+        let config = BreakerConfig {
+            failures: 2,
+            window: Duration::from_secs(10),
+            cooldown: Duration::from_secs(5),
+        };
+        let status = Arc::new(std::sync::atomic::AtomicU16::new(500));
+        let s = status.clone();
+        let model = CircuitBreaker::new(
+            FnModel::new("m", move |_| {
+                Err(ModelError::Http {
+                    provider: "p".into(),
+                    status: s.load(Ordering::SeqCst),
+                    message: String::new(),
+                    retry_after: None,
+                })
+            }),
+            config,
+        );
+        let _ = model.complete(ChatRequest::default()).await;
+        tokio::time::advance(Duration::from_secs(11)).await;
+        let _ = model.complete(ChatRequest::default()).await;
+        assert_eq!(
+            model.handle().state(),
+            BreakerState::Closed,
+            "the first failure left the window"
+        );
+        status.store(429, Ordering::SeqCst);
+        for _ in 0..5 {
+            let _ = model.complete(ChatRequest::default()).await;
+        }
+        assert_eq!(
+            model.handle().state(),
+            BreakerState::Closed,
+            "rate limits are not outages"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_dropped_probe_frees_the_half_open_slot() {
+        let config = BreakerConfig {
+            failures: 1,
+            window: Duration::from_secs(10),
+            cooldown: Duration::from_secs(1),
+        };
+        let down = Arc::new(AtomicBool::new(true));
+        let model = CircuitBreaker::new(flaky(down.clone()), config);
+        let _ = model.complete(ChatRequest::default()).await;
+        tokio::time::advance(Duration::from_secs(1)).await;
+        down.store(false, Ordering::SeqCst);
+        drop(model.stream(ChatRequest::default()).next().await); // probe admitted, then dropped mid-way
+        assert_eq!(model.handle().state(), BreakerState::HalfOpen);
+        assert_eq!(
+            model.complete(ChatRequest::default()).await.unwrap().text,
+            "ok"
+        );
+        assert_eq!(model.handle().state(), BreakerState::Closed);
+    }
+}

@@ -1,0 +1,94 @@
+//! Trying the next model when one fails.
+
+use futures::StreamExt;
+
+use crate::model::{Capabilities, ChatModel, ChatRequest, ChunkStream, ModelError, SharedModel};
+
+/// Sends a call to the next model in line (large to small, vendor to
+/// local) when one fails before delivering anything with a transient error
+/// or an open circuit. A failure after chunks were delivered is passed on.
+///
+/// Its capabilities are those all its models share, so a request built for
+/// the first model suits the others too.
+#[derive(Clone)]
+pub struct Fallback {
+    name: String,
+    models: Vec<SharedModel>,
+}
+
+impl std::fmt::Debug for Fallback {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Fallback")
+            .field("name", &self.name)
+            .finish()
+    }
+}
+
+impl Fallback {
+    /// The chain `models`, tried in order; it must hold at least one.
+    pub fn new(models: Vec<SharedModel>) -> Result<Self, ModelError> {
+        if models.is_empty() {
+            return Err(ModelError::Config {
+                provider: "fallback".into(),
+                message: "a fallback chain needs at least one model".into(),
+            });
+        }
+        let name = models
+            .iter()
+            .map(|m| m.name())
+            .collect::<Vec<_>>()
+            .join(" | ");
+        Ok(Fallback { name, models })
+    }
+}
+
+impl ChatModel for Fallback {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        self.models.iter().map(|m| m.capabilities()).fold(
+            Capabilities {
+                native_tools: true,
+                json_schema: true,
+            },
+            |a, b| Capabilities {
+                native_tools: a.native_tools && b.native_tools,
+                json_schema: a.json_schema && b.json_schema,
+            },
+        )
+    }
+
+    fn stream(&self, request: ChatRequest) -> ChunkStream<'_> {
+        Box::pin(async_stream::try_stream! {
+            let last = self.models.len() - 1;
+            for (i, model) in self.models.iter().enumerate() {
+                let mut chunks = model.stream(request.clone());
+                let mut delivered = false;
+                let mut failed = None;
+                while let Some(chunk) = chunks.next().await {
+                    match chunk {
+                        Ok(c) => {
+                            delivered = true;
+                            yield c;
+                        }
+                        Err(e) => {
+                            let next = i < last
+                                && !delivered
+                                && (e.is_transient() || matches!(e, ModelError::CircuitOpen { .. }));
+                            if next {
+                                failed = Some(e);
+                                break;
+                            }
+                            Err(e)?;
+                        }
+                    }
+                }
+                if failed.is_none() {
+                    return;
+                }
+            }
+        })
+    }
+}
