@@ -9,12 +9,20 @@ use tokio::time::Instant;
 
 use crate::model::{Capabilities, ChatModel, ChatRequest, ChunkStream, ModelError};
 
-/// When a breaker opens and how long it stays open.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// When a breaker opens and how long it stays open: when, within `window`,
+/// at least `min_calls` calls ended, at least `failures` of them failed, and
+/// they are at least `ratio` of the calls (so a busy model with a few
+/// failures, or a burst of fast errors before the first slow successes,
+/// does not trip it).
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct BreakerConfig {
-    /// Failures within `window` that open the breaker.
+    /// The fewest failures within `window` that open the breaker.
     pub failures: u32,
-    /// The window failures are counted in.
+    /// The share of failed calls within `window` that opens it.
+    pub ratio: f64,
+    /// The fewest calls within `window` to judge the ratio on.
+    pub min_calls: u32,
+    /// The window calls are counted in.
     pub window: Duration,
     /// How long it stays open before letting one probe through.
     pub cooldown: Duration,
@@ -24,6 +32,8 @@ impl Default for BreakerConfig {
     fn default() -> Self {
         BreakerConfig {
             failures: 5,
+            ratio: 0.5,
+            min_calls: 10,
             window: Duration::from_secs(30),
             cooldown: Duration::from_secs(15),
         }
@@ -63,7 +73,8 @@ enum Phase {
 struct Inner {
     config: BreakerConfig,
     phase: Phase,
-    failures: VecDeque<Instant>,
+    /// Outcomes within the window: when, and whether it failed.
+    outcomes: VecDeque<(Instant, bool)>,
     stats: BreakerStats,
 }
 
@@ -78,7 +89,7 @@ impl BreakerHandle {
         BreakerHandle(Arc::new(Mutex::new(Inner {
             config,
             phase: Phase::Closed,
-            failures: VecDeque::new(),
+            outcomes: VecDeque::new(),
             stats: BreakerStats::default(),
         })))
     }
@@ -145,7 +156,7 @@ impl BreakerHandle {
         match (failed, probe) {
             (false, true) => {
                 inner.phase = Phase::Closed;
-                inner.failures.clear();
+                inner.outcomes.clear();
                 inner.stats.closed += 1;
             }
             (true, true) => {
@@ -154,20 +165,26 @@ impl BreakerHandle {
                 };
                 inner.stats.opened += 1;
             }
-            (false, false) => {}
-            (true, false) => {
+            (failed, false) => {
                 let window = inner.config.window;
-                inner.failures.push_back(now);
-                while inner.failures.front().is_some_and(|t| now - *t > window) {
-                    inner.failures.pop_front();
-                }
-                if matches!(inner.phase, Phase::Closed)
-                    && inner.failures.len() >= inner.config.failures as usize
+                inner.outcomes.push_back((now, failed));
+                while inner
+                    .outcomes
+                    .front()
+                    .is_some_and(|(t, _)| now - *t > window)
                 {
+                    inner.outcomes.pop_front();
+                }
+                let failures = inner.outcomes.iter().filter(|(_, f)| *f).count();
+                let share = failures as f64 / inner.outcomes.len() as f64;
+                let trips = failures >= inner.config.failures as usize
+                    && inner.outcomes.len() >= inner.config.min_calls as usize
+                    && share >= inner.config.ratio;
+                if failed && trips && matches!(inner.phase, Phase::Closed) {
                     inner.phase = Phase::Open {
                         until: now + cooldown,
                     };
-                    inner.failures.clear();
+                    inner.outcomes.clear();
                     inner.stats.opened += 1;
                 }
             }
@@ -281,7 +298,7 @@ impl<M: ChatModel> ChatModel for CircuitBreaker<M> {
 mod tests {
     use super::*;
     use crate::model::{FnModel, Reply};
-    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
     fn flaky(down: Arc<AtomicBool>) -> FnModel {
         FnModel::new("flaky", move |_| {
@@ -303,6 +320,8 @@ mod tests {
         let down = Arc::new(AtomicBool::new(true));
         let config = BreakerConfig {
             failures: 3,
+            ratio: 0.5,
+            min_calls: 1,
             window: Duration::from_secs(10),
             cooldown: Duration::from_secs(5),
         };
@@ -346,6 +365,8 @@ mod tests {
     async fn old_failures_leave_the_window_and_429_does_not_count() {
         let config = BreakerConfig {
             failures: 2,
+            ratio: 0.5,
+            min_calls: 1,
             window: Duration::from_secs(10),
             cooldown: Duration::from_secs(5),
         };
@@ -382,9 +403,45 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn a_busy_model_with_some_failures_stays_closed() {
+        let config = BreakerConfig {
+            failures: 3,
+            ratio: 0.5,
+            min_calls: 1,
+            window: Duration::from_secs(10),
+            cooldown: Duration::from_secs(5),
+        };
+        let calls = Arc::new(AtomicUsize::new(0));
+        let c = calls.clone();
+        // Every third call fails: a third of the calls, under the ratio.
+        let model = CircuitBreaker::new(
+            FnModel::new("m", move |_| {
+                if c.fetch_add(1, Ordering::SeqCst) % 3 == 2 {
+                    Err(ModelError::Http {
+                        provider: "p".into(),
+                        status: 500,
+                        message: String::new(),
+                        retry_after: None,
+                    })
+                } else {
+                    Ok(Reply::text("ok"))
+                }
+            }),
+            config,
+        );
+        for _ in 0..30 {
+            let _ = model.complete(ChatRequest::default()).await;
+        }
+        assert_eq!(model.handle().state(), BreakerState::Closed);
+        assert_eq!(model.handle().stats().opened, 0);
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn a_dropped_probe_frees_the_half_open_slot() {
         let config = BreakerConfig {
             failures: 1,
+            ratio: 0.5,
+            min_calls: 1,
             window: Duration::from_secs(10),
             cooldown: Duration::from_secs(1),
         };

@@ -46,6 +46,8 @@ pub struct Response {
     pub delay: Duration,
     /// Drop the connection after this many pieces, without ending the body.
     pub cut_after: Option<usize>,
+    /// Pause this long before the given piece.
+    pub stall: Option<(usize, Duration)>,
 }
 
 impl Response {
@@ -58,6 +60,7 @@ impl Response {
             streaming: false,
             delay: Duration::ZERO,
             cut_after: None,
+            stall: None,
         }
     }
 
@@ -80,6 +83,7 @@ impl Response {
             streaming: true,
             delay: Duration::ZERO,
             cut_after: None,
+            stall: None,
         }
     }
 
@@ -95,6 +99,11 @@ impl Response {
 
     pub fn delay(mut self, delay: Duration) -> Self {
         self.delay = delay;
+        self
+    }
+
+    pub fn stall_at(mut self, piece: usize, pause: Duration) -> Self {
+        self.stall = Some((piece, pause));
         self
     }
 }
@@ -228,6 +237,11 @@ async fn serve(
         }
         if !response.delay.is_zero() {
             tokio::time::sleep(response.delay).await;
+        }
+        if let Some((at, pause)) = response.stall {
+            if at == i {
+                tokio::time::sleep(pause).await;
+            }
         }
         if response.streaming {
             socket
