@@ -8,7 +8,7 @@ use futures::StreamExt;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
-use super::http::{error_chain, error_message, redact, send, Secret};
+use super::http::{error_chain, error_message, redact, send, Endpoint, Resolved, Secret};
 use super::{
     Capabilities, ChatModel, ChatRequest, Chunk, ChunkStream, FinishReason, ModelError,
     ToolCallDelta,
@@ -47,11 +47,8 @@ pub struct Anthropic {
 #[derive(Debug, Clone)]
 pub struct AnthropicBuilder {
     model: String,
-    base_url: Option<String>,
-    key: Option<Secret>,
-    from_env: bool,
+    endpoint: Endpoint,
     streaming: bool,
-    client: Option<reqwest::Client>,
 }
 
 impl Anthropic {
@@ -59,11 +56,8 @@ impl Anthropic {
     pub fn builder(model: impl Into<String>) -> AnthropicBuilder {
         AnthropicBuilder {
             model: model.into(),
-            base_url: None,
-            key: None,
-            from_env: false,
+            endpoint: Endpoint::default(),
             streaming: true,
-            client: None,
         }
     }
 
@@ -109,19 +103,25 @@ impl Anthropic {
 impl AnthropicBuilder {
     /// The API's base URL (without `/v1`).
     pub fn base_url(mut self, url: impl Into<String>) -> Self {
-        self.base_url = Some(url.into());
+        self.endpoint.base_url = Some(url.into());
         self
     }
 
     /// The API key.
     pub fn api_key(mut self, key: impl Into<String>) -> Self {
-        self.key = Some(Secret::new(key));
+        self.endpoint.key = Some(Secret::new(key));
         self
     }
 
     /// Fills what was not set explicitly from `ANTHROPIC_API_KEY` and `ANTHROPIC_BASE_URL`.
     pub fn from_env(mut self) -> Self {
-        self.from_env = true;
+        self.endpoint.from_env = true;
+        self
+    }
+
+    /// The longest wait for a connection (default 10 s).
+    pub fn connect_timeout(mut self, limit: std::time::Duration) -> Self {
+        self.endpoint.connect_timeout = Some(limit);
         self
     }
 
@@ -133,48 +133,27 @@ impl AnthropicBuilder {
 
     /// The HTTP client to use.
     pub fn client(mut self, client: reqwest::Client) -> Self {
-        self.client = Some(client);
+        self.endpoint.client = Some(client);
         self
     }
 
     /// Checks the configuration and builds the model.
     pub fn build(self) -> Result<Anthropic, ModelError> {
-        let config = |message: String| ModelError::Config {
+        let Resolved { base, key, client } = self.endpoint.resolve(
+            PROVIDER,
+            "ANTHROPIC_BASE_URL",
+            "ANTHROPIC_API_KEY",
+            ANTHROPIC_BASE_URL,
+        )?;
+        let config = |message: &str| ModelError::Config {
             provider: PROVIDER.to_owned(),
-            message,
+            message: message.to_owned(),
         };
-        let env = |name: &str| {
-            self.from_env
-                .then(|| std::env::var(name).ok())
-                .flatten()
-                .filter(|v| !v.trim().is_empty())
-        };
-        let base = self
-            .base_url
-            .clone()
-            .or_else(|| env("ANTHROPIC_BASE_URL"))
-            .unwrap_or_else(|| ANTHROPIC_BASE_URL.to_owned());
-        let base = base
-            .trim_end_matches('/')
-            .trim_end_matches("/v1")
-            .to_owned();
-        reqwest::Url::parse(&base)
-            .map_err(|e| config(format!("base URL {base:?} is not a URL: {e}")))?;
-        let key = self
-            .key
-            .clone()
-            .or_else(|| env("ANTHROPIC_API_KEY").map(Secret::new))
-            .ok_or_else(|| config("no API key: set ANTHROPIC_API_KEY".to_owned()))?;
+        let base = base.trim_end_matches("/v1").to_owned();
+        let key = key.ok_or_else(|| config("no API key: set ANTHROPIC_API_KEY"))?;
         if self.model.trim().is_empty() {
-            return Err(config("the model name is empty".to_owned()));
+            return Err(config("the model name is empty"));
         }
-        let client = match self.client {
-            Some(c) => c,
-            None => reqwest::Client::builder()
-                .connect_timeout(std::time::Duration::from_secs(10))
-                .build()
-                .map_err(|e| config(format!("cannot build an HTTP client: {e}")))?,
-        };
         Ok(Anthropic {
             client,
             url: format!("{base}/v1/messages"),

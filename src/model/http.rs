@@ -152,6 +152,64 @@ fn closed_before_response(error: &reqwest::Error) -> bool {
     false
 }
 
+/// What an HTTP provider's builder collects about where and how to connect.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Endpoint {
+    pub(crate) base_url: Option<String>,
+    pub(crate) key: Option<Secret>,
+    pub(crate) from_env: bool,
+    pub(crate) client: Option<reqwest::Client>,
+    pub(crate) connect_timeout: Option<Duration>,
+}
+
+/// An [`Endpoint`] checked and filled in.
+pub(crate) struct Resolved {
+    pub(crate) base: String,
+    pub(crate) key: Option<Secret>,
+    pub(crate) client: reqwest::Client,
+}
+
+impl Endpoint {
+    /// The base URL and key (what was set, else `url_var` and `key_var`
+    /// from the environment when asked to read it, else `default_base`),
+    /// and an HTTP client.
+    pub(crate) fn resolve(
+        &self,
+        provider: &str,
+        url_var: &str,
+        key_var: &str,
+        default_base: &str,
+    ) -> Result<Resolved, ModelError> {
+        let config = |message: String| ModelError::Config {
+            provider: provider.to_owned(),
+            message,
+        };
+        let env = |name: &str| {
+            self.from_env
+                .then(|| std::env::var(name).ok())
+                .flatten()
+                .filter(|v| !v.trim().is_empty())
+        };
+        let base = self
+            .base_url
+            .clone()
+            .or_else(|| env(url_var))
+            .unwrap_or_else(|| default_base.to_owned());
+        let base = base.trim_end_matches('/').to_owned();
+        reqwest::Url::parse(&base)
+            .map_err(|e| config(format!("base URL {base:?} is not a URL: {e}")))?;
+        let key = self.key.clone().or_else(|| env(key_var).map(Secret::new));
+        let client = match &self.client {
+            Some(c) => c.clone(),
+            None => reqwest::Client::builder()
+                .connect_timeout(self.connect_timeout.unwrap_or(Duration::from_secs(10)))
+                .build()
+                .map_err(|e| config(format!("cannot build an HTTP client: {e}")))?,
+        };
+        Ok(Resolved { base, key, client })
+    }
+}
+
 /// An error and its sources, on one line.
 pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
     let mut text = error.to_string();

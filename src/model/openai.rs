@@ -12,7 +12,7 @@ use futures::StreamExt;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::http::{error_chain, redact, send, Secret};
+use super::http::{error_chain, redact, send, Endpoint, Resolved, Secret};
 use super::{
     Capabilities, ChatModel, ChatRequest, Chunk, ChunkStream, FinishReason, ModelError,
     ToolCallDelta,
@@ -51,14 +51,11 @@ pub struct OpenAi {
 #[derive(Debug, Clone)]
 pub struct OpenAiBuilder {
     model: String,
-    base_url: Option<String>,
-    key: Option<Secret>,
-    from_env: bool,
+    endpoint: Endpoint,
     streaming: bool,
     include_usage: bool,
     native_tools: Option<bool>,
     json_schema: Option<bool>,
-    client: Option<reqwest::Client>,
 }
 
 impl OpenAi {
@@ -66,14 +63,11 @@ impl OpenAi {
     pub fn builder(model: impl Into<String>) -> OpenAiBuilder {
         OpenAiBuilder {
             model: model.into(),
-            base_url: None,
-            key: None,
-            from_env: false,
+            endpoint: Endpoint::default(),
             streaming: true,
             include_usage: true,
             native_tools: None,
             json_schema: None,
-            client: None,
         }
     }
 
@@ -125,19 +119,25 @@ impl OpenAi {
 impl OpenAiBuilder {
     /// The API's base URL, up to and including `/v1`.
     pub fn base_url(mut self, url: impl Into<String>) -> Self {
-        self.base_url = Some(url.into());
+        self.endpoint.base_url = Some(url.into());
         self
     }
 
     /// The API key, sent as a bearer token.
     pub fn api_key(mut self, key: impl Into<String>) -> Self {
-        self.key = Some(Secret::new(key));
+        self.endpoint.key = Some(Secret::new(key));
         self
     }
 
     /// Fills what was not set explicitly from `OPENAI_API_KEY` and `OPENAI_BASE_URL`.
     pub fn from_env(mut self) -> Self {
-        self.from_env = true;
+        self.endpoint.from_env = true;
+        self
+    }
+
+    /// The longest wait for a connection (default 10 s).
+    pub fn connect_timeout(mut self, limit: std::time::Duration) -> Self {
+        self.endpoint.connect_timeout = Some(limit);
         self
     }
 
@@ -170,51 +170,31 @@ impl OpenAiBuilder {
 
     /// The HTTP client to use (shares its connection pool).
     pub fn client(mut self, client: reqwest::Client) -> Self {
-        self.client = Some(client);
+        self.endpoint.client = Some(client);
         self
     }
 
     /// Checks the configuration and builds the model.
     pub fn build(self) -> Result<OpenAi, ModelError> {
-        let config = |message: String| ModelError::Config {
+        let Resolved { base, key, client } = self.endpoint.resolve(
+            PROVIDER,
+            "OPENAI_BASE_URL",
+            "OPENAI_API_KEY",
+            OPENAI_BASE_URL,
+        )?;
+        let config = |message: &str| ModelError::Config {
             provider: PROVIDER.to_owned(),
-            message,
+            message: message.to_owned(),
         };
-        let env = |name: &str| {
-            self.from_env
-                .then(|| std::env::var(name).ok())
-                .flatten()
-                .filter(|v| !v.trim().is_empty())
-        };
-        let base = self
-            .base_url
-            .clone()
-            .or_else(|| env("OPENAI_BASE_URL"))
-            .unwrap_or_else(|| OPENAI_BASE_URL.to_owned());
-        let base = base.trim_end_matches('/').to_owned();
-        reqwest::Url::parse(&base)
-            .map_err(|e| config(format!("base URL {base:?} is not a URL: {e}")))?;
-        let key = self
-            .key
-            .clone()
-            .or_else(|| env("OPENAI_API_KEY").map(Secret::new));
         let official = base == OPENAI_BASE_URL;
         if official && key.is_none() {
             return Err(config(
-                "no API key: set OPENAI_API_KEY, or OPENAI_BASE_URL for a server that needs none"
-                    .to_owned(),
+                "no API key: set OPENAI_API_KEY, or OPENAI_BASE_URL for a server that needs none",
             ));
         }
         if self.model.trim().is_empty() {
-            return Err(config("the model name is empty".to_owned()));
+            return Err(config("the model name is empty"));
         }
-        let client = match self.client {
-            Some(c) => c,
-            None => reqwest::Client::builder()
-                .connect_timeout(std::time::Duration::from_secs(10))
-                .build()
-                .map_err(|e| config(format!("cannot build an HTTP client: {e}")))?,
-        };
         Ok(OpenAi {
             client,
             url: format!("{base}/chat/completions"),
