@@ -41,6 +41,7 @@ pub struct Anthropic {
     model: String,
     name: String,
     streaming: bool,
+    connect_timeout: std::time::Duration,
 }
 
 /// Configures an [`Anthropic`] model.
@@ -161,6 +162,7 @@ impl AnthropicBuilder {
             name: format!("{PROVIDER}:{}", self.model),
             model: self.model,
             streaming: self.streaming,
+            connect_timeout: self.endpoint.connect_limit(),
         })
     }
 }
@@ -185,7 +187,7 @@ impl ChatModel for Anthropic {
                 .header("x-api-key", self.key.expose())
                 .header("anthropic-version", API_VERSION)
                 .json(&self.body(&request));
-            let response = send(http, PROVIDER, Some(&self.key)).await?;
+            let response = send(http, PROVIDER, Some(&self.key), Some(self.connect_timeout)).await?;
             if !self.streaming {
                 let body = response.bytes().await.map_err(|e| cut(0, &e, &self.key))?;
                 let message: WireMessage = serde_json::from_slice(&body).map_err(|e| protocol(0, e.to_string()))?;

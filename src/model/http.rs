@@ -6,7 +6,7 @@ use std::time::Duration;
 use reqwest::header::HeaderMap;
 use serde_json::Value;
 
-use super::ModelError;
+use super::{ModelError, TimeoutStage};
 
 /// An API key. Its `Debug` and `Display` print `[redacted]`, so it cannot
 /// leak through a log line, a trace or an error message by accident.
@@ -113,6 +113,7 @@ pub(crate) async fn send(
     request: reqwest::RequestBuilder,
     provider: &str,
     secret: Option<&Secret>,
+    connect_limit: Option<Duration>,
 ) -> Result<reqwest::Response, ModelError> {
     let retry = request.try_clone();
     let sent = match (request.send().await, retry) {
@@ -122,9 +123,17 @@ pub(crate) async fn send(
         (Err(e), Some(again)) if closed_before_response(&e) => again.send().await,
         (result, _) => result,
     };
-    let response = sent.map_err(|e| ModelError::Connect {
-        provider: provider.to_owned(),
-        message: redact(&error_chain(&e), secret),
+    let response = sent.map_err(|e| match (e.is_timeout(), connect_limit) {
+        (true, Some(after)) => ModelError::Timeout {
+            model: provider.to_owned(),
+            stage: TimeoutStage::Connect,
+            after,
+            chunks: 0,
+        },
+        _ => ModelError::Connect {
+            provider: provider.to_owned(),
+            message: redact(&error_chain(&e), secret),
+        },
     })?;
     let status = response.status();
     if status.is_success() {
@@ -170,6 +179,11 @@ pub(crate) struct Resolved {
 }
 
 impl Endpoint {
+    /// The connect timeout in force.
+    pub(crate) fn connect_limit(&self) -> Duration {
+        self.connect_timeout.unwrap_or(Duration::from_secs(10))
+    }
+
     /// The base URL and key (what was set, else `url_var` and `key_var`
     /// from the environment when asked to read it, else `default_base`),
     /// and an HTTP client.
@@ -202,7 +216,7 @@ impl Endpoint {
         let client = match &self.client {
             Some(c) => c.clone(),
             None => reqwest::Client::builder()
-                .connect_timeout(self.connect_timeout.unwrap_or(Duration::from_secs(10)))
+                .connect_timeout(self.connect_limit())
                 .build()
                 .map_err(|e| config(format!("cannot build an HTTP client: {e}")))?,
         };

@@ -258,6 +258,8 @@ pub enum ModelError {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum TimeoutStage {
+    /// Connecting to the provider (`connect_timeout` of its builder).
+    Connect,
     /// Waiting for the first chunk (connecting and the request included).
     FirstToken,
     /// Waiting between two chunks.
@@ -269,6 +271,7 @@ pub enum TimeoutStage {
 impl std::fmt::Display for TimeoutStage {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
+            TimeoutStage::Connect => "connection",
             TimeoutStage::FirstToken => "first token",
             TimeoutStage::Idle => "next chunk",
             TimeoutStage::Call => "complete reply",

@@ -45,6 +45,7 @@ pub struct OpenAi {
     streaming: bool,
     include_usage: bool,
     capabilities: Capabilities,
+    connect_timeout: std::time::Duration,
 }
 
 /// Configures an [`OpenAi`] model.
@@ -203,6 +204,7 @@ impl OpenAiBuilder {
             model: self.model,
             streaming: self.streaming,
             include_usage: self.include_usage,
+            connect_timeout: self.endpoint.connect_limit(),
             capabilities: Capabilities {
                 native_tools: self.native_tools.unwrap_or(official),
                 json_schema: self.json_schema.unwrap_or(true),
@@ -226,7 +228,7 @@ impl ChatModel for OpenAi {
             if let Some(key) = &self.key {
                 http = http.bearer_auth(key.expose());
             }
-            let response = send(http, PROVIDER, self.key.as_ref()).await?;
+            let response = send(http, PROVIDER, self.key.as_ref(), Some(self.connect_timeout)).await?;
             if !self.streaming {
                 let body = response.bytes().await.map_err(|e| cut(0, &e, self.key.as_ref()))?;
                 let completion: Completion = serde_json::from_slice(&body).map_err(|e| protocol(0, e.to_string()))?;
