@@ -129,6 +129,7 @@ impl Observation {
 
 /// Token counts and cost, per call or summed over a run.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Usage {
     /// Tokens sent to the model.
     pub prompt_tokens: u64,

@@ -26,6 +26,7 @@
 //! - [`action`]: reads a model's reply as an `Action`, repairing broken JSON.
 //! - [`testkit`]: JSON step fixtures for regression tests.
 //! - [`console`]: prints a run to a terminal as it streams.
+//! - [`batch`]: a machine over a JSONL dataset, resumable, in flat memory.
 //!
 //! The stock states (Reasoning, Action, Answer) live in the
 //! `statewise-states` crate, written against this public API only.
@@ -64,6 +65,7 @@
 #![forbid(unsafe_code)]
 
 pub mod action;
+pub mod batch;
 pub mod console;
 pub mod env;
 pub mod event;

@@ -16,7 +16,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use serde_json::json;
 use statewise::layer::{
     BreakerConfig, BreakerHandle, BreakerState, CircuitBreaker, Fallback, ModelExt, RetryPolicy,
     Timeouts,
@@ -25,7 +24,7 @@ use statewise::model::OpenAi;
 use statewise::tool::{ToolRegistry, Toolbox};
 use statewise::{Env, MachineError, StateError, Usage};
 use statewise_states::tools::Calculator;
-use support::{MockServer, Recorded, Response};
+use support::{MockServer, Response};
 
 const SEED: u64 = 0x5eed_2026;
 
@@ -37,55 +36,9 @@ struct Ledger {
     usage: Usage,
 }
 
-/// The reply the agent expects: a tool call first, the answer once it has
-/// seen an observation.
-fn reply_text(request: &Recorded) -> String {
-    let saw_observation = request.json()["messages"].as_array().is_some_and(|m| {
-        m.iter().any(|m| {
-            m["content"]
-                .as_str()
-                .is_some_and(|c| c.contains("Observation from"))
-        })
-    });
-    if saw_observation {
-        json!({"final_answer": "6 * 7 = 42"}).to_string()
-    } else {
-        json!({"tool_calls": [{"name": "calculator", "arguments": {"expression": "6 * 7"}}]})
-            .to_string()
-    }
-}
-
-/// The reply as SSE events, one piece per event; with usage when complete.
-fn events(text: &str, usage: Option<Usage>) -> Vec<String> {
-    let chars: Vec<char> = text.chars().collect();
-    let mut out: Vec<String> = chars
-        .chunks(8)
-        .map(|c| {
-            format!(
-                "data: {}\n\n",
-                json!({"choices": [{"delta": {"content": c.iter().collect::<String>()}}]})
-            )
-        })
-        .collect();
-    if let Some(u) = usage {
-        out.push(format!(
-            "data: {}\n\n",
-            json!({"choices": [{"delta": {}, "finish_reason": "stop"}]})
-        ));
-        out.push(format!(
-            "data: {}\n\n",
-            json!({"choices": [], "usage": {"prompt_tokens": u.prompt_tokens, "completion_tokens": u.completion_tokens}})
-        ));
-        out.push("data: [DONE]\n\n".into());
-    }
-    out
-}
-
 /// A stream of `pieces`, each after a short pause, as a real server paces tokens.
 fn stream_of(pieces: Vec<String>) -> Response {
-    let mut r = Response::sse("", 1).delay(Duration::from_millis(2));
-    r.pieces = pieces;
-    r
+    support::stream_pieces(pieces, Duration::from_millis(2))
 }
 
 /// Fault rates in percent.
@@ -108,7 +61,7 @@ async fn fault_server(faults: Faults) -> (MockServer, Arc<Mutex<Ledger>>) {
     let server = MockServer::start(move |request| {
         let n = count.fetch_add(1, Ordering::SeqCst);
         let mut rng = fastrand::Rng::with_seed(SEED ^ n.wrapping_mul(0x9e37_79b9_7f4a_7c15));
-        let text = reply_text(request);
+        let text = support::react_reply(request);
         let mut ledger = book.lock().unwrap();
         let mut note = |fault| *ledger.by_fault.entry(fault).or_default() += 1;
         if faults
@@ -133,19 +86,19 @@ async fn fault_server(faults: Faults) -> (MockServer, Arc<Mutex<Ledger>>) {
         edge += faults.cut;
         if roll < edge {
             note("cut mid-stream");
-            return stream_of(events(&text, None)).cut_after(rng.usize(2..5));
+            return stream_of(support::sse_events(&text, None)).cut_after(rng.usize(2..5));
         }
         edge += faults.stall;
         if roll < edge {
             note("stall");
-            return stream_of(events(&text, None))
+            return stream_of(support::sse_events(&text, None))
                 .stall_at(2, Duration::from_millis(1500))
                 .cut_after(3);
         }
         edge += faults.malformed;
         if roll < edge {
             note("malformed chunk");
-            let mut pieces = events(&text, None);
+            let mut pieces = support::sse_events(&text, None);
             pieces.insert(1, "data: {\"choices\": [{\"delta\": \n\n".into());
             return stream_of(pieces);
         }
@@ -156,7 +109,7 @@ async fn fault_server(faults: Faults) -> (MockServer, Arc<Mutex<Ledger>>) {
             ..Usage::default()
         };
         ledger.usage.add(&usage);
-        stream_of(events(&text, Some(usage)))
+        stream_of(support::sse_events(&text, Some(usage)))
     })
     .await;
     (server, ledger)

@@ -277,3 +277,55 @@ pub fn model_path() -> String {
     assert!(out.status.success(), "scripts/fetch-model failed");
     String::from_utf8(out.stdout).unwrap().trim().to_owned()
 }
+
+/// What a mock model says to the stock agent: a calculator call first, the
+/// answer once the conversation holds an observation.
+pub fn react_reply(request: &Recorded) -> String {
+    let saw_observation = request.json()["messages"].as_array().is_some_and(|m| {
+        m.iter().any(|m| {
+            m["content"]
+                .as_str()
+                .is_some_and(|c| c.contains("Observation from"))
+        })
+    });
+    if saw_observation {
+        serde_json::json!({"final_answer": "6 * 7 = 42"}).to_string()
+    } else {
+        serde_json::json!({"tool_calls": [{"name": "calculator", "arguments": {"expression": "6 * 7"}}]}).to_string()
+    }
+}
+
+/// `text` as OpenAI SSE events, one piece per event; complete (finish
+/// reason, usage, `[DONE]`) when `usage` is given.
+pub fn sse_events(text: &str, usage: Option<statewise::Usage>) -> Vec<String> {
+    use serde_json::json;
+    let chars: Vec<char> = text.chars().collect();
+    let mut out: Vec<String> = chars
+        .chunks(8)
+        .map(|c| {
+            format!(
+                "data: {}\n\n",
+                json!({"choices": [{"delta": {"content": c.iter().collect::<String>()}}]})
+            )
+        })
+        .collect();
+    if let Some(u) = usage {
+        out.push(format!(
+            "data: {}\n\n",
+            json!({"choices": [{"delta": {}, "finish_reason": "stop"}]})
+        ));
+        out.push(format!(
+            "data: {}\n\n",
+            json!({"choices": [], "usage": {"prompt_tokens": u.prompt_tokens, "completion_tokens": u.completion_tokens}})
+        ));
+        out.push("data: [DONE]\n\n".into());
+    }
+    out
+}
+
+/// A streamed response made of `pieces`, each after `pause`.
+pub fn stream_pieces(pieces: Vec<String>, pause: Duration) -> Response {
+    let mut r = Response::sse("", 1).delay(pause);
+    r.pieces = pieces;
+    r
+}

@@ -1,0 +1,567 @@
+//! Running a machine over a JSONL dataset: bounded concurrency, memory that
+//! stays flat however large the dataset, and resumable after a crash.
+//!
+//! Input: one item per line, `{"id": ..., "input": "...", "expected": ...}`
+//! (`id` defaults to the line number, `expected` is optional). Output: one
+//! result per line, **in input order**, so that a rerun of the same command
+//! resumes by counting the complete lines already written (checking each id
+//! against the input) instead of remembering every finished id. A line cut
+//! by a crash is dropped and its item run again; no item is duplicated or
+//! lost. Each result is written with one `write` call as soon as it and all
+//! items before it are done, so a killed process loses only its in-flight
+//! items.
+//!
+//! In-order writing costs some parallelism when one item is much slower
+//! than the others (at most `concurrency` items are in flight, the slow one
+//! included); it buys flat memory and a resume that needs no index.
+
+use std::collections::BTreeMap;
+use std::fs::{File, OpenOptions};
+use std::io::{BufRead, BufReader, IsTerminal, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::env::{Env, Usage};
+use crate::event::EventKind;
+use crate::machine::{Machine, MachineError};
+use crate::state::{Emit, StateError};
+
+/// One dataset item.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Item {
+    /// The item's id: as given, else its 1-based line number.
+    pub id: String,
+    /// The question for the machine.
+    pub input: String,
+    /// What a correct answer holds, for the checker.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expected: Option<Value>,
+}
+
+/// One result line.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ItemResult {
+    /// The item's id.
+    pub id: String,
+    /// The answer, when the run finished.
+    pub answer: Option<String>,
+    /// The states the run went through.
+    pub path: Vec<String>,
+    /// Tokens and cost of the run.
+    pub usage: Usage,
+    /// Wall time of the run, in milliseconds.
+    pub latency_ms: f64,
+    /// The error's kind when the run failed (`model:http_500`, `max_steps`, ...).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// Whether the checker accepted the answer (items with `expected` only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub passed: Option<bool>,
+}
+
+/// Decides whether an answer matches the item's `expected` value.
+pub type Checker = Arc<dyn Fn(&Value, &str) -> bool + Send + Sync>;
+
+/// The default checker: the answer contains the expected value (its text,
+/// for a string; its JSON otherwise), ignoring case.
+pub fn contains_expected() -> Checker {
+    Arc::new(|expected, answer| {
+        let want = match expected {
+            Value::String(s) => s.clone(),
+            other => other.to_string(),
+        };
+        answer.to_lowercase().contains(&want.to_lowercase())
+    })
+}
+
+/// Why a batch could not run.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BatchError {
+    /// A file could not be read or written.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// An input line is not an item.
+    #[error("{path}:{line}: not a dataset item: {message}")]
+    BadItem {
+        /// The input file.
+        path: PathBuf,
+        /// 1-based line number.
+        line: u64,
+        /// What is wrong.
+        message: String,
+    },
+    /// A line of the output file is not a result.
+    #[error("{path}:{line}: not a result line ({message}); is it the output of this batch?")]
+    NotResults {
+        /// The output file.
+        path: PathBuf,
+        /// 1-based line number.
+        line: u64,
+        /// What is wrong.
+        message: String,
+    },
+    /// The output file holds results of another dataset.
+    #[error("{path}:{line}: holds the result of {found:?} where the input has {expected:?}; is it another dataset's output?")]
+    Mismatch {
+        /// The output file.
+        path: PathBuf,
+        /// 1-based line number.
+        line: u64,
+        /// The id the input has there.
+        expected: String,
+        /// The id the output has there.
+        found: String,
+    },
+}
+
+fn io(path: &Path) -> impl Fn(std::io::Error) -> BatchError + '_ {
+    move |source| BatchError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// Runs a machine over a dataset.
+///
+/// ```no_run
+/// # async fn demo(machine: statewise::Machine) -> Result<(), statewise::batch::BatchError> {
+/// use statewise::batch::Batch;
+///
+/// let summary = Batch::new(machine).concurrency(16).run("questions.jsonl", "results.jsonl").await?;
+/// println!("{summary}");
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct Batch {
+    machine: Machine,
+    concurrency: usize,
+    checker: Checker,
+    progress: Option<bool>,
+    stream_tokens: bool,
+}
+
+impl std::fmt::Debug for Batch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Batch")
+            .field("concurrency", &self.concurrency)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Batch {
+    /// Runs `machine` on every item, 8 at a time, checking answers with
+    /// [`contains_expected`].
+    pub fn new(machine: Machine) -> Self {
+        Batch {
+            machine,
+            concurrency: 8,
+            checker: contains_expected(),
+            progress: None,
+            stream_tokens: false,
+        }
+    }
+
+    /// Items in flight at once.
+    pub fn concurrency(mut self, n: usize) -> Self {
+        self.concurrency = n.max(1);
+        self
+    }
+
+    /// The answer checker.
+    pub fn checker(mut self, checker: Checker) -> Self {
+        self.checker = checker;
+        self
+    }
+
+    /// Shows a progress bar (rate, ETA, tokens, cost) on stderr; by
+    /// default only when stdout is a terminal.
+    pub fn progress(mut self, on: bool) -> Self {
+        self.progress = Some(on);
+        self
+    }
+
+    /// Prints every token to stdout as it streams (off by default).
+    pub fn stream_tokens(mut self, on: bool) -> Self {
+        self.stream_tokens = on;
+        self
+    }
+
+    /// Runs every item of `input` not yet in `output`, appending results,
+    /// and summarizes the whole output.
+    pub async fn run(
+        &self,
+        input: impl AsRef<Path>,
+        output: impl AsRef<Path>,
+    ) -> Result<Summary, BatchError> {
+        let (input, output) = (input.as_ref(), output.as_ref());
+        let mut items = ItemReader::open(input)?;
+        let mut summary = Summary::default();
+        let mut out = resume(&mut items, output, &mut summary)?;
+        summary.resumed = summary.total;
+
+        let show = self
+            .progress
+            .unwrap_or_else(|| std::io::stdout().is_terminal());
+        let bar = if show {
+            let total = count_lines(input)?;
+            let bar = indicatif::ProgressBar::new(total);
+            bar.set_style(
+                indicatif::ProgressStyle::with_template(
+                    "{bar:30} {pos}/{len} {per_sec} ETA {eta} {msg}",
+                )
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+            );
+            bar.set_position(summary.total);
+            bar
+        } else {
+            indicatif::ProgressBar::hidden()
+        };
+
+        let mut results = futures::stream::iter(items.by_ref())
+            .map(|item| async move {
+                match item {
+                    Ok(item) => Ok(self.run_item(item).await),
+                    Err(e) => Err(e),
+                }
+            })
+            .buffered(self.concurrency);
+        while let Some(result) = results.next().await {
+            let result = result?;
+            let mut line = serde_json::to_string(&result).unwrap_or_default();
+            line.push('\n');
+            out.write_all(line.as_bytes()).map_err(io(output))?;
+            summary.add(&result);
+            bar.inc(1);
+            bar.set_message(format!(
+                "{} tokens ${:.4}",
+                summary.usage.total_tokens(),
+                summary.usage.cost
+            ));
+        }
+        bar.finish_and_clear();
+        Ok(summary)
+    }
+
+    async fn run_item(&self, item: Item) -> ItemResult {
+        let started = Instant::now();
+        let mut events = self.machine.stream(Env::from_user(&item.input));
+        let mut result = ItemResult {
+            id: item.id,
+            answer: None,
+            path: Vec::new(),
+            usage: Usage::default(),
+            latency_ms: 0.0,
+            error: Some(MachineError::Interrupted.kind().to_owned()),
+            passed: None,
+        };
+        while let Some(event) = events.next().await {
+            match event.kind {
+                EventKind::Emitted(Emit::Token(t)) if self.stream_tokens => print!("{t}"),
+                EventKind::Finished(out) => {
+                    result.passed = item
+                        .expected
+                        .as_ref()
+                        .map(|e| (self.checker)(e, out.answer.as_deref().unwrap_or("")));
+                    result.answer = out.answer;
+                    result.path = out.path;
+                    result.usage = out.env.usage;
+                    result.error = None;
+                }
+                EventKind::Failed(f) => {
+                    result.error = Some(match &f.error {
+                        MachineError::State {
+                            source: StateError::Model(e),
+                            ..
+                        } => format!("model:{}", e.kind()),
+                        other => other.kind().to_owned(),
+                    });
+                    result.path = f.path;
+                    result.usage = f.env.usage;
+                    result.passed = item.expected.as_ref().map(|_| false);
+                }
+                _ => {}
+            }
+        }
+        result.latency_ms = started.elapsed().as_secs_f64() * 1000.0;
+        result
+    }
+}
+
+/// Reads items one line at a time.
+struct ItemReader {
+    path: PathBuf,
+    lines: std::io::Lines<BufReader<File>>,
+    line: u64,
+}
+
+impl ItemReader {
+    fn open(path: &Path) -> Result<Self, BatchError> {
+        let file = File::open(path).map_err(io(path))?;
+        Ok(ItemReader {
+            path: path.to_path_buf(),
+            lines: BufReader::new(file).lines(),
+            line: 0,
+        })
+    }
+}
+
+impl Iterator for ItemReader {
+    type Item = Result<Item, BatchError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            let text = match self.lines.next()? {
+                Ok(t) => t,
+                Err(source) => {
+                    return Some(Err(BatchError::Io {
+                        path: self.path.clone(),
+                        source,
+                    }))
+                }
+            };
+            self.line += 1;
+            if text.trim().is_empty() {
+                continue;
+            }
+            return Some(
+                parse_item(&text, self.line).map_err(|message| BatchError::BadItem {
+                    path: self.path.clone(),
+                    line: self.line,
+                    message,
+                }),
+            );
+        }
+    }
+}
+
+fn parse_item(text: &str, line: u64) -> Result<Item, String> {
+    let value: Value = serde_json::from_str(text).map_err(|e| e.to_string())?;
+    let input = match value.get("input") {
+        Some(Value::String(s)) => s.clone(),
+        Some(other) => other.to_string(),
+        None => return Err("no \"input\" field".into()),
+    };
+    let id = match value.get("id") {
+        Some(Value::String(s)) => s.clone(),
+        Some(Value::Null) | None => line.to_string(),
+        Some(other) => other.to_string(),
+    };
+    Ok(Item {
+        id,
+        input,
+        expected: value.get("expected").cloned().filter(|v| !v.is_null()),
+    })
+}
+
+/// Opens `output` for appending after the results it already holds,
+/// checking them against `items` (which it advances past them) and adding
+/// them to `summary`. A last line without its newline is cut off.
+fn resume(
+    items: &mut ItemReader,
+    output: &Path,
+    summary: &mut Summary,
+) -> Result<File, BatchError> {
+    let mut out = OpenOptions::new()
+        .create(true)
+        .read(true)
+        .append(true)
+        .open(output)
+        .map_err(io(output))?;
+    let mut reader = BufReader::new(&mut out);
+    let mut kept = 0u64;
+    let mut line_no = 0u64;
+    let mut buf = String::new();
+    loop {
+        buf.clear();
+        let n = reader.read_line(&mut buf).map_err(io(output))?;
+        if n == 0 || !buf.ends_with('\n') {
+            break; // the end, or a line the crash cut short
+        }
+        line_no += 1;
+        // Each result is one write: only a last line without its newline
+        // can be torn. A whole line that is not a result is not ours.
+        let result =
+            serde_json::from_str::<ItemResult>(&buf).map_err(|e| BatchError::NotResults {
+                path: output.to_path_buf(),
+                line: line_no,
+                message: e.to_string(),
+            })?;
+        let expected = match items.next() {
+            Some(item) => item?.id,
+            None => String::new(),
+        };
+        if result.id != expected {
+            return Err(BatchError::Mismatch {
+                path: output.to_path_buf(),
+                line: line_no,
+                expected,
+                found: result.id,
+            });
+        }
+        summary.add(&result);
+        kept += n as u64;
+    }
+    drop(reader);
+    out.set_len(kept).map_err(io(output))?;
+    out.seek(SeekFrom::End(0)).map_err(io(output))?;
+    Ok(out)
+}
+
+fn count_lines(path: &Path) -> Result<u64, BatchError> {
+    let file = File::open(path).map_err(io(path))?;
+    let mut n = 0;
+    for line in BufReader::new(file).lines() {
+        if !line.map_err(io(path))?.trim().is_empty() {
+            n += 1;
+        }
+    }
+    Ok(n)
+}
+
+/// Latencies in buckets 10% wide from 1 ms: percentiles to within 10%, in
+/// fixed memory however many items there are.
+#[derive(Debug, Clone, Default)]
+struct Histogram {
+    buckets: BTreeMap<u32, u64>,
+    count: u64,
+}
+
+impl Histogram {
+    const GROWTH: f64 = 1.1;
+
+    fn add(&mut self, ms: f64) {
+        let bucket = (ms.max(1.0).ln() / Self::GROWTH.ln()).floor() as u32;
+        *self.buckets.entry(bucket).or_default() += 1;
+        self.count += 1;
+    }
+
+    /// The `q` quantile (0..=1), as the upper edge of its bucket.
+    fn quantile(&self, q: f64) -> Duration {
+        let rank = ((self.count as f64) * q).ceil().max(1.0) as u64;
+        let mut seen = 0;
+        for (bucket, n) in &self.buckets {
+            seen += n;
+            if seen >= rank {
+                return Duration::from_secs_f64(Self::GROWTH.powi(*bucket as i32 + 1) / 1000.0);
+            }
+        }
+        Duration::ZERO
+    }
+}
+
+/// What a batch did, over the whole output file.
+#[derive(Debug, Clone, Default)]
+pub struct Summary {
+    /// Results in the output.
+    pub total: u64,
+    /// Of those, found there when the batch started.
+    pub resumed: u64,
+    /// Runs that finished.
+    pub succeeded: u64,
+    /// Items with an `expected` value.
+    pub checked: u64,
+    /// Of those, answers the checker accepted.
+    pub passed: u64,
+    /// Tokens and cost of every run.
+    pub usage: Usage,
+    /// Failed runs by error kind.
+    pub errors: BTreeMap<String, u64>,
+    latency: Histogram,
+}
+
+impl Summary {
+    fn add(&mut self, r: &ItemResult) {
+        self.total += 1;
+        self.usage.add(&r.usage);
+        self.latency.add(r.latency_ms);
+        match &r.error {
+            None => self.succeeded += 1,
+            Some(kind) => *self.errors.entry(kind.clone()).or_default() += 1,
+        }
+        if let Some(passed) = r.passed {
+            self.checked += 1;
+            self.passed += u64::from(passed);
+        }
+    }
+
+    /// Latency percentile `q` (0..=1), within 10%.
+    pub fn latency(&self, q: f64) -> Duration {
+        self.latency.quantile(q)
+    }
+}
+
+impl std::fmt::Display for Summary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(
+            f,
+            "items:    {} ({} from an earlier run)",
+            self.total, self.resumed
+        )?;
+        writeln!(f, "finished: {}", self.succeeded)?;
+        if self.checked > 0 {
+            let rate = self.passed as f64 / self.checked as f64 * 100.0;
+            writeln!(f, "passed:   {}/{} ({rate:.1}%)", self.passed, self.checked)?;
+        }
+        writeln!(
+            f,
+            "tokens:   {} prompt + {} completion, cost ${:.4}",
+            self.usage.prompt_tokens, self.usage.completion_tokens, self.usage.cost
+        )?;
+        writeln!(
+            f,
+            "latency:  p50 {:.0?}  p95 {:.0?}  p99 {:.0?}",
+            self.latency(0.5),
+            self.latency(0.95),
+            self.latency(0.99)
+        )?;
+        for (kind, n) in &self.errors {
+            writeln!(f, "failed:   {n} × {kind}")?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn items_default_their_id_to_the_line_number() {
+        assert_eq!(parse_item(r#"{"input": "q"}"#, 7).unwrap().id, "7");
+        let item = parse_item(r#"{"id": 12, "input": "q", "expected": "a"}"#, 1).unwrap();
+        assert_eq!(
+            (item.id.as_str(), item.expected),
+            ("12", Some(Value::String("a".into())))
+        );
+        assert!(parse_item(r#"{"id": 1}"#, 1).unwrap_err().contains("input"));
+        assert!(parse_item("not json", 1).is_err());
+    }
+
+    #[test]
+    fn percentiles_within_ten_percent() {
+        let mut h = Histogram::default();
+        for ms in 1..=1000 {
+            h.add(ms as f64);
+        }
+        for (q, exact) in [(0.5, 500.0), (0.95, 950.0), (0.99, 990.0)] {
+            let got = h.quantile(q).as_secs_f64() * 1000.0;
+            assert!(got >= exact && got <= exact * 1.1 + 1.0, "q{q}: {got}");
+        }
+        assert!(
+            h.buckets.len() <= 73,
+            "fixed memory: at most one bucket per 10% up to 1 s"
+        );
+    }
+}
