@@ -1,12 +1,13 @@
 //! The stock agent over a JSONL dataset, resumable.
 //!
-//!     cargo run --release --example batch -- INPUT.jsonl OUTPUT.jsonl [--concurrency N] [--model NAME]
+//!     cargo run --release --example batch -- INPUT.jsonl OUTPUT.jsonl [--concurrency N] [--model NAME] [--stream]
 //!
 //! Each input line is `{"id": ..., "input": "...", "expected": ...}`; each
 //! output line the item's answer, path, usage, latency and error kind, in
 //! input order. Rerunning the same command after a crash or `kill -9`
 //! resumes where it stopped. The model is any model string, or a model id of
 //! `OPENAI_BASE_URL`'s server (default `$OPENAI_MODEL`, else gpt-4o-mini).
+//! `--stream` prints the tokens as they arrive (off by default).
 
 use std::process::ExitCode;
 
@@ -20,12 +21,14 @@ struct Args {
     output: String,
     concurrency: usize,
     model: String,
+    stream: bool,
 }
 
 fn parse_args() -> Result<Args, String> {
-    let usage = "usage: batch INPUT.jsonl OUTPUT.jsonl [--concurrency N] [--model NAME]";
+    let usage = "usage: batch INPUT.jsonl OUTPUT.jsonl [--concurrency N] [--model NAME] [--stream]";
     let mut files = Vec::new();
     let mut concurrency = 8;
+    let mut stream = false;
     let mut model = std::env::var("OPENAI_MODEL").unwrap_or_else(|_| "gpt-4o-mini".to_owned());
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -37,6 +40,7 @@ fn parse_args() -> Result<Args, String> {
                     .map_err(|_| format!("--concurrency takes a number, not {n:?}"))?;
             }
             "--model" => model = args.next().ok_or(usage)?,
+            "--stream" => stream = true,
             flag if flag.starts_with("--") => {
                 return Err(format!("unknown option {flag}; {usage}"))
             }
@@ -52,6 +56,7 @@ fn parse_args() -> Result<Args, String> {
         output,
         concurrency,
         model,
+        stream,
     })
 }
 
@@ -73,11 +78,10 @@ async fn main() -> ExitCode {
     };
     let machine =
         statewise_states::agent(model, Toolbox::new(ToolRegistry::new().with(Calculator)));
-    match Batch::new(machine)
+    let batch = Batch::new(machine)
         .concurrency(args.concurrency)
-        .run(&args.input, &args.output)
-        .await
-    {
+        .stream_tokens(args.stream);
+    match batch.run(&args.input, &args.output).await {
         Ok(summary) => {
             print!("{summary}");
             ExitCode::SUCCESS
