@@ -14,24 +14,6 @@ use statewise::tool::{ToolRegistry, Toolbox};
 use statewise::Usage;
 use support::MockServer;
 
-fn example(name: &str) -> PathBuf {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let status = Command::new(cargo)
-        .args(["build", "--quiet", "--example", name])
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .status()
-        .expect("cargo runs");
-    assert!(status.success());
-    std::env::current_exe()
-        .unwrap()
-        .parent()
-        .unwrap()
-        .parent()
-        .unwrap()
-        .join("examples")
-        .join(name)
-}
-
 fn temp_dir(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("statewise-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
@@ -84,7 +66,7 @@ async fn batch_survives_sigkill_five_times() {
     let n = 400;
     let input = dataset(&dir, n);
     let output = dir.join("output.jsonl");
-    let exe = example("batch");
+    let exe = support::example("batch");
     let run = || {
         Command::new(&exe)
             .args([

@@ -9,7 +9,6 @@
 mod support;
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::process::Command;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -266,25 +265,6 @@ async fn fault_injection_1000_runs_at_concurrency_100() {
     assert_eq!(breaker.state(), BreakerState::Closed);
 }
 
-/// Builds the example (a no-op when `cargo test` already did) and returns its path.
-fn example(name: &str) -> PathBuf {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let status = Command::new(cargo)
-        .args(["build", "--quiet", "--example", name])
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .status()
-        .expect("cargo runs");
-    assert!(status.success());
-    std::env::current_exe()
-        .unwrap()
-        .parent()
-        .unwrap()
-        .parent()
-        .unwrap()
-        .join("examples")
-        .join(name)
-}
-
 /// `examples/openai.rs`, with no extra code, completes every run against a
 /// server failing 20% of requests (429, 500) and cutting 10% of streams.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -298,7 +278,7 @@ async fn fault_injection_openai_example_completes_every_run() {
         outage: None,
     };
     let (server, ledger) = fault_server(faults).await;
-    let exe = example("openai");
+    let exe = support::example("openai");
     let base = server.url("/v1");
     let runs = 20;
     for run in 0..runs {

@@ -1,30 +1,12 @@
 //! `examples/repair.rs` as a user runs it.
 
+mod support;
+
 use std::io::Write;
-use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 
-/// Builds the example (a no-op when `cargo test` already did) and returns its path.
-fn example() -> PathBuf {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let status = Command::new(cargo)
-        .args(["build", "--quiet", "--example", "repair"])
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .status()
-        .expect("cargo runs");
-    assert!(status.success(), "building the repair example failed");
-    let exe = std::env::current_exe().unwrap();
-    // target/<profile>/deps/<test> -> target/<profile>/examples/repair
-    exe.parent()
-        .unwrap()
-        .parent()
-        .unwrap()
-        .join("examples")
-        .join("repair")
-}
-
 fn run(args: &[&str], stdin: &str) -> Output {
-    let mut child = Command::new(example())
+    let mut child = Command::new(support::example("repair"))
         .args(args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())

@@ -329,3 +329,23 @@ pub fn stream_pieces(pieces: Vec<String>, pause: Duration) -> Response {
     r.pieces = pieces;
     r
 }
+
+/// Builds the example `name` (a no-op when `cargo test` already did) and
+/// returns its path.
+pub fn example(name: &str) -> std::path::PathBuf {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let status = std::process::Command::new(cargo)
+        .args(["build", "--quiet", "--example", name])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .status()
+        .expect("cargo runs");
+    assert!(status.success(), "building the {name} example failed");
+    // target/<profile>/deps/<test> -> target/<profile>/examples/<name>
+    let exe = std::env::current_exe().unwrap();
+    exe.parent()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .join("examples")
+        .join(name)
+}
