@@ -173,7 +173,10 @@ impl Batch {
         }
     }
 
-    /// Items in flight at once.
+    /// Items in flight at once, at most. For concurrency that adapts to
+    /// the provider (AIMD: grow on success, halve on 429 or rising latency),
+    /// wrap the model in [`Limit`](crate::layer::Limit) with `adaptive`;
+    /// this bound is then its ceiling.
     pub fn concurrency(mut self, n: usize) -> Self {
         self.concurrency = n.max(1);
         self
