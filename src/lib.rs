@@ -4,7 +4,7 @@
 //!
 //! ## The shape of the engine
 //!
-//! - [`Env`] ([`env`]): everything a run produces (messages, the pending
+//! - [`Env`] ([`env`](mod@env)): everything a run produces (messages, the pending
 //!   [`Action`], observations, the answer, usage, a scratch map). It is
 //!   `Serialize + Deserialize`, so any step can be saved and replayed.
 //! - [`State`] ([`state`]): holds configuration only. [`State::run`] works

@@ -7,7 +7,7 @@
 //! - [`CircuitBreaker`]: refuses calls at once while a model keeps failing.
 //! - [`Limit`]: concurrency, requests and tokens per minute, adaptive (AIMD).
 //! - [`Fallback`]: the next model in line when one fails.
-//! - [`Priced`](crate::model::Priced): cost from token counts.
+//! - [`Priced`]: cost from token counts.
 //!
 //! ```
 //! use std::time::Duration;
