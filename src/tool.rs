@@ -226,6 +226,8 @@ impl ToolRegistry {
 pub struct Toolbox {
     registry: Arc<ToolRegistry>,
     allow: Option<BTreeSet<String>>,
+    /// Built once: a state asks for them on every model call.
+    specs: Arc<[ToolSpec]>,
 }
 
 impl Toolbox {
@@ -234,12 +236,25 @@ impl Toolbox {
         Toolbox {
             registry: registry.into(),
             allow: None,
+            specs: Arc::from([]),
         }
+        .with_specs()
     }
 
     /// Restricts this toolbox to the named tools.
     pub fn allow<S: Into<String>>(mut self, names: impl IntoIterator<Item = S>) -> Self {
         self.allow = Some(names.into_iter().map(Into::into).collect());
+        self.with_specs()
+    }
+
+    fn with_specs(mut self) -> Self {
+        self.specs = self
+            .registry
+            .tools
+            .iter()
+            .filter(|(n, _)| self.allowed(n))
+            .map(|(_, t)| t.spec())
+            .collect();
         self
     }
 
@@ -249,21 +264,12 @@ impl Toolbox {
 
     /// The names this toolbox may call, sorted.
     pub fn names(&self) -> Vec<String> {
-        self.registry
-            .names()
-            .filter(|n| self.allowed(n))
-            .map(str::to_owned)
-            .collect()
+        self.specs.iter().map(|s| s.name.clone()).collect()
     }
 
     /// Specs of the tools this toolbox may call, sorted by name.
-    pub fn specs(&self) -> Vec<ToolSpec> {
-        self.registry
-            .tools
-            .iter()
-            .filter(|(n, _)| self.allowed(n))
-            .map(|(_, t)| t.spec())
-            .collect()
+    pub fn specs(&self) -> &[ToolSpec] {
+        &self.specs
     }
 
     /// Calls tool `name`, failing on an unknown or forbidden name.

@@ -62,33 +62,6 @@ impl Reply {
         self
     }
 
-    /// The reply as one piece each: what a non-streaming call delivers, in
-    /// the chunk form states consume.
-    pub fn whole_chunks(&self) -> Vec<Chunk> {
-        let mut chunks = Vec::new();
-        if !self.reasoning.is_empty() {
-            chunks.push(Chunk::Reasoning(self.reasoning.clone()));
-        }
-        if !self.text.is_empty() {
-            chunks.push(Chunk::Text(self.text.clone()));
-        }
-        chunks.extend(self.tool_calls.iter().enumerate().map(|(index, call)| {
-            Chunk::ToolCall(ToolCallDelta {
-                index,
-                id: Some(call.id.clone()),
-                name: Some(call.name.clone()),
-                arguments: call.arguments.to_string(),
-            })
-        }));
-        if self.usage != Usage::default() {
-            chunks.push(Chunk::Usage(self.usage));
-        }
-        if let Some(finish) = &self.finish {
-            chunks.push(Chunk::Finish(finish.clone()));
-        }
-        chunks
-    }
-
     /// The reply as a provider would stream it: text and reasoning split
     /// into word-sized chunks, each tool call's arguments split in two, then
     /// usage and the finish reason.
@@ -199,11 +172,6 @@ impl ReplyBuilder {
             call.name.push_str(&name);
         }
         call.arguments.push_str(&delta.arguments);
-    }
-
-    /// The text received so far.
-    pub fn text(&self) -> &str {
-        &self.text
     }
 
     /// The complete reply. Tool-call arguments that are not valid JSON are

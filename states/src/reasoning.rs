@@ -124,7 +124,7 @@ impl Reasoning {
     }
 
     /// The tools offered for `env`: none once the tool-round budget is spent.
-    fn offered(&self, env: &Env) -> Vec<ToolSpec> {
+    fn offered(&self, env: &Env) -> &[ToolSpec] {
         let rounds = env
             .scratch
             .get::<u32>(&self.rounds_key())
@@ -132,7 +132,7 @@ impl Reasoning {
             .flatten()
             .unwrap_or(0);
         match self.max_tool_rounds {
-            Some(max) if rounds >= max => Vec::new(),
+            Some(max) if rounds >= max => &[],
             _ => self.tools.specs(),
         }
     }
@@ -147,25 +147,24 @@ impl Reasoning {
     /// The request this state sends for `env`.
     pub fn request(&self, env: &Env) -> ChatRequest {
         let specs = self.offered(env);
-        if self.native_tools(env) {
+        let capabilities = self.model.capabilities();
+        if capabilities.native_tools && !specs.is_empty() {
             let system = format!("{}\n\n{}", self.instructions, prompt::NATIVE_TOOLS_GUIDE);
             return ChatRequest {
                 messages: prompt::native_conversation(system, env),
-                tools: specs,
+                tools: specs.to_vec(),
                 params: self.params.clone(),
                 response_schema: None,
             };
         }
-        let system = format!("{}\n\n{}", self.instructions, prompt::action_format(&specs));
+        let system = format!("{}\n\n{}", self.instructions, prompt::action_format(specs));
         ChatRequest {
             messages: prompt::conversation(system, env),
             tools: Vec::new(),
             params: self.params.clone(),
-            response_schema: self
-                .model
-                .capabilities()
+            response_schema: capabilities
                 .json_schema
-                .then(|| action_schema(&specs, self.max_calls_per_step)),
+                .then(|| action_schema(specs, self.max_calls_per_step)),
         }
     }
 
