@@ -147,6 +147,7 @@ impl Console {
             let _ = out.flush();
         }
         Err(RunFailure {
+            run_id: String::new(),
             error: MachineError::Interrupted,
             path: Vec::new(),
             env: Default::default(),

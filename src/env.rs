@@ -144,6 +144,16 @@ pub struct Usage {
     /// Cost in US dollars, where a price is known.
     #[serde(default)]
     pub cost: f64,
+    /// Replies served by a response cache
+    /// ([`Cache`](crate::layer::Cache)). Their tokens count as prompt and
+    /// completion tokens as when first made (prompt tokens all as cached),
+    /// so budgets behave the same; they cost nothing.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub cached_responses: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 impl Usage {
@@ -159,6 +169,25 @@ impl Usage {
         self.cached_tokens += other.cached_tokens;
         self.cache_write_tokens += other.cache_write_tokens;
         self.cost += other.cost;
+        self.cached_responses += other.cached_responses;
+    }
+
+    /// What was used since `earlier` (a reading of the same counters).
+    pub fn since(&self, earlier: &Usage) -> Usage {
+        Usage {
+            prompt_tokens: self.prompt_tokens.saturating_sub(earlier.prompt_tokens),
+            completion_tokens: self
+                .completion_tokens
+                .saturating_sub(earlier.completion_tokens),
+            cached_tokens: self.cached_tokens.saturating_sub(earlier.cached_tokens),
+            cache_write_tokens: self
+                .cache_write_tokens
+                .saturating_sub(earlier.cache_write_tokens),
+            cost: (self.cost - earlier.cost).max(0.0),
+            cached_responses: self
+                .cached_responses
+                .saturating_sub(earlier.cached_responses),
+        }
     }
 }
 

@@ -78,6 +78,8 @@ pub struct RunOutput {
     pub path: Vec<String>,
     /// The env as the run left it.
     pub env: Env,
+    /// The run's id (see [`Machine::stream_as`](crate::Machine::stream_as)).
+    pub run_id: String,
 }
 
 impl RunOutput {
@@ -98,11 +100,15 @@ pub struct RunFailure {
     pub path: Vec<String>,
     /// The env as the failure left it; nothing the run produced is lost.
     pub env: Env,
+    /// The run's id: [`Machine::resume`](crate::Machine::resume) continues
+    /// it from its last checkpoint.
+    pub run_id: String,
 }
 
 impl Serialize for RunFailure {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let mut s = serializer.serialize_struct("RunFailure", 4)?;
+        let mut s = serializer.serialize_struct("RunFailure", 5)?;
+        s.serialize_field("run_id", &self.run_id)?;
         s.serialize_field("kind", self.error.kind())?;
         s.serialize_field("error", &self.error.to_string())?;
         s.serialize_field("path", &self.path)?;

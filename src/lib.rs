@@ -72,9 +72,12 @@ pub mod event;
 pub mod layer;
 pub mod machine;
 pub mod model;
+mod sqlite;
 pub mod state;
+pub mod store;
 pub mod testkit;
 pub mod tool;
+pub mod trace;
 
 pub use env::{
     Action, Env, ErrorRecord, Message, Observation, Role, Scratch, ScratchError, ToolCall, Usage,

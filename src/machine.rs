@@ -16,6 +16,9 @@ use tokio::time::Instant;
 use crate::env::{Env, ErrorRecord};
 use crate::event::{Event, EventKind, RunFailure, RunOutput};
 use crate::state::{Next, State, StateError};
+use crate::store::{new_run_id, now_ms, Checkpoint, Store, StoreError};
+use crate::trace::{EndRecord, RunRecord, StepTrace, TraceError, TraceRecord, TracedError, Tracer};
+use tracing::Instrument;
 
 /// The default bound on states entered per run; see [`Machine::max_steps`].
 pub const DEFAULT_MAX_STEPS: u32 = 50;
@@ -85,6 +88,12 @@ pub enum MachineError {
     /// cut short before being handed to [`finish`]).
     #[error("the event stream ended before the run did")]
     Interrupted,
+    /// A checkpoint could not be saved.
+    #[error("checkpoint not saved: {0}")]
+    Store(#[from] StoreError),
+    /// A trace record could not be written.
+    #[error("trace not written: {0}")]
+    Trace(#[from] TraceError),
     /// A state failed.
     #[error("state `{state}` failed: {source}")]
     State {
@@ -99,7 +108,7 @@ pub enum MachineError {
 impl MachineError {
     /// A short stable code for the kind of error, for logs, results files and
     /// clients: `unknown_state`, `max_steps`, `interrupted`, `deadline`,
-    /// `budget`, `model`, `action`, `precondition`, `scratch`, `custom` or
+    /// `budget`, `store`, `trace`, `model`, `action`, `precondition`, `scratch`, `custom` or
     /// `state_timeout`.
     pub fn kind(&self) -> &'static str {
         match self {
@@ -108,6 +117,8 @@ impl MachineError {
             MachineError::Interrupted => "interrupted",
             MachineError::Deadline { .. } => "deadline",
             MachineError::Budget { .. } => "budget",
+            MachineError::Store(_) => "store",
+            MachineError::Trace(_) => "trace",
             MachineError::State { source, .. } => match source {
                 StateError::Model(_) => "model",
                 StateError::Action { .. } => "action",
@@ -159,6 +170,8 @@ pub struct Machine {
     states: Arc<BTreeMap<String, Arc<dyn State>>>,
     entry: String,
     limits: Limits,
+    store: Option<Arc<dyn Store>>,
+    tracer: Option<Tracer>,
 }
 
 impl std::fmt::Debug for Machine {
@@ -167,6 +180,8 @@ impl std::fmt::Debug for Machine {
             .field("states", &self.states.keys().collect::<Vec<_>>())
             .field("entry", &self.entry)
             .field("limits", &self.limits)
+            .field("store", &self.store.is_some())
+            .field("tracer", &self.tracer)
             .finish()
     }
 }
@@ -185,6 +200,8 @@ impl Machine {
                 max_tokens: None,
                 max_cost: None,
             },
+            store: None,
+            tracer: None,
         }
     }
 
@@ -251,6 +268,23 @@ impl Machine {
         self
     }
 
+    /// Saves a [`Checkpoint`] to `store` before the first state and after
+    /// every state, so runs can be resumed ([`Machine::resume`]) and forked
+    /// ([`Machine::fork`]). A failed save fails the run
+    /// ([`MachineError::Store`]).
+    pub fn with_store(mut self, store: impl Store + 'static) -> Self {
+        self.store = Some(Arc::new(store));
+        self
+    }
+
+    /// Writes a trace record per run start, step and run end
+    /// ([`trace`](crate::trace)). A failed write fails the run
+    /// ([`MachineError::Trace`]): a trace with holes would mislead.
+    pub fn with_tracer(mut self, tracer: Tracer) -> Self {
+        self.tracer = Some(tracer);
+        self
+    }
+
     /// Changes the entry state.
     pub fn with_entry(mut self, entry: impl Into<String>) -> Self {
         self.entry = entry.into();
@@ -272,21 +306,58 @@ impl Machine {
         self.states.keys().map(String::as_str)
     }
 
-    /// Runs from the entry state, streaming every event.
+    /// Runs from the entry state, streaming every event, under a new run
+    /// id ([`new_run_id`]).
     pub fn stream(&self, env: Env) -> EventStream {
-        self.stream_from(&self.entry.clone(), env)
+        self.stream_as(new_run_id(), env)
     }
 
-    /// Runs from the state named `state` (to resume or fork a run).
+    /// Runs from the entry state under the run id `run_id` (its checkpoints
+    /// and trace records carry it).
+    pub fn stream_as(&self, run_id: impl Into<Arc<str>>, env: Env) -> EventStream {
+        events_only(self.drive(&self.entry, env, false, RunCtx::fresh(run_id)))
+    }
+
+    /// Runs from the state named `state`, under a new run id.
     pub fn stream_from(&self, state: &str, env: Env) -> EventStream {
-        self.drive(state, env, false)
-            .filter_map(|d| async move {
-                match d {
-                    Driven::Event(e) => Some(e),
-                    Driven::Paused { .. } => None,
-                }
-            })
-            .boxed()
+        events_only(self.drive(state, env, false, RunCtx::fresh(new_run_id())))
+    }
+
+    /// Continues run `run_id` from its last checkpoint, after a crash or a
+    /// deliberate stop. A run that had ended yields its result again.
+    pub async fn resume(&self, run_id: &str) -> Result<EventStream, StoreError> {
+        let store = self.store.as_ref().ok_or(StoreError::NoStore)?;
+        let last = store
+            .get(run_id, None)
+            .await?
+            .ok_or_else(|| StoreError::NotFound {
+                run_id: run_id.to_owned(),
+                step: None,
+            })?;
+        Ok(self.continue_from(last))
+    }
+
+    /// Starts run `new_run_id` from `step` of run `run_id` and streams it:
+    /// the old run is left as it was. Step 0 is the env the old run started
+    /// with.
+    pub async fn fork(
+        &self,
+        run_id: &str,
+        step: u32,
+        new_run_id: &str,
+    ) -> Result<EventStream, StoreError> {
+        let store = self.store.as_ref().ok_or(StoreError::NoStore)?;
+        let fork = store.fork(run_id, step, new_run_id).await?;
+        Ok(self.continue_from(fork))
+    }
+
+    /// Runs to the end under the run id `run_id`.
+    pub async fn run_as(
+        &self,
+        run_id: impl Into<Arc<str>>,
+        env: Env,
+    ) -> Result<RunOutput, RunFailure> {
+        finish(self.stream_as(run_id, env)).await
     }
 
     /// Runs to the end and returns the result.
@@ -297,7 +368,7 @@ impl Machine {
     /// Runs only the state named `state`, then reports where it would go.
     /// The next state is not entered, not even looked up.
     pub async fn step(&self, state: &str, env: Env) -> Result<StepOutcome, RunFailure> {
-        let mut driven = std::pin::pin!(self.drive(state, env, true));
+        let mut driven = std::pin::pin!(self.drive(state, env, true, RunCtx::fresh("step")));
         let mut events = Vec::new();
         while let Some(d) = driven.next().await {
             match d {
@@ -323,37 +394,72 @@ impl Machine {
         start: &str,
         env: Env,
         single_step: bool,
+        ctx: RunCtx,
     ) -> impl Stream<Item = Driven> + Send + 'static {
         let states = Arc::clone(&self.states);
         let limits = self.limits;
-        let mut name: Arc<str> = Arc::from(start);
+        // A single step (replaying, testing) is not part of any run's record.
+        let store = self.store.clone().filter(|_| !single_step);
+        let tracer = self.tracer.clone().filter(|_| !single_step);
+        let start: Arc<str> = Arc::from(start);
         async_stream::stream! {
+            let RunCtx { run_id, mut path, resumed_at } = ctx;
+            let run_span = tracing::info_span!("statewise.run", run_id = %run_id, start = %start);
+            let run_started = std::time::Instant::now();
             let mut env = env;
-            let mut path: Vec<String> = Vec::new();
+            let mut name = Arc::clone(&start);
             let mut from: Option<String> = None;
             let run_deadline = limits.deadline.map(|d| (Instant::now() + d, d));
-            loop {
-                let fail = |error: MachineError, env: Env, path: Vec<String>, step: u32, state: Arc<str>| {
-                    Driven::Event(Event { step, state, kind: EventKind::Failed(Box::new(RunFailure { error, path, env })) })
-                };
+
+            let opened: Result<(), MachineError> = async {
+                if let Some(tracer) = &tracer {
+                    let record = RunRecord {
+                        run_id: run_id.to_string(),
+                        start: start.to_string(),
+                        started_ms: now_ms(),
+                        resumed_at,
+                        env: env.clone(),
+                    };
+                    tracer.write(&TraceRecord::Run(record)).await?;
+                }
+                // Step 0: the env the run starts with, so even a crash in
+                // the first state resumes, and forks can start anywhere.
+                if let (Some(store), None) = (&store, resumed_at) {
+                    let first = checkpoint(&run_id, None, Next::to(start.to_string()), &env, &path);
+                    store.put(&first).await?;
+                }
+                Ok(())
+            }
+            .await;
+
+            let (outcome, step, last) = 'run: loop {
+                if let Err(error) = opened {
+                    break 'run (Outcome::Failed(error, env), 0, Arc::clone(&name));
+                }
                 let Some(state) = states.get(&*name).cloned() else {
                     let error = MachineError::UnknownState {
                         name: name.to_string(),
                         from: from.clone(),
                         known: states.keys().cloned().collect(),
                     };
-                    yield fail(error, env, path, 0, name);
-                    return;
+                    break 'run (Outcome::Failed(error, env), 0, Arc::clone(&name));
                 };
                 if env.step >= limits.max_steps {
                     let step = env.step;
-                    yield fail(MachineError::MaxSteps { limit: limits.max_steps }, env, path, step, name);
-                    return;
+                    break 'run (Outcome::Failed(MachineError::MaxSteps { limit: limits.max_steps }, env), step, Arc::clone(&name));
                 }
                 env.step += 1;
                 let step = env.step;
                 path.push(name.to_string());
                 let event = |kind| Driven::Event(Event { step, state: name.clone(), kind });
+                let state_span = tracing::info_span!(
+                    parent: &run_span,
+                    "statewise.state",
+                    state = %name,
+                    step,
+                    next = tracing::field::Empty,
+                );
+                let mut trace = tracer.as_ref().map(|_| StepTrace::new(&run_id, step, &name, env.clone()));
                 yield event(EventKind::StateEntered);
 
                 // A state cut off after streaming restarts from the env it
@@ -366,8 +472,9 @@ impl Machine {
                     {
                         let mut emitted = state.run(&mut env);
                         loop {
+                            let next_item = emitted.next().instrument(state_span.clone());
                             let next = match earliest(state_deadline, run_deadline) {
-                                Some((at, limit, is_run)) => match tokio::time::timeout_at(at, emitted.next()).await {
+                                Some((at, limit, is_run)) => match tokio::time::timeout_at(at, next_item).await {
                                     Ok(next) => next,
                                     Err(_) if is_run => {
                                         failure = Some(Failure::Deadline(limit));
@@ -375,10 +482,15 @@ impl Machine {
                                     }
                                     Err(_) => Some(Err(StateError::TimedOut { after: limit })),
                                 },
-                                None => emitted.next().await,
+                                None => next_item.await,
                             };
                             match next {
-                                Some(Ok(e)) => yield event(EventKind::Emitted(e)),
+                                Some(Ok(e)) => {
+                                    if let Some(t) = &mut trace {
+                                        t.observe(&e);
+                                    }
+                                    yield event(EventKind::Emitted(e));
+                                }
                                 Some(Err(e)) => {
                                     failure = Some(Failure::State(e));
                                     break;
@@ -393,56 +505,205 @@ impl Machine {
                         {
                             attempt += 1;
                             env = start.clone();
+                            if let Some(t) = &mut trace {
+                                t.restart(e.to_string());
+                            }
                             yield event(EventKind::StateRetried { attempt, reason: e.to_string() });
                         }
                         (failure, _) => break failure,
                     }
                 };
-                let next = match failure {
-                    None => state.transition(&env),
+                let (next, traced_error) = match failure {
+                    None => (state.transition(&env), None),
                     Some(Failure::Deadline(after)) => {
-                        yield fail(MachineError::Deadline { after }, env, path, step, name.clone());
-                        return;
+                        let error = MachineError::Deadline { after };
+                        if let (Some(tracer), Some(t)) = (&tracer, trace.take()) {
+                            // The run fails either way; the deadline is the error to report.
+                            let _ = tracer.write(&TraceRecord::Step(Box::new(t.finish(&env, None, Some(traced(&error)))))).await;
+                        }
+                        break 'run (Outcome::Failed(error, env), step, Arc::clone(&name));
                     }
                     Some(Failure::State(source)) => match state.on_error(&source) {
                         // The state declared where to go on this error.
                         Some(next) => {
                             let record = ErrorRecord::new(step, &name, &source);
                             env.errors.push(record.clone());
+                            let error = TracedError { kind: record.kind.clone(), message: record.message.clone() };
                             yield event(EventKind::StateFailed { error: record });
-                            next
+                            (next, Some(error))
                         }
                         None => {
                             let error = MachineError::State { state: name.to_string(), source };
-                            yield fail(error, env, path, step, name.clone());
-                            return;
+                            if let (Some(tracer), Some(t)) = (&tracer, trace.take()) {
+                                let _ = tracer.write(&TraceRecord::Step(Box::new(t.finish(&env, None, Some(traced(&error)))))).await;
+                            }
+                            break 'run (Outcome::Failed(error, env), step, Arc::clone(&name));
                         }
                     },
                 };
+                state_span.record("next", tracing::field::debug(&next));
+                if let (Some(tracer), Some(t)) = (&tracer, trace.take()) {
+                    let record = t.finish(&env, Some(next.clone()), traced_error);
+                    if let Err(e) = tracer.write(&TraceRecord::Step(Box::new(record))).await {
+                        break 'run (Outcome::Failed(e.into(), env), step, Arc::clone(&name));
+                    }
+                }
                 if let Some(error) = limits.over_budget(&env) {
-                    yield fail(error, env, path, step, name.clone());
-                    return;
+                    break 'run (Outcome::Failed(error, env), step, Arc::clone(&name));
+                }
+                // Saved before the next state is entered: a crash from here
+                // on resumes at `next`, not at this state again.
+                if let Some(store) = &store {
+                    if let Err(e) = store.put(&checkpoint(&run_id, Some(&name), next.clone(), &env, &path)).await {
+                        break 'run (Outcome::Failed(e.into(), env), step, Arc::clone(&name));
+                    }
                 }
 
                 yield event(EventKind::StateExited { next: next.clone() });
                 match next {
-                    Next::End => {
-                        let answer = env.answer.clone();
-                        yield event(EventKind::Finished(Box::new(RunOutput { answer, path, env })));
-                        return;
-                    }
-                    Next::To(_) if single_step => {
-                        yield Driven::Paused { env, next };
-                        return;
-                    }
+                    Next::End => break 'run (Outcome::Finished(env), step, Arc::clone(&name)),
+                    Next::To(_) if single_step => break 'run (Outcome::Paused(env, next), step, Arc::clone(&name)),
                     Next::To(to) => {
                         from = Some(name.to_string());
                         name = Arc::from(&*to);
                     }
                 }
+            };
+
+            let (env, error) = match outcome {
+                Outcome::Paused(env, next) => {
+                    yield Driven::Paused { env, next };
+                    return;
+                }
+                Outcome::Finished(env) => (env, None),
+                Outcome::Failed(error, env) => (env, Some(error)),
+            };
+            let mut error = error;
+            if let Some(tracer) = &tracer {
+                let record = EndRecord {
+                    run_id: run_id.to_string(),
+                    answer: env.answer.clone(),
+                    path: path.clone(),
+                    usage: env.usage,
+                    elapsed_ms: run_started.elapsed().as_secs_f64() * 1e3,
+                    error: error.as_ref().map(traced),
+                };
+                if let Err(e) = tracer.write(&TraceRecord::End(record)).await {
+                    // A finished run whose record is lost is reported; a failed
+                    // run keeps its own error.
+                    error.get_or_insert(e.into());
+                }
+            }
+            let run_id = run_id.to_string();
+            let kind = match error {
+                None => EventKind::Finished(Box::new(RunOutput { answer: env.answer.clone(), path, env, run_id })),
+                Some(error) => EventKind::Failed(Box::new(RunFailure { error, path, env, run_id })),
+            };
+            yield Driven::Event(Event { step, state: last, kind });
+        }
+    }
+
+    /// Continues `checkpoint`'s run (or yields its result, if it had ended).
+    fn continue_from(&self, checkpoint: Checkpoint) -> EventStream {
+        let Checkpoint {
+            run_id,
+            step,
+            state,
+            next,
+            env,
+            path,
+            ..
+        } = checkpoint;
+        match next {
+            Next::End => {
+                let out = RunOutput {
+                    answer: env.answer.clone(),
+                    path,
+                    env,
+                    run_id,
+                };
+                let event = Event {
+                    step,
+                    state: Arc::from(state.as_deref().unwrap_or_default()),
+                    kind: EventKind::Finished(Box::new(out)),
+                };
+                futures::stream::once(async move { event }).boxed()
+            }
+            Next::To(to) => {
+                let ctx = RunCtx {
+                    run_id: Arc::from(run_id),
+                    path,
+                    resumed_at: Some(step),
+                };
+                events_only(self.drive(&to, env, false, ctx))
             }
         }
     }
+}
+
+/// How a run's loop ended.
+enum Outcome {
+    Finished(Env),
+    Failed(MachineError, Env),
+    Paused(Env, Next),
+}
+
+/// Who a run is, and what it did before this process took it up.
+struct RunCtx {
+    run_id: Arc<str>,
+    path: Vec<String>,
+    resumed_at: Option<u32>,
+}
+
+impl RunCtx {
+    fn fresh(run_id: impl Into<Arc<str>>) -> Self {
+        RunCtx {
+            run_id: run_id.into(),
+            path: Vec::new(),
+            resumed_at: None,
+        }
+    }
+}
+
+fn checkpoint(
+    run_id: &str,
+    state: Option<&str>,
+    next: Next,
+    env: &Env,
+    path: &[String],
+) -> Checkpoint {
+    Checkpoint {
+        run_id: run_id.to_owned(),
+        step: env.step,
+        state: state.map(str::to_owned),
+        next,
+        env: env.clone(),
+        path: path.to_vec(),
+        parent: None,
+        created_ms: now_ms(),
+    }
+}
+
+fn traced(error: &MachineError) -> TracedError {
+    let kind = match error {
+        MachineError::State { source, .. } => source.kind(),
+        other => other.kind().to_owned(),
+    };
+    TracedError {
+        kind,
+        message: error.to_string(),
+    }
+}
+
+fn events_only(driven: impl Stream<Item = Driven> + Send + 'static) -> EventStream {
+    driven
+        .filter_map(|d| async move {
+            match d {
+                Driven::Event(e) => Some(e),
+                Driven::Paused { .. } => None,
+            }
+        })
+        .boxed()
 }
 
 /// Why a state's run ended early.
@@ -523,6 +784,7 @@ pub async fn finish(stream: impl Stream<Item = Event>) -> Result<RunOutput, RunF
 
 fn interrupted() -> RunFailure {
     RunFailure {
+        run_id: String::new(),
         error: MachineError::Interrupted,
         path: Vec::new(),
         env: Env::default(),

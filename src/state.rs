@@ -61,6 +61,10 @@ pub enum Emit {
     },
     /// A tool result was recorded in the env (in call order).
     Observation(Observation),
+    /// A model call ended: its request and whole reply, for traces and
+    /// replays ([`ReplyStream::call`](crate::model::ReplyStream::call)
+    /// emits it after the call's tokens).
+    ModelCall(Box<crate::model::ModelCall>),
 }
 
 /// Why a state could not finish its work.

@@ -14,6 +14,7 @@ use futures::FutureExt;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
+use tracing::Instrument;
 
 use crate::env::{Observation, ToolCall};
 
@@ -293,8 +294,15 @@ impl Toolbox {
     /// observation. A tool that panics is reported the same way: one buggy
     /// tool must not take down the run, or the other runs of the process.
     pub async fn observe(&self, call: &ToolCall) -> Observation {
+        let span = tracing::info_span!(
+            "statewise.tool",
+            tool = %call.name,
+            call_id = %call.id,
+            is_error = tracing::field::Empty,
+        );
         let outcome = AssertUnwindSafe(self.call(&call.name, call.arguments.clone()))
             .catch_unwind()
+            .instrument(span.clone())
             .await;
         let (content, is_error) = match outcome {
             Ok(Ok(v)) => (v, false),
@@ -311,6 +319,7 @@ impl Toolbox {
                 )
             }
         };
+        span.record("is_error", is_error);
         Observation {
             call_id: call.id.clone(),
             tool: call.name.clone(),

@@ -44,6 +44,7 @@ const USAGE_TEXT: Usage = Usage {
     cached_tokens: 50,
     cache_write_tokens: 100,
     cost: 0.0,
+    cached_responses: 0,
 };
 
 #[tokio::test]

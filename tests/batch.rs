@@ -12,14 +12,7 @@ use statewise::batch::{Batch, BatchError, ItemResult};
 use statewise::model::{FnModel, Reply};
 use statewise::tool::{ToolRegistry, Toolbox};
 use statewise::Usage;
-use support::MockServer;
-
-fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("statewise-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
+use support::{temp_dir, MockServer};
 
 fn dataset(dir: &Path, n: usize) -> PathBuf {
     let path = dir.join("input.jsonl");

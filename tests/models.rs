@@ -68,7 +68,7 @@ fn cached_and_cache_write_tokens_have_their_own_prices() {
         cached_tokens: 50,
         cache_write_tokens: 100,
         completion_tokens: 12,
-        cost: 0.0,
+        ..Usage::default()
     };
     let expected = (20.0 * 3.0 + 50.0 * 0.3 + 100.0 * 3.75 + 12.0 * 15.0) / 1e6;
     assert!((price.cost(&u) - expected).abs() < 1e-15);

@@ -400,6 +400,7 @@ impl WireUsage {
             cached_tokens: read,
             cache_write_tokens: write,
             cost: 0.0,
+            cached_responses: 0,
         }
     }
 }

@@ -7,7 +7,9 @@ use futures::Stream;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::{Chunk, ChunkStream, FinishReason, ModelError, ToolCallDelta};
+use std::time::Duration;
+
+use super::{ChatModel, ChatRequest, Chunk, ChunkStream, FinishReason, ModelError, ToolCallDelta};
 use crate::env::{ToolCall, Usage};
 use crate::state::Emit;
 
@@ -228,6 +230,42 @@ impl ReplyBuilder {
 pub struct ReplyStream<'a> {
     chunks: ChunkStream<'a>,
     reply: ReplyBuilder,
+    record: Option<Box<Pending>>,
+    done: Option<Reply>,
+}
+
+/// What [`ReplyStream::call`] keeps to describe the call once it ends.
+struct Pending {
+    model: String,
+    request: ChatRequest,
+    started: std::time::Instant,
+    first_token: Option<Duration>,
+    span: tracing::Span,
+}
+
+/// One model call as it happened: the request, the whole reply, timings.
+/// [`ReplyStream::call`] emits it as [`Emit::ModelCall`] when the reply is
+/// complete; traces and replays are made of these.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelCall {
+    /// The model's name.
+    pub model: String,
+    /// What was sent.
+    pub request: ChatRequest,
+    /// What came back.
+    pub reply: Reply,
+    /// From the request to the last chunk.
+    pub elapsed: Duration,
+    /// From the request to the first text, if any came.
+    #[serde(default)]
+    pub first_token: Option<Duration>,
+}
+
+impl ModelCall {
+    /// Whether a response cache served the reply.
+    pub fn cached(&self) -> bool {
+        self.reply.usage.cached_responses > 0
+    }
 }
 
 impl<'a> ReplyStream<'a> {
@@ -236,12 +274,72 @@ impl<'a> ReplyStream<'a> {
         ReplyStream {
             chunks,
             reply: ReplyBuilder::default(),
+            record: None,
+            done: None,
+        }
+    }
+
+    /// Calls `model` with `request` and streams the reply. Unlike
+    /// [`ReplyStream::new`], the call is described: it runs in a
+    /// `gen_ai.chat` tracing span (model, token counts, finish reason) and,
+    /// once the reply is complete, a last [`Emit::ModelCall`] carries the
+    /// request and reply for traces and replays. States should call models
+    /// this way.
+    pub fn call(model: &'a dyn ChatModel, request: ChatRequest) -> Self {
+        let span = tracing::info_span!(
+            "gen_ai.chat",
+            gen_ai.operation.name = "chat",
+            gen_ai.request.model = model.name(),
+            gen_ai.usage.input_tokens = tracing::field::Empty,
+            gen_ai.usage.output_tokens = tracing::field::Empty,
+            gen_ai.response.finish_reasons = tracing::field::Empty,
+            statewise.cached = tracing::field::Empty,
+            error = tracing::field::Empty,
+        );
+        let chunks = span.in_scope(|| model.stream(request.clone()));
+        ReplyStream {
+            chunks,
+            reply: ReplyBuilder::default(),
+            record: Some(Box::new(Pending {
+                model: model.name().to_owned(),
+                request,
+                started: std::time::Instant::now(),
+                first_token: None,
+                span,
+            })),
+            done: None,
         }
     }
 
     /// The reply assembled from the chunks received so far.
     pub fn finish(self) -> Reply {
-        self.reply.finish()
+        match self.done {
+            Some(reply) => reply,
+            None => self.reply.finish(),
+        }
+    }
+
+    /// The whole reply, described, once the chunks have ended.
+    fn complete(&mut self, pending: Box<Pending>) -> ModelCall {
+        let reply = std::mem::take(&mut self.reply).finish();
+        let span = &pending.span;
+        span.record("gen_ai.usage.input_tokens", reply.usage.prompt_tokens);
+        span.record("gen_ai.usage.output_tokens", reply.usage.completion_tokens);
+        if let Some(finish) = &reply.finish {
+            span.record(
+                "gen_ai.response.finish_reasons",
+                format!("{finish:?}").to_lowercase(),
+            );
+        }
+        span.record("statewise.cached", reply.usage.cached_responses > 0);
+        self.done = Some(reply.clone());
+        ModelCall {
+            model: pending.model,
+            request: pending.request,
+            reply,
+            elapsed: pending.started.elapsed(),
+            first_token: pending.first_token,
+        }
     }
 }
 
@@ -250,11 +348,34 @@ impl Stream for ReplyStream<'_> {
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         loop {
-            let chunk = match ready!(self.chunks.as_mut().poll_next(cx)) {
-                Some(Ok(chunk)) => chunk,
-                Some(Err(e)) => return Poll::Ready(Some(Err(e))),
-                None => return Poll::Ready(None),
+            let polled = match &self.record {
+                Some(p) => {
+                    let span = p.span.clone();
+                    let _entered = span.enter();
+                    ready!(self.chunks.as_mut().poll_next(cx))
+                }
+                None => ready!(self.chunks.as_mut().poll_next(cx)),
             };
+            let chunk = match polled {
+                Some(Ok(chunk)) => chunk,
+                Some(Err(e)) => {
+                    if let Some(p) = self.record.take() {
+                        p.span.record("error", tracing::field::display(&e));
+                    }
+                    return Poll::Ready(Some(Err(e)));
+                }
+                None => {
+                    let pending = self.record.take();
+                    return Poll::Ready(
+                        pending.map(|p| Ok(Emit::ModelCall(Box::new(self.complete(p))))),
+                    );
+                }
+            };
+            if let (Some(p), Chunk::Text(_) | Chunk::Reasoning(_) | Chunk::ToolCall(_)) =
+                (&mut self.record, &chunk)
+            {
+                p.first_token.get_or_insert_with(|| p.started.elapsed());
+            }
             let emit = match &chunk {
                 Chunk::Text(t) => Some(Emit::Token(t.clone())),
                 Chunk::Reasoning(t) => Some(Emit::Reasoning(t.clone())),

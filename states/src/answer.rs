@@ -134,7 +134,7 @@ impl State for Answer {
                 env.answer = Some(answer);
                 return;
             };
-            let mut call = ReplyStream::new(model.stream(self.request(env)));
+            let mut call = ReplyStream::call(&**model, self.request(env));
             while let Some(emit) = call.next().await {
                 yield emit?;
             }

@@ -186,7 +186,7 @@ impl State for Reasoning {
         Box::pin(statewise::try_stream! {
             env.action = None;
             let native = self.native_tools(env);
-            let mut call = ReplyStream::new(self.model.stream(self.request(env)));
+            let mut call = ReplyStream::call(&*self.model, self.request(env));
             let mut reader = PartialActionReader::default();
             while let Some(emit) = call.next().await {
                 let emit = emit?;

@@ -349,3 +349,11 @@ pub fn example(name: &str) -> std::path::PathBuf {
         .join("examples")
         .join(name)
 }
+
+/// An empty folder for this test process, named `name`.
+pub fn temp_dir(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("statewise-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}

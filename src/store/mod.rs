@@ -1,0 +1,256 @@
+//! Checkpoints: the [`Env`] saved after every step, so a run can resume
+//! after a crash or fork from any step.
+//!
+//! A [`Store`] keeps [`Checkpoint`]s by run id and step. Give a machine one
+//! with [`Machine::with_store`](crate::Machine::with_store) and it saves the
+//! env before the first state (step 0) and after each state, before entering
+//! the next. [`Machine::resume`](crate::Machine::resume) continues a run from
+//! its last checkpoint; [`Machine::fork`](crate::Machine::fork) starts a new
+//! run from any step of an old one.
+//!
+//! Two stores come with the engine: [`MemoryStore`] and [`SqliteStore`] (the
+//! embedded on-disk default). Every store passes the same
+//! [`conformance`] suite, which a new backend runs against itself.
+//!
+//! ```
+//! use statewise::store::{MemoryStore, Store};
+//! use statewise::{Env, Machine, Next, state::FnState};
+//!
+//! # tokio_test_block_on(async {
+//! let store = MemoryStore::new();
+//! let machine = Machine::new("greet")
+//!     .with_state(FnState::new("greet", |env: &mut Env| { env.answer = Some("hi".into()); Ok(()) }, |_: &Env| Next::End))
+//!     .with_store(store.clone());
+//! let out = machine.run_as("run-1", Env::new()).await.unwrap();
+//! let last = store.get("run-1", None).await.unwrap().unwrap();
+//! assert_eq!((last.step, last.next, last.env.answer), (1, Next::End, out.answer));
+//! # });
+//! # fn tokio_test_block_on<F: std::future::Future>(f: F) -> F::Output {
+//! #     tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(f)
+//! # }
+//! ```
+
+pub mod conformance;
+mod memory;
+mod sqlite;
+
+use futures::future::BoxFuture;
+use serde::{Deserialize, Serialize};
+
+use crate::env::Env;
+use crate::state::Next;
+
+pub use memory::MemoryStore;
+pub use sqlite::SqliteStore;
+
+/// The env of a run after one of its steps, and where the run goes next.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Checkpoint {
+    /// The run.
+    pub run_id: String,
+    /// States run so far (`env.step`); 0 is the env the run started with.
+    pub step: u32,
+    /// The state that ran in this step (`None` at step 0).
+    #[serde(default)]
+    pub state: Option<String>,
+    /// Where the run goes from here; [`Next::End`] once it has finished.
+    pub next: Next,
+    /// The env after the step.
+    pub env: Env,
+    /// The names of the states run so far, in order.
+    #[serde(default)]
+    pub path: Vec<String>,
+    /// The run and step this run was forked from.
+    #[serde(default)]
+    pub parent: Option<Parent>,
+    /// When it was saved, in milliseconds since the Unix epoch.
+    #[serde(default)]
+    pub created_ms: u64,
+}
+
+/// Where a forked run came from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Parent {
+    /// The original run.
+    pub run_id: String,
+    /// Its step the fork starts from.
+    pub step: u32,
+}
+
+/// A checkpoint without its env, as [`Store::list`] returns them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CheckpointMeta {
+    /// The run.
+    pub run_id: String,
+    /// The step.
+    pub step: u32,
+    /// The state that ran in it.
+    pub state: Option<String>,
+    /// Where the run goes next.
+    pub next: Next,
+    /// When it was saved (ms since the Unix epoch).
+    pub created_ms: u64,
+}
+
+impl From<&Checkpoint> for CheckpointMeta {
+    fn from(c: &Checkpoint) -> Self {
+        CheckpointMeta {
+            run_id: c.run_id.clone(),
+            step: c.step,
+            state: c.state.clone(),
+            next: c.next.clone(),
+            created_ms: c.created_ms,
+        }
+    }
+}
+
+/// Why a store could not do what was asked.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// No checkpoint for this run (and step).
+    #[error("no checkpoint for run `{run_id}`{}", .step.map(|s| format!(" at step {s}")).unwrap_or_default())]
+    NotFound {
+        /// The run.
+        run_id: String,
+        /// The step asked for; `None` for the latest.
+        step: Option<u32>,
+    },
+    /// A fork was asked to create a run id that already has checkpoints.
+    #[error("run `{run_id}` already exists")]
+    Exists {
+        /// The run.
+        run_id: String,
+    },
+    /// The machine was asked to resume or fork without a store
+    /// ([`Machine::with_store`](crate::Machine::with_store)).
+    #[error("the machine has no store to resume or fork from (see Machine::with_store)")]
+    NoStore,
+    /// A saved record could not be read back.
+    #[error("corrupt record for run `{run_id}`: {source}")]
+    Corrupt {
+        /// The run.
+        run_id: String,
+        /// What was wrong with it.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// The backend failed (I/O, SQL, connection).
+    #[error("store backend failed: {0}")]
+    Backend(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
+impl StoreError {
+    pub(crate) fn backend(e: impl std::error::Error + Send + Sync + 'static) -> Self {
+        StoreError::Backend(Box::new(e))
+    }
+}
+
+/// Keeps checkpoints by run id and step.
+///
+/// `put` replaces a checkpoint with the same run and step. Writers of
+/// different runs never block each other's results; every implementation
+/// must pass [`conformance::check`].
+pub trait Store: Send + Sync {
+    /// Saves `checkpoint`, replacing one with the same run id and step.
+    fn put<'a>(&'a self, checkpoint: &'a Checkpoint) -> BoxFuture<'a, Result<(), StoreError>>;
+
+    /// The checkpoint of `run_id` at `step`, or its latest for `None`.
+    fn get<'a>(
+        &'a self,
+        run_id: &'a str,
+        step: Option<u32>,
+    ) -> BoxFuture<'a, Result<Option<Checkpoint>, StoreError>>;
+
+    /// The checkpoints of `run_id`, by step, without their envs.
+    fn list<'a>(
+        &'a self,
+        run_id: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<CheckpointMeta>, StoreError>>;
+
+    /// Every run id with checkpoints, sorted.
+    fn runs(&self) -> BoxFuture<'_, Result<Vec<String>, StoreError>>;
+
+    /// Removes every checkpoint of `run_id`; true if there were any.
+    fn delete<'a>(&'a self, run_id: &'a str) -> BoxFuture<'a, Result<bool, StoreError>>;
+
+    /// Starts run `new_run_id` at `step` of `run_id`: a copy of that
+    /// checkpoint recording where it came from. Fails with
+    /// [`StoreError::Exists`] if `new_run_id` has checkpoints.
+    fn fork<'a>(
+        &'a self,
+        run_id: &'a str,
+        step: u32,
+        new_run_id: &'a str,
+    ) -> BoxFuture<'a, Result<Checkpoint, StoreError>> {
+        Box::pin(async move {
+            let Some(origin) = self.get(run_id, Some(step)).await? else {
+                return Err(StoreError::NotFound {
+                    run_id: run_id.to_owned(),
+                    step: Some(step),
+                });
+            };
+            if !self.list(new_run_id).await?.is_empty() {
+                return Err(StoreError::Exists {
+                    run_id: new_run_id.to_owned(),
+                });
+            }
+            let fork = Checkpoint {
+                run_id: new_run_id.to_owned(),
+                parent: Some(Parent {
+                    run_id: run_id.to_owned(),
+                    step,
+                }),
+                created_ms: now_ms(),
+                ..origin
+            };
+            self.put(&fork).await?;
+            Ok(fork)
+        })
+    }
+}
+
+impl<S: Store + ?Sized> Store for std::sync::Arc<S> {
+    fn put<'a>(&'a self, checkpoint: &'a Checkpoint) -> BoxFuture<'a, Result<(), StoreError>> {
+        (**self).put(checkpoint)
+    }
+    fn get<'a>(
+        &'a self,
+        run_id: &'a str,
+        step: Option<u32>,
+    ) -> BoxFuture<'a, Result<Option<Checkpoint>, StoreError>> {
+        (**self).get(run_id, step)
+    }
+    fn list<'a>(
+        &'a self,
+        run_id: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<CheckpointMeta>, StoreError>> {
+        (**self).list(run_id)
+    }
+    fn runs(&self) -> BoxFuture<'_, Result<Vec<String>, StoreError>> {
+        (**self).runs()
+    }
+    fn delete<'a>(&'a self, run_id: &'a str) -> BoxFuture<'a, Result<bool, StoreError>> {
+        (**self).delete(run_id)
+    }
+    fn fork<'a>(
+        &'a self,
+        run_id: &'a str,
+        step: u32,
+        new_run_id: &'a str,
+    ) -> BoxFuture<'a, Result<Checkpoint, StoreError>> {
+        (**self).fork(run_id, step, new_run_id)
+    }
+}
+
+/// Milliseconds since the Unix epoch.
+pub(crate) fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// A fresh run id: time-ordered, unique enough for one machine's runs.
+pub fn new_run_id() -> String {
+    format!("run-{:012x}-{:08x}", now_ms(), fastrand::u32(..))
+}

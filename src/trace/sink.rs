@@ -1,0 +1,179 @@
+//! Trace sinks: a JSONL file and SQLite.
+
+use std::fs::{File, OpenOptions};
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use futures::future::BoxFuture;
+use rusqlite::params;
+
+use super::{Line, TraceError, TraceRecord, TraceSink};
+use crate::sqlite::Db;
+use crate::store::StoreError;
+
+/// Appends one JSON record per line to a file.
+///
+/// Each record is written with one `write` call on a file opened for
+/// appending, so lines of concurrent runs (and processes) do not interleave,
+/// and a crash loses at most the line being written.
+#[derive(Debug)]
+pub struct JsonlSink {
+    path: PathBuf,
+    file: Mutex<File>,
+}
+
+impl JsonlSink {
+    /// Opens `path` for appending, creating it and its folder.
+    pub fn append(path: impl AsRef<Path>) -> Result<Self, TraceError> {
+        let path = path.as_ref().to_owned();
+        let io = |source| TraceError::Io {
+            path: path.display().to_string(),
+            source,
+        };
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(io)?;
+        }
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .map_err(io)?;
+        Ok(JsonlSink {
+            path,
+            file: Mutex::new(file),
+        })
+    }
+}
+
+impl TraceSink for JsonlSink {
+    fn write<'a>(&'a self, line: &'a Line) -> BoxFuture<'a, Result<(), TraceError>> {
+        let mut buf = String::with_capacity(line.json.len() + 1);
+        buf.push_str(&line.json);
+        buf.push('\n');
+        let result = self
+            .file
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .write_all(buf.as_bytes())
+            .map_err(|source| TraceError::Io {
+                path: self.path.display().to_string(),
+                source,
+            });
+        Box::pin(async move { result })
+    }
+}
+
+/// Reads a JSONL trace file back. A last line cut short by a crash is
+/// skipped; any other bad line is an error.
+pub fn read_jsonl(path: impl AsRef<Path>) -> Result<Vec<TraceRecord>, TraceError> {
+    let path = path.as_ref();
+    let shown = || path.display().to_string();
+    let file = File::open(path).map_err(|source| TraceError::Io {
+        path: shown(),
+        source,
+    })?;
+    let lines: Vec<String> = BufReader::new(file)
+        .lines()
+        .collect::<Result<_, _>>()
+        .map_err(|source| TraceError::Io {
+            path: shown(),
+            source,
+        })?;
+    let mut records = Vec::with_capacity(lines.len());
+    for (i, line) in lines.iter().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        match serde_json::from_str(line) {
+            Ok(r) => records.push(r),
+            Err(_)
+                if i + 1 == lines.len()
+                    && serde_json::from_str::<serde_json::Value>(line).is_err() => {}
+            Err(source) => {
+                return Err(TraceError::Format {
+                    path: shown(),
+                    line: i + 1,
+                    source,
+                })
+            }
+        }
+    }
+    Ok(records)
+}
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS trace (
+    id      INTEGER PRIMARY KEY AUTOINCREMENT,
+    run_id  TEXT NOT NULL,
+    step    INTEGER,
+    kind    TEXT NOT NULL,
+    record  TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS trace_run ON trace (run_id, id);";
+
+/// Writes records to a `trace` table of an SQLite database (one row each:
+/// run id, step, kind, the record's JSON), which may be the checkpoint
+/// store's file.
+#[derive(Debug, Clone)]
+pub struct SqliteSink {
+    db: Db,
+}
+
+impl SqliteSink {
+    /// Opens the database at `path`, creating it and its folder.
+    pub fn open(path: impl AsRef<Path>) -> Result<Self, TraceError> {
+        Ok(SqliteSink {
+            db: Db::open(path.as_ref(), SCHEMA)?,
+        })
+    }
+
+    /// The records of `run_id` (every run's for `None`), in write order.
+    pub async fn read(&self, run_id: Option<&str>) -> Result<Vec<TraceRecord>, TraceError> {
+        let run = run_id.map(str::to_owned);
+        let rows: Vec<String> = self
+            .db
+            .call(move |conn| {
+                let mut stmt = conn
+                    .prepare_cached(
+                        "SELECT record FROM trace WHERE ?1 IS NULL OR run_id = ?1 ORDER BY id",
+                    )
+                    .map_err(StoreError::backend)?;
+                let rows = stmt
+                    .query_map(params![run], |r| r.get(0))
+                    .map_err(StoreError::backend)?;
+                rows.collect::<Result<_, _>>().map_err(StoreError::backend)
+            })
+            .await?;
+        rows.iter()
+            .enumerate()
+            .map(|(i, r)| {
+                serde_json::from_str(r).map_err(|source| TraceError::Format {
+                    path: "trace table".to_owned(),
+                    line: i + 1,
+                    source,
+                })
+            })
+            .collect()
+    }
+}
+
+impl TraceSink for SqliteSink {
+    fn write<'a>(&'a self, line: &'a Line) -> BoxFuture<'a, Result<(), TraceError>> {
+        let (run_id, step, kind, json) =
+            (line.run_id.clone(), line.step, line.kind, line.json.clone());
+        Box::pin(async move {
+            self.db
+                .call(move |conn| {
+                    conn.execute(
+                        "INSERT INTO trace (run_id, step, kind, record) VALUES (?1, ?2, ?3, ?4)",
+                        params![run_id, step, kind, json],
+                    )
+                    .map_err(StoreError::backend)?;
+                    Ok(())
+                })
+                .await?;
+            Ok(())
+        })
+    }
+}

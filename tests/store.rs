@@ -1,0 +1,275 @@
+//! Checkpoint stores: the conformance suite for each store, and runs that
+//! save, resume (in process and after SIGKILL) and fork.
+
+mod support;
+
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use futures::StreamExt;
+use serde_json::json;
+use statewise::model::{ChatRequest, FnModel, Reply};
+use statewise::store::{
+    conformance, Checkpoint, CheckpointMeta, MemoryStore, SqliteStore, Store, StoreError,
+};
+use statewise::tool::{ToolRegistry, Toolbox};
+use statewise::{Env, EventKind, Machine, Next};
+use statewise_states::tools::Calculator;
+use support::temp_dir;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memory_store_conforms() {
+    let store = MemoryStore::new();
+    conformance::check(move || store.clone()).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_store_conforms() {
+    let path = temp_dir("sqlite-conformance").join("checkpoints.sqlite");
+    conformance::check(|| SqliteStore::open(&path).unwrap())
+        .await
+        .unwrap();
+    // Twice on one file: the suite's runs do not collide.
+    conformance::check(|| SqliteStore::open(&path).unwrap())
+        .await
+        .unwrap();
+}
+
+/// Squares 1 to 3 with the calculator, one call per step, then answers:
+/// deterministic from the request alone, so a resumed run must end alike.
+fn planner() -> Arc<FnModel> {
+    Arc::new(FnModel::new("planner", |req: &ChatRequest| {
+        let seen: Vec<&str> = req
+            .messages
+            .iter()
+            .filter_map(|m| m.content.strip_prefix("Observation from `calculator`"))
+            .filter_map(|r| r.split_once('\n').map(|(_, v)| v.trim()))
+            .collect();
+        let n = seen.len() + 1;
+        let action = if n <= 3 {
+            json!({"name": "calculator", "arguments": {"expression": format!("{n}*{n}")}})
+        } else {
+            json!({"final_answer": format!("squares: {}", seen.join(" "))})
+        };
+        Ok(Reply::text(action.to_string()))
+    }))
+}
+
+fn agent() -> Machine {
+    statewise_states::agent(
+        planner(),
+        Toolbox::new(ToolRegistry::new().with(Calculator)),
+    )
+}
+
+#[tokio::test]
+async fn every_step_is_checkpointed_before_the_next() {
+    let store = MemoryStore::new();
+    let out = agent()
+        .with_store(store.clone())
+        .run_as("r1", Env::from_user("squares"))
+        .await
+        .unwrap();
+    assert_eq!(out.run_id, "r1");
+    let metas = store.list("r1").await.unwrap();
+    let steps: Vec<u32> = metas.iter().map(|m| m.step).collect();
+    assert_eq!(steps, (0..=out.path.len() as u32).collect::<Vec<_>>());
+    assert_eq!(metas[0].next, Next::to("reasoning"));
+    assert_eq!(metas[0].state, None);
+    // Each checkpoint names the state that ran and where it went.
+    for (meta, state) in metas[1..].iter().zip(&out.path) {
+        assert_eq!(meta.state.as_deref(), Some(state.as_str()));
+    }
+    assert_eq!(metas.last().unwrap().next, Next::End);
+    let last = store.get("r1", None).await.unwrap().unwrap();
+    assert_eq!(last.env, out.env);
+    assert_eq!(last.path, out.path);
+}
+
+#[tokio::test]
+async fn a_run_dropped_midway_resumes_to_the_same_answer() {
+    let whole = agent().run(Env::from_user("squares")).await.unwrap();
+
+    let store = MemoryStore::new();
+    let machine = agent().with_store(store.clone());
+    // Drop the run's stream in the fourth state: the process "dies" there.
+    let mut events = machine.stream_as("cut", Env::from_user("squares"));
+    while let Some(e) = events.next().await {
+        if matches!(e.kind, EventKind::StateEntered) && e.step == 4 {
+            break;
+        }
+    }
+    drop(events);
+    assert_eq!(store.get("cut", None).await.unwrap().unwrap().step, 3);
+
+    let resumed = statewise::machine::finish(machine.resume("cut").await.unwrap())
+        .await
+        .unwrap();
+    assert_eq!(resumed.answer, whole.answer);
+    assert_eq!(resumed.path, whole.path);
+    assert_eq!(resumed.env.observations, whole.env.observations);
+    assert_eq!(resumed.run_id, "cut");
+
+    // Resuming a finished run gives its result again, running nothing.
+    let again = statewise::machine::finish(machine.resume("cut").await.unwrap())
+        .await
+        .unwrap();
+    assert_eq!(again.answer, whole.answer);
+    assert_eq!(store.list("cut").await.unwrap().len(), whole.path.len() + 1);
+}
+
+#[tokio::test]
+async fn a_fork_runs_on_from_any_step_and_leaves_the_original() {
+    let store = MemoryStore::new();
+    let machine = agent().with_store(store.clone());
+    let original = machine
+        .run_as("orig", Env::from_user("squares"))
+        .await
+        .unwrap();
+    let before: Vec<CheckpointMeta> = store.list("orig").await.unwrap();
+
+    let forked = statewise::machine::finish(machine.fork("orig", 2, "fork").await.unwrap())
+        .await
+        .unwrap();
+    assert_eq!(forked.run_id, "fork");
+    assert_eq!(forked.answer, original.answer);
+    assert_eq!(forked.path, original.path);
+    let fork_start = store.get("fork", Some(2)).await.unwrap().unwrap();
+    let parent = fork_start.parent.unwrap();
+    assert_eq!((parent.run_id.as_str(), parent.step), ("orig", 2));
+    assert_eq!(store.list("orig").await.unwrap(), before);
+
+    // From step 0 a fork is a fresh rerun of the same input.
+    let rerun = statewise::machine::finish(machine.fork("orig", 0, "rerun").await.unwrap())
+        .await
+        .unwrap();
+    assert_eq!(rerun.answer, original.answer);
+
+    assert!(matches!(
+        machine.fork("orig", 2, "fork").await.err(),
+        Some(StoreError::Exists { .. })
+    ));
+    assert!(matches!(
+        machine.resume("nope").await.err(),
+        Some(StoreError::NotFound { .. })
+    ));
+    assert!(matches!(
+        agent().resume("orig").await.err(),
+        Some(StoreError::NoStore)
+    ));
+}
+
+/// A store whose disk is full.
+struct FullDisk;
+
+impl Store for FullDisk {
+    fn put<'a>(&'a self, _: &'a Checkpoint) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(async {
+            Err(StoreError::Backend(
+                std::io::Error::other("no space left on device").into(),
+            ))
+        })
+    }
+    fn get<'a>(
+        &'a self,
+        _: &'a str,
+        _: Option<u32>,
+    ) -> BoxFuture<'a, Result<Option<Checkpoint>, StoreError>> {
+        Box::pin(async { Ok(None) })
+    }
+    fn list<'a>(&'a self, _: &'a str) -> BoxFuture<'a, Result<Vec<CheckpointMeta>, StoreError>> {
+        Box::pin(async { Ok(Vec::new()) })
+    }
+    fn runs(&self) -> BoxFuture<'_, Result<Vec<String>, StoreError>> {
+        Box::pin(async { Ok(Vec::new()) })
+    }
+    fn delete<'a>(&'a self, _: &'a str) -> BoxFuture<'a, Result<bool, StoreError>> {
+        Box::pin(async { Ok(false) })
+    }
+}
+
+#[tokio::test]
+async fn a_checkpoint_that_cannot_be_saved_fails_the_run() {
+    let failure = agent()
+        .with_store(FullDisk)
+        .run(Env::from_user("squares"))
+        .await
+        .unwrap_err();
+    assert_eq!(failure.error.kind(), "store");
+    assert!(failure.to_string().contains("no space left"), "{failure}");
+}
+
+/// The resume example, killed with SIGKILL halfway and started again,
+/// finishes the run with the answer an uninterrupted run gives.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_process_resumes_from_its_checkpoint() {
+    let exe = support::example("resume");
+    let dir = temp_dir("resume-kill");
+    let run = |db: &str, slow: &str| {
+        Command::new(&exe)
+            .args([
+                "--db",
+                dir.join(db).to_str().unwrap(),
+                "--run",
+                "r",
+                "--slow",
+                slow,
+            ])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let answer_of = |out: std::process::Output| {
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let text = String::from_utf8(out.stdout).unwrap();
+        let answer = text
+            .lines()
+            .find(|l| l.starts_with("answer: "))
+            .map(str::to_owned);
+        (answer.expect("an answer line"), text)
+    };
+    let (uninterrupted, _) = answer_of(run("whole.sqlite", "0").wait_with_output().unwrap());
+
+    let mut child = run("killed.sqlite", "400");
+    let store = SqliteStore::open(dir.join("killed.sqlite")).unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let steps = store.list("r").await.unwrap();
+        if steps.len() >= 5 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the run never got going"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    let at_kill = store.get("r", None).await.unwrap().unwrap();
+    assert_ne!(at_kill.next, Next::End, "the run finished before the kill");
+
+    let (resumed, text) = answer_of(run("killed.sqlite", "0").wait_with_output().unwrap());
+    assert!(
+        text.contains(&format!("resuming run r after step {}", at_kill.step)),
+        "{text}"
+    );
+    assert_eq!(resumed, uninterrupted);
+    // One unbroken sequence of checkpoints, ending with the end.
+    let steps: Vec<u32> = store
+        .list("r")
+        .await
+        .unwrap()
+        .iter()
+        .map(|m| m.step)
+        .collect();
+    assert_eq!(steps, (0..steps.len() as u32).collect::<Vec<_>>());
+    assert_eq!(store.get("r", None).await.unwrap().unwrap().next, Next::End);
+}
