@@ -123,9 +123,14 @@ impl Console {
                         } else {
                             String::new()
                         };
+                        let replays = match u.cached_responses {
+                            0 => String::new(),
+                            1 => ", 1 reply from the response cache".to_owned(),
+                            n => format!(", {n} replies from the response cache"),
+                        };
                         let _ = writeln!(
                             out,
-                            "{dim}[{} prompt ({} cached) + {} completion tokens{cost}; {}]{reset}",
+                            "{dim}[{} prompt ({} cached) + {} completion tokens{cost}{replays}; {}]{reset}",
                             u.prompt_tokens,
                             u.cached_tokens,
                             u.completion_tokens,

@@ -448,6 +448,10 @@ impl Machine {
                     let step = env.step;
                     break 'run (Outcome::Failed(MachineError::MaxSteps { limit: limits.max_steps }, env), step, Arc::clone(&name));
                 }
+                // The env as `Machine::step` takes it, to rerun this step.
+                let mut trace = tracer
+                    .as_ref()
+                    .map(|_| StepTrace::new(&run_id, env.step + 1, &name, env.clone()));
                 env.step += 1;
                 let step = env.step;
                 path.push(name.to_string());
@@ -459,7 +463,6 @@ impl Machine {
                     step,
                     next = tracing::field::Empty,
                 );
-                let mut trace = tracer.as_ref().map(|_| StepTrace::new(&run_id, step, &name, env.clone()));
                 yield event(EventKind::StateEntered);
 
                 // A state cut off after streaming restarts from the env it

@@ -8,6 +8,7 @@
 //! - [`Limit`]: concurrency, requests and tokens per minute, adaptive (AIMD).
 //! - [`Fallback`]: the next model in line when one fails.
 //! - [`Priced`]: cost from token counts.
+//! - [`Cache`]: answers repeated requests from memory or an SQLite file.
 //!
 //! ```
 //! use std::time::Duration;
@@ -30,6 +31,7 @@
 //! the env it started with instead ([`Machine::state_retries`](crate::Machine::state_retries)).
 
 mod breaker;
+mod cache;
 mod fallback;
 mod limit;
 mod retry;
@@ -38,6 +40,7 @@ mod timeout;
 use std::sync::Arc;
 
 pub use breaker::{BreakerConfig, BreakerHandle, BreakerState, BreakerStats, CircuitBreaker};
+pub use cache::{cache_key, Cache, CacheStats, CacheStore, MemoryCache, SqliteCache};
 pub use fallback::Fallback;
 pub use limit::{Limit, Limits};
 pub use retry::{Retry, RetryPolicy};
@@ -70,6 +73,11 @@ pub trait ModelExt: ChatModel + Sized {
     /// Cost at `price` ([`Priced`]).
     fn priced(self, price: Price) -> Priced<Self> {
         Priced::new(self, price)
+    }
+
+    /// Answers repeated requests from `store` ([`Cache`]).
+    fn cache(self, store: Arc<dyn CacheStore>) -> Cache<Self> {
+        Cache::new(self, store)
     }
 
     /// The model as a [`SharedModel`].

@@ -118,6 +118,8 @@ impl<M: ChatModel> ChatModel for Priced<M> {
         self.inner
             .stream(request)
             .map(move |chunk| match chunk {
+                // A reply served by a response cache cost nothing.
+                Ok(Chunk::Usage(u)) if u.cached_responses > 0 => Ok(Chunk::Usage(u)),
                 Ok(Chunk::Usage(mut u)) => {
                     // Usage chunks add up, and cost is linear in them.
                     u.cost = price.cost(&u);

@@ -1,0 +1,313 @@
+//! Traces: what a step record holds, both sinks, redaction, `tracing`
+//! spans, and the openai example's `--trace` with a real API key set.
+
+mod support;
+
+use std::collections::HashMap;
+use std::process::Command;
+use std::sync::{Arc, Mutex};
+
+use futures::future::BoxFuture;
+use serde_json::json;
+use statewise::model::{Reply, ScriptedModel};
+use statewise::tool::{ToolRegistry, Toolbox};
+use statewise::trace::{
+    read_jsonl, JsonlSink, Line, SqliteSink, TraceError, TraceRecord, TraceSink, Tracer,
+};
+use statewise::{Action, Env, Machine, Next, Usage};
+use statewise_states::tools::Calculator;
+use support::{temp_dir, MockServer};
+
+const SECRET: &str = "hunter2-hunter2-hunter2";
+
+fn usage(prompt: u64, completion: u64) -> Usage {
+    Usage {
+        prompt_tokens: prompt,
+        completion_tokens: completion,
+        ..Usage::default()
+    }
+}
+
+/// A broken JSON tool call, then the answer.
+fn agent() -> Machine {
+    let model = ScriptedModel::new()
+        .reply(
+            Reply::text("{'tool_calls': [{'name': 'calculator', 'arguments': {'expression': '1234 * 5678'}}]}")
+                .with_usage(usage(210, 24)),
+        )
+        .reply(Reply::text(r#"{"final_answer": "It is 7006652."}"#).with_usage(usage(262, 15)));
+    statewise_states::agent(
+        Arc::new(model),
+        Toolbox::new(ToolRegistry::new().with(Calculator)),
+    )
+}
+
+fn steps(records: &[TraceRecord]) -> Vec<&statewise::trace::StepRecord> {
+    records
+        .iter()
+        .filter_map(|r| match r {
+            TraceRecord::Step(s) => Some(&**s),
+            _ => None,
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_step_record_holds_the_whole_data_flow() {
+    let dir = temp_dir("trace-flow");
+    let (jsonl, db) = (dir.join("trace.jsonl"), dir.join("trace.sqlite"));
+    let sqlite = SqliteSink::open(&db).unwrap();
+    let tracer = Tracer::new()
+        .with_sink(JsonlSink::append(&jsonl).unwrap())
+        .with_sink(sqlite.clone())
+        .redact(SECRET);
+    let question = format!("What is 1234 * 5678? (my password is {SECRET})");
+    let out = agent()
+        .with_tracer(tracer)
+        .run(Env::from_user(question))
+        .await
+        .unwrap();
+
+    let records = read_jsonl(&jsonl).unwrap();
+    let TraceRecord::Run(start) = &records[0] else {
+        panic!("the trace opens with the run: {:?}", records[0]);
+    };
+    assert_eq!(start.run_id, out.run_id);
+    assert_eq!(start.start, "reasoning");
+
+    let steps = steps(&records);
+    let states: Vec<&str> = steps.iter().map(|s| s.state.as_str()).collect();
+    assert_eq!(states, out.path);
+    // Reasoning: the request, the raw text, the repaired JSON, the action.
+    let reasoning = steps[0];
+    assert_eq!(reasoning.step, 1);
+    assert_eq!(reasoning.model_calls.len(), 1);
+    let call = &reasoning.model_calls[0];
+    assert_eq!(call.model, "scripted");
+    assert!(call.request.messages[0].content.contains("calculator"));
+    assert!(reasoning.text.starts_with("{'tool_calls'"));
+    assert_eq!(
+        reasoning.repaired,
+        Some(
+            json!({"tool_calls": [{"name": "calculator", "arguments": {"expression": "1234 * 5678"}}]})
+        )
+    );
+    assert!(matches!(&reasoning.action, Some(Action::ToolCalls(c)) if c[0].name == "calculator"));
+    assert_eq!(reasoning.usage, usage(210, 24));
+    assert_eq!(reasoning.next, Some(Next::to("action")));
+    assert!(reasoning.env_before.messages.len() == 1 && reasoning.env_before.step == 0);
+    // Action: the tool's input and output.
+    let action = steps[1];
+    assert_eq!(action.tools.len(), 1);
+    assert_eq!(
+        action.tools[0].call.arguments,
+        json!({"expression": "1234 * 5678"})
+    );
+    assert_eq!(action.tools[0].output, Some(json!(7006652.0)));
+    assert!(!action.tools[0].is_error);
+    assert_eq!(action.env_before.step, 1);
+    // Answer, and the end of the run.
+    assert_eq!(
+        steps.last().unwrap().answer.as_deref(),
+        Some("It is 7006652.")
+    );
+    let TraceRecord::End(end) = records.last().unwrap() else {
+        panic!("the trace closes with the end");
+    };
+    assert_eq!(end.answer, out.answer);
+    assert_eq!(end.path, out.path);
+    assert_eq!(end.usage, out.env.usage);
+    let mut summed = Usage::default();
+    steps.iter().for_each(|s| summed.add(&s.usage));
+    assert_eq!(summed, end.usage);
+    assert!(end.error.is_none());
+
+    // The secret is nowhere, though the question held it.
+    let text = std::fs::read_to_string(&jsonl).unwrap();
+    assert!(!text.contains(SECRET));
+    assert!(text.contains("my password is [redacted]"));
+    // SQLite holds the same records.
+    assert_eq!(sqlite.read(Some(&out.run_id)).await.unwrap(), records);
+}
+
+#[tokio::test]
+async fn a_failed_run_records_its_error() {
+    let dir = temp_dir("trace-failure");
+    let path = dir.join("trace.jsonl");
+    let machine = statewise_states::agent(
+        Arc::new(ScriptedModel::new().error("the model is down")),
+        Toolbox::new(ToolRegistry::new()),
+    )
+    .with_tracer(Tracer::jsonl(&path).unwrap());
+    let failure = machine.run(Env::from_user("hi")).await.unwrap_err();
+    let records = read_jsonl(&path).unwrap();
+    let step = steps(&records)[0];
+    assert_eq!(step.next, None);
+    let error = step.error.as_ref().unwrap();
+    assert!(error.kind.starts_with("model:"), "{error:?}");
+    assert!(error.message.contains("the model is down"));
+    let TraceRecord::End(end) = records.last().unwrap() else {
+        panic!("no end record");
+    };
+    assert_eq!(end.run_id, failure.run_id);
+    assert_eq!(end.error.as_ref().unwrap().kind, error.kind);
+}
+
+/// A sink on a full disk.
+struct Broken;
+
+impl TraceSink for Broken {
+    fn write<'a>(&'a self, _: &'a Line) -> BoxFuture<'a, Result<(), TraceError>> {
+        Box::pin(async {
+            Err(TraceError::Io {
+                path: "trace.jsonl".into(),
+                source: std::io::Error::other("no space left on device"),
+            })
+        })
+    }
+}
+
+#[tokio::test]
+async fn a_trace_that_cannot_be_written_fails_the_run() {
+    let failure = agent()
+        .with_tracer(Tracer::new().with_sink(Broken))
+        .run(Env::from_user("1234 * 5678?"))
+        .await
+        .unwrap_err();
+    assert_eq!(failure.error.kind(), "trace");
+}
+
+/// Spans as a subscriber sees them: name, fields, parent name.
+#[derive(Default, Clone)]
+struct Spans(Arc<Mutex<Vec<(String, HashMap<String, String>, Option<String>)>>>);
+
+struct Fields<'a>(&'a mut HashMap<String, String>);
+
+impl tracing::field::Visit for Fields<'_> {
+    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+        self.0.insert(field.name().to_owned(), format!("{value:?}"));
+    }
+}
+
+impl<S> tracing_subscriber::Layer<S> for Spans
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+{
+    fn on_new_span(
+        &self,
+        attrs: &tracing::span::Attributes<'_>,
+        id: &tracing::span::Id,
+        ctx: tracing_subscriber::layer::Context<'_, S>,
+    ) {
+        let mut fields = HashMap::new();
+        attrs.record(&mut Fields(&mut fields));
+        let parent = ctx
+            .span(id)
+            .and_then(|s| s.parent().map(|p| p.name().to_owned()));
+        let mut spans = self.0.lock().unwrap();
+        spans.push((attrs.metadata().name().to_owned(), fields, parent));
+        // Remember where this span's record goes.
+        let index = spans.len() - 1;
+        if let Some(span) = ctx.span(id) {
+            span.extensions_mut().insert(index);
+        }
+    }
+
+    fn on_record(
+        &self,
+        id: &tracing::span::Id,
+        values: &tracing::span::Record<'_>,
+        ctx: tracing_subscriber::layer::Context<'_, S>,
+    ) {
+        let Some(index) = ctx
+            .span(id)
+            .and_then(|s| s.extensions().get::<usize>().copied())
+        else {
+            return;
+        };
+        values.record(&mut Fields(&mut self.0.lock().unwrap()[index].1));
+    }
+}
+
+#[tokio::test]
+async fn runs_states_model_calls_and_tools_are_tracing_spans() {
+    use tracing_subscriber::layer::SubscriberExt;
+    let spans = Spans::default();
+    let subscriber = tracing_subscriber::registry().with(spans.clone());
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let out = agent().run(Env::from_user("1234 * 5678?")).await.unwrap();
+
+    let spans = spans.0.lock().unwrap().clone();
+    let named = |n: &'static str| spans.iter().filter(move |s| s.0 == n);
+    let run: Vec<_> = named("statewise.run").collect();
+    assert_eq!(run.len(), 1);
+    assert_eq!(run[0].1["run_id"], out.run_id);
+    let states: Vec<_> = named("statewise.state").collect();
+    assert_eq!(states.len(), out.path.len());
+    assert!(states
+        .iter()
+        .all(|s| s.2.as_deref() == Some("statewise.run")));
+    assert_eq!(states[0].1["next"], "To(\"action\")");
+    let calls: Vec<_> = named("gen_ai.chat").collect();
+    assert_eq!(calls.len(), 2);
+    assert_eq!(calls[0].1["gen_ai.request.model"], "\"scripted\"");
+    assert_eq!(calls[0].1["gen_ai.usage.input_tokens"], "210");
+    assert_eq!(calls[1].1["gen_ai.usage.output_tokens"], "15");
+    assert_eq!(calls[0].1["gen_ai.response.finish_reasons"], "\"stop\"");
+    assert!(calls
+        .iter()
+        .all(|c| c.2.as_deref() == Some("statewise.state")));
+    let tools: Vec<_> = named("statewise.tool").collect();
+    assert_eq!(tools.len(), 1);
+    assert_eq!(tools[0].1["tool"], "calculator");
+    assert_eq!(tools[0].1["is_error"], "false");
+    assert_eq!(tools[0].2.as_deref(), Some("statewise.state"));
+}
+
+/// The openai example with `OPENAI_API_KEY` set and `--trace`: the key is
+/// sent (the server sees it) but appears nowhere in the trace, though the
+/// question and the model's reply both quote it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_api_key_never_reaches_the_trace() {
+    const KEY: &str = "live-key-Zq8Xw3Lm9Pv2Tt7Rr";
+    let server = MockServer::start(|req| {
+        let text = if support::react_reply(req).contains("final_answer") {
+            json!({"final_answer": format!("6 * 7 = 42 (you told me {KEY})")}).to_string()
+        } else {
+            support::react_reply(req)
+        };
+        support::stream_pieces(
+            support::sse_events(&text, Some(usage(30, 10))),
+            std::time::Duration::ZERO,
+        )
+    })
+    .await;
+    let dir = temp_dir("trace-key");
+    let trace = dir.join("trace.jsonl");
+    let out = Command::new(support::example("openai"))
+        .args([&format!("What is 6 * 7? My key is {KEY}"), "--trace"])
+        .arg(&trace)
+        .env("OPENAI_BASE_URL", server.url("/v1"))
+        .env("OPENAI_API_KEY", KEY)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let requests = server.requests();
+    assert_eq!(requests.len(), 2);
+    assert_eq!(
+        requests[0].header("authorization"),
+        Some(format!("Bearer {KEY}").as_str())
+    );
+
+    let text = std::fs::read_to_string(&trace).unwrap();
+    assert!(text.contains("6 * 7 = 42"), "the trace has the run: {text}");
+    assert!(!text.contains(KEY), "the key leaked into the trace");
+    assert!(!text.contains("Zq8Xw3Lm9Pv2"), "part of the key leaked");
+    assert!(text.contains("My key is [redacted]"));
+    let records = read_jsonl(&trace).unwrap();
+    assert_eq!(steps(&records).len(), 4);
+}
