@@ -177,9 +177,11 @@ async fn a_trace_that_cannot_be_written_fails_the_run() {
     assert_eq!(failure.error.kind(), "trace");
 }
 
-/// Spans as a subscriber sees them: name, fields, parent name.
+/// A span as a subscriber sees it: name, fields, parent's name.
+type SeenSpan = (String, HashMap<String, String>, Option<String>);
+
 #[derive(Default, Clone)]
-struct Spans(Arc<Mutex<Vec<(String, HashMap<String, String>, Option<String>)>>>);
+struct Spans(Arc<Mutex<Vec<SeenSpan>>>);
 
 struct Fields<'a>(&'a mut HashMap<String, String>);
 
