@@ -1,0 +1,241 @@
+//! The response cache: hits stream what the model streamed, count as
+//! cached usage, survive a restart on disk, and a cached rerun of the
+//! openai example makes no request at all.
+
+mod support;
+
+use std::process::Command;
+use std::sync::Arc;
+
+use futures::StreamExt;
+use statewise::layer::{cache_key, Cache, CacheStore, MemoryCache, ModelExt, SqliteCache};
+use statewise::model::{ChatModel, ChatRequest, Chunk, Params, Reply, ScriptedModel};
+use statewise::tool::{ToolRegistry, Toolbox};
+use statewise::{Emit, Env, EventKind, Message, Usage};
+use statewise_states::tools::Calculator;
+use statewise_states::{Answer, Reasoning};
+use support::{temp_dir, MockServer};
+
+fn ask(text: &str) -> ChatRequest {
+    ChatRequest::new(vec![Message::user(text)])
+}
+
+async fn chunks(model: &impl ChatModel, request: ChatRequest) -> Vec<Chunk> {
+    model
+        .stream(request)
+        .map(|c| c.unwrap())
+        .collect::<Vec<_>>()
+        .await
+}
+
+fn usage(prompt: u64, completion: u64) -> Usage {
+    Usage {
+        prompt_tokens: prompt,
+        completion_tokens: completion,
+        ..Usage::default()
+    }
+}
+
+#[tokio::test]
+async fn a_hit_streams_the_same_chunks_with_cached_usage() {
+    let model = ScriptedModel::new()
+        .reply(Reply::text("The answer is four.").with_usage(usage(12, 5)))
+        .cache(Arc::new(MemoryCache::new(10)));
+    let first = chunks(&model, ask("2+2?")).await;
+    let second = chunks(&model, ask("2+2?")).await;
+    let text = |c: &[Chunk]| -> Vec<String> {
+        c.iter()
+            .filter_map(|c| match c {
+                Chunk::Text(t) => Some(t.clone()),
+                _ => None,
+            })
+            .collect()
+    };
+    assert_eq!(text(&second), text(&first));
+    assert_eq!(text(&second).len(), 4, "the same pieces, not one block");
+    let used = second.iter().find_map(|c| match c {
+        Chunk::Usage(u) => Some(*u),
+        _ => None,
+    });
+    assert_eq!(
+        used,
+        Some(Usage {
+            prompt_tokens: 12,
+            completion_tokens: 5,
+            cached_tokens: 12,
+            cached_responses: 1,
+            ..Usage::default()
+        })
+    );
+    assert_eq!((model.stats().hits(), model.stats().misses()), (1, 1));
+}
+
+#[tokio::test]
+async fn the_key_covers_model_messages_tools_and_parameters() {
+    let base = ask("2+2?");
+    let key = cache_key("m", &base);
+    assert_eq!(key, cache_key("m", &ask("2+2?")));
+    assert_eq!(key.len(), 64);
+    assert_ne!(key, cache_key("other", &base));
+    assert_ne!(key, cache_key("m", &ask("2+3?")));
+    let hot = ChatRequest {
+        params: Params {
+            temperature: Some(0.9),
+            ..Params::default()
+        },
+        ..base.clone()
+    };
+    assert_ne!(key, cache_key("m", &hot));
+    let with_tools = ChatRequest {
+        tools: Toolbox::new(ToolRegistry::new().with(Calculator))
+            .specs()
+            .to_vec(),
+        ..base
+    };
+    assert_ne!(key, cache_key("m", &with_tools));
+}
+
+#[tokio::test]
+async fn failed_calls_are_not_cached_and_old_entries_are_evicted() {
+    let store = Arc::new(MemoryCache::new(2));
+    let model = ScriptedModel::new()
+        .error("down")
+        .text("a")
+        .text("b")
+        .text("c")
+        .text("again")
+        .cache(store.clone());
+    assert!(model.complete(ask("a")).await.is_err());
+    assert!(store.is_empty(), "a failure was cached");
+    for q in ["a", "b", "c"] {
+        assert_eq!(model.complete(ask(q)).await.unwrap().text, q);
+    }
+    assert_eq!(store.len(), 2);
+    // "a" was least recently used: asked again, it goes to the model.
+    assert_eq!(model.complete(ask("a")).await.unwrap().text, "again");
+    assert_eq!(model.complete(ask("c")).await.unwrap().text, "c");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sqlite_cache_outlives_the_process_that_wrote_it() {
+    let path = temp_dir("cache-sqlite").join("responses.sqlite");
+    let first = ScriptedModel::new()
+        .reply(Reply::text("stored").with_usage(usage(3, 1)))
+        .cache(Arc::new(SqliteCache::open(&path).unwrap()));
+    assert_eq!(first.complete(ask("q")).await.unwrap().text, "stored");
+    drop(first);
+    // A new model with an empty script: only the file can answer.
+    let second = ScriptedModel::new().cache(Arc::new(SqliteCache::open(&path).unwrap()));
+    let reply = second.complete(ask("q")).await.unwrap();
+    assert_eq!(reply.text, "stored");
+    assert_eq!(reply.usage.cached_responses, 1);
+    let store = SqliteCache::open(&path).unwrap();
+    assert!(store
+        .get(&cache_key("scripted", &ask("q")))
+        .await
+        .unwrap()
+        .is_some());
+    assert!(store.get("no such key").await.unwrap().is_none());
+}
+
+/// Caching is chosen per state: here Reasoning's model is cached and
+/// Answer's is not, so a rerun calls only Answer's model.
+#[tokio::test]
+async fn caching_is_chosen_per_state() {
+    let store: Arc<dyn CacheStore> = Arc::new(MemoryCache::new(100));
+    let run = |answer_text: &'static str| {
+        let reasoning = Arc::new(ScriptedModel::new().text(r#"{"final_answer": "draft"}"#));
+        let answer = Arc::new(ScriptedModel::new().text(answer_text));
+        let cached = Cache::new(reasoning.clone(), store.clone());
+        let tools = Toolbox::new(ToolRegistry::new());
+        let machine = statewise::Machine::new("reasoning")
+            .with_state(Reasoning::new(cached.shared(), tools))
+            .with_state(Answer::with_model(answer.clone()));
+        async move {
+            let out = machine.run(Env::from_user("hi")).await.unwrap();
+            (out, reasoning.calls().len(), answer.calls().len())
+        }
+    };
+    let (first, r1, a1) = run("first answer").await;
+    assert_eq!((r1, a1), (1, 1));
+    assert_eq!(first.answer.as_deref(), Some("first answer"));
+    let (second, r2, a2) = run("fresh answer").await;
+    assert_eq!(
+        (r2, a2),
+        (0, 1),
+        "reasoning came from the cache, answer did not"
+    );
+    assert_eq!(second.answer.as_deref(), Some("fresh answer"));
+    assert_eq!(second.env.usage.cached_responses, 1);
+}
+
+/// The acceptance check: the openai example with `--cache`, run twice.
+/// The second run makes no HTTP request and prints the same tokens.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cached_rerun_of_the_openai_example_makes_no_request() {
+    let server = MockServer::start(|req| {
+        support::stream_pieces(
+            support::sse_events(&support::react_reply(req), Some(usage(40, 12))),
+            std::time::Duration::ZERO,
+        )
+    })
+    .await;
+    let dir = temp_dir("cache-openai");
+    let run = || {
+        let out = Command::new(support::example("openai"))
+            .args(["What is 6 * 7?", "--verbose", "--cache"])
+            .arg(&dir)
+            .env("OPENAI_BASE_URL", server.url("/v1"))
+            .env_remove("OPENAI_API_KEY")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let first = run();
+    assert_eq!(server.requests().len(), 2);
+    let second = run();
+    assert_eq!(server.requests().len(), 2, "the cached run made a request");
+
+    // Every line but the usage summary is the same; the summary says why.
+    let (body1, summary1) = first.trim_end().rsplit_once('\n').unwrap();
+    let (body2, summary2) = second.trim_end().rsplit_once('\n').unwrap();
+    assert!(body1.contains("6 * 7 = 42") && body1.contains("calculator"));
+    assert_eq!(body2, body1);
+    assert!(!summary1.contains("response cache"), "{summary1}");
+    assert!(
+        summary2.contains("2 replies from the response cache"),
+        "{summary2}"
+    );
+}
+
+#[tokio::test]
+async fn streamed_tokens_of_a_hit_match_the_original_events() {
+    let store: Arc<dyn CacheStore> = Arc::new(MemoryCache::new(10));
+    let tokens = |answer: &'static str| {
+        let model = Cache::new(ScriptedModel::new().text(answer), store.clone()).shared();
+        let machine = statewise::Machine::new("reasoning")
+            .with_state(Reasoning::new(model, Toolbox::new(ToolRegistry::new())))
+            .with_state(Answer::new());
+        async move {
+            machine
+                .stream(Env::from_user("hi"))
+                .filter_map(|e| async move {
+                    match e.kind {
+                        EventKind::Emitted(Emit::Token(t)) => Some((e.state.to_string(), t)),
+                        _ => None,
+                    }
+                })
+                .collect::<Vec<_>>()
+                .await
+        }
+    };
+    let first = tokens(r#"{"final_answer": "Hello there, friend."}"#).await;
+    let second = tokens(r#"{"final_answer": "never streamed"}"#).await;
+    assert!(first.len() > 4);
+    assert_eq!(second, first);
+}
