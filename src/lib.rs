@@ -72,6 +72,7 @@ pub mod event;
 pub mod layer;
 pub mod machine;
 pub mod model;
+pub mod replay;
 mod sqlite;
 pub mod state;
 pub mod store;

@@ -249,6 +249,16 @@ pub enum ModelError {
         /// When the breaker lets a probe through.
         retry_in: Duration,
     },
+    /// A replayed model ([`RecordedModel`](crate::replay::RecordedModel))
+    /// has no recorded reply for this request: the prompt, the env or the
+    /// tools differ from the recording.
+    #[error("{model}: no recorded reply for this request (it differs from every recorded one); {recorded} recorded calls")]
+    NotRecorded {
+        /// The model.
+        model: String,
+        /// How many calls the recording holds.
+        recorded: usize,
+    },
     /// Any other failure of a provider.
     #[error("{0}")]
     Other(Box<dyn std::error::Error + Send + Sync>),
@@ -330,7 +340,7 @@ impl ModelError {
 
     /// A short stable code for the kind of failure: `http_429`, `http_500`,
     /// `connect`, `stream_cut`, `protocol`, `timeout`, `circuit_open`,
-    /// `config`, `request`, `backend`, `script`, `other`.
+    /// `config`, `request`, `backend`, `script`, `not_recorded`, `other`.
     pub fn kind(&self) -> String {
         match self {
             ModelError::Http { status, .. } => format!("http_{status}"),
@@ -343,6 +353,7 @@ impl ModelError {
             ModelError::Request { .. } => "request".into(),
             ModelError::Backend { .. } => "backend".into(),
             ModelError::ScriptExhausted { .. } | ModelError::Scripted(_) => "script".into(),
+            ModelError::NotRecorded { .. } => "not_recorded".into(),
             ModelError::Other(_) => "other".into(),
         }
     }
