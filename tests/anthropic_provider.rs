@@ -47,6 +47,31 @@ const USAGE_TEXT: Usage = Usage {
     cached_responses: 0,
 };
 
+/// With `prompt_cache`, the wire request carries `cache_control`
+/// breakpoints and the reply's cache reads and writes reach the usage.
+#[tokio::test]
+async fn prompt_cache_hints_go_out_and_cached_tokens_come_back() {
+    let server = MockServer::script(vec![Response::sse(&transcript("text.sse"), 9)]).await;
+    let m = Anthropic::builder("claude-sonnet-4-5")
+        .base_url(server.url(""))
+        .api_key(KEY)
+        .prompt_cache(true)
+        .build()
+        .unwrap();
+    let reply = m.complete(question()).await.unwrap();
+    assert_eq!(
+        (reply.usage.cached_tokens, reply.usage.cache_write_tokens),
+        (50, 100)
+    );
+    let body = server.requests()[0].json();
+    let mark = json!({"type": "ephemeral"});
+    assert_eq!(
+        body["system"],
+        json!([{"type": "text", "text": "Be brief.", "cache_control": mark}])
+    );
+    assert_eq!(body["messages"][0]["content"][0]["cache_control"], mark);
+}
+
 #[tokio::test]
 async fn streams_text_with_cache_token_counts() {
     let server = MockServer::script(vec![Response::sse(&transcript("text.sse"), 9)]).await;

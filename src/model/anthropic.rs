@@ -41,6 +41,7 @@ pub struct Anthropic {
     model: String,
     name: String,
     streaming: bool,
+    prompt_cache: bool,
     connect_timeout: std::time::Duration,
 }
 
@@ -50,6 +51,7 @@ pub struct AnthropicBuilder {
     model: String,
     endpoint: Endpoint,
     streaming: bool,
+    prompt_cache: bool,
 }
 
 impl Anthropic {
@@ -59,6 +61,7 @@ impl Anthropic {
             model: model.into(),
             endpoint: Endpoint::default(),
             streaming: true,
+            prompt_cache: false,
         }
     }
 
@@ -90,6 +93,9 @@ impl Anthropic {
                 .iter()
                 .map(|t| json!({"name": t.name, "description": t.description, "input_schema": t.parameters}))
                 .collect();
+        }
+        if self.prompt_cache {
+            mark_cache_breakpoints(&mut body);
         }
         if let Some(t) = p.temperature {
             body["temperature"] = json!(t);
@@ -132,6 +138,16 @@ impl AnthropicBuilder {
         self
     }
 
+    /// Asks Anthropic to cache the prompt prefix (`cache_control`
+    /// breakpoints on the system prompt, the tools and the conversation so
+    /// far), so each step of a run pays the cached rate for what the step
+    /// before sent. Reads and writes are reported as
+    /// [`Usage::cached_tokens`] and [`Usage::cache_write_tokens`].
+    pub fn prompt_cache(mut self, on: bool) -> Self {
+        self.prompt_cache = on;
+        self
+    }
+
     /// The HTTP client to use.
     pub fn client(mut self, client: reqwest::Client) -> Self {
         self.endpoint.client = Some(client);
@@ -162,6 +178,7 @@ impl AnthropicBuilder {
             name: format!("{PROVIDER}:{}", self.model),
             model: self.model,
             streaming: self.streaming,
+            prompt_cache: self.prompt_cache,
             connect_timeout: self.endpoint.connect_limit(),
         })
     }
@@ -294,6 +311,34 @@ fn stop_reason(reason: &str) -> FinishReason {
         "tool_use" => FinishReason::ToolCalls,
         "refusal" => FinishReason::ContentFilter,
         other => FinishReason::Other(other.to_owned()),
+    }
+}
+
+/// Marks the ends of the system prompt, the tool list and the conversation
+/// as cache breakpoints (three of the four the API allows): a request that
+/// extends the last one reads everything up to its last breakpoint from the
+/// cache.
+fn mark_cache_breakpoints(body: &mut Value) {
+    let ephemeral = json!({"type": "ephemeral"});
+    if let Some(system) = body.get("system").and_then(Value::as_str) {
+        body["system"] = json!([{"type": "text", "text": system, "cache_control": ephemeral}]);
+    }
+    if let Some(tool) = body
+        .get_mut("tools")
+        .and_then(Value::as_array_mut)
+        .and_then(|t| t.last_mut())
+    {
+        tool["cache_control"] = ephemeral.clone();
+    }
+    if let Some(block) = body
+        .get_mut("messages")
+        .and_then(Value::as_array_mut)
+        .and_then(|m| m.last_mut())
+        .and_then(|m| m.get_mut("content"))
+        .and_then(Value::as_array_mut)
+        .and_then(|c| c.last_mut())
+    {
+        block["cache_control"] = ephemeral;
     }
 }
 
@@ -475,6 +520,35 @@ mod tests {
             (body["system"].clone(), body["max_tokens"].clone()),
             (json!("be brief"), json!(4096))
         );
+    }
+
+    #[test]
+    fn prompt_cache_marks_system_tools_and_the_last_turn() {
+        let tools = vec![crate::tool::ToolSpec {
+            name: "calc".into(),
+            description: "adds".into(),
+            parameters: json!({"type": "object"}),
+        }];
+        let request = ChatRequest {
+            tools,
+            ..ChatRequest::new(vec![Message::system("be brief"), Message::user("hi")])
+        };
+        let plain = Anthropic::builder("claude")
+            .api_key("k-123456")
+            .build()
+            .unwrap();
+        assert!(!plain.body(&request).to_string().contains("cache_control"));
+        let cached = Anthropic::builder("claude")
+            .api_key("k-123456")
+            .prompt_cache(true)
+            .build()
+            .unwrap();
+        let body = cached.body(&request);
+        let mark = json!({"type": "ephemeral"});
+        assert_eq!(body["system"][0]["text"], "be brief");
+        assert_eq!(body["system"][0]["cache_control"], mark);
+        assert_eq!(body["tools"][0]["cache_control"], mark);
+        assert_eq!(body["messages"][0]["content"][0]["cache_control"], mark);
     }
 
     #[test]
