@@ -20,13 +20,19 @@
 //!   (`openai:gpt-4o-mini`) or a [`ModelRegistry`](model::ModelRegistry);
 //!   prices; test doubles ([`ScriptedModel`](model::ScriptedModel),
 //!   [`FnModel`](model::FnModel)).
-//! - [`layer`]: retry, timeouts, circuit breaker, limits, fallback: layers
-//!   that wrap any model.
+//! - [`layer`]: retry, timeouts, circuit breaker, limits, fallback, response
+//!   cache: layers that wrap any model.
 //! - [`tool`]: typed [`Tool`](tool::Tool)s, a registry, per-state toolboxes.
 //! - [`action`]: reads a model's reply as an `Action`, repairing broken JSON.
 //! - [`testkit`]: JSON step fixtures for regression tests.
 //! - [`console`]: prints a run to a terminal as it streams.
 //! - [`batch`]: a machine over a JSONL dataset, resumable, in flat memory.
+//! - [`store`]: checkpoints after every step ([`Machine::with_store`]);
+//!   resume a run after a crash, fork one from any step.
+//! - [`trace`]: a record of every step, to JSONL or SQLite, secrets
+//!   redacted ([`Machine::with_tracer`]); `tracing` spans.
+//! - [`replay`]: rerun a recorded run offline, or one step with another
+//!   model; turn a step into a fixture.
 //!
 //! The stock states (Reasoning, Action, Answer) live in the
 //! `statewise-states` crate, written against this public API only.

@@ -5,7 +5,7 @@
 //! [`RecordedModel`] answers each request with the reply recorded for it,
 //! with no network, so a machine built with it reruns the run exactly as
 //! long as the states send the same requests; a changed prompt shows up as
-//! [`ModelError::NotRecorded`](crate::model::ModelError::NotRecorded) at the
+//! [`ModelError::NotRecorded`] at the
 //! step where it first differs.
 //!
 //! ```no_run

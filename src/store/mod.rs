@@ -148,9 +148,9 @@ impl StoreError {
 
 /// Keeps checkpoints by run id and step.
 ///
-/// `put` replaces a checkpoint with the same run and step. Writers of
-/// different runs never block each other's results; every implementation
-/// must pass [`conformance::check`].
+/// `put` replaces a checkpoint with the same run id and step; concurrent
+/// writers (tasks or processes) must all land. Every implementation passes
+/// [`conformance::check`].
 pub trait Store: Send + Sync {
     /// Saves `checkpoint`, replacing one with the same run id and step.
     fn put<'a>(&'a self, checkpoint: &'a Checkpoint) -> BoxFuture<'a, Result<(), StoreError>>;
