@@ -273,3 +273,68 @@ async fn a_killed_process_resumes_from_its_checkpoint() {
     assert_eq!(steps, (0..steps.len() as u32).collect::<Vec<_>>());
     assert_eq!(store.get("r", None).await.unwrap().unwrap().next, Next::End);
 }
+
+/// A store with one bug, to show the suite finds it.
+struct Buggy {
+    inner: MemoryStore,
+    /// `get(run, None)` returns the first checkpoint, not the latest.
+    stale_latest: bool,
+    /// `put` of a step that exists is ignored.
+    no_replace: bool,
+}
+
+impl Store for Buggy {
+    fn put<'a>(&'a self, c: &'a Checkpoint) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(async move {
+            if self.no_replace && self.inner.get(&c.run_id, Some(c.step)).await?.is_some() {
+                return Ok(());
+            }
+            self.inner.put(c).await
+        })
+    }
+    fn get<'a>(
+        &'a self,
+        run_id: &'a str,
+        step: Option<u32>,
+    ) -> BoxFuture<'a, Result<Option<Checkpoint>, StoreError>> {
+        let step = match step {
+            None if self.stale_latest => Some(0),
+            other => other,
+        };
+        self.inner.get(run_id, step)
+    }
+    fn list<'a>(
+        &'a self,
+        run_id: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<CheckpointMeta>, StoreError>> {
+        self.inner.list(run_id)
+    }
+    fn runs(&self) -> BoxFuture<'_, Result<Vec<String>, StoreError>> {
+        self.inner.runs()
+    }
+    fn delete<'a>(&'a self, run_id: &'a str) -> BoxFuture<'a, Result<bool, StoreError>> {
+        self.inner.delete(run_id)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_conformance_suite_catches_a_buggy_store() {
+    let inner = MemoryStore::new();
+    let stale = conformance::check(|| Buggy {
+        inner: inner.clone(),
+        stale_latest: true,
+        no_replace: false,
+    })
+    .await
+    .unwrap_err();
+    assert_eq!(stale.check, "get");
+    let inner = MemoryStore::new();
+    let sticky = conformance::check(|| Buggy {
+        inner: inner.clone(),
+        stale_latest: false,
+        no_replace: true,
+    })
+    .await
+    .unwrap_err();
+    assert_eq!(sticky.check, "put");
+}
