@@ -14,7 +14,7 @@ use statewise::tool::{ToolRegistry, Toolbox};
 use statewise::{Emit, Env, EventKind, Message, Usage};
 use statewise_states::tools::Calculator;
 use statewise_states::{Answer, Reasoning};
-use support::{temp_dir, MockServer};
+use support::{react_response, temp_dir, usage, MockServer};
 
 fn ask(text: &str) -> ChatRequest {
     ChatRequest::new(vec![Message::user(text)])
@@ -26,14 +26,6 @@ async fn chunks(model: &impl ChatModel, request: ChatRequest) -> Vec<Chunk> {
         .map(|c| c.unwrap())
         .collect::<Vec<_>>()
         .await
-}
-
-fn usage(prompt: u64, completion: u64) -> Usage {
-    Usage {
-        prompt_tokens: prompt,
-        completion_tokens: completion,
-        ..Usage::default()
-    }
 }
 
 #[tokio::test]
@@ -173,13 +165,7 @@ async fn caching_is_chosen_per_state() {
 /// The second run makes no HTTP request and prints the same tokens.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cached_rerun_of_the_openai_example_makes_no_request() {
-    let server = MockServer::start(|req| {
-        support::stream_pieces(
-            support::sse_events(&support::react_reply(req), Some(usage(40, 12))),
-            std::time::Duration::ZERO,
-        )
-    })
-    .await;
+    let server = MockServer::start(|req| react_response(req, usage(40, 12))).await;
     let dir = temp_dir("cache-openai");
     let run = || {
         let out = Command::new(support::example("openai"))

@@ -16,17 +16,9 @@ use statewise::trace::{
 };
 use statewise::{Action, Env, Machine, Next, Usage};
 use statewise_states::tools::Calculator;
-use support::{temp_dir, MockServer};
+use support::{react_response, temp_dir, usage, MockServer};
 
 const SECRET: &str = "hunter2-hunter2-hunter2";
-
-fn usage(prompt: u64, completion: u64) -> Usage {
-    Usage {
-        prompt_tokens: prompt,
-        completion_tokens: completion,
-        ..Usage::default()
-    }
-}
 
 /// A broken JSON tool call, then the answer.
 fn agent() -> Machine {
@@ -273,15 +265,13 @@ async fn runs_states_model_calls_and_tools_are_tracing_spans() {
 async fn the_api_key_never_reaches_the_trace() {
     const KEY: &str = "live-key-Zq8Xw3Lm9Pv2Tt7Rr";
     let server = MockServer::start(|req| {
-        let text = if support::react_reply(req).contains("final_answer") {
-            json!({"final_answer": format!("6 * 7 = 42 (you told me {KEY})")}).to_string()
+        let reply = support::react_reply(req);
+        if reply.contains("final_answer") {
+            let leaky = json!({"final_answer": format!("6 * 7 = 42 (you told me {KEY})")});
+            support::streamed_reply(&leaky.to_string(), usage(30, 10))
         } else {
-            support::react_reply(req)
-        };
-        support::stream_pieces(
-            support::sse_events(&text, Some(usage(30, 10))),
-            std::time::Duration::ZERO,
-        )
+            react_response(req, usage(30, 10))
+        }
     })
     .await;
     let dir = temp_dir("trace-key");

@@ -81,30 +81,21 @@ impl Store for MemoryStore {
     ) -> BoxFuture<'a, Result<Checkpoint, StoreError>> {
         // Under one lock, so two forks to one id cannot both succeed.
         let mut runs = self.lock();
-        let result = match runs.get(run_id).and_then(|s| s.get(&step)) {
-            None => Err(StoreError::NotFound {
-                run_id: run_id.to_owned(),
-                step: Some(step),
-            }),
-            Some(_) if runs.contains_key(new_run_id) => Err(StoreError::Exists {
-                run_id: new_run_id.to_owned(),
-            }),
-            Some(origin) => {
-                let fork = Checkpoint {
+        let origin = runs
+            .get(run_id)
+            .and_then(|s| s.get(&step))
+            .map(|c| (**c).clone());
+        let result = Checkpoint::fork_of(origin, run_id, step, new_run_id).and_then(|fork| {
+            if runs.contains_key(new_run_id) {
+                return Err(StoreError::Exists {
                     run_id: new_run_id.to_owned(),
-                    parent: Some(super::Parent {
-                        run_id: run_id.to_owned(),
-                        step,
-                    }),
-                    created_ms: super::now_ms(),
-                    ..(**origin).clone()
-                };
-                runs.entry(new_run_id.to_owned())
-                    .or_default()
-                    .insert(step, Arc::new(fork.clone()));
-                Ok(fork)
+                });
             }
-        };
+            runs.entry(new_run_id.to_owned())
+                .or_default()
+                .insert(step, Arc::new(fork.clone()));
+            Ok(fork)
+        });
         Box::pin(async move { result })
     }
 }

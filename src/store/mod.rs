@@ -68,6 +68,31 @@ pub struct Checkpoint {
     pub created_ms: u64,
 }
 
+impl Checkpoint {
+    /// The first checkpoint of run `new_run_id`, forked from `origin` (the
+    /// checkpoint of `run_id` at `step`, if there is one).
+    pub(crate) fn fork_of(
+        origin: Option<Checkpoint>,
+        run_id: &str,
+        step: u32,
+        new_run_id: &str,
+    ) -> Result<Checkpoint, StoreError> {
+        let origin = origin.ok_or_else(|| StoreError::NotFound {
+            run_id: run_id.to_owned(),
+            step: Some(step),
+        })?;
+        Ok(Checkpoint {
+            run_id: new_run_id.to_owned(),
+            parent: Some(Parent {
+                run_id: run_id.to_owned(),
+                step,
+            }),
+            created_ms: now_ms(),
+            ..origin
+        })
+    }
+}
+
 /// Where a forked run came from.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Parent {
@@ -183,27 +208,15 @@ pub trait Store: Send + Sync {
         step: u32,
         new_run_id: &'a str,
     ) -> BoxFuture<'a, Result<Checkpoint, StoreError>> {
+        // Check-then-put: a store that can do both atomically should.
         Box::pin(async move {
-            let Some(origin) = self.get(run_id, Some(step)).await? else {
-                return Err(StoreError::NotFound {
-                    run_id: run_id.to_owned(),
-                    step: Some(step),
-                });
-            };
+            let origin = self.get(run_id, Some(step)).await?;
+            let fork = Checkpoint::fork_of(origin, run_id, step, new_run_id)?;
             if !self.list(new_run_id).await?.is_empty() {
                 return Err(StoreError::Exists {
                     run_id: new_run_id.to_owned(),
                 });
             }
-            let fork = Checkpoint {
-                run_id: new_run_id.to_owned(),
-                parent: Some(Parent {
-                    run_id: run_id.to_owned(),
-                    step,
-                }),
-                created_ms: now_ms(),
-                ..origin
-            };
             self.put(&fork).await?;
             Ok(fork)
         })

@@ -187,21 +187,8 @@ impl Store for SqliteStore {
         new_run_id: &'a str,
     ) -> BoxFuture<'a, Result<Checkpoint, StoreError>> {
         Box::pin(async move {
-            let Some(origin) = self.get(run_id, Some(step)).await? else {
-                return Err(StoreError::NotFound {
-                    run_id: run_id.to_owned(),
-                    step: Some(step),
-                });
-            };
-            let fork = Checkpoint {
-                run_id: new_run_id.to_owned(),
-                parent: Some(super::Parent {
-                    run_id: run_id.to_owned(),
-                    step,
-                }),
-                created_ms: super::now_ms(),
-                ..origin
-            };
+            let origin = self.get(run_id, Some(step)).await?;
+            let fork = Checkpoint::fork_of(origin, run_id, step, new_run_id)?;
             let body = to_json(&fork, new_run_id)?;
             let next = to_json(&fork.next, new_run_id)?;
             let (id, state, created) = (

@@ -357,3 +357,22 @@ pub fn temp_dir(name: &str) -> std::path::PathBuf {
     std::fs::create_dir_all(&dir).unwrap();
     dir
 }
+
+/// Token counts of a call.
+pub fn usage(prompt: u64, completion: u64) -> statewise::Usage {
+    statewise::Usage {
+        prompt_tokens: prompt,
+        completion_tokens: completion,
+        ..statewise::Usage::default()
+    }
+}
+
+/// A complete streamed OpenAI reply carrying `text`.
+pub fn streamed_reply(text: &str, usage: statewise::Usage) -> Response {
+    stream_pieces(sse_events(text, Some(usage)), Duration::ZERO)
+}
+
+/// The ReAct reply to `request` ([`react_reply`]), streamed.
+pub fn react_response(request: &Recorded, usage: statewise::Usage) -> Response {
+    streamed_reply(&react_reply(request), usage)
+}
