@@ -15,6 +15,7 @@ use tokio::time::Instant;
 
 use crate::env::{Env, ErrorRecord};
 use crate::event::{Event, EventKind, RunFailure, RunOutput};
+use crate::model::KeepCalls;
 use crate::state::{Next, State, StateError};
 use crate::store::{new_run_id, now_ms, Checkpoint, Store, StoreError};
 use crate::trace::{EndRecord, RunRecord, StepTrace, TraceError, TraceRecord, TracedError, Tracer};
@@ -172,6 +173,7 @@ pub struct Machine {
     limits: Limits,
     store: Option<Arc<dyn Store>>,
     tracer: Option<Tracer>,
+    record_calls: bool,
 }
 
 impl std::fmt::Debug for Machine {
@@ -202,6 +204,7 @@ impl Machine {
             },
             store: None,
             tracer: None,
+            record_calls: false,
         }
     }
 
@@ -282,6 +285,16 @@ impl Machine {
     /// ([`MachineError::Trace`]): a trace with holes would mislead.
     pub fn with_tracer(mut self, tracer: Tracer) -> Self {
         self.tracer = Some(tracer);
+        self
+    }
+
+    /// Makes states that call models through
+    /// [`ReplyStream::call`](crate::model::ReplyStream::call) emit
+    /// [`Emit::ModelCall`](crate::Emit::ModelCall) (request and whole reply)
+    /// after each call. A tracer turns it on; it is off otherwise, since it
+    /// keeps a copy of each prompt while its call runs.
+    pub fn record_model_calls(mut self, on: bool) -> Self {
+        self.record_calls = on;
         self
     }
 
@@ -401,6 +414,7 @@ impl Machine {
         // A single step (replaying, testing) is not part of any run's record.
         let store = self.store.clone().filter(|_| !single_step);
         let tracer = self.tracer.clone().filter(|_| !single_step);
+        let record_calls = self.record_calls || tracer.is_some();
         let start: Arc<str> = Arc::from(start);
         async_stream::stream! {
             let RunCtx { run_id, mut path, resumed_at } = ctx;
@@ -475,7 +489,8 @@ impl Machine {
                     {
                         let mut emitted = state.run(&mut env);
                         loop {
-                            let next_item = emitted.next().instrument(state_span.clone());
+                            let next_item = KeepCalls { inner: emitted.next(), on: record_calls }
+                                .instrument(state_span.clone());
                             let next = match earliest(state_deadline, run_deadline) {
                                 Some((at, limit, is_run)) => match tokio::time::timeout_at(at, next_item).await {
                                     Ok(next) => next,

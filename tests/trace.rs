@@ -303,3 +303,24 @@ async fn the_api_key_never_reaches_the_trace() {
     let records = read_jsonl(&trace).unwrap();
     assert_eq!(steps(&records).len(), 4);
 }
+
+/// Model calls are reported only when asked for (or traced): keeping each
+/// prompt while its call runs costs memory per run in flight.
+#[tokio::test]
+async fn model_calls_are_emitted_only_when_recorded() {
+    use futures::StreamExt;
+    let count = |machine: Machine| async move {
+        machine
+            .stream(Env::from_user("1234 * 5678?"))
+            .filter(|e| {
+                std::future::ready(matches!(
+                    e.kind,
+                    statewise::EventKind::Emitted(statewise::Emit::ModelCall(_))
+                ))
+            })
+            .count()
+            .await
+    };
+    assert_eq!(count(agent()).await, 0);
+    assert_eq!(count(agent().record_model_calls(true)).await, 2);
+}

@@ -30,6 +30,7 @@ pub use anthropic::{Anthropic, AnthropicBuilder, ANTHROPIC_BASE_URL};
 pub use local::{default_model_path, LocalModel, LocalOptions, DEFAULT_MODEL_FILE};
 pub use openai::{OpenAi, OpenAiBuilder, OPENAI_BASE_URL};
 pub use price::{Price, PriceTable, Priced};
+pub(crate) use reply::KeepCalls;
 pub use reply::{split_words, ModelCall, Reply, ReplyBuilder, ReplyStream};
 pub use scripted::{FnModel, Scripted, ScriptedModel};
 pub use spec::{from_spec, ModelRegistry, ModelSpec, ModelSpecError};

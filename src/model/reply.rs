@@ -237,15 +237,40 @@ pub struct ReplyStream<'a> {
 /// What [`ReplyStream::call`] keeps to describe the call once it ends.
 struct Pending {
     model: String,
-    request: ChatRequest,
+    /// Kept only while the machine records model calls: a prompt copy per
+    /// call in flight is memory a run should not pay for otherwise.
+    request: Option<ChatRequest>,
     started: std::time::Instant,
     first_token: Option<Duration>,
     span: tracing::Span,
 }
 
+tokio::task_local! {
+    /// Whether the state being polled should report its model calls.
+    static KEEP_CALLS: bool;
+}
+
+/// A future polled with model-call recording on or off: the machine polls
+/// states through it, and [`ReplyStream::call`] reads the setting.
+pub(crate) struct KeepCalls<F> {
+    pub(crate) inner: F,
+    pub(crate) on: bool,
+}
+
+impl<F: std::future::Future + Unpin> std::future::Future for KeepCalls<F> {
+    type Output = F::Output;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        let on = self.on;
+        KEEP_CALLS.sync_scope(on, || Pin::new(&mut self.inner).poll(cx))
+    }
+}
+
 /// One model call as it happened: the request, the whole reply, timings.
 /// [`ReplyStream::call`] emits it as [`Emit::ModelCall`] when the reply is
-/// complete; traces and replays are made of these.
+/// complete and the machine records model calls
+/// ([`Machine::record_model_calls`](crate::Machine::record_model_calls), on
+/// with a tracer); traces and replays are made of these.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ModelCall {
     /// The model's name.
@@ -282,9 +307,9 @@ impl<'a> ReplyStream<'a> {
     /// Calls `model` with `request` and streams the reply. Unlike
     /// [`ReplyStream::new`], the call is described: it runs in a
     /// `gen_ai.chat` tracing span (model, token counts, finish reason) and,
-    /// once the reply is complete, a last [`Emit::ModelCall`] carries the
-    /// request and reply for traces and replays. States should call models
-    /// this way.
+    /// when the machine records model calls, a last [`Emit::ModelCall`]
+    /// carries the request and reply for traces and replays. States should
+    /// call models this way.
     pub fn call(model: &'a dyn ChatModel, request: ChatRequest) -> Self {
         let span = tracing::info_span!(
             "gen_ai.chat",
@@ -296,7 +321,11 @@ impl<'a> ReplyStream<'a> {
             statewise.cached = tracing::field::Empty,
             error = tracing::field::Empty,
         );
-        let chunks = span.in_scope(|| model.stream(request.clone()));
+        let keep = KEEP_CALLS.try_with(|k| *k).unwrap_or(false);
+        let (request, chunks) = span.in_scope(|| match keep {
+            true => (Some(request.clone()), model.stream(request)),
+            false => (None, model.stream(request)),
+        });
         ReplyStream {
             chunks,
             reply: ReplyBuilder::default(),
@@ -319,10 +348,13 @@ impl<'a> ReplyStream<'a> {
         }
     }
 
-    /// The whole reply, described, once the chunks have ended.
-    fn complete(&mut self, pending: Box<Pending>) -> ModelCall {
+    /// The whole reply, described if it is recorded, once the chunks have
+    /// ended.
+    fn complete(&mut self, pending: Box<Pending>) -> Option<ModelCall> {
         let reply = std::mem::take(&mut self.reply).finish();
         let span = &pending.span;
+        // Set before the early return below: finish() must see the reply.
+        let reply = &*self.done.insert(reply);
         span.record("gen_ai.usage.input_tokens", reply.usage.prompt_tokens);
         span.record("gen_ai.usage.output_tokens", reply.usage.completion_tokens);
         if let Some(finish) = &reply.finish {
@@ -332,14 +364,14 @@ impl<'a> ReplyStream<'a> {
             );
         }
         span.record("statewise.cached", reply.usage.cached_responses > 0);
-        self.done = Some(reply.clone());
-        ModelCall {
+        let request = pending.request?;
+        Some(ModelCall {
             model: pending.model,
-            request: pending.request,
-            reply,
+            request,
+            reply: reply.clone(),
             elapsed: pending.started.elapsed(),
             first_token: pending.first_token,
-        }
+        })
     }
 }
 
@@ -366,9 +398,8 @@ impl Stream for ReplyStream<'_> {
                 }
                 None => {
                     let pending = self.record.take();
-                    return Poll::Ready(
-                        pending.map(|p| Ok(Emit::ModelCall(Box::new(self.complete(p))))),
-                    );
+                    let call = pending.and_then(|p| self.complete(p));
+                    return Poll::Ready(call.map(|c| Ok(Emit::ModelCall(Box::new(c)))));
                 }
             };
             if let (Some(p), Chunk::Text(_) | Chunk::Reasoning(_) | Chunk::ToolCall(_)) =
