@@ -75,7 +75,8 @@ pub struct Recording {
 
 impl Recording {
     /// The run `run_id` of `records` (the last run started, for `None`).
-    /// Of a run started several times (resumed), the last start is taken.
+    /// A run resumed after a crash has several starts; it replays from the
+    /// first, through the steps of every process that ran it.
     pub fn from_records(
         records: &[TraceRecord],
         run_id: Option<&str>,
@@ -87,10 +88,8 @@ impl Recording {
                 _ => None,
             })
             .collect();
-        let start = match run_id {
-            Some(id) => starts.iter().rev().find(|r| r.run_id == id),
-            None => starts.last(),
-        };
+        let id = run_id.or(starts.last().map(|r| r.run_id.as_str()));
+        let start = starts.iter().find(|r| Some(r.run_id.as_str()) == id);
         let Some(start) = start.map(|s| (*s).clone()) else {
             let mut available: Vec<String> = starts.iter().map(|r| r.run_id.clone()).collect();
             available.dedup();
@@ -155,10 +154,12 @@ impl Recording {
 
     /// The states the recorded run went through, from its start.
     fn recorded_path(&self) -> Vec<String> {
-        match &self.end {
-            Some(end) if self.start.resumed_at.is_none() => end.path.clone(),
-            _ => self.steps.iter().map(|s| s.state.clone()).collect(),
-        }
+        let after = self.start.resumed_at.unwrap_or(0);
+        self.steps
+            .iter()
+            .filter(|s| s.step > after)
+            .map(|s| s.state.clone())
+            .collect()
     }
 }
 

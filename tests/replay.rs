@@ -220,3 +220,38 @@ async fn the_replay_and_trace_view_examples_read_a_recorded_trace() {
         "{view}"
     );
 }
+
+/// A run cut off and resumed (two "processes", one trace) replays as one
+/// run from its first start.
+#[tokio::test]
+async fn a_resumed_run_replays_from_its_first_start() {
+    use futures::StreamExt;
+    let path = temp_dir("replay-resumed").join("trace.jsonl");
+    let store = statewise::store::MemoryStore::new();
+    let traced = |model| {
+        agent(model)
+            .with_store(store.clone())
+            .with_tracer(Tracer::jsonl(&path).unwrap())
+    };
+    let mut events = traced(scripted()).stream_as("r", Env::from_user("What is 17 * 23?"));
+    while let Some(e) = events.next().await {
+        if matches!(e.kind, statewise::EventKind::StateEntered) && e.step == 3 {
+            break;
+        }
+    }
+    drop(events);
+    // The second process has the rest of the script: the answer.
+    let rest: SharedModel =
+        Arc::new(ScriptedModel::new().text(r#"{"final_answer": "17 * 23 = 391"}"#));
+    let resumed = statewise::machine::finish(traced(rest).resume("r").await.unwrap())
+        .await
+        .unwrap();
+    assert_eq!(resumed.path.len(), 4);
+
+    let recording = Recording::from_jsonl(&path, Some("r")).unwrap();
+    assert_eq!(recording.start.resumed_at, None);
+    let steps: Vec<u32> = recording.steps.iter().map(|s| s.step).collect();
+    assert_eq!(steps, [1, 2, 3, 4]);
+    let replay = recording.replay(&agent(Arc::new(recording.model()))).await;
+    assert!(replay.matches(), "{replay}");
+}

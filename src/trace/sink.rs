@@ -14,9 +14,9 @@ use crate::store::StoreError;
 
 /// Appends one JSON record per line to a file.
 ///
-/// Each record is written with one `write` call on a file opened for
-/// appending, so lines of concurrent runs (and processes) do not interleave,
-/// and a crash loses at most the line being written.
+/// Each record is one `write_all` of a whole line, under a lock, to a file
+/// opened for appending: lines of concurrent runs never interleave, and a
+/// crash loses at most the line being written (which [`read_jsonl`] skips).
 #[derive(Debug)]
 pub struct JsonlSink {
     path: PathBuf,
