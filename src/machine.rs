@@ -446,8 +446,11 @@ impl Machine {
             }
             .await;
 
+            // Every way out of the loop carries the outcome, so the end
+            // record and the last event are written in one place below.
             let (outcome, step, last) = 'run: loop {
                 if let Err(error) = opened {
+                    // Only on the first pass: the run could not be recorded.
                     break 'run (Outcome::Failed(error, env), 0, Arc::clone(&name));
                 }
                 let Some(state) = states.get(&*name).cloned() else {
