@@ -448,10 +448,10 @@ impl Machine {
 
             // Every way out of the loop carries the outcome, so the end
             // record and the last event are written in one place below.
-            let (outcome, step, last) = 'run: loop {
+            let (outcome, step) = 'run: loop {
                 if let Err(error) = opened {
                     // Only on the first pass: the run could not be recorded.
-                    break 'run (Outcome::Failed(error, env), 0, Arc::clone(&name));
+                    break 'run (Outcome::Failed(error, env), 0);
                 }
                 let Some(state) = states.get(&*name).cloned() else {
                     let error = MachineError::UnknownState {
@@ -459,11 +459,11 @@ impl Machine {
                         from: from.clone(),
                         known: states.keys().cloned().collect(),
                     };
-                    break 'run (Outcome::Failed(error, env), 0, Arc::clone(&name));
+                    break 'run (Outcome::Failed(error, env), 0);
                 };
                 if env.step >= limits.max_steps {
                     let step = env.step;
-                    break 'run (Outcome::Failed(MachineError::MaxSteps { limit: limits.max_steps }, env), step, Arc::clone(&name));
+                    break 'run (Outcome::Failed(MachineError::MaxSteps { limit: limits.max_steps }, env), step);
                 }
                 // The env as `Machine::step` takes it, to rerun this step.
                 let mut trace = tracer
@@ -534,56 +534,56 @@ impl Machine {
                         (failure, _) => break failure,
                     }
                 };
-                let (next, traced_error) = match failure {
-                    None => (state.transition(&env), None),
-                    Some(Failure::Deadline(after)) => {
-                        let error = MachineError::Deadline { after };
-                        if let (Some(tracer), Some(t)) = (&tracer, trace.take()) {
-                            // The run fails either way; the deadline is the error to report.
-                            let _ = tracer.write(&TraceRecord::Step(Box::new(t.finish(&env, None, Some(traced(&error)))))).await;
-                        }
-                        break 'run (Outcome::Failed(error, env), step, Arc::clone(&name));
-                    }
+                // Where the run goes, or why it stops here, and the error
+                // the step record shows (a routed error goes on to `next`).
+                let (decided, routed): (Result<Next, MachineError>, Option<ErrorRecord>) = match failure {
+                    None => (Ok(state.transition(&env)), None),
+                    Some(Failure::Deadline(after)) => (Err(MachineError::Deadline { after }), None),
                     Some(Failure::State(source)) => match state.on_error(&source) {
                         // The state declared where to go on this error.
                         Some(next) => {
                             let record = ErrorRecord::new(step, &name, &source);
                             env.errors.push(record.clone());
-                            let error = TracedError { kind: record.kind.clone(), message: record.message.clone() };
-                            yield event(EventKind::StateFailed { error: record });
-                            (next, Some(error))
+                            yield event(EventKind::StateFailed { error: record.clone() });
+                            (Ok(next), Some(record))
                         }
-                        None => {
-                            let error = MachineError::State { state: name.to_string(), source };
-                            if let (Some(tracer), Some(t)) = (&tracer, trace.take()) {
-                                let _ = tracer.write(&TraceRecord::Step(Box::new(t.finish(&env, None, Some(traced(&error)))))).await;
-                            }
-                            break 'run (Outcome::Failed(error, env), step, Arc::clone(&name));
-                        }
+                        None => (Err(MachineError::State { state: name.to_string(), source }), None),
                     },
                 };
-                state_span.record("next", tracing::field::debug(&next));
+                if let Ok(next) = &decided {
+                    state_span.record("next", tracing::field::debug(next));
+                }
                 if let (Some(tracer), Some(t)) = (&tracer, trace.take()) {
-                    let record = t.finish(&env, Some(next.clone()), traced_error);
-                    if let Err(e) = tracer.write(&TraceRecord::Step(Box::new(record))).await {
-                        break 'run (Outcome::Failed(e.into(), env), step, Arc::clone(&name));
+                    let error = match (&decided, routed) {
+                        (Err(e), _) => Some(TracedError::from(e)),
+                        (Ok(_), routed) => routed.map(|r| TracedError { kind: r.kind, message: r.message }),
+                    };
+                    let record = t.finish(&env, decided.as_ref().ok().cloned(), error);
+                    let written = tracer.write(&TraceRecord::Step(Box::new(record))).await;
+                    // A run failing anyway reports its own error, not the trace's.
+                    if let (Err(e), Ok(_)) = (written, &decided) {
+                        break 'run (Outcome::Failed(e.into(), env), step);
                     }
                 }
+                let next = match decided {
+                    Ok(next) => next,
+                    Err(error) => break 'run (Outcome::Failed(error, env), step),
+                };
                 if let Some(error) = limits.over_budget(&env) {
-                    break 'run (Outcome::Failed(error, env), step, Arc::clone(&name));
+                    break 'run (Outcome::Failed(error, env), step);
                 }
                 // Saved before the next state is entered: a crash from here
                 // on resumes at `next`, not at this state again.
                 if let Some(store) = &store {
                     if let Err(e) = store.put(&checkpoint(&run_id, Some(&name), next.clone(), &env, &path)).await {
-                        break 'run (Outcome::Failed(e.into(), env), step, Arc::clone(&name));
+                        break 'run (Outcome::Failed(e.into(), env), step);
                     }
                 }
 
                 yield event(EventKind::StateExited { next: next.clone() });
                 match next {
-                    Next::End => break 'run (Outcome::Finished(env), step, Arc::clone(&name)),
-                    Next::To(_) if single_step => break 'run (Outcome::Paused(env, next), step, Arc::clone(&name)),
+                    Next::End => break 'run (Outcome::Finished(env), step),
+                    Next::To(_) if single_step => break 'run (Outcome::Paused(env, next), step),
                     Next::To(to) => {
                         from = Some(name.to_string());
                         name = Arc::from(&*to);
@@ -607,7 +607,7 @@ impl Machine {
                     path: path.clone(),
                     usage: env.usage,
                     elapsed_ms: run_started.elapsed().as_secs_f64() * 1e3,
-                    error: error.as_ref().map(traced),
+                    error: error.as_ref().map(TracedError::from),
                 };
                 if let Err(e) = tracer.write(&TraceRecord::End(record)).await {
                     // A finished run whose record is lost is reported; a failed
@@ -620,7 +620,7 @@ impl Machine {
                 None => EventKind::Finished(Box::new(RunOutput { answer: env.answer.clone(), path, env, run_id })),
                 Some(error) => EventKind::Failed(Box::new(RunFailure { error, path, env, run_id })),
             };
-            yield Driven::Event(Event { step, state: last, kind });
+            yield Driven::Event(Event { step, state: name, kind });
         }
     }
 
@@ -702,17 +702,6 @@ fn checkpoint(
         path: path.to_vec(),
         parent: None,
         created_ms: now_ms(),
-    }
-}
-
-fn traced(error: &MachineError) -> TracedError {
-    let kind = match error {
-        MachineError::State { source, .. } => source.kind(),
-        other => other.kind().to_owned(),
-    };
-    TracedError {
-        kind,
-        message: error.to_string(),
     }
 }
 

@@ -41,7 +41,9 @@ use crate::model::{
 };
 use crate::state::{Emit, Next};
 use crate::testkit::{Expected, StepFixture};
-use crate::trace::{read_jsonl, EndRecord, RunRecord, StepRecord, TraceError, TraceRecord};
+use crate::trace::{
+    read_jsonl, EndRecord, RunRecord, StepRecord, TraceError, TraceRecord, TracedError,
+};
 
 /// Why a recording could not be made.
 #[derive(Debug, thiserror::Error)]
@@ -395,7 +397,7 @@ pub async fn replay_step(machine: &Machine, step: &StepRecord) -> StepReplay {
         answer: step.answer.clone(),
         error: step.error.as_ref().map(|e| e.kind.clone()),
     };
-    let replayed = match machine.step(&step.state, step.env_before.clone()).await {
+    let (replayed, env) = match machine.step(&step.state, step.env_before.clone()).await {
         Ok(outcome) => {
             let mut text = String::new();
             let mut action = None;
@@ -406,43 +408,33 @@ pub async fn replay_step(machine: &Machine, step: &StepRecord) -> StepReplay {
                     _ => {}
                 }
             }
+            let error = outcome.env.errors.iter().find(|e| e.step == step.step);
             let view = StepView {
                 text,
                 action,
                 next: Some(outcome.next),
                 answer: outcome.env.answer.clone(),
-                error: outcome
-                    .env
-                    .errors
-                    .iter()
-                    .find(|e| e.step == step.step)
-                    .map(|e| e.kind.clone()),
+                error: error.map(|e| e.kind.clone()),
             };
-            return StepReplay {
-                step: step.step,
-                state: step.state.clone(),
-                recorded,
-                replayed: view,
-                env: Some(outcome.env),
-            };
+            (view, Some(outcome.env))
         }
-        Err(failure) => StepView {
-            text: String::new(),
-            action: None,
-            next: None,
-            answer: failure.env.answer.clone(),
-            error: Some(match &failure.error {
-                crate::MachineError::State { source, .. } => source.kind(),
-                other => other.kind().to_owned(),
-            }),
-        },
+        Err(failure) => {
+            let view = StepView {
+                text: String::new(),
+                action: None,
+                next: None,
+                answer: failure.env.answer.clone(),
+                error: Some(TracedError::from(&failure.error).kind),
+            };
+            (view, None)
+        }
     };
     StepReplay {
         step: step.step,
         state: step.state.clone(),
         recorded,
         replayed,
-        env: None,
+        env,
     }
 }
 

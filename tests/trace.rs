@@ -235,3 +235,27 @@ async fn model_calls_are_emitted_only_when_recorded() {
     assert_eq!(count(agent()).await, 0);
     assert_eq!(count(agent().record_model_calls(true)).await, 2);
 }
+
+#[tokio::test]
+async fn a_line_torn_by_a_crash_is_skipped_and_a_bad_line_is_an_error() {
+    let dir = temp_dir("trace-torn");
+    let path = dir.join("trace.jsonl");
+    agent()
+        .with_tracer(Tracer::jsonl(&path).unwrap())
+        .run(Env::from_user("1234 * 5678?"))
+        .await
+        .unwrap();
+    let whole = read_jsonl(&path).unwrap();
+    let text = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(
+        &path,
+        format!("{text}{{\"type\": \"step\", \"run_id\": \"x\", \"st"),
+    )
+    .unwrap();
+    assert_eq!(read_jsonl(&path).unwrap(), whole);
+    std::fs::write(&path, format!("{{\"type\": \"nonsense\"}}\n{text}")).unwrap();
+    assert!(matches!(
+        read_jsonl(&path),
+        Err(TraceError::Format { line: 1, .. })
+    ));
+}

@@ -380,13 +380,11 @@ impl Stream for ReplyStream<'_> {
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         loop {
-            let polled = match &self.record {
-                Some(p) => {
-                    let span = p.span.clone();
-                    let _entered = span.enter();
-                    ready!(self.chunks.as_mut().poll_next(cx))
-                }
-                None => ready!(self.chunks.as_mut().poll_next(cx)),
+            let this = &mut *self;
+            let polled = {
+                // The provider's own events and spans belong to this call.
+                let _entered = this.record.as_ref().map(|p| p.span.enter());
+                ready!(this.chunks.as_mut().poll_next(cx))
             };
             let chunk = match polled {
                 Some(Ok(chunk)) => chunk,

@@ -74,6 +74,20 @@ pub struct TracedError {
     pub message: String,
 }
 
+impl From<&crate::MachineError> for TracedError {
+    /// A state's error keeps its detailed kind (`model:http_503`).
+    fn from(error: &crate::MachineError) -> Self {
+        let kind = match error {
+            crate::MachineError::State { source, .. } => source.kind(),
+            other => other.kind().to_owned(),
+        };
+        TracedError {
+            kind,
+            message: error.to_string(),
+        }
+    }
+}
+
 /// One tool call of a step.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ToolRecord {

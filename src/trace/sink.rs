@@ -69,27 +69,24 @@ impl TraceSink for JsonlSink {
 pub fn read_jsonl(path: impl AsRef<Path>) -> Result<Vec<TraceRecord>, TraceError> {
     let path = path.as_ref();
     let shown = || path.display().to_string();
-    let file = File::open(path).map_err(|source| TraceError::Io {
+    let io = |source| TraceError::Io {
         path: shown(),
         source,
-    })?;
-    let lines: Vec<String> = BufReader::new(file)
-        .lines()
-        .collect::<Result<_, _>>()
-        .map_err(|source| TraceError::Io {
-            path: shown(),
-            source,
-        })?;
-    let mut records = Vec::with_capacity(lines.len());
-    for (i, line) in lines.iter().enumerate() {
+    };
+    let file = File::open(path).map_err(io)?;
+    let mut lines = BufReader::new(file).lines().enumerate().peekable();
+    let mut records = Vec::new();
+    while let Some((i, line)) = lines.next() {
+        let line = line.map_err(io)?;
         if line.trim().is_empty() {
             continue;
         }
-        match serde_json::from_str(line) {
+        match serde_json::from_str(&line) {
             Ok(r) => records.push(r),
+            // A last line that is not even JSON was cut by a crash.
             Err(_)
-                if i + 1 == lines.len()
-                    && serde_json::from_str::<serde_json::Value>(line).is_err() => {}
+                if lines.peek().is_none()
+                    && serde_json::from_str::<serde_json::Value>(&line).is_err() => {}
             Err(source) => {
                 return Err(TraceError::Format {
                     path: shown(),
