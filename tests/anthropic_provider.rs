@@ -17,11 +17,7 @@ use support::{MockServer, Response};
 const KEY: &str = "sk-ant-api03-secretsecret";
 
 fn transcript(name: &str) -> String {
-    std::fs::read_to_string(format!(
-        "{}/tests/transcripts/anthropic/{name}",
-        env!("CARGO_MANIFEST_DIR")
-    ))
-    .unwrap()
+    support::transcript("anthropic", name)
 }
 
 fn model(server: &MockServer, streaming: bool) -> Anthropic {

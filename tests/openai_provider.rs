@@ -17,11 +17,7 @@ use support::{MockServer, Response};
 const KEY: &str = "sk-test-0123456789abcdef";
 
 fn transcript(name: &str) -> String {
-    std::fs::read_to_string(format!(
-        "{}/tests/transcripts/openai/{name}",
-        env!("CARGO_MANIFEST_DIR")
-    ))
-    .unwrap()
+    support::transcript("openai", name)
 }
 
 fn model(server: &MockServer) -> OpenAi {

@@ -376,3 +376,12 @@ pub fn streamed_reply(text: &str, usage: statewise::Usage) -> Response {
 pub fn react_response(request: &Recorded, usage: statewise::Usage) -> Response {
     streamed_reply(&react_reply(request), usage)
 }
+
+/// The recorded wire transcript `name` of `provider` (tests/transcripts/).
+pub fn transcript(provider: &str, name: &str) -> String {
+    let path = format!(
+        "{}/tests/transcripts/{provider}/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
