@@ -71,7 +71,9 @@
 #![forbid(unsafe_code)]
 
 pub mod action;
+#[cfg(feature = "batch")]
 pub mod batch;
+#[cfg(feature = "console")]
 pub mod console;
 pub mod env;
 pub mod event;
@@ -79,6 +81,7 @@ pub mod layer;
 pub mod machine;
 pub mod model;
 pub mod replay;
+#[cfg(feature = "sqlite")]
 mod sqlite;
 pub mod state;
 pub mod store;

@@ -35,15 +35,19 @@ mod cache;
 mod fallback;
 mod limit;
 mod retry;
+#[cfg(feature = "sqlite")]
+mod sqlite_cache;
 mod timeout;
 
 use std::sync::Arc;
 
 pub use breaker::{BreakerConfig, BreakerHandle, BreakerState, BreakerStats, CircuitBreaker};
-pub use cache::{cache_key, Cache, CacheStats, CacheStore, MemoryCache, SqliteCache};
+pub use cache::{cache_key, Cache, CacheStats, CacheStore, MemoryCache};
 pub use fallback::Fallback;
 pub use limit::{Limit, Limits};
 pub use retry::{Retry, RetryPolicy};
+#[cfg(feature = "sqlite")]
+pub use sqlite_cache::SqliteCache;
 pub use timeout::{Timeout, Timeouts};
 
 use crate::model::{ChatModel, Price, Priced, SharedModel};

@@ -8,7 +8,8 @@ use futures::StreamExt;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
-use super::http::{error_chain, error_message, redact, send, Endpoint, Resolved, Secret};
+use super::http::{error_chain, error_message, send, Endpoint, Resolved};
+use super::secret::{redact, Secret};
 use super::{
     Capabilities, ChatModel, ChatRequest, Chunk, ChunkStream, FinishReason, ModelError,
     ToolCallDelta,

@@ -4,14 +4,18 @@
 //! trait, and layers (retry, timeout, cache, ...) wrap it, so a state never
 //! knows which model it talks to.
 
+#[cfg(feature = "http")]
 mod anthropic;
-pub mod http;
+#[cfg(feature = "http")]
+mod http;
 #[cfg(feature = "local")]
 mod local;
+#[cfg(feature = "http")]
 mod openai;
 mod price;
 mod reply;
 mod scripted;
+pub mod secret;
 mod spec;
 
 use std::sync::Arc;
@@ -25,9 +29,11 @@ use serde::{Deserialize, Serialize};
 use crate::env::{Message, Usage};
 use crate::tool::ToolSpec;
 
+#[cfg(feature = "http")]
 pub use anthropic::{Anthropic, AnthropicBuilder, ANTHROPIC_BASE_URL};
 #[cfg(feature = "local")]
 pub use local::{default_model_path, LocalModel, LocalOptions, DEFAULT_MODEL_FILE};
+#[cfg(feature = "http")]
 pub use openai::{OpenAi, OpenAiBuilder, OPENAI_BASE_URL};
 pub use price::{Price, PriceTable, Priced};
 pub(crate) use reply::KeepCalls;

@@ -12,7 +12,8 @@ use futures::StreamExt;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::http::{error_chain, redact, send, Endpoint, Resolved, Secret};
+use super::http::{error_chain, send, Endpoint, Resolved};
+use super::secret::{redact, Secret};
 use super::{
     Capabilities, ChatModel, ChatRequest, Chunk, ChunkStream, FinishReason, ModelError,
     ToolCallDelta,

@@ -8,7 +8,9 @@ use std::str::FromStr;
 use std::sync::Arc;
 
 use super::price::{Price, PriceTable, Priced};
-use super::{Anthropic, ModelError, OpenAi, ScriptedModel, SharedModel};
+#[cfg(feature = "http")]
+use super::{Anthropic, OpenAi};
+use super::{ModelError, ScriptedModel, SharedModel};
 
 /// What a model string names.
 ///
@@ -180,23 +182,49 @@ impl ModelSpec {
     /// limits, circuit breaker: [`default_stack`](crate::layer::default_stack)).
     pub fn build(&self) -> Result<SharedModel, ModelSpecError> {
         Ok(match self {
-            ModelSpec::OpenAi { model, base_url } => {
-                let mut b = OpenAi::builder(model).from_env();
-                if let Some(url) = base_url {
-                    b = b.base_url(url);
-                }
-                crate::layer::default_stack(b.build()?)
-            }
-            ModelSpec::Anthropic { model, base_url } => {
-                let mut b = Anthropic::builder(model).from_env();
-                if let Some(url) = base_url {
-                    b = b.base_url(url);
-                }
-                crate::layer::default_stack(b.build()?)
-            }
+            ModelSpec::OpenAi { model, base_url } => return build_openai(model, base_url),
+            ModelSpec::Anthropic { model, base_url } => return build_anthropic(model, base_url),
             ModelSpec::Local { path } => return build_local(path),
             ModelSpec::Scripted => Arc::new(ScriptedModel::new()),
         })
+    }
+}
+
+#[cfg(feature = "http")]
+fn build_openai(model: &str, base_url: &Option<String>) -> Result<SharedModel, ModelSpecError> {
+    let mut b = OpenAi::builder(model).from_env();
+    if let Some(url) = base_url {
+        b = b.base_url(url);
+    }
+    Ok(crate::layer::default_stack(b.build()?))
+}
+
+#[cfg(feature = "http")]
+fn build_anthropic(model: &str, base_url: &Option<String>) -> Result<SharedModel, ModelSpecError> {
+    let mut b = Anthropic::builder(model).from_env();
+    if let Some(url) = base_url {
+        b = b.base_url(url);
+    }
+    Ok(crate::layer::default_stack(b.build()?))
+}
+
+#[cfg(not(feature = "http"))]
+fn build_openai(model: &str, _: &Option<String>) -> Result<SharedModel, ModelSpecError> {
+    Err(without_http("openai", model))
+}
+
+#[cfg(not(feature = "http"))]
+fn build_anthropic(model: &str, _: &Option<String>) -> Result<SharedModel, ModelSpecError> {
+    Err(without_http("anthropic", model))
+}
+
+#[cfg(not(feature = "http"))]
+fn without_http(provider: &str, model: &str) -> ModelSpecError {
+    ModelSpecError::Unavailable {
+        provider: provider.to_owned(),
+        reason: format!(
+            "cannot call {model}: statewise was built without the `http` feature (build with --features http)"
+        ),
     }
 }
 

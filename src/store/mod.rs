@@ -32,6 +32,7 @@
 
 pub mod conformance;
 mod memory;
+#[cfg(feature = "sqlite")]
 mod sqlite;
 
 use futures::future::BoxFuture;
@@ -41,6 +42,7 @@ use crate::env::Env;
 use crate::state::Next;
 
 pub use memory::MemoryStore;
+#[cfg(feature = "sqlite")]
 pub use sqlite::SqliteStore;
 
 /// The env of a run after one of its steps, and where the run goes next.
@@ -166,7 +168,9 @@ pub enum StoreError {
 }
 
 impl StoreError {
-    pub(crate) fn backend(e: impl std::error::Error + Send + Sync + 'static) -> Self {
+    /// Wraps a backend's own error (for stores and caches written outside
+    /// this crate too).
+    pub fn backend(e: impl std::error::Error + Send + Sync + 'static) -> Self {
         StoreError::Backend(Box::new(e))
     }
 }

@@ -27,19 +27,23 @@
 //! # Ok::<(), statewise::trace::TraceError>(())
 //! ```
 
+mod jsonl;
 mod record;
 mod redact;
-mod sink;
+#[cfg(feature = "sqlite")]
+mod sqlite;
 
 use std::path::Path;
 use std::sync::Arc;
 
 use futures::future::BoxFuture;
 
+pub use jsonl::{read_jsonl, JsonlSink};
 pub(crate) use record::StepTrace;
 pub use record::{EndRecord, RunRecord, StepRecord, ToolRecord, TraceRecord, TracedError};
 pub use redact::Redactor;
-pub use sink::{read_jsonl, JsonlSink, SqliteSink};
+#[cfg(feature = "sqlite")]
+pub use sqlite::SqliteSink;
 
 /// Why a trace could not be written or read.
 #[derive(Debug, thiserror::Error)]
@@ -123,7 +127,8 @@ impl Tracer {
         Ok(Self::new().with_sink(JsonlSink::append(path)?))
     }
 
-    /// A tracer writing to the SQLite database at `path`.
+    /// A tracer writing to the SQLite database at `path` (feature `sqlite`).
+    #[cfg(feature = "sqlite")]
     pub fn sqlite(path: impl AsRef<Path>) -> Result<Self, TraceError> {
         Ok(Self::new().with_sink(SqliteSink::open(path)?))
     }

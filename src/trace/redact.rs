@@ -70,6 +70,6 @@ impl Redactor {
                 out = Some(current.replace(secret.as_str(), "[redacted]"));
             }
         }
-        crate::model::http::redact(out.as_deref().unwrap_or(text), None)
+        crate::model::secret::redact(out.as_deref().unwrap_or(text), None)
     }
 }

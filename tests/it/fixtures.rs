@@ -26,12 +26,13 @@ async fn every_fixture_holds() {
             checked += 1;
         }
     }
-    assert_eq!(checked, 5, "fixtures found in {}", dir.display());
+    // Whatever is on disk is checked; an empty or misplaced folder is a failure.
+    assert!(checked > 0, "no fixtures found in {}", dir.display());
 }
 
 #[tokio::test]
 async fn a_wrong_expectation_is_reported_with_its_path() {
-    let text = include_str!("fixtures/action_runs_calculator.json").replace("1024,", "1025,");
+    let text = include_str!("../fixtures/action_runs_calculator.json").replace("1024,", "1025,");
     let fixture = StepFixture::from_json(&text).unwrap();
     match fixture.check(&machine_for(&fixture)).await {
         Err(FixtureError::Mismatch {
@@ -49,7 +50,7 @@ async fn a_wrong_expectation_is_reported_with_its_path() {
 
 #[tokio::test]
 async fn an_unexpected_next_state_is_reported() {
-    let text = include_str!("fixtures/answer_echo.json")
+    let text = include_str!("../fixtures/answer_echo.json")
         .replace(r#""next": "end""#, r#""next": {"to": "reasoning"}"#);
     let fixture = StepFixture::from_json(&text).unwrap();
     let err = fixture.check(&machine_for(&fixture)).await.unwrap_err();

@@ -1,12 +1,13 @@
 //! Checkpoint stores: the conformance suite for each store, and runs that
 //! save, resume (in process and after SIGKILL) and fork.
 
-mod support;
+use crate::support;
 
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::support::temp_dir;
 use futures::future::BoxFuture;
 use futures::StreamExt;
 use serde_json::json;
@@ -17,7 +18,6 @@ use statewise::store::{
 use statewise::tool::{ToolRegistry, Toolbox};
 use statewise::{Env, EventKind, Machine, Next};
 use statewise_states::tools::Calculator;
-use support::temp_dir;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn memory_store_conforms() {

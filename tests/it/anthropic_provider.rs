@@ -1,18 +1,18 @@
 //! The Anthropic provider against a local server replaying wire-format
 //! transcripts of the Messages API.
 
-mod support;
+use crate::support;
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::support::{MockServer, Response};
 use futures::StreamExt;
 use serde_json::json;
 use statewise::model::{Anthropic, ChatModel, ChatRequest, Chunk, FinishReason, ModelError};
 use statewise::tool::{ToolRegistry, Toolbox};
 use statewise::{Env, Message, ToolCall, Usage};
 use statewise_states::tools::Calculator;
-use support::{MockServer, Response};
 
 const KEY: &str = "sk-ant-api03-secretsecret";
 

@@ -2,11 +2,12 @@
 //! and the openai example's `--trace` with a real API key set. Spans are in
 //! tests/spans.rs.
 
-mod support;
+use crate::support;
 
 use std::process::Command;
 use std::sync::Arc;
 
+use crate::support::{react_response, temp_dir, usage, MockServer};
 use futures::future::BoxFuture;
 use serde_json::json;
 use statewise::model::{Reply, ScriptedModel};
@@ -16,7 +17,6 @@ use statewise::trace::{
 };
 use statewise::{Action, Env, Machine, Next, Usage};
 use statewise_states::tools::Calculator;
-use support::{react_response, temp_dir, usage, MockServer};
 
 const SECRET: &str = "hunter2-hunter2-hunter2";
 

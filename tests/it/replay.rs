@@ -2,12 +2,13 @@
 //! a changed prompt found at the step it changes, steps as fixtures, and
 //! the replay and trace_view examples.
 
-mod support;
+use crate::support;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
 
+use crate::support::temp_dir;
 use statewise::model::{ModelError, Reply, ScriptedModel, SharedModel};
 use statewise::replay::{replay_step, Recording, ReplayError};
 use statewise::testkit::StepFixture;
@@ -16,7 +17,6 @@ use statewise::trace::Tracer;
 use statewise::{Action, Env, Machine, MachineError, Next, StateError, Usage};
 use statewise_states::tools::Calculator;
 use statewise_states::Reasoning;
-use support::temp_dir;
 
 fn agent(model: SharedModel) -> Machine {
     statewise_states::agent(model, Toolbox::new(ToolRegistry::new().with(Calculator)))

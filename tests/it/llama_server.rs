@@ -6,7 +6,7 @@
 //! (fetched by `scripts/fetch-model` on first use). It fails, never skips,
 //! when they are missing.
 
-mod support;
+use crate::support;
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};

@@ -1,7 +1,6 @@
 //! The in-process llama.cpp provider on SmolLM2-135M (feature `local`).
-#![cfg(feature = "local")]
 
-mod support;
+use crate::support;
 
 use std::sync::Arc;
 

@@ -68,9 +68,9 @@ fn tricky() -> Vec<String> {
 fn conformance_inputs() -> Vec<String> {
     let path = concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/../shared/conformance/json_repair_cases.json"
+        "/tests/data/json_repair_cases.json"
     );
-    let text = std::fs::read_to_string(path).expect("conformance cases beside the checkout");
+    let text = std::fs::read_to_string(path).expect("conformance cases in tests/data");
     let cases: Vec<Value> = serde_json::from_str(&text).unwrap();
     cases
         .iter()

@@ -2,6 +2,7 @@
 //! /proc for CPU time and peak memory).
 //!
 //!     cargo run --release --example load            # P2, P3 and scale
+//!     cargo run --release --example load -- p2b     # one figure (p2a, p2b, p2c, p3)
 //!
 //! - P2: ReAct runs (two streamed model calls and one tool call) against a
 //!   mock OpenAI-compatible server in another process (this program,
@@ -15,8 +16,11 @@
 //!   process of its own): items/s and peak RSS for 100,000 and 1,000,000
 //!   items, to show memory flat as the dataset grows.
 
+mod measure;
+mod mock;
+
 use std::io::Write;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -26,7 +30,9 @@ use statewise::model::{FnModel, OpenAi, Reply};
 use statewise::tool::{ToolRegistry, Toolbox};
 use statewise::{Env, Machine, Usage};
 use statewise_states::tools::Calculator;
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+
+use measure::{cpu_time, peak_rss_kb};
+use mock::start_server;
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -38,141 +44,16 @@ fn main() {
         Some("serve") => {
             let port = args[1].parse().expect("port");
             let latency = Duration::from_millis(args[2].parse().expect("latency ms"));
-            rt.block_on(serve(port, latency));
+            rt.block_on(mock::serve(port, latency));
         }
         Some("scale") => {
             let n: usize = args[1].parse().expect("item count");
             let (rate, rss) = rt.block_on(scale(n));
             println!("{rate} {rss}");
         }
-        _ => rt.block_on(report()),
+        Some(only @ ("p2a" | "p2b" | "p2c" | "p3")) => rt.block_on(report(only)),
+        _ => rt.block_on(report("all")),
     }
-}
-
-// ---- the mock server (another process) ----
-
-async fn serve(port: u16, latency: Duration) {
-    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
-    socket.set_reuseaddr(true).expect("reuseaddr");
-    socket
-        .bind(([127, 0, 0, 1], port).into())
-        .expect("bind 127.0.0.1");
-    let listener = socket.listen(8192).expect("listen");
-    loop {
-        if let Ok((stream, _)) = listener.accept().await {
-            tokio::spawn(connection(stream, latency));
-        }
-    }
-}
-
-/// Serves requests on one kept-alive connection until the client closes it.
-async fn connection(stream: tokio::net::TcpStream, latency: Duration) -> std::io::Result<()> {
-    let (read, mut write) = stream.into_split();
-    let mut read = BufReader::new(read);
-    let mut line = String::new();
-    loop {
-        let mut length = 0usize;
-        loop {
-            line.clear();
-            if read.read_line(&mut line).await? == 0 {
-                return Ok(());
-            }
-            if line == "\r\n" {
-                break;
-            }
-            if let Some((name, value)) = line.split_once(':') {
-                if name.eq_ignore_ascii_case("content-length") {
-                    length = value.trim().parse().unwrap_or(0);
-                }
-            }
-        }
-        let mut body = vec![0u8; length];
-        read.read_exact(&mut body).await?;
-        let observed = body.windows(16).any(|w| w == b"Observation from");
-        tokio::time::sleep(latency).await;
-        let text = if observed {
-            r#"{"final_answer": "6 * 7 = 42"}"#
-        } else {
-            r#"{"tool_calls": [{"name": "calculator", "arguments": {"expression": "6 * 7"}}]}"#
-        };
-        let mut out = String::from("HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n");
-        let mut chunk = |data: String| out.push_str(&format!("{:x}\r\n{data}\r\n", data.len()));
-        for piece in text.as_bytes().chunks(12) {
-            let piece = String::from_utf8_lossy(piece);
-            chunk(format!(
-                "data: {}\n\n",
-                serde_json::json!({"choices": [{"delta": {"content": piece}}]})
-            ));
-        }
-        chunk("data: {\"choices\": [{\"delta\": {}, \"finish_reason\": \"stop\"}]}\n\n".into());
-        chunk("data: {\"choices\": [], \"usage\": {\"prompt_tokens\": 120, \"completion_tokens\": 20}}\n\n".into());
-        chunk("data: [DONE]\n\n".into());
-        out.push_str("0\r\n\r\n");
-        write.write_all(out.as_bytes()).await?;
-    }
-}
-
-struct Server {
-    child: Child,
-    url: String,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-async fn start_server(latency_ms: u64) -> Server {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let child = Command::new(std::env::current_exe().unwrap())
-        .args(["serve", &port.to_string(), &latency_ms.to_string()])
-        .spawn()
-        .expect("the mock server starts");
-    for _ in 0..200 {
-        if tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .is_ok()
-        {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    Server {
-        child,
-        url: format!("http://127.0.0.1:{port}/v1"),
-    }
-}
-
-// ---- measurements ----
-
-/// This process's CPU time (user + system), from /proc/self/stat.
-fn cpu_time() -> Duration {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    let fields: Vec<&str> = stat
-        .rsplit(')')
-        .next()
-        .unwrap_or("")
-        .split_whitespace()
-        .collect();
-    let ticks: u64 = fields.get(11).and_then(|u| u.parse().ok()).unwrap_or(0)
-        + fields.get(12).and_then(|s| s.parse().ok()).unwrap_or(0);
-    Duration::from_millis(ticks * 10) // CLK_TCK is 100 on Linux
-}
-
-/// This process's peak resident memory in KB, from /proc/self/status.
-fn peak_rss_kb() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .unwrap_or_default()
-        .lines()
-        .find(|l| l.starts_with("VmHWM:"))
-        .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-        .unwrap_or(0)
 }
 
 fn agent(url: &str, client: &reqwest::Client) -> Machine {
@@ -308,14 +189,45 @@ fn scale_in_process(n: usize) -> (f64, u64) {
     )
 }
 
-async fn report() {
+/// Prints the table rows of `which` ("all", or one of p2a, p2b, p2c, p3).
+async fn report(which: &str) {
     let client = client();
     println!("| benchmark | target | measured |");
     println!("|---|---|---|");
+    let all = which == "all";
+    if all || which == "p2a" {
+        p2a(&client).await;
+    }
+    if all || which == "p2c" {
+        p2c(&client).await;
+    }
+    if all || which == "p3" {
+        let server = start_server(0).await;
+        let (raw, framework) = p3(&server.url).await;
+        let added = framework.as_secs_f64() - raw.as_secs_f64();
+        println!(
+            "| P3 time to first token added by the framework (median of 300) | ≤ 1 ms | {:.3} ms ({:.3} vs {:.3} ms raw) |",
+            added * 1e3,
+            framework.as_secs_f64() * 1e3,
+            raw.as_secs_f64() * 1e3
+        );
+    }
+    if all || which == "p2b" {
+        p2b(&client).await;
+    }
+    if all {
+        // The batch runner on scripted items, each size in its own process.
+        for n in [100_000, 1_000_000] {
+            let (rate, rss) = scale_in_process(n);
+            println!("| scale: {n} scripted items through the batch runner | flat memory | {rate:.0} items/s, peak RSS {:.1} MB |", rss as f64 / 1024.0);
+        }
+    }
+}
 
-    // P2a: CPU time per run at 1,000 concurrent runs.
+/// P2a: client CPU time per run at 1,000 concurrent runs.
+async fn p2a(client: &reqwest::Client) {
     let server = start_server(100).await;
-    let machine = agent(&server.url, &client);
+    let machine = agent(&server.url, client);
     runs(&machine, 1000, 1000).await; // warm the connection pool
     let cpu = cpu_time();
     let n = 5000;
@@ -325,11 +237,12 @@ async fn report() {
         "| P2a client CPU per ReAct run, 1,000 concurrent | ≤ 0.5 ms | {:.3} ms |",
         per_run.as_secs_f64() * 1e3
     );
+}
 
-    // P2c: wall time of 1,000 concurrent runs at 1 s per call (ideal 2 s).
-    drop(server);
+/// P2c: wall time of 1,000 concurrent runs at 1 s per call (ideal 2 s).
+async fn p2c(client: &reqwest::Client) {
     let server = start_server(1000).await;
-    let machine = agent(&server.url, &client);
+    let machine = agent(&server.url, client);
     // The first round also opens 1,000 connections; the second reuses them.
     let cold = runs(&machine, 1000, 1000).await;
     let warm = runs(&machine, 1000, 1000).await;
@@ -340,32 +253,14 @@ async fn report() {
         cold.as_secs_f64(),
         cold.as_secs_f64() / 2.0
     );
+}
 
-    // P3: time to first token, framework versus raw reqwest.
-    drop(server);
-    let server = start_server(0).await;
-    let (raw, framework) = p3(&server.url).await;
-    let added = framework.as_secs_f64() - raw.as_secs_f64();
-    println!(
-        "| P3 time to first token added by the framework (median of 300) | ≤ 1 ms | {:.3} ms ({:.3} vs {:.3} ms raw) |",
-        added * 1e3,
-        framework.as_secs_f64() * 1e3,
-        raw.as_secs_f64() * 1e3
-    );
-
-    // P2b: peak RSS per run with 10,000 runs in flight (5 s per call).
-    drop(server);
+/// P2b: peak RSS per run with 10,000 runs in flight (5 s per call).
+async fn p2b(client: &reqwest::Client) {
     let server = start_server(5000).await;
-    let machine = agent(&server.url, &client);
+    let machine = agent(&server.url, client);
     let before = peak_rss_kb();
     runs(&machine, 10_000, 10_000).await;
     let per_run = (peak_rss_kb().saturating_sub(before)) as f64 / 10_000.0;
     println!("| P2b peak RSS per run, 10,000 in flight | ≤ 20 KB | {per_run:.1} KB |");
-    drop(server);
-
-    // Scale: the batch runner on scripted items, each size in its own process.
-    for n in [100_000, 1_000_000] {
-        let (rate, rss) = scale_in_process(n);
-        println!("| scale: {n} scripted items through the batch runner | flat memory | {rate:.0} items/s, peak RSS {:.1} MB |", rss as f64 / 1024.0);
-    }
 }

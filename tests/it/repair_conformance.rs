@@ -1,8 +1,7 @@
 //! Conformance of `action::repair` against json_repair's own test suite.
 //!
-//! The cases live beside the checkout in `../shared/conformance/` (also in
-//! CI) and are not copied here. A missing file fails the test: a check that
-//! skips silently proves nothing. Set `REPAIR_CONFORMANCE_VERBOSE=1` to list
+//! The cases are in `tests/data/json_repair_cases.json` (source and licence
+//! in `tests/data/README.md`). Set `REPAIR_CONFORMANCE_VERBOSE=1` to list
 //! every failing case.
 //!
 //! `llm_json` (the crate our repair replaced) is scored on the same cases,
@@ -78,18 +77,14 @@ fn same(a: &Value, b: &Value) -> bool {
 }
 
 fn cases_path() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/conformance/json_repair_cases.json")
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/json_repair_cases.json")
 }
 
 #[test]
 fn repair_conformance_with_json_repair_suite() {
     let path = cases_path();
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| {
-        panic!(
-            "conformance cases not found at {} ({e}); they ship beside the checkout in shared/",
-            path.display()
-        )
-    });
+    let text = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("conformance cases not found at {} ({e})", path.display()));
     let cases: Vec<Case> = serde_json::from_str(&text).expect("cases file is a JSON list of cases");
     assert!(
         cases.len() >= 200,

@@ -6,7 +6,7 @@
 //!
 //!     cargo test fault -- --nocapture     (prints the figures)
 
-mod support;
+use crate::support;
 
 use std::collections::BTreeMap;
 use std::process::Command;
@@ -14,6 +14,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::support::{MockServer, Response};
 use futures::StreamExt;
 use statewise::layer::{
     BreakerConfig, BreakerHandle, BreakerState, CircuitBreaker, Fallback, ModelExt, RetryPolicy,
@@ -23,7 +24,6 @@ use statewise::model::OpenAi;
 use statewise::tool::{ToolRegistry, Toolbox};
 use statewise::{Env, MachineError, StateError, Usage};
 use statewise_states::tools::Calculator;
-use support::{MockServer, Response};
 
 const SEED: u64 = 0x5eed_2026;
 

@@ -2,11 +2,12 @@
 //! cached usage, survive a restart on disk, and a cached rerun of the
 //! openai example makes no request at all.
 
-mod support;
+use crate::support;
 
 use std::process::Command;
 use std::sync::Arc;
 
+use crate::support::{react_response, temp_dir, usage, MockServer};
 use futures::StreamExt;
 use statewise::layer::{cache_key, Cache, CacheStore, MemoryCache, ModelExt, SqliteCache};
 use statewise::model::{ChatModel, ChatRequest, Chunk, Params, Reply, ScriptedModel};
@@ -14,7 +15,6 @@ use statewise::tool::{ToolRegistry, Toolbox};
 use statewise::{Emit, Env, EventKind, Message, Usage};
 use statewise_states::tools::Calculator;
 use statewise_states::{Answer, Reasoning};
-use support::{react_response, temp_dir, usage, MockServer};
 
 fn ask(text: &str) -> ChatRequest {
     ChatRequest::new(vec![Message::user(text)])

@@ -1,18 +1,18 @@
 //! The batch runner: resuming after SIGKILL without losing or duplicating
 //! an item, torn lines, and another dataset's output.
 
-mod support;
+use crate::support;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::support::{temp_dir, MockServer};
 use statewise::batch::{Batch, BatchError, ItemResult};
 use statewise::model::{FnModel, Reply};
 use statewise::tool::{ToolRegistry, Toolbox};
 use statewise::Usage;
-use support::{temp_dir, MockServer};
 
 fn dataset(dir: &Path, n: usize) -> PathBuf {
     let path = dir.join("input.jsonl");

@@ -1,6 +1,6 @@
 //! `examples/repair.rs` as a user runs it.
 
-mod support;
+use crate::support;
 
 use std::io::Write;
 use std::process::{Command, Output, Stdio};

@@ -1,0 +1,26 @@
+//! The integration tests, one binary (as ripgrep does): each test file
+//! used to link reqwest, rusqlite and tokio into a binary of its own, which
+//! cost minutes of linking on a 2-core machine. `tests/spans.rs` keeps its
+//! own process because `tracing`'s callsite interest is process-wide.
+
+mod support;
+
+mod agent_loop;
+mod anthropic_provider;
+mod batch;
+mod cache;
+mod fault_injection;
+mod fixtures;
+mod llama_server;
+#[cfg(feature = "local")]
+mod local_model;
+mod models;
+mod openai_provider;
+mod reliability;
+mod repair_cli;
+mod repair_conformance;
+mod repair_regressions;
+mod replay;
+mod stock_states;
+mod store;
+mod trace;
