@@ -211,16 +211,18 @@ pub struct ScratchError {
 /// assert_eq!(env.scratch.get::<u32>("missing")?, None);
 /// # Ok::<(), statewise::ScratchError>(())
 /// ```
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct Scratch(BTreeMap<String, Value>);
+///
+/// Entries are kept sorted by key in a vector: a run holds a handful, and a
+/// tree's first node would cost a kilobyte per run (and again per snapshot).
+/// It serializes as a JSON object, keys in order.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Scratch(Vec<(String, Value)>);
 
 impl Scratch {
     /// Reads `key` as a `T`; `Ok(None)` when the key is absent.
     pub fn get<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, ScratchError> {
-        self.0
-            .get(key)
-            .map(|v| T::deserialize(v))
+        self.raw(key)
+            .map(T::deserialize)
             .transpose()
             .map_err(|source| ScratchError {
                 key: key.to_owned(),
@@ -234,23 +236,45 @@ impl Scratch {
             key: key.to_owned(),
             source,
         })?;
-        self.0.insert(key.to_owned(), v);
+        match self.find(key) {
+            Ok(at) => self.0[at].1 = v,
+            Err(at) => self.0.insert(at, (key.to_owned(), v)),
+        }
         Ok(())
     }
 
     /// Removes `key`, returning its raw value.
     pub fn remove(&mut self, key: &str) -> Option<Value> {
-        self.0.remove(key)
+        self.find(key).ok().map(|at| self.0.remove(at).1)
     }
 
     /// The raw JSON value under `key`.
     pub fn raw(&self, key: &str) -> Option<&Value> {
-        self.0.get(key)
+        self.find(key).ok().map(|at| &self.0[at].1)
     }
 
     /// Whether `key` is present.
     pub fn contains(&self, key: &str) -> bool {
-        self.0.contains_key(key)
+        self.find(key).is_ok()
+    }
+
+    fn find(&self, key: &str) -> Result<usize, usize> {
+        self.0.binary_search_by(|(k, _)| k.as_str().cmp(key))
+    }
+}
+
+impl Serialize for Scratch {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_map(self.0.iter().map(|(k, v)| (k, v)))
+    }
+}
+
+impl<'de> Deserialize<'de> for Scratch {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        // Through a tree, which sorts the keys (and keeps the last of a
+        // repeated one, as a map does).
+        let map = BTreeMap::<String, Value>::deserialize(deserializer)?;
+        Ok(Scratch(map.into_iter().collect()))
     }
 }
 
@@ -386,5 +410,39 @@ impl Env {
             .rev()
             .find(|m| m.role == Role::User)
             .map(|m| m.content.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn scratch_keeps_keys_sorted_and_serializes_as_an_object() {
+        let mut scratch = Scratch::default();
+        scratch.set("b", &2).unwrap();
+        scratch.set("a", &1).unwrap();
+        scratch.set("c", &3).unwrap();
+        scratch.set("b", &20).unwrap();
+        assert_eq!(scratch.get::<u32>("b").unwrap(), Some(20));
+        assert_eq!(
+            serde_json::to_string(&scratch).unwrap(),
+            r#"{"a":1,"b":20,"c":3}"#
+        );
+        assert_eq!(scratch.remove("a"), Some(Value::from(1)));
+        assert!(!scratch.contains("a") && scratch.contains("c"));
+        assert_eq!(scratch.remove("a"), None);
+    }
+
+    #[test]
+    fn scratch_read_from_any_key_order_equals_the_same_entries() {
+        let read: Scratch = serde_json::from_str(r#"{"z": true, "m": [1], "a": null}"#).unwrap();
+        let mut built = Scratch::default();
+        for (k, v) in [("m", json!([1])), ("a", Value::Null), ("z", json!(true))] {
+            built.set(k, &v).unwrap();
+        }
+        assert_eq!(read, built);
+        assert_eq!(read.raw("m"), Some(&json!([1])));
     }
 }

@@ -51,6 +51,10 @@ fn main() {
             let (rate, rss) = rt.block_on(scale(n));
             println!("{rate} {rss}");
         }
+        Some("p2b-child") => {
+            let per_run = rt.block_on(p2b(Transport::parse(&args[1])));
+            println!("{per_run}");
+        }
         Some(only @ ("p2a" | "p2b" | "p2c" | "p3")) => rt.block_on(report(only)),
         _ => rt.block_on(report("all")),
     }
@@ -68,28 +72,72 @@ fn agent(url: &str, client: &reqwest::Client) -> Machine {
     )
 }
 
-fn client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .pool_max_idle_per_host(20_000)
-        .build()
-        .expect("client")
+/// How the client reaches the mock.
+#[derive(Clone, Copy)]
+enum Transport {
+    /// HTTP/1.1: one connection per call in flight (local model servers).
+    Http1,
+    /// HTTP/2: calls multiplexed on one connection (vendor APIs, which
+    /// reqwest reaches over HTTP/2 through TLS ALPN; h2c to the mock).
+    Http2,
+}
+
+impl Transport {
+    const BOTH: [Transport; 2] = [Transport::Http1, Transport::Http2];
+
+    fn parse(text: &str) -> Transport {
+        match text {
+            "h2" => Transport::Http2,
+            _ => Transport::Http1,
+        }
+    }
+
+    fn arg(self) -> &'static str {
+        match self {
+            Transport::Http1 => "h1",
+            Transport::Http2 => "h2",
+        }
+    }
+
+    fn label(self) -> &'static str {
+        match self {
+            Transport::Http1 => "HTTP/1.1",
+            Transport::Http2 => "HTTP/2",
+        }
+    }
+}
+
+fn client(transport: Transport) -> reqwest::Client {
+    let builder = reqwest::Client::builder().pool_max_idle_per_host(20_000);
+    match transport {
+        Transport::Http1 => builder.http1_only(),
+        Transport::Http2 => builder.http2_prior_knowledge(),
+    }
+    .build()
+    .expect("client")
 }
 
 /// Runs `n` ReAct runs, `concurrency` at a time; the wall time.
 async fn runs(machine: &Machine, n: usize, concurrency: usize) -> Duration {
     let started = Instant::now();
-    let ok = futures::stream::iter(0..n)
+    let mut results = futures::stream::iter(0..n)
         .map(|_| machine.run(Env::from_user("What is 6 * 7?")))
-        .buffer_unordered(concurrency)
-        .filter(|r| futures::future::ready(r.is_ok()))
-        .count()
-        .await;
-    assert_eq!(ok, n, "every run succeeds against the mock");
+        .buffer_unordered(concurrency);
+    let mut failed = 0;
+    while let Some(result) = results.next().await {
+        if let Err(failure) = result {
+            if failed == 0 {
+                eprintln!("load: a run failed: {}", failure.error);
+            }
+            failed += 1;
+        }
+    }
+    assert_eq!(failed, 0, "every run succeeds against the mock");
     started.elapsed()
 }
 
 async fn p3(url: &str) -> (Duration, Duration) {
-    let client = client();
+    let client = client(Transport::Http1);
     let body = serde_json::json!({"model": "mock", "stream": true, "messages": [{"role": "user", "content": "hi"}]});
     let mut raw = Vec::new();
     let mut framework = Vec::new();
@@ -191,15 +239,17 @@ fn scale_in_process(n: usize) -> (f64, u64) {
 
 /// Prints the table rows of `which` ("all", or one of p2a, p2b, p2c, p3).
 async fn report(which: &str) {
-    let client = client();
     println!("| benchmark | target | measured |");
     println!("|---|---|---|");
     let all = which == "all";
-    if all || which == "p2a" {
-        p2a(&client).await;
-    }
-    if all || which == "p2c" {
-        p2c(&client).await;
+    for transport in Transport::BOTH {
+        let client = client(transport);
+        if all || which == "p2a" {
+            p2a(&client, transport).await;
+        }
+        if all || which == "p2c" {
+            p2c(&client, transport).await;
+        }
     }
     if all || which == "p3" {
         let server = start_server(0).await;
@@ -213,7 +263,19 @@ async fn report(which: &str) {
         );
     }
     if all || which == "p2b" {
-        p2b(&client).await;
+        // Peak RSS is a high-water mark: each transport in a fresh process.
+        for transport in Transport::BOTH {
+            let out = Command::new(std::env::current_exe().unwrap())
+                .args(["p2b-child", transport.arg()])
+                .stderr(Stdio::inherit())
+                .output()
+                .expect("p2b run");
+            let per_run = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+            println!(
+                "| P2b peak RSS per run, 10,000 in flight (5 s per call), {} | ≤ 20 KB | {per_run} KB |",
+                transport.label()
+            );
+        }
     }
     if all {
         // The batch runner on scripted items, each size in its own process.
@@ -225,7 +287,7 @@ async fn report(which: &str) {
 }
 
 /// P2a: client CPU time per run at 1,000 concurrent runs.
-async fn p2a(client: &reqwest::Client) {
+async fn p2a(client: &reqwest::Client, transport: Transport) {
     let server = start_server(100).await;
     let machine = agent(&server.url, client);
     runs(&machine, 1000, 1000).await; // warm the connection pool
@@ -234,20 +296,22 @@ async fn p2a(client: &reqwest::Client) {
     runs(&machine, n, 1000).await;
     let per_run = (cpu_time() - cpu) / n as u32;
     println!(
-        "| P2a client CPU per ReAct run, 1,000 concurrent | ≤ 0.5 ms | {:.3} ms |",
+        "| P2a client CPU per ReAct run, 1,000 concurrent, {} | ≤ 0.5 ms | {:.3} ms |",
+        transport.label(),
         per_run.as_secs_f64() * 1e3
     );
 }
 
 /// P2c: wall time of 1,000 concurrent runs at 1 s per call (ideal 2 s).
-async fn p2c(client: &reqwest::Client) {
+async fn p2c(client: &reqwest::Client, transport: Transport) {
     let server = start_server(1000).await;
     let machine = agent(&server.url, client);
-    // The first round also opens 1,000 connections; the second reuses them.
+    // The first round also opens the connections; the second reuses them.
     let cold = runs(&machine, 1000, 1000).await;
     let warm = runs(&machine, 1000, 1000).await;
     println!(
-        "| P2c wall time, 1,000 concurrent runs at 1 s per call (ideal 2 s) | ≤ 1.05× | {:.2} s = {:.3}× warm; {:.2} s = {:.3}× with 1,000 new connections |",
+        "| P2c wall time, 1,000 concurrent runs at 1 s per call (ideal 2 s), {} | ≤ 1.05× | {:.2} s = {:.3}× warm; {:.2} s = {:.3}× with new connections |",
+        transport.label(),
         warm.as_secs_f64(),
         warm.as_secs_f64() / 2.0,
         cold.as_secs_f64(),
@@ -255,12 +319,16 @@ async fn p2c(client: &reqwest::Client) {
     );
 }
 
-/// P2b: peak RSS per run with 10,000 runs in flight (5 s per call).
-async fn p2b(client: &reqwest::Client) {
+/// P2b: peak RSS (KB) per run with 10,000 runs in flight (5 s per call).
+async fn p2b(transport: Transport) -> String {
+    let client = client(transport);
     let server = start_server(5000).await;
-    let machine = agent(&server.url, client);
+    let machine = agent(&server.url, &client);
+    // One run first: the connection is open and, over HTTP/2, its settings
+    // (how many streams the server takes) are known before 10,000 start.
+    runs(&machine, 1, 1).await;
     let before = peak_rss_kb();
     runs(&machine, 10_000, 10_000).await;
     let per_run = (peak_rss_kb().saturating_sub(before)) as f64 / 10_000.0;
-    println!("| P2b peak RSS per run, 10,000 in flight | ≤ 20 KB | {per_run:.1} KB |");
+    format!("{per_run:.1}")
 }

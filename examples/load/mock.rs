@@ -1,14 +1,23 @@
 //! The mock OpenAI-compatible server the load runs talk to, in a process
 //! of its own (`load serve PORT LATENCY_MS`) so its CPU and memory are not
 //! the client's. It answers a first call with a calculator tool call and a
-//! call that carries the observation with the final answer, streamed in
-//! 12-byte pieces after `latency`.
+//! call that carries the observation with the final answer, as SSE events
+//! of 12 bytes each after `latency`. hyper's own server, so the same mock
+//! speaks HTTP/1.1 and HTTP/2.
 
 use std::process::{Child, Command};
 use std::time::Duration;
 
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use std::convert::Infallible;
 
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::{Request, Response};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+
+/// Serves on 127.0.0.1:`port` until killed: HTTP/1.1 with keep-alive, and
+/// HTTP/2 for clients that speak it with prior knowledge.
 pub async fn serve(port: u16, latency: Duration) {
     let socket = tokio::net::TcpSocket::new_v4().expect("socket");
     socket.set_reuseaddr(true).expect("reuseaddr");
@@ -16,58 +25,54 @@ pub async fn serve(port: u16, latency: Duration) {
         .bind(([127, 0, 0, 1], port).into())
         .expect("bind 127.0.0.1");
     let listener = socket.listen(8192).expect("listen");
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    // Every run in flight may share one connection.
+    builder.http2().max_concurrent_streams(100_000);
     loop {
         if let Ok((stream, _)) = listener.accept().await {
-            tokio::spawn(connection(stream, latency));
+            let builder = builder.clone();
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(move |r| answer(r, latency));
+                let _ = builder
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            });
         }
     }
 }
 
-/// Serves requests on one kept-alive connection until the client closes it.
-async fn connection(stream: tokio::net::TcpStream, latency: Duration) -> std::io::Result<()> {
-    let (read, mut write) = stream.into_split();
-    let mut read = BufReader::new(read);
-    let mut line = String::new();
-    loop {
-        let mut length = 0usize;
-        loop {
-            line.clear();
-            if read.read_line(&mut line).await? == 0 {
-                return Ok(());
-            }
-            if line == "\r\n" {
-                break;
-            }
-            if let Some((name, value)) = line.split_once(':') {
-                if name.eq_ignore_ascii_case("content-length") {
-                    length = value.trim().parse().unwrap_or(0);
-                }
-            }
-        }
-        let mut body = vec![0u8; length];
-        read.read_exact(&mut body).await?;
-        let observed = body.windows(16).any(|w| w == b"Observation from");
-        tokio::time::sleep(latency).await;
-        let text = if observed {
-            r#"{"final_answer": "6 * 7 = 42"}"#
-        } else {
-            r#"{"tool_calls": [{"name": "calculator", "arguments": {"expression": "6 * 7"}}]}"#
-        };
-        let mut out = String::from("HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n");
-        let mut chunk = |data: String| out.push_str(&format!("{:x}\r\n{data}\r\n", data.len()));
-        for piece in text.as_bytes().chunks(12) {
-            let piece = String::from_utf8_lossy(piece);
-            chunk(format!(
-                "data: {}\n\n",
-                serde_json::json!({"choices": [{"delta": {"content": piece}}]})
-            ));
-        }
-        chunk("data: {\"choices\": [{\"delta\": {}, \"finish_reason\": \"stop\"}]}\n\n".into());
-        chunk("data: {\"choices\": [], \"usage\": {\"prompt_tokens\": 120, \"completion_tokens\": 20}}\n\n".into());
-        chunk("data: [DONE]\n\n".into());
-        out.push_str("0\r\n\r\n");
-        write.write_all(out.as_bytes()).await?;
+/// A tool call first; the final answer once the request carries the
+/// observation. The whole SSE body is sent after `latency`.
+async fn answer(
+    request: Request<hyper::body::Incoming>,
+    latency: Duration,
+) -> Result<Response<Full<Bytes>>, Infallible> {
+    let body = match request.into_body().collect().await {
+        Ok(b) => b.to_bytes(),
+        Err(_) => Bytes::new(),
+    };
+    let observed = body.windows(16).any(|w| w == b"Observation from");
+    tokio::time::sleep(latency).await;
+    let text = if observed {
+        r#"{"final_answer": "6 * 7 = 42"}"#
+    } else {
+        r#"{"tool_calls": [{"name": "calculator", "arguments": {"expression": "6 * 7"}}]}"#
+    };
+    let mut out = String::new();
+    for piece in text.as_bytes().chunks(12) {
+        let piece = String::from_utf8_lossy(piece);
+        out.push_str(&format!(
+            "data: {}\n\n",
+            serde_json::json!({"choices": [{"delta": {"content": piece}}]})
+        ));
     }
+    out.push_str("data: {\"choices\": [{\"delta\": {}, \"finish_reason\": \"stop\"}]}\n\n");
+    out.push_str("data: {\"choices\": [], \"usage\": {\"prompt_tokens\": 120, \"completion_tokens\": 20}}\n\n");
+    out.push_str("data: [DONE]\n\n");
+    Ok(Response::builder()
+        .header("content-type", "text/event-stream")
+        .body(Full::new(Bytes::from(out)))
+        .expect("a valid response"))
 }
 
 pub struct Server {

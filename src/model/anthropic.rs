@@ -8,13 +8,14 @@ use futures::StreamExt;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
-use super::http::{error_chain, error_message, send, Endpoint, Resolved};
+use super::http::{error_chain, error_message, json_body, send, Endpoint, Resolved};
 use super::secret::{redact, Secret};
 use super::{
     Capabilities, ChatModel, ChatRequest, Chunk, ChunkStream, FinishReason, ModelError,
     ToolCallDelta,
 };
 use crate::env::{Message, Role, Usage};
+use reqwest::header::CONTENT_TYPE;
 
 const PROVIDER: &str = "anthropic";
 
@@ -198,14 +199,20 @@ impl ChatModel for Anthropic {
     }
 
     fn stream(&self, request: ChatRequest) -> ChunkStream<'_> {
-        Box::pin(async_stream::try_stream! {
-            let http = self
-                .client
+        // Serialized here, so the request (prompt, schema) is freed now
+        // rather than held for the whole call.
+        let body = json_body(&self.body(&request));
+        drop(request);
+        let make = move || {
+            self.client
                 .post(&self.url)
+                .header(CONTENT_TYPE, "application/json")
                 .header("x-api-key", self.key.expose())
                 .header("anthropic-version", API_VERSION)
-                .json(&self.body(&request));
-            let response = send(http, PROVIDER, Some(&self.key), Some(self.connect_timeout)).await?;
+                .body(body.clone())
+        };
+        Box::pin(async_stream::try_stream! {
+            let response = send(make, PROVIDER, Some(&self.key), Some(self.connect_timeout)).await?;
             if !self.streaming {
                 let body = response.bytes().await.map_err(|e| cut(0, &e, &self.key))?;
                 let message: WireMessage = serde_json::from_slice(&body).map_err(|e| protocol(0, e.to_string()))?;

@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use bytes::Bytes;
 use reqwest::header::HeaderMap;
 use serde_json::Value;
 
@@ -44,21 +45,32 @@ pub(crate) fn error_message(body: &str) -> String {
     }
 }
 
-/// Sends `request`; a transport failure or a non-success status becomes
-/// the matching typed error, with credentials redacted.
+/// A JSON body serialized once. Sending it again clones a reference, not
+/// the bytes, and no copy of the request is held while the reply is awaited.
+pub(crate) fn json_body(value: &serde_json::Value) -> Bytes {
+    // A Value's Display is its JSON and cannot fail. Shrunk, since the
+    // body lives as long as the call (reqwest keeps it to follow redirects).
+    let mut bytes = value.to_string().into_bytes();
+    bytes.shrink_to_fit();
+    Bytes::from(bytes)
+}
+
+/// Sends the request `make` builds; a transport failure or a non-success
+/// status becomes the matching typed error, with credentials redacted.
+///
+/// `make` is called a second time only when a pooled connection the server
+/// had already closed (llama.cpp's server closes every fifth keep-alive
+/// request's connection) failed before the server read anything: the
+/// request is sent once more, on a new connection.
 pub(crate) async fn send(
-    request: reqwest::RequestBuilder,
+    make: impl Fn() -> reqwest::RequestBuilder,
     provider: &str,
     secret: Option<&Secret>,
     connect_limit: Option<Duration>,
 ) -> Result<reqwest::Response, ModelError> {
-    let retry = request.try_clone();
-    let sent = match (request.send().await, retry) {
-        // A pooled connection the server had already closed (llama.cpp's
-        // server closes every fifth keep-alive request's connection) fails
-        // before the server reads anything: send once more, on a new one.
-        (Err(e), Some(again)) if closed_before_response(&e) => again.send().await,
-        (result, _) => result,
+    let sent = match make().send().await {
+        Err(e) if closed_before_response(&e) => make().send().await,
+        result => result,
     };
     let response = sent.map_err(|e| match (e.is_timeout(), connect_limit) {
         (true, Some(after)) => ModelError::Timeout {

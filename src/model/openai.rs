@@ -12,13 +12,14 @@ use futures::StreamExt;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::http::{error_chain, send, Endpoint, Resolved};
+use super::http::{error_chain, json_body, send, Endpoint, Resolved};
 use super::secret::{redact, Secret};
 use super::{
     Capabilities, ChatModel, ChatRequest, Chunk, ChunkStream, FinishReason, ModelError,
     ToolCallDelta,
 };
 use crate::env::{Message, Role, Usage};
+use reqwest::header::CONTENT_TYPE;
 
 const PROVIDER: &str = "openai";
 
@@ -224,12 +225,23 @@ impl ChatModel for OpenAi {
     }
 
     fn stream(&self, request: ChatRequest) -> ChunkStream<'_> {
-        Box::pin(async_stream::try_stream! {
-            let mut http = self.client.post(&self.url).json(&self.body(&request));
-            if let Some(key) = &self.key {
-                http = http.bearer_auth(key.expose());
+        // Serialized here, so the request (prompt, schema) is freed now
+        // rather than held for the whole call.
+        let body = json_body(&self.body(&request));
+        drop(request);
+        let make = move || {
+            let http = self
+                .client
+                .post(&self.url)
+                .header(CONTENT_TYPE, "application/json")
+                .body(body.clone());
+            match &self.key {
+                Some(key) => http.bearer_auth(key.expose()),
+                None => http,
             }
-            let response = send(http, PROVIDER, self.key.as_ref(), Some(self.connect_timeout)).await?;
+        };
+        Box::pin(async_stream::try_stream! {
+            let response = send(make, PROVIDER, self.key.as_ref(), Some(self.connect_timeout)).await?;
             if !self.streaming {
                 let body = response.bytes().await.map_err(|e| cut(0, &e, self.key.as_ref()))?;
                 let completion: Completion = serde_json::from_slice(&body).map_err(|e| protocol(0, e.to_string()))?;
