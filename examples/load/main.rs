@@ -60,16 +60,16 @@ fn main() {
     }
 }
 
-fn agent(url: &str, client: &reqwest::Client) -> Machine {
+fn agent(url: &str, client: &reqwest::Client) -> Arc<Machine> {
     let model = OpenAi::builder("mock")
         .base_url(url)
         .client(client.clone())
         .build()
         .expect("model");
-    statewise_states::agent(
+    Arc::new(statewise_states::agent(
         Arc::new(model),
         Toolbox::new(ToolRegistry::new().with(Calculator)),
-    )
+    ))
 }
 
 /// How the client reaches the mock.
@@ -117,15 +117,19 @@ fn client(transport: Transport) -> reqwest::Client {
     .expect("client")
 }
 
-/// Runs `n` ReAct runs, `concurrency` at a time; the wall time.
-async fn runs(machine: &Machine, n: usize, concurrency: usize) -> Duration {
+/// Runs `n` ReAct runs, `concurrency` at a time, each a task of its own
+/// (as a server runs its requests, so both cores work); the wall time.
+async fn runs(machine: &Arc<Machine>, n: usize, concurrency: usize) -> Duration {
     let started = Instant::now();
     let mut results = futures::stream::iter(0..n)
-        .map(|_| machine.run(Env::from_user("What is 6 * 7?")))
+        .map(|_| {
+            let machine = Arc::clone(machine);
+            tokio::spawn(async move { machine.run(Env::from_user("What is 6 * 7?")).await })
+        })
         .buffer_unordered(concurrency);
     let mut failed = 0;
-    while let Some(result) = results.next().await {
-        if let Err(failure) = result {
+    while let Some(joined) = results.next().await {
+        if let Err(failure) = joined.expect("a run does not panic") {
             if failed == 0 {
                 eprintln!("load: a run failed: {}", failure.error);
             }

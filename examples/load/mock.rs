@@ -26,16 +26,25 @@ pub async fn serve(port: u16, latency: Duration) {
         .expect("bind 127.0.0.1");
     let listener = socket.listen(8192).expect("listen");
     let mut builder = auto::Builder::new(TokioExecutor::new());
-    // Every run in flight may share one connection.
-    builder.http2().max_concurrent_streams(100_000);
+    // Every run in flight may share one connection, and all their request
+    // bodies (about 2 KB each) fit its window at once: with the default
+    // window the bodies arrive as many small DATA frames, which h2 takes
+    // for an attack (GOAWAY, ENHANCE_YOUR_CALM).
+    builder
+        .http2()
+        .max_concurrent_streams(100_000)
+        .initial_connection_window_size(64 << 20);
     loop {
         if let Ok((stream, _)) = listener.accept().await {
             let builder = builder.clone();
             tokio::spawn(async move {
                 let service = hyper::service::service_fn(move |r| answer(r, latency));
-                let _ = builder
+                let served = builder
                     .serve_connection(TokioIo::new(stream), service)
                     .await;
+                if let Err(e) = served {
+                    eprintln!("mock: a connection failed: {e:?}");
+                }
             });
         }
     }

@@ -201,8 +201,12 @@ impl ChatModel for Anthropic {
     fn stream(&self, request: ChatRequest) -> ChunkStream<'_> {
         // Serialized here, so the request (prompt, schema) is freed now
         // rather than held for the whole call.
-        let body = json_body(&self.body(&request));
+        let body = json_body(PROVIDER, &self.body(&request));
         drop(request);
+        let body = match body {
+            Ok(body) => body,
+            Err(e) => return Box::pin(futures::stream::once(async move { Err(e) })),
+        };
         let make = move || {
             self.client
                 .post(&self.url)

@@ -47,12 +47,15 @@ pub(crate) fn error_message(body: &str) -> String {
 
 /// A JSON body serialized once. Sending it again clones a reference, not
 /// the bytes, and no copy of the request is held while the reply is awaited.
-pub(crate) fn json_body(value: &serde_json::Value) -> Bytes {
-    // A Value's Display is its JSON and cannot fail. Shrunk, since the
-    // body lives as long as the call (reqwest keeps it to follow redirects).
-    let mut bytes = value.to_string().into_bytes();
+pub(crate) fn json_body(provider: &str, body: &impl serde::Serialize) -> Result<Bytes, ModelError> {
+    let mut bytes = serde_json::to_vec(body).map_err(|e| ModelError::Config {
+        provider: provider.to_owned(),
+        message: format!("cannot write the request as JSON: {e}"),
+    })?;
+    // Shrunk: the body lives as long as the call (reqwest keeps it to
+    // follow redirects).
     bytes.shrink_to_fit();
-    Bytes::from(bytes)
+    Ok(Bytes::from(bytes))
 }
 
 /// Sends the request `make` builds; a transport failure or a non-success

@@ -12,6 +12,8 @@ mod http;
 mod local;
 #[cfg(feature = "http")]
 mod openai;
+#[cfg(feature = "http")]
+mod openai_body;
 mod price;
 mod reply;
 mod scripted;

@@ -10,15 +10,16 @@
 use eventsource_stream::Eventsource;
 use futures::StreamExt;
 use serde::Deserialize;
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use super::http::{error_chain, json_body, send, Endpoint, Resolved};
+use super::openai_body::{Body, Settings};
 use super::secret::{redact, Secret};
 use super::{
     Capabilities, ChatModel, ChatRequest, Chunk, ChunkStream, FinishReason, ModelError,
     ToolCallDelta,
 };
-use crate::env::{Message, Role, Usage};
+use crate::env::Usage;
 use reqwest::header::CONTENT_TYPE;
 
 const PROVIDER: &str = "openai";
@@ -79,43 +80,14 @@ impl OpenAi {
         Self::builder(model).from_env().build()
     }
 
-    fn body(&self, request: &ChatRequest) -> Value {
-        let mut body = json!({
-            "model": self.model,
-            "messages": request.messages.iter().map(wire_message).collect::<Vec<_>>(),
-            "stream": self.streaming,
-        });
-        if self.streaming && self.include_usage {
-            body["stream_options"] = json!({"include_usage": true});
-        }
-        if self.capabilities.native_tools && !request.tools.is_empty() {
-            body["tools"] = request
-                .tools
-                .iter()
-                .map(|t| {
-                    json!({"type": "function", "function": {
-                        "name": t.name, "description": t.description, "parameters": t.parameters}})
-                })
-                .collect();
-        }
-        if let (Some(schema), true) = (&request.response_schema, self.capabilities.json_schema) {
-            body["response_format"] = json!({"type": "json_schema",
-                "json_schema": {"name": "response", "schema": schema, "strict": false}});
-        }
-        let p = &request.params;
-        if let Some(t) = p.temperature {
-            body["temperature"] = json!(t);
-        }
-        if let Some(m) = p.max_tokens {
-            body["max_tokens"] = json!(m);
-        }
-        if !p.stop.is_empty() {
-            body["stop"] = json!(p.stop);
-        }
-        if let Some(seed) = p.seed {
-            body["seed"] = json!(seed);
-        }
-        body
+    fn body<'a>(&'a self, request: &'a ChatRequest) -> Body<'a> {
+        let settings = Settings {
+            model: &self.model,
+            streaming: self.streaming,
+            include_usage: self.include_usage,
+            capabilities: self.capabilities,
+        };
+        Body::new(&settings, request)
     }
 }
 
@@ -227,8 +199,12 @@ impl ChatModel for OpenAi {
     fn stream(&self, request: ChatRequest) -> ChunkStream<'_> {
         // Serialized here, so the request (prompt, schema) is freed now
         // rather than held for the whole call.
-        let body = json_body(&self.body(&request));
+        let body = json_body(PROVIDER, &self.body(&request));
         drop(request);
+        let body = match body {
+            Ok(body) => body,
+            Err(e) => return Box::pin(futures::stream::once(async move { Err(e) })),
+        };
         let make = move || {
             let http = self
                 .client
@@ -324,33 +300,6 @@ fn excerpt(text: &str) -> String {
     } else {
         format!("{cut:?}")
     }
-}
-
-fn wire_message(m: &Message) -> Value {
-    let role = match m.role {
-        Role::System => "system",
-        Role::User => "user",
-        Role::Assistant => "assistant",
-        Role::Tool => "tool",
-    };
-    let mut out = json!({"role": role, "content": m.content});
-    if !m.tool_calls.is_empty() {
-        out["tool_calls"] = m
-            .tool_calls
-            .iter()
-            .map(|c| {
-                json!({"id": c.id, "type": "function",
-                       "function": {"name": c.name, "arguments": c.arguments.to_string()}})
-            })
-            .collect();
-        if m.content.is_empty() {
-            out["content"] = Value::Null;
-        }
-    }
-    if let Some(id) = &m.tool_call_id {
-        out["tool_call_id"] = json!(id);
-    }
-    out
 }
 
 fn finish_reason(reason: Option<String>) -> Option<FinishReason> {
@@ -506,9 +455,10 @@ impl Completion {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::env::ToolCall;
+    use crate::env::{Message, ToolCall};
     use crate::model::Params;
     use crate::tool::ToolSpec;
+    use serde_json::json;
 
     fn model() -> OpenAi {
         OpenAi::builder("m")
@@ -536,7 +486,7 @@ mod tests {
             },
             response_schema: Some(json!({"type": "object"})),
         };
-        let body = model().body(&request);
+        let body = serde_json::to_value(model().body(&request)).unwrap();
         assert_eq!(body["stream_options"], json!({"include_usage": true}));
         assert_eq!(body["messages"][1]["content"], Value::Null);
         assert_eq!(

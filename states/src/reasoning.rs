@@ -1,6 +1,9 @@
 //! The Reasoning state: ask the model for an action.
 
+use std::sync::OnceLock;
+
 use futures::StreamExt;
+use serde_json::Value;
 use statewise::action::{action_schema, ParseError, PartialActionReader, RepairError};
 use statewise::model::{ChatRequest, Params, ReplyStream, SharedModel};
 use statewise::tool::{ToolSpec, Toolbox};
@@ -32,6 +35,19 @@ pub struct Reasoning {
     on_model_error: Option<String>,
     on_tool_calls: String,
     on_answer: String,
+    /// Built on first use: they depend only on the settings above.
+    prompts: OnceLock<Prompts>,
+}
+
+/// What every request of a Reasoning state repeats, built once.
+#[derive(Clone)]
+struct Prompts {
+    /// System prompts for a JSON-action model: with the tools, and without.
+    json: [String; 2],
+    /// The matching action schemas.
+    schema: [Value; 2],
+    /// The system prompt for a model with native tool calling.
+    native: String,
 }
 
 impl std::fmt::Debug for Reasoning {
@@ -59,6 +75,7 @@ impl Reasoning {
             on_model_error: None,
             on_tool_calls: ACTION.to_owned(),
             on_answer: ANSWER.to_owned(),
+            prompts: OnceLock::new(),
         }
     }
 
@@ -72,6 +89,7 @@ impl Reasoning {
     /// action format are always appended.
     pub fn instructions(mut self, instructions: impl Into<String>) -> Self {
         self.instructions = instructions.into();
+        self.prompts = OnceLock::new();
         self
     }
 
@@ -92,6 +110,7 @@ impl Reasoning {
     /// is fed back as an error.
     pub fn max_calls_per_step(mut self, calls: usize) -> Self {
         self.max_calls_per_step = calls.max(1);
+        self.prompts = OnceLock::new();
         self
     }
 
@@ -148,24 +167,41 @@ impl Reasoning {
     pub fn request(&self, env: &Env) -> ChatRequest {
         let specs = self.offered(env);
         let capabilities = self.model.capabilities();
+        let prompts = self.prompts();
         if capabilities.native_tools && !specs.is_empty() {
-            let system = format!("{}\n\n{}", self.instructions, prompt::NATIVE_TOOLS_GUIDE);
             return ChatRequest {
-                messages: prompt::native_conversation(system, env),
+                messages: prompt::native_conversation(prompts.native.clone(), env),
                 tools: specs.to_vec(),
                 params: self.params.clone(),
                 response_schema: None,
             };
         }
-        let system = format!("{}\n\n{}", self.instructions, prompt::action_format(specs));
+        let which = usize::from(specs.is_empty());
         ChatRequest {
-            messages: prompt::conversation(system, env),
+            messages: prompt::conversation(prompts.json[which].clone(), env),
             tools: Vec::new(),
             params: self.params.clone(),
             response_schema: capabilities
                 .json_schema
-                .then(|| action_schema(specs, self.max_calls_per_step)),
+                .then(|| prompts.schema[which].clone()),
         }
+    }
+
+    fn prompts(&self) -> &Prompts {
+        self.prompts.get_or_init(|| {
+            let all = self.tools.specs();
+            let json = |specs: &[ToolSpec]| {
+                format!("{}\n\n{}", self.instructions, prompt::action_format(specs))
+            };
+            Prompts {
+                json: [json(all), json(&[])],
+                schema: [
+                    action_schema(all, self.max_calls_per_step),
+                    action_schema(&[], self.max_calls_per_step),
+                ],
+                native: format!("{}\n\n{}", self.instructions, prompt::NATIVE_TOOLS_GUIDE),
+            }
+        })
     }
 
     fn failures_key(&self) -> String {
