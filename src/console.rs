@@ -96,6 +96,14 @@ impl Console {
                     let mark = if o.is_error { "✗" } else { "←" };
                     line(&mut out, format!("{mark} {}: {}", o.tool, o.render()));
                 }
+                EventKind::Emitted(Emit::RepeatedCall { tool, times, .. }) if self.verbose => {
+                    line(
+                        &mut out,
+                        format!(
+                            "↻ {tool} called {times} times with the same arguments: no more tools"
+                        ),
+                    );
+                }
                 EventKind::StateRetried { attempt, reason } => {
                     line(
                         &mut out,

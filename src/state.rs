@@ -61,6 +61,17 @@ pub enum Emit {
     },
     /// A tool result was recorded in the env (in call order).
     Observation(Observation),
+    /// The model made the same tool call (same tool, same arguments)
+    /// `times` times in this run; the state stops offering tools and asks
+    /// for an answer from the observations so far.
+    RepeatedCall {
+        /// The tool.
+        tool: String,
+        /// Its arguments.
+        arguments: serde_json::Value,
+        /// How often the call was made.
+        times: u32,
+    },
     /// A model call ended: its request and whole reply, for traces and
     /// replays ([`ReplyStream::call`](crate::model::ReplyStream::call)
     /// emits it after the call's tokens).

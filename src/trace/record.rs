@@ -236,7 +236,7 @@ impl StepTrace {
                     t.is_error = o.is_error;
                 }
             }
-            Emit::PartialAction(_) => {}
+            Emit::PartialAction(_) | Emit::RepeatedCall { .. } => {}
         }
     }
 

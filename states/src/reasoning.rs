@@ -1,5 +1,6 @@
 //! The Reasoning state: ask the model for an action.
 
+use std::collections::BTreeMap;
 use std::sync::OnceLock;
 
 use futures::StreamExt;
@@ -7,9 +8,13 @@ use serde_json::Value;
 use statewise::action::{action_schema, ParseError, PartialActionReader, RepairError};
 use statewise::model::{ChatRequest, Params, ReplyStream, SharedModel};
 use statewise::tool::{ToolSpec, Toolbox};
-use statewise::{Action, Emit, EmitStream, Env, Message, Next, State, StateError};
+use statewise::{Action, Emit, EmitStream, Env, Message, Next, State, StateError, ToolCall};
 
 use crate::{prompt, ACTION, ANSWER, REASONING};
+
+/// Told to a model whose tools were withdrawn for a repeated call.
+const REPEATED_CALL_NOTE: &str = "You made the same tool call again. No more tools: \
+     answer the user now, from the observations above, with a final answer.";
 
 const DEFAULT_INSTRUCTIONS: &str =
     "You are a helpful assistant. Think about the user's request, use tools when they help, \
@@ -19,9 +24,12 @@ const DEFAULT_INSTRUCTIONS: &str =
 /// parses the reply into the env's pending [`Action`].
 ///
 /// Routing: tool calls go to `action`, a final answer to `answer`. A reply
-/// that is not an action is sent back to the model with the parse error as
-/// feedback and Reasoning runs again, at most `max_parse_retries` times;
-/// after that the run fails with [`StateError::Action`].
+/// with no JSON in it at all is the final answer (`prose_is_answer`, on by
+/// default: models often answer in plain prose after a tool's observation).
+/// A reply with JSON that cannot be read as an action is sent back to the
+/// model with the parse error as feedback and Reasoning runs again; once a
+/// run's unreadable replies exceed `max_parse_retries`, counted over the
+/// whole run, it fails with [`StateError::Action`].
 #[derive(Clone)]
 pub struct Reasoning {
     name: String,
@@ -30,6 +38,8 @@ pub struct Reasoning {
     instructions: String,
     params: Params,
     max_parse_retries: u32,
+    prose_is_answer: bool,
+    max_repeated_calls: u32,
     max_calls_per_step: usize,
     max_tool_rounds: Option<u32>,
     on_model_error: Option<String>,
@@ -70,6 +80,8 @@ impl Reasoning {
             instructions: DEFAULT_INSTRUCTIONS.to_owned(),
             params: Params::default(),
             max_parse_retries: 2,
+            prose_is_answer: true,
+            max_repeated_calls: 2,
             max_calls_per_step: 8,
             max_tool_rounds: None,
             on_model_error: None,
@@ -99,9 +111,31 @@ impl Reasoning {
         self
     }
 
-    /// How many unparseable replies are fed back before the run fails.
+    /// How many unreadable replies a run may have, in all: each is fed
+    /// back, and the one after the last retry fails the run. The count is
+    /// not reset by a good reply, so a model alternating between tool calls
+    /// and unreadable replies cannot loop until the step limit.
     pub fn max_parse_retries(mut self, retries: u32) -> Self {
         self.max_parse_retries = retries;
+        self
+    }
+
+    /// After the same tool call (same tool, same arguments) was made this
+    /// many times in a run (default 2), offer no more tools and ask the
+    /// model to answer from the observations it has; the state emits
+    /// [`Emit::RepeatedCall`]. Should the model call a tool all the same,
+    /// the last observation is taken as the answer. Small models repeat a
+    /// call round after round otherwise.
+    pub fn max_repeated_calls(mut self, times: u32) -> Self {
+        self.max_repeated_calls = times.max(1);
+        self
+    }
+
+    /// Whether a reply with no JSON object or array in it at all is the
+    /// final answer (default on). Off, it is fed back as unreadable like
+    /// broken JSON is.
+    pub fn prose_is_answer(mut self, on: bool) -> Self {
+        self.prose_is_answer = on;
         self
     }
 
@@ -144,6 +178,9 @@ impl Reasoning {
 
     /// The tools offered for `env`: none once the tool-round budget is spent.
     fn offered(&self, env: &Env) -> &[ToolSpec] {
+        if self.withdrawn(env) {
+            return &[];
+        }
         let rounds = env
             .scratch
             .get::<u32>(&self.rounds_key())
@@ -177,8 +214,12 @@ impl Reasoning {
             };
         }
         let which = usize::from(specs.is_empty());
+        let mut messages = prompt::conversation(prompts.json[which].clone(), env);
+        if self.withdrawn(env) {
+            messages.push(Message::user(REPEATED_CALL_NOTE));
+        }
         ChatRequest {
-            messages: prompt::conversation(prompts.json[which].clone(), env),
+            messages,
             tools: Vec::new(),
             params: self.params.clone(),
             response_schema: capabilities
@@ -206,6 +247,45 @@ impl Reasoning {
 
     fn failures_key(&self) -> String {
         format!("{}.parse_failures", self.name)
+    }
+
+    /// Whether tools were withdrawn for a repeated call.
+    fn withdrawn(&self, env: &Env) -> bool {
+        env.scratch.contains(&self.withdrawn_key())
+    }
+
+    fn withdrawn_key(&self) -> String {
+        format!("{}.tools_withdrawn", self.name)
+    }
+
+    fn calls_key(&self) -> String {
+        format!("{}.call_counts", self.name)
+    }
+
+    /// Counts `calls` among the run's calls; the first that has now been
+    /// made `max_repeated_calls` times, with its count.
+    fn count_calls(
+        &self,
+        env: &mut Env,
+        calls: &[ToolCall],
+    ) -> Result<Option<(ToolCall, u32)>, StateError> {
+        let key = self.calls_key();
+        let mut counts = env
+            .scratch
+            .get::<BTreeMap<String, u32>>(&key)?
+            .unwrap_or_default();
+        let mut repeated = None;
+        for call in calls {
+            let n = counts
+                .entry(format!("{}\u{0}{}", call.name, call.arguments))
+                .or_default();
+            *n += 1;
+            if *n >= self.max_repeated_calls && repeated.is_none() {
+                repeated = Some((call.clone(), *n));
+            }
+        }
+        env.scratch.set(&key, &counts)?;
+        Ok(repeated)
     }
 
     fn rounds_key(&self) -> String {
@@ -247,7 +327,13 @@ impl State for Reasoning {
                     text => Ok(Action::FinalAnswer(text.to_owned())),
                 }
             } else {
-                reader.finish().map(|action| renumber(action, env.step))
+                match reader.finish() {
+                    Ok(action) => Ok(renumber(action, env.step)),
+                    Err(ParseError::Repair(RepairError::NoJson { .. })) if self.prose_is_answer => {
+                        Ok(Action::FinalAnswer(reply.text.trim().to_owned()))
+                    }
+                    Err(e) => Err(e),
+                }
             };
             let parsed = parsed.and_then(|action| match &action {
                 Action::ToolCalls(calls) if calls.len() > self.max_calls_per_step => Err(ParseError::TooManyCalls {
@@ -256,7 +342,16 @@ impl State for Reasoning {
                 }),
                 _ => Ok(action),
             });
+            // Tools were withdrawn for a repeated call and the model calls one
+            // all the same: what the tools already said is the answer.
+            let parsed = parsed.map(|action| match action {
+                Action::ToolCalls(_) if self.withdrawn(env) => Action::FinalAnswer(
+                    env.observations.last().map(|o| o.render()).unwrap_or_default(),
+                ),
+                action => action,
+            });
             let key = self.failures_key();
+            let mut repeated = None;
             let mut message = Message::assistant(reply.text);
             match parsed {
                 Ok(action) => {
@@ -266,16 +361,21 @@ impl State for Reasoning {
                         }
                         let rounds = env.scratch.get::<u32>(&self.rounds_key())?.unwrap_or(0);
                         env.scratch.set(&self.rounds_key(), &(rounds + 1))?;
+                        repeated = self.count_calls(env, calls)?;
+                        if repeated.is_some() {
+                            env.scratch.set(&self.withdrawn_key(), &true)?;
+                        }
                     }
                     env.messages.push(message);
-                    env.scratch.remove(&key);
                     env.action = Some(action.clone());
                     yield Emit::ActionParsed(action);
+                    if let Some((call, times)) = repeated {
+                        yield Emit::RepeatedCall { tool: call.name, arguments: call.arguments, times };
+                    }
                 }
                 Err(error) => {
                     let failures = env.scratch.get::<u32>(&key)?.unwrap_or(0) + 1;
                     if failures > self.max_parse_retries {
-                        env.scratch.remove(&key);
                         Err(StateError::Action { attempts: failures, last: error })?;
                     } else {
                         env.scratch.set(&key, &failures)?;

@@ -212,7 +212,7 @@ async fn a_malformed_action_is_repaired() {
 async fn an_unparseable_action_is_retried_then_answered() {
     let model = Arc::new(
         ScriptedModel::new()
-            .text("The answer is four.")
+            .text(r#"{"oops": 4}"#)
             .text(r#"{"final_answer": "4"}"#),
     );
     let out = run(&agent(model.clone(), registry()), "2+2?")
@@ -226,25 +226,178 @@ async fn an_unparseable_action_is_retried_then_answered() {
         "{}",
         retry.content
     );
-    assert!(
-        !out.env.scratch.contains("reasoning.parse_failures"),
-        "counter reset on success"
+    assert_eq!(
+        out.env
+            .scratch
+            .get::<u32>("reasoning.parse_failures")
+            .unwrap(),
+        Some(1),
+        "the count is the run's, kept after a good reply"
     );
+}
+
+#[tokio::test]
+async fn a_prose_reply_after_an_observation_is_the_answer() {
+    let model = Arc::new(
+        ScriptedModel::new()
+            .text(
+                r#"{"tool_calls": [{"name": "calculator", "arguments": {"expression": "6 * 7"}}]}"#,
+            )
+            .text("The final answer is 42."),
+    );
+    let out = run(&agent(model.clone(), registry()), "6*7?")
+        .await
+        .unwrap();
+    assert_eq!(out.answer.as_deref(), Some("The final answer is 42."));
+    assert_eq!(out.path, ["reasoning", "action", "reasoning", "answer"]);
+    model.assert_complete();
 }
 
 #[tokio::test]
 async fn unparseable_actions_end_in_a_typed_error() {
     let model = Arc::new(
         ScriptedModel::new()
-            .text("no")
-            .text("still no")
-            .text("never"),
+            .text(r#"{"oops": 1}"#)
+            .text("{'oops': 'no'}")
+            .text("[]"),
     );
     let failure = run(&agent(model.clone(), registry()), "?")
         .await
         .unwrap_err();
     assert_eq!(failure.error.kind(), "action");
     assert_eq!(failure.path, ["reasoning"; 3]);
+    model.assert_complete();
+}
+
+#[tokio::test]
+async fn unreadable_replies_between_tool_calls_still_end_the_run() {
+    // Tool call, unreadable, tool call, unreadable, ...: a counter reset by
+    // every good reply would let this run until the step limit.
+    // Different calls each time, so the repeated-call guard stays out of it.
+    let model = Arc::new(ScriptedModel::from_script(
+        "alternating",
+        (0..10).map(|i| {
+            let text = match i % 2 {
+                0 => format!(
+                    r#"{{"tool_calls": [{{"name": "calculator", "arguments": {{"expression": "{i} + 1"}}}}]}}"#
+                ),
+                _ => r#"{"oops": true}"#.to_owned(),
+            };
+            statewise::model::Scripted::Reply(statewise::model::Reply::text(text))
+        }),
+    ));
+    let failure = run(&agent(model.clone(), registry()), "?")
+        .await
+        .unwrap_err();
+    match &failure.error {
+        MachineError::State {
+            source: statewise::StateError::Action { attempts: 3, .. },
+            ..
+        } => {}
+        other => panic!("unexpected {other:?}"),
+    }
+    // Three tool rounds, the third unreadable reply ends it: 6 model calls.
+    assert_eq!(model.calls().len(), 6);
+}
+
+#[tokio::test]
+async fn a_call_repeated_forever_still_gets_an_answer() {
+    let call = r#"{"tool_calls": [{"name": "calculator", "arguments": {"expression": "2 + 3"}}]}"#;
+    let model = Arc::new(ScriptedModel::from_script(
+        "repeats",
+        (0..50).map(|_| statewise::model::Scripted::Reply(statewise::model::Reply::text(call))),
+    ));
+    let machine = agent(model.clone(), registry());
+    let events: Vec<_> = machine.stream(Env::from_user("2+3?")).collect().await;
+    let repeated: Vec<_> = events
+        .iter()
+        .filter_map(|e| match &e.kind {
+            EventKind::Emitted(Emit::RepeatedCall {
+                tool,
+                arguments,
+                times,
+            }) => Some((tool.clone(), arguments.clone(), *times)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        repeated,
+        [("calculator".to_owned(), json!({"expression": "2 + 3"}), 2)]
+    );
+    let out = match &events.last().unwrap().kind {
+        EventKind::Finished(out) => out.clone(),
+        other => panic!("the run did not finish: {other:?}"),
+    };
+    // The model called the tool a third time anyway: the observation it
+    // already had is the answer.
+    assert_eq!(out.answer.as_deref(), Some("5.0"));
+    assert_eq!(
+        out.path,
+        [
+            "reasoning",
+            "action",
+            "reasoning",
+            "action",
+            "reasoning",
+            "answer"
+        ]
+    );
+    assert_eq!(
+        out.env.observations.len(),
+        2,
+        "the tool ran twice, not more"
+    );
+    let third = &model.calls()[2];
+    assert!(
+        !third.messages[0]
+            .content
+            .contains("You can call these tools"),
+        "no tools offered after the repeat: {}",
+        third.messages[0].content
+    );
+    assert!(third
+        .messages
+        .last()
+        .unwrap()
+        .content
+        .contains("No more tools"));
+}
+
+#[tokio::test]
+async fn a_model_told_to_stop_repeating_answers_itself() {
+    let call = r#"{"tool_calls": [{"name": "calculator", "arguments": {"expression": "2 + 3"}}]}"#;
+    let model = Arc::new(
+        ScriptedModel::new()
+            .text(call)
+            .text(call)
+            .text(r#"{"final_answer": "2 + 3 is 5."}"#),
+    );
+    let out = run(&agent(model.clone(), registry()), "2+3?")
+        .await
+        .unwrap();
+    assert_eq!(out.answer.as_deref(), Some("2 + 3 is 5."));
+    model.assert_complete();
+}
+
+#[tokio::test]
+async fn different_calls_are_not_repeats() {
+    let call = |e: &str| {
+        format!(
+            r#"{{"tool_calls": [{{"name": "calculator", "arguments": {{"expression": "{e}"}}}}]}}"#
+        )
+    };
+    let model = Arc::new(
+        ScriptedModel::new()
+            .text(call("1 + 1"))
+            .text(call("2 + 2"))
+            .text(call("3 + 3"))
+            .text(r#"{"final_answer": "done"}"#),
+    );
+    let out = run(&agent(model.clone(), registry()), "sums")
+        .await
+        .unwrap();
+    assert_eq!(out.env.observations.len(), 3);
+    assert!(!out.env.scratch.contains("reasoning.tools_withdrawn"));
     model.assert_complete();
 }
 

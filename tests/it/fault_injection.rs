@@ -50,6 +50,8 @@ struct Faults {
     malformed: f64,
     /// Every request between these times after the server starts gets 500.
     outage: Option<(Duration, Duration)>,
+    /// The answer comes in plain prose instead of a JSON action.
+    prose_answer: bool,
 }
 
 async fn fault_server(faults: Faults) -> (MockServer, Arc<Mutex<Ledger>>) {
@@ -60,7 +62,7 @@ async fn fault_server(faults: Faults) -> (MockServer, Arc<Mutex<Ledger>>) {
     let server = MockServer::start(move |request| {
         let n = count.fetch_add(1, Ordering::SeqCst);
         let mut rng = fastrand::Rng::with_seed(SEED ^ n.wrapping_mul(0x9e37_79b9_7f4a_7c15));
-        let text = support::react_reply(request);
+        let text = support::react_reply_with(request, faults.prose_answer);
         let mut ledger = book.lock().unwrap();
         let mut note = |fault| *ledger.by_fault.entry(fault).or_default() += 1;
         if faults
@@ -125,6 +127,7 @@ async fn fault_injection_1000_runs_at_concurrency_100() {
         stall: 3.0,
         malformed: 3.0,
         outage: Some((Duration::from_millis(1500), Duration::from_millis(2100))),
+        prose_answer: false,
     };
     let (server, ledger) = fault_server(faults).await;
     let (spare, spare_ledger) = fault_server(Faults {
@@ -269,6 +272,17 @@ async fn fault_injection_1000_runs_at_concurrency_100() {
 /// server failing 20% of requests (429, 500) and cutting 10% of streams.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fault_injection_openai_example_completes_every_run() {
+    openai_example_answers_every_run(false).await;
+}
+
+/// The same with a model that answers in plain prose after the tool's
+/// observation: the prose is the answer, not a parse error to loop on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fault_injection_openai_example_takes_a_prose_answer() {
+    openai_example_answers_every_run(true).await;
+}
+
+async fn openai_example_answers_every_run(prose_answer: bool) {
     let faults = Faults {
         rate_limited: 10.0,
         server_error: 10.0,
@@ -276,6 +290,7 @@ async fn fault_injection_openai_example_completes_every_run() {
         stall: 0.0,
         malformed: 0.0,
         outage: None,
+        prose_answer,
     };
     let (server, ledger) = fault_server(faults).await;
     let exe = support::example("openai");
@@ -304,7 +319,7 @@ async fn fault_injection_openai_example_completes_every_run() {
     }
     let ledger = ledger.lock().unwrap();
     println!(
-        "openai example: {runs}/{runs} runs completed; server replies: {:?}",
+        "openai example (answer in prose: {prose_answer}): {runs}/{runs} runs completed; server replies: {:?}",
         ledger.by_fault
     );
     let faulted: u64 = ledger

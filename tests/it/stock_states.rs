@@ -121,9 +121,26 @@ async fn reasoning_step_parses_a_repaired_action_and_counts_usage() {
 }
 
 #[tokio::test]
+async fn reasoning_takes_prose_as_the_answer_by_default() {
+    let model = Arc::new(ScriptedModel::new().text("  I think the answer is four. "));
+    let out = Machine::new("reasoning")
+        .with_state(reasoning(model))
+        .step("reasoning", Env::from_user("2+2?"))
+        .await
+        .unwrap();
+    assert_eq!(out.next, Next::to("answer"));
+    assert_eq!(
+        out.env.action,
+        Some(statewise::Action::FinalAnswer(
+            "I think the answer is four.".into()
+        ))
+    );
+}
+
+#[tokio::test]
 async fn reasoning_feeds_the_parse_error_back() {
     let model = Arc::new(ScriptedModel::new().text("I think the answer is four."));
-    let machine = Machine::new("reasoning").with_state(reasoning(model));
+    let machine = Machine::new("reasoning").with_state(reasoning(model).prose_is_answer(false));
     let out = machine
         .step("reasoning", Env::from_user("2+2?"))
         .await
@@ -148,7 +165,7 @@ async fn reasoning_feeds_the_parse_error_back() {
 
 #[tokio::test]
 async fn reasoning_gives_up_after_its_retries() {
-    let model = Arc::new(ScriptedModel::new().text("still prose"));
+    let model = Arc::new(ScriptedModel::new().text(r#"{"still": "not an action"}"#));
     let r = reasoning(model).max_parse_retries(1);
     let env = Env::from_user("?")
         .with_scratch("reasoning.parse_failures", &1u32)

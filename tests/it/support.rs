@@ -281,6 +281,12 @@ pub fn model_path() -> String {
 /// What a mock model says to the stock agent: a calculator call first, the
 /// answer once the conversation holds an observation.
 pub fn react_reply(request: &Recorded) -> String {
+    react_reply_with(request, false)
+}
+
+/// [`react_reply`], with the answer as a JSON action or, with `prose`, in
+/// plain prose as many models write it after a tool's observation.
+pub fn react_reply_with(request: &Recorded, prose: bool) -> String {
     let saw_observation = request.json()["messages"].as_array().is_some_and(|m| {
         m.iter().any(|m| {
             m["content"]
@@ -288,10 +294,10 @@ pub fn react_reply(request: &Recorded) -> String {
                 .is_some_and(|c| c.contains("Observation from"))
         })
     });
-    if saw_observation {
-        serde_json::json!({"final_answer": "6 * 7 = 42"}).to_string()
-    } else {
-        serde_json::json!({"tool_calls": [{"name": "calculator", "arguments": {"expression": "6 * 7"}}]}).to_string()
+    match (saw_observation, prose) {
+        (true, true) => "The final answer is 6 * 7 = 42.".to_owned(),
+        (true, false) => serde_json::json!({"final_answer": "6 * 7 = 42"}).to_string(),
+        (false, _) => serde_json::json!({"tool_calls": [{"name": "calculator", "arguments": {"expression": "6 * 7"}}]}).to_string(),
     }
 }
 
