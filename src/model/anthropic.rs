@@ -203,19 +203,16 @@ impl ChatModel for Anthropic {
         // rather than held for the whole call.
         let body = json_body(PROVIDER, &self.body(&request));
         drop(request);
-        let body = match body {
-            Ok(body) => body,
-            Err(e) => return Box::pin(futures::stream::once(async move { Err(e) })),
-        };
-        let make = move || {
-            self.client
-                .post(&self.url)
-                .header(CONTENT_TYPE, "application/json")
-                .header("x-api-key", self.key.expose())
-                .header("anthropic-version", API_VERSION)
-                .body(body.clone())
-        };
         Box::pin(async_stream::try_stream! {
+            let body = body?;
+            let make = || {
+                self.client
+                    .post(&self.url)
+                    .header(CONTENT_TYPE, "application/json")
+                    .header("x-api-key", self.key.expose())
+                    .header("anthropic-version", API_VERSION)
+                    .body(body.clone())
+            };
             let response = send(make, PROVIDER, Some(&self.key), Some(self.connect_timeout)).await?;
             if !self.streaming {
                 let body = response.bytes().await.map_err(|e| cut(0, &e, &self.key))?;

@@ -201,22 +201,19 @@ impl ChatModel for OpenAi {
         // rather than held for the whole call.
         let body = json_body(PROVIDER, &self.body(&request));
         drop(request);
-        let body = match body {
-            Ok(body) => body,
-            Err(e) => return Box::pin(futures::stream::once(async move { Err(e) })),
-        };
-        let make = move || {
-            let http = self
-                .client
-                .post(&self.url)
-                .header(CONTENT_TYPE, "application/json")
-                .body(body.clone());
-            match &self.key {
-                Some(key) => http.bearer_auth(key.expose()),
-                None => http,
-            }
-        };
         Box::pin(async_stream::try_stream! {
+            let body = body?;
+            let make = || {
+                let http = self
+                    .client
+                    .post(&self.url)
+                    .header(CONTENT_TYPE, "application/json")
+                    .body(body.clone());
+                match &self.key {
+                    Some(key) => http.bearer_auth(key.expose()),
+                    None => http,
+                }
+            };
             let response = send(make, PROVIDER, self.key.as_ref(), Some(self.connect_timeout)).await?;
             if !self.streaming {
                 let body = response.bytes().await.map_err(|e| cut(0, &e, self.key.as_ref()))?;

@@ -182,8 +182,14 @@ impl ModelSpec {
     /// limits, circuit breaker: [`default_stack`](crate::layer::default_stack)).
     pub fn build(&self) -> Result<SharedModel, ModelSpecError> {
         Ok(match self {
+            #[cfg(feature = "http")]
             ModelSpec::OpenAi { model, base_url } => return build_openai(model, base_url),
+            #[cfg(feature = "http")]
             ModelSpec::Anthropic { model, base_url } => return build_anthropic(model, base_url),
+            #[cfg(not(feature = "http"))]
+            ModelSpec::OpenAi { model, .. } => return Err(without_http("openai", model)),
+            #[cfg(not(feature = "http"))]
+            ModelSpec::Anthropic { model, .. } => return Err(without_http("anthropic", model)),
             ModelSpec::Local { path } => return build_local(path),
             ModelSpec::Scripted => Arc::new(ScriptedModel::new()),
         })
@@ -206,16 +212,6 @@ fn build_anthropic(model: &str, base_url: &Option<String>) -> Result<SharedModel
         b = b.base_url(url);
     }
     Ok(crate::layer::default_stack(b.build()?))
-}
-
-#[cfg(not(feature = "http"))]
-fn build_openai(model: &str, _: &Option<String>) -> Result<SharedModel, ModelSpecError> {
-    Err(without_http("openai", model))
-}
-
-#[cfg(not(feature = "http"))]
-fn build_anthropic(model: &str, _: &Option<String>) -> Result<SharedModel, ModelSpecError> {
-    Err(without_http("anthropic", model))
 }
 
 #[cfg(not(feature = "http"))]
@@ -388,5 +384,19 @@ mod tests {
             panic!()
         };
         assert!(e.to_string().contains("--features local"), "{e}");
+    }
+
+    #[cfg(not(feature = "http"))]
+    #[test]
+    fn network_providers_without_the_feature_are_unavailable() {
+        for spec in ["openai:gpt-4o-mini", "anthropic:claude-sonnet-4-5"] {
+            match from_spec(spec) {
+                Err(ModelSpecError::Unavailable { provider, reason }) => {
+                    assert!(spec.starts_with(&provider), "{provider}");
+                    assert!(reason.contains("--features http"), "{reason}");
+                }
+                other => panic!("{spec}: {:?}", other.map(|m| m.name().to_owned())),
+            }
+        }
     }
 }
