@@ -104,6 +104,15 @@ impl Console {
                         ),
                     );
                 }
+                EventKind::Emitted(Emit::ContextFitted(f)) if self.verbose => {
+                    line(
+                        &mut out,
+                        format!(
+                            "✂ context: {} → {} of {} tokens ({} messages left out, {} cut)",
+                            f.tokens_before, f.tokens_after, f.window, f.dropped, f.truncated
+                        ),
+                    );
+                }
                 EventKind::StateRetried { attempt, reason } => {
                     line(
                         &mut out,

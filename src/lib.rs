@@ -77,6 +77,7 @@ pub mod batch;
 pub mod console;
 pub mod env;
 pub mod event;
+pub mod fit;
 pub mod layer;
 pub mod machine;
 pub mod model;

@@ -72,6 +72,10 @@ pub enum Emit {
         /// How often the call was made.
         times: u32,
     },
+    /// The request was shortened to fit the model's context window
+    /// ([`Fitter`](crate::fit::Fitter)): what was left out or cut, and the
+    /// token counts before and after.
+    ContextFitted(crate::fit::Fitted),
     /// A model call ended: its request and whole reply, for traces and
     /// replays ([`ReplyStream::call`](crate::model::ReplyStream::call)
     /// emits it after the call's tokens).

@@ -4,10 +4,11 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::Duration;
 
+use futures::future::BoxFuture;
 use futures::StreamExt;
 use tokio::time::Instant;
 
-use crate::model::{Capabilities, ChatModel, ChatRequest, ChunkStream, ModelError};
+use crate::model::{Capabilities, ChatModel, ChatRequest, ChunkStream, ContextWindow, ModelError};
 
 /// When a breaker opens and how long it stays open: when, within `window`,
 /// at least `min_calls` calls ended, at least `failures` of them failed, and
@@ -265,6 +266,10 @@ impl<M: ChatModel> ChatModel for CircuitBreaker<M> {
 
     fn capabilities(&self) -> Capabilities {
         self.inner.capabilities()
+    }
+
+    fn context_window(&self) -> BoxFuture<'_, Option<ContextWindow>> {
+        self.inner.context_window()
     }
 
     fn stream(&self, request: ChatRequest) -> ChunkStream<'_> {

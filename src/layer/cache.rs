@@ -10,7 +10,7 @@ use lru::LruCache;
 use sha2::{Digest, Sha256};
 
 use crate::env::Usage;
-use crate::model::{Capabilities, ChatModel, ChatRequest, Chunk, ChunkStream};
+use crate::model::{Capabilities, ChatModel, ChatRequest, Chunk, ChunkStream, ContextWindow};
 use crate::store::StoreError;
 
 /// The key of a request to `model`: a SHA-256 over the model's name and the
@@ -200,6 +200,10 @@ impl<M: ChatModel> ChatModel for Cache<M> {
 
     fn capabilities(&self) -> Capabilities {
         self.inner.capabilities()
+    }
+
+    fn context_window(&self) -> BoxFuture<'_, Option<ContextWindow>> {
+        self.inner.context_window()
     }
 
     fn stream(&self, request: ChatRequest) -> ChunkStream<'_> {

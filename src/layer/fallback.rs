@@ -1,8 +1,11 @@
 //! Trying the next model when one fails.
 
+use futures::future::BoxFuture;
 use futures::StreamExt;
 
-use crate::model::{Capabilities, ChatModel, ChatRequest, ChunkStream, ModelError, SharedModel};
+use crate::model::{
+    Capabilities, ChatModel, ChatRequest, ChunkStream, ContextWindow, ModelError, SharedModel,
+};
 
 /// Sends a call to the next model in line (large to small, vendor to
 /// local) when one fails before delivering anything with a transient error
@@ -58,6 +61,21 @@ impl ChatModel for Fallback {
                 json_schema: a.json_schema && b.json_schema,
             },
         )
+    }
+
+    /// The smallest window among the models (a request must fit whichever
+    /// serves it); unknown if any model's is.
+    fn context_window(&self) -> BoxFuture<'_, Option<ContextWindow>> {
+        Box::pin(async move {
+            let mut smallest: Option<ContextWindow> = None;
+            for model in &self.models {
+                let window = model.context_window().await?;
+                if smallest.as_ref().is_none_or(|s| window.tokens < s.tokens) {
+                    smallest = Some(window);
+                }
+            }
+            smallest
+        })
     }
 
     fn stream(&self, request: ChatRequest) -> ChunkStream<'_> {

@@ -3,11 +3,12 @@
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
+use futures::future::BoxFuture;
 use futures::StreamExt;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
-use crate::model::{Capabilities, ChatModel, ChatRequest, Chunk, ChunkStream};
+use crate::model::{Capabilities, ChatModel, ChatRequest, Chunk, ChunkStream, ContextWindow};
 
 /// Limits on calls to one provider; `None` for no limit.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
@@ -197,6 +198,10 @@ impl<M: ChatModel> ChatModel for Limit<M> {
 
     fn capabilities(&self) -> Capabilities {
         self.inner.capabilities()
+    }
+
+    fn context_window(&self) -> BoxFuture<'_, Option<ContextWindow>> {
+        self.inner.context_window()
     }
 
     fn stream(&self, request: ChatRequest) -> ChunkStream<'_> {

@@ -2,9 +2,10 @@
 
 use std::time::Duration;
 
+use futures::future::BoxFuture;
 use futures::StreamExt;
 
-use crate::model::{Capabilities, ChatModel, ChatRequest, ChunkStream, ModelError};
+use crate::model::{Capabilities, ChatModel, ChatRequest, ChunkStream, ContextWindow, ModelError};
 
 /// When and how long to wait before sending a failed call again.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -75,6 +76,10 @@ impl<M: ChatModel> ChatModel for Retry<M> {
 
     fn capabilities(&self) -> Capabilities {
         self.inner.capabilities()
+    }
+
+    fn context_window(&self) -> BoxFuture<'_, Option<ContextWindow>> {
+        self.inner.context_window()
     }
 
     fn stream(&self, request: ChatRequest) -> ChunkStream<'_> {

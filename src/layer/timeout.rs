@@ -2,10 +2,13 @@
 
 use std::time::Duration;
 
+use futures::future::BoxFuture;
 use futures::StreamExt;
 use tokio::time::Instant;
 
-use crate::model::{Capabilities, ChatModel, ChatRequest, ChunkStream, ModelError, TimeoutStage};
+use crate::model::{
+    Capabilities, ChatModel, ChatRequest, ChunkStream, ContextWindow, ModelError, TimeoutStage,
+};
 
 /// Time limits for one call; `None` for no limit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -51,6 +54,10 @@ impl<M: ChatModel> ChatModel for Timeout<M> {
 
     fn capabilities(&self) -> Capabilities {
         self.inner.capabilities()
+    }
+
+    fn context_window(&self) -> BoxFuture<'_, Option<ContextWindow>> {
+        self.inner.context_window()
     }
 
     fn stream(&self, request: ChatRequest) -> ChunkStream<'_> {

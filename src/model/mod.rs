@@ -6,6 +6,7 @@
 
 #[cfg(feature = "http")]
 mod anthropic;
+mod context;
 #[cfg(feature = "http")]
 mod http;
 #[cfg(feature = "local")]
@@ -33,6 +34,10 @@ use crate::tool::ToolSpec;
 
 #[cfg(feature = "http")]
 pub use anthropic::{Anthropic, AnthropicBuilder, ANTHROPIC_BASE_URL};
+pub use context::{
+    fixed_tokens, message_tokens, request_tokens, ContextWindow, Estimate, TokenCounter,
+    MESSAGE_OVERHEAD, REQUEST_OVERHEAD,
+};
 #[cfg(feature = "local")]
 pub use local::{default_model_path, LocalModel, LocalOptions, DEFAULT_MODEL_FILE};
 #[cfg(feature = "http")]
@@ -182,6 +187,19 @@ pub enum ModelError {
         /// How long the provider asked to wait before retrying.
         retry_after: Option<Duration>,
     },
+    /// The request is longer than the model's context window. Fit it
+    /// ([`Fitter`](crate::fit::Fitter)) or shorten the conversation.
+    #[error("{provider}: the request does not fit the model's context window{}: {message}", overflow_figures(*.prompt_tokens, *.window))]
+    ContextOverflow {
+        /// The provider.
+        provider: String,
+        /// The prompt's tokens, where the provider said.
+        prompt_tokens: Option<u32>,
+        /// The window's tokens, where the provider said.
+        window: Option<u32>,
+        /// What the provider said, credentials redacted.
+        message: String,
+    },
     /// The request got no answer: connection refused, DNS, TLS, ...
     #[error("{provider}: no answer: {message}")]
     Connect {
@@ -273,6 +291,16 @@ pub enum ModelError {
     Other(Box<dyn std::error::Error + Send + Sync>),
 }
 
+/// " (N tokens, the window holds M)" with what is known of the two.
+fn overflow_figures(prompt_tokens: Option<u32>, window: Option<u32>) -> String {
+    match (prompt_tokens, window) {
+        (Some(p), Some(w)) => format!(" ({p} tokens; the window holds {w})"),
+        (Some(p), None) => format!(" ({p} tokens)"),
+        (None, Some(w)) => format!(" (the window holds {w} tokens)"),
+        (None, None) => String::new(),
+    }
+}
+
 /// Which time limit a [`ModelError::Timeout`] is about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -347,12 +375,18 @@ impl ModelError {
         self.is_transient() && !self.emitted()
     }
 
+    /// Whether the request was too long for the model's context window.
+    pub fn is_context_overflow(&self) -> bool {
+        matches!(self, ModelError::ContextOverflow { .. })
+    }
+
     /// A short stable code for the kind of failure: `http_429`, `http_500`,
-    /// `connect`, `stream_cut`, `protocol`, `timeout`, `circuit_open`,
+    /// `context_overflow`, `connect`, `stream_cut`, `protocol`, `timeout`, `circuit_open`,
     /// `config`, `request`, `backend`, `script`, `not_recorded`, `other`.
     pub fn kind(&self) -> String {
         match self {
             ModelError::Http { status, .. } => format!("http_{status}"),
+            ModelError::ContextOverflow { .. } => "context_overflow".into(),
             ModelError::Connect { .. } => "connect".into(),
             ModelError::StreamCut { .. } => "stream_cut".into(),
             ModelError::Protocol { .. } => "protocol".into(),
@@ -397,6 +431,14 @@ pub trait ChatModel: Send + Sync {
         Capabilities::default()
     }
 
+    /// The model's context window, where it is known: from the model file,
+    /// the server, a table of vendor models or configuration. States fit
+    /// their requests to it ([`Fitter`](crate::fit::Fitter)). A provider
+    /// that asks its server does so once and remembers the answer.
+    fn context_window(&self) -> BoxFuture<'_, Option<ContextWindow>> {
+        futures::future::ready(None).boxed()
+    }
+
     /// Streams the reply to `request`.
     fn stream(&self, request: ChatRequest) -> ChunkStream<'_>;
 
@@ -421,6 +463,10 @@ impl<M: ChatModel + ?Sized> ChatModel for Arc<M> {
 
     fn capabilities(&self) -> Capabilities {
         (**self).capabilities()
+    }
+
+    fn context_window(&self) -> BoxFuture<'_, Option<ContextWindow>> {
+        (**self).context_window()
     }
 
     fn stream(&self, request: ChatRequest) -> ChunkStream<'_> {

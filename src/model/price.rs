@@ -2,9 +2,10 @@
 
 use std::collections::HashMap;
 
+use futures::future::BoxFuture;
 use futures::StreamExt;
 
-use super::{Capabilities, ChatModel, ChatRequest, Chunk, ChunkStream};
+use super::{Capabilities, ChatModel, ChatRequest, Chunk, ChunkStream, ContextWindow};
 use crate::env::Usage;
 
 /// US dollars per million tokens.
@@ -111,6 +112,10 @@ impl<M: ChatModel> ChatModel for Priced<M> {
 
     fn capabilities(&self) -> Capabilities {
         self.inner.capabilities()
+    }
+
+    fn context_window(&self) -> BoxFuture<'_, Option<ContextWindow>> {
+        self.inner.context_window()
     }
 
     fn stream(&self, request: ChatRequest) -> ChunkStream<'_> {

@@ -7,7 +7,11 @@ use futures::stream::{self, StreamExt};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::{ChatModel, ChatRequest, ChunkStream, ModelError, Reply};
+use futures::future::BoxFuture;
+use futures::FutureExt;
+
+use super::context::{request_tokens, Estimate};
+use super::{ChatModel, ChatRequest, ChunkStream, ContextWindow, ModelError, Reply};
 use crate::env::ToolCall;
 
 /// One scripted answer to one model call.
@@ -38,6 +42,7 @@ pub enum Scripted {
 #[derive(Debug)]
 pub struct ScriptedModel {
     name: String,
+    window: Option<ContextWindow>,
     inner: Mutex<Inner>,
 }
 
@@ -68,6 +73,7 @@ impl ScriptedModel {
         let script: VecDeque<Scripted> = script.into_iter().collect();
         ScriptedModel {
             name: name.into(),
+            window: None,
             inner: Mutex::new(Inner {
                 scripted: script.len(),
                 script,
@@ -79,6 +85,15 @@ impl ScriptedModel {
     /// Renames the model (names show in traces and errors).
     pub fn named(mut self, name: impl Into<String>) -> Self {
         self.name = name.into();
+        self
+    }
+
+    /// Gives the model a context window and enforces it as a server does:
+    /// a request longer than `window.tokens` (counted by its counter, else
+    /// the [`Estimate`]) fails with [`ModelError::ContextOverflow`] without
+    /// using up a scripted reply. It is still recorded in [`calls`](Self::calls).
+    pub fn with_context_window(mut self, window: ContextWindow) -> Self {
+        self.window = Some(window);
         self
     }
 
@@ -148,9 +163,26 @@ impl ChatModel for ScriptedModel {
         &self.name
     }
 
+    fn context_window(&self) -> BoxFuture<'_, Option<ContextWindow>> {
+        futures::future::ready(self.window.clone()).boxed()
+    }
+
     fn stream(&self, request: ChatRequest) -> ChunkStream<'_> {
+        let overflow = self.window.as_ref().and_then(|w| {
+            let counter = w.counter.as_deref().unwrap_or(&Estimate);
+            let tokens = request_tokens(&request, counter);
+            (tokens >= w.tokens as usize).then(|| ModelError::ContextOverflow {
+                provider: self.name.clone(),
+                prompt_tokens: Some(tokens as u32),
+                window: Some(w.tokens),
+                message: "the request exceeds the context window".to_owned(),
+            })
+        });
         let mut inner = self.lock();
         inner.calls.push(request);
+        if let Some(error) = overflow {
+            return stream::once(async { Err(error) }).boxed();
+        }
         match inner.script.pop_front() {
             Some(Scripted::Reply(reply)) => {
                 stream::iter(reply.to_chunks().into_iter().map(Ok)).boxed()

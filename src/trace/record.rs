@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::env::{Action, Env, ToolCall, Usage};
+use crate::fit::Fitted;
 use crate::model::ModelCall;
 use crate::state::{Emit, Next};
 
@@ -122,6 +123,10 @@ pub struct StepRecord {
     /// Each model call: model, request, whole reply, timings.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub model_calls: Vec<ModelCall>,
+    /// Each request shortened to fit the model's context window: what was
+    /// left out or cut.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub fitted: Vec<Fitted>,
     /// The raw text streamed by the state.
     #[serde(default)]
     pub text: String,
@@ -191,6 +196,7 @@ impl StepTrace {
                 elapsed_ms: 0.0,
                 env_before,
                 model_calls: Vec::new(),
+                fitted: Vec::new(),
                 text: String::new(),
                 reasoning: String::new(),
                 repaired: None,
@@ -212,6 +218,7 @@ impl StepTrace {
             Emit::Token(t) => r.text.push_str(t),
             Emit::Reasoning(t) => r.reasoning.push_str(t),
             Emit::ModelCall(call) => r.model_calls.push((**call).clone()),
+            Emit::ContextFitted(f) => r.fitted.push(f.clone()),
             Emit::ActionParsed(action) => r.action = Some(action.clone()),
             Emit::ToolCallStarted(call) => r.tools.push(ToolRecord {
                 call: call.clone(),
