@@ -4,15 +4,17 @@
 use std::collections::HashMap;
 
 use eventsource_stream::Eventsource;
-use futures::StreamExt;
+use futures::future::BoxFuture;
+use futures::{FutureExt, StreamExt};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
 use super::http::{error_chain, error_message, json_body, send, Endpoint, Resolved};
 use super::secret::{redact, Secret};
+use super::window::anthropic_window;
 use super::{
-    Capabilities, ChatModel, ChatRequest, Chunk, ChunkStream, FinishReason, ModelError,
-    ToolCallDelta,
+    Capabilities, ChatModel, ChatRequest, Chunk, ChunkStream, ContextWindow, FinishReason,
+    ModelError, ToolCallDelta,
 };
 use crate::env::{Message, Role, Usage};
 use reqwest::header::CONTENT_TYPE;
@@ -45,6 +47,7 @@ pub struct Anthropic {
     streaming: bool,
     prompt_cache: bool,
     connect_timeout: std::time::Duration,
+    context_window: Option<u32>,
 }
 
 /// Configures an [`Anthropic`] model.
@@ -54,6 +57,7 @@ pub struct AnthropicBuilder {
     endpoint: Endpoint,
     streaming: bool,
     prompt_cache: bool,
+    context_window: Option<u32>,
 }
 
 impl Anthropic {
@@ -64,6 +68,7 @@ impl Anthropic {
             endpoint: Endpoint::default(),
             streaming: true,
             prompt_cache: false,
+            context_window: None,
         }
     }
 
@@ -156,6 +161,13 @@ impl AnthropicBuilder {
         self
     }
 
+    /// The model's context window in tokens (default 200,000 for Claude
+    /// models; set it for a larger beta window or another model).
+    pub fn context_window(mut self, tokens: u32) -> Self {
+        self.context_window = Some(tokens);
+        self
+    }
+
     /// Checks the configuration and builds the model.
     pub fn build(self) -> Result<Anthropic, ModelError> {
         let Resolved { base, key, client } = self.endpoint.resolve(
@@ -173,6 +185,9 @@ impl AnthropicBuilder {
         if self.model.trim().is_empty() {
             return Err(config("the model name is empty"));
         }
+        let context_window = self
+            .context_window
+            .or_else(|| anthropic_window(&self.model));
         Ok(Anthropic {
             client,
             url: format!("{base}/v1/messages"),
@@ -182,6 +197,7 @@ impl AnthropicBuilder {
             streaming: self.streaming,
             prompt_cache: self.prompt_cache,
             connect_timeout: self.endpoint.connect_limit(),
+            context_window,
         })
     }
 }
@@ -196,6 +212,10 @@ impl ChatModel for Anthropic {
             native_tools: true,
             json_schema: false,
         }
+    }
+
+    fn context_window(&self) -> BoxFuture<'_, Option<ContextWindow>> {
+        futures::future::ready(self.context_window.map(ContextWindow::new)).boxed()
     }
 
     fn stream(&self, request: ChatRequest) -> ChunkStream<'_> {

@@ -45,6 +45,49 @@ pub(crate) fn error_message(body: &str) -> String {
     }
 }
 
+/// Whether an error answer says the prompt is longer than the context
+/// window, with the prompt's and the window's tokens where it says them.
+/// The shapes: llama.cpp's server (`exceed_context_size_error` with
+/// `n_prompt_tokens` and `n_ctx`), OpenAI (`context_length_exceeded`),
+/// vLLM and others copying OpenAI's wording ("maximum context length is N
+/// tokens"), Anthropic ("prompt is too long: N tokens > M maximum", its
+/// only mark).
+pub(crate) fn context_overflow(status: u16, body: &str) -> Option<(Option<u32>, Option<u32>)> {
+    if !matches!(status, 400 | 413 | 422) {
+        return None;
+    }
+    let v: Value = serde_json::from_str(body).ok()?;
+    let e = v.get("error").filter(|e| e.is_object()).unwrap_or(&v);
+    let field = |name: &str| e.get(name).and_then(Value::as_str).unwrap_or_default();
+    let number = |name: &str| e.get(name).and_then(Value::as_u64).map(|n| n as u32);
+    let message = field("message");
+    if field("type") == "exceed_context_size_error" {
+        return Some((number("n_prompt_tokens"), number("n_ctx")));
+    }
+    if field("code") == "context_length_exceeded" || message.contains("maximum context length is") {
+        let window = number_after(message, "maximum context length is");
+        let prompt =
+            number_after(message, "resulted in").or_else(|| number_after(message, "you requested"));
+        return Some((prompt, window));
+    }
+    if let Some(rest) = message.strip_prefix("prompt is too long:") {
+        return Some((number_after(rest, ""), number_after(rest, ">")));
+    }
+    None
+}
+
+/// The whole number right after the first `phrase` in `text`.
+fn number_after(text: &str, phrase: &str) -> Option<u32> {
+    let rest = &text[text.find(phrase)? + phrase.len()..];
+    let digits: String = rest
+        .trim_start()
+        .chars()
+        .take_while(|c| c.is_ascii_digit() || *c == ',')
+        .filter(char::is_ascii_digit)
+        .collect();
+    digits.parse().ok()
+}
+
 /// A JSON body serialized once. Sending it again clones a reference, not
 /// the bytes, and no copy of the request is held while the reply is awaited.
 pub(crate) fn json_body(provider: &str, body: &impl serde::Serialize) -> Result<Bytes, ModelError> {
@@ -93,6 +136,14 @@ pub(crate) async fn send(
     }
     let retry_after = retry_after(response.headers());
     let body = response.text().await.unwrap_or_default();
+    if let Some((prompt_tokens, window)) = context_overflow(status.as_u16(), &body) {
+        return Err(ModelError::ContextOverflow {
+            provider: provider.to_owned(),
+            prompt_tokens,
+            window,
+            message: redact(&error_message(&body), secret),
+        });
+    }
     Err(ModelError::Http {
         provider: provider.to_owned(),
         status: status.as_u16(),
@@ -206,6 +257,30 @@ mod tests {
         );
         assert_eq!(error_message("  upstream timeout \n"), "upstream timeout");
         assert_eq!(error_message(&"x".repeat(3000)).chars().count(), 2001);
+    }
+
+    #[test]
+    fn context_overflow_in_each_providers_words() {
+        let llama = r#"{"error":{"code":400,"message":"request (1544 tokens) exceeds the available context size (1024 tokens), try increasing it","type":"exceed_context_size_error","n_prompt_tokens":1544,"n_ctx":1024}}"#;
+        assert_eq!(context_overflow(400, llama), Some((Some(1544), Some(1024))));
+        let openai = r#"{"error":{"message":"This model's maximum context length is 128000 tokens. However, your messages resulted in 130,512 tokens. Please reduce the length of the messages.","type":"invalid_request_error","param":"messages","code":"context_length_exceeded"}}"#;
+        assert_eq!(
+            context_overflow(400, openai),
+            Some((Some(130_512), Some(128_000)))
+        );
+        let vllm = r#"{"object":"error","message":"This model's maximum context length is 4096 tokens. However, you requested 5000 tokens (4000 in the messages, 1000 in the completion).","type":"BadRequestError","code":400}"#;
+        assert_eq!(context_overflow(400, vllm), Some((Some(5000), Some(4096))));
+        let anthropic = r#"{"type":"error","error":{"type":"invalid_request_error","message":"prompt is too long: 208310 tokens > 200000 maximum"}}"#;
+        assert_eq!(
+            context_overflow(400, anthropic),
+            Some((Some(208_310), Some(200_000)))
+        );
+        // Other bad requests, and overflow words with another status, are not.
+        let bad =
+            r#"{"error":{"message":"messages: field required","type":"invalid_request_error"}}"#;
+        assert_eq!(context_overflow(400, bad), None);
+        assert_eq!(context_overflow(500, llama), None);
+        assert_eq!(context_overflow(400, "not json"), None);
     }
 
     #[test]

@@ -17,7 +17,8 @@ use std::num::NonZeroU32;
 use std::path::{Path, PathBuf};
 use std::sync::{mpsc, Arc, Mutex, OnceLock, Weak};
 
-use futures::StreamExt;
+use futures::future::BoxFuture;
+use futures::{FutureExt, StreamExt};
 use llama_cpp_2::context::params::LlamaContextParams;
 use llama_cpp_2::context::LlamaContext;
 use llama_cpp_2::llama_backend::LlamaBackend;
@@ -31,7 +32,8 @@ use llama_cpp_2::token::LlamaToken;
 use tokio::sync::mpsc as async_mpsc;
 
 use super::{
-    Capabilities, ChatModel, ChatRequest, Chunk, ChunkStream, FinishReason, ModelError, Params,
+    Capabilities, ChatModel, ChatRequest, Chunk, ChunkStream, ContextWindow, FinishReason,
+    ModelError, Params, TokenCounter,
 };
 use crate::env::{Role, Usage};
 
@@ -108,7 +110,36 @@ pub struct LocalModel {
 struct Shared {
     name: String,
     grammar: bool,
+    window: ContextWindow,
     jobs: Mutex<mpsc::Sender<Job>>,
+}
+
+/// Counts with the model's own vocabulary, on the caller's thread:
+/// llama.cpp's tokenizer only reads the vocabulary, so it runs beside the
+/// worker's generation.
+struct Vocabulary {
+    name: String,
+    model: Arc<LlamaModel>,
+}
+
+impl TokenCounter for Vocabulary {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn count(&self, text: &str) -> usize {
+        self.model
+            .vocab()
+            .tokenize(text.as_bytes(), false, true)
+            .len()
+    }
+}
+
+/// What the worker hands back once the model is loaded.
+struct Ready {
+    model: Arc<LlamaModel>,
+    /// The context's size in tokens.
+    context: u32,
 }
 
 impl std::fmt::Debug for LocalModel {
@@ -192,7 +223,7 @@ impl LocalModel {
             .name("statewise-local".into())
             .spawn(move || worker(backend, &file, &worker_options, queue, ready_tx))
             .map_err(|e| backend_error(format!("cannot start the worker thread: {e}")))?;
-        ready_rx
+        let ready = ready_rx
             .recv()
             .map_err(|_| backend_error("the worker stopped while loading".to_owned()))??;
         let name = format!(
@@ -201,9 +232,14 @@ impl LocalModel {
                 .map(|f| f.to_string_lossy().into_owned())
                 .unwrap_or_default()
         );
+        let counter = Vocabulary {
+            name: name.clone(),
+            model: ready.model,
+        };
         let inner = Arc::new(Shared {
             name,
             grammar: options.grammar,
+            window: ContextWindow::new(ready.context).with_counter(Arc::new(counter)),
             jobs: Mutex::new(jobs),
         });
         loaded.insert(key, Arc::downgrade(&inner));
@@ -251,6 +287,12 @@ impl ChatModel for LocalModel {
         }
     }
 
+    /// The context the model was loaded with ([`LocalOptions::context`],
+    /// at most what the GGUF was trained for), counted by its own tokenizer.
+    fn context_window(&self) -> BoxFuture<'_, Option<ContextWindow>> {
+        futures::future::ready(Some(self.inner.window.clone())).boxed()
+    }
+
     fn stream(&self, request: ChatRequest) -> ChunkStream<'_> {
         // Small buffer: generation runs ahead of a slow reader by a few tokens only.
         let (out, rx) = async_mpsc::channel(16);
@@ -277,10 +319,10 @@ fn worker(
     path: &Path,
     options: &LocalOptions,
     queue: mpsc::Receiver<Job>,
-    ready: mpsc::Sender<Result<(), ModelError>>,
+    ready: mpsc::Sender<Result<Ready, ModelError>>,
 ) {
     let model = match LlamaModel::load_from_file(backend, path, &LlamaModelParams::default()) {
-        Ok(m) => m,
+        Ok(m) => Arc::new(m),
         Err(e) => {
             let _ = ready.send(Err(config_error(format!(
                 "llama.cpp cannot load {}: {e}; {HOW_TO_GET_ONE}",
@@ -310,7 +352,10 @@ fn worker(
         .chat_template(None)
         .or_else(|_| LlamaChatTemplate::new("chatml").map_err(|_| ()))
         .ok();
-    let _ = ready.send(Ok(()));
+    let _ = ready.send(Ok(Ready {
+        model: Arc::clone(&model),
+        context: n_ctx,
+    }));
 
     let mut grammars: HashMap<String, String> = HashMap::new();
     // The tokens whose keys and values are in the context, in order: the
@@ -368,11 +413,19 @@ impl Generation<'_, '_> {
         let tokens = vocab.tokenize(prompt.as_bytes(), true, true);
         let n_ctx = self.ctx.n_ctx() as usize;
         let max_new = request.params.max_tokens.map_or(n_ctx, |m| m as usize);
-        if tokens.is_empty() || tokens.len() >= n_ctx {
+        if tokens.is_empty() {
             return Err(ModelError::Request {
                 provider: PROVIDER.to_owned(),
+                message: "the prompt is empty".to_owned(),
+            });
+        }
+        if tokens.len() >= n_ctx {
+            return Err(ModelError::ContextOverflow {
+                provider: PROVIDER.to_owned(),
+                prompt_tokens: Some(tokens.len() as u32),
+                window: Some(n_ctx as u32),
                 message: format!(
-                    "the prompt has {} tokens; the context holds {n_ctx}",
+                    "the prompt has {} tokens; the context holds {n_ctx} (LocalOptions::context)",
                     tokens.len()
                 ),
             });

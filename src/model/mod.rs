@@ -20,6 +20,10 @@ mod reply;
 mod scripted;
 pub mod secret;
 mod spec;
+#[cfg(feature = "tiktoken")]
+mod tiktoken;
+#[cfg(feature = "http")]
+mod window;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -47,6 +51,8 @@ pub(crate) use reply::KeepCalls;
 pub use reply::{split_words, ModelCall, Reply, ReplyBuilder, ReplyStream};
 pub use scripted::{FnModel, Scripted, ScriptedModel};
 pub use spec::{from_spec, ModelRegistry, ModelSpec, ModelSpecError};
+#[cfg(feature = "tiktoken")]
+pub use tiktoken::Tiktoken;
 
 /// A model shared between states and runs.
 pub type SharedModel = Arc<dyn ChatModel>;

@@ -7,17 +7,22 @@
 //! where a list belongs, `finish_reason: ""`, no usage chunk, usage repeated
 //! on every chunk, keep-alive comments, `[DONE]` or a plain end of stream.
 
+use std::sync::Arc;
+
 use eventsource_stream::Eventsource;
+use futures::future::BoxFuture;
 use futures::StreamExt;
 use serde::Deserialize;
 use serde_json::Value;
+use tokio::sync::OnceCell;
 
 use super::http::{error_chain, json_body, send, Endpoint, Resolved};
 use super::openai_body::{Body, Settings};
 use super::secret::{redact, Secret};
+use super::window::{ask_server, openai_window};
 use super::{
-    Capabilities, ChatModel, ChatRequest, Chunk, ChunkStream, FinishReason, ModelError,
-    ToolCallDelta,
+    Capabilities, ChatModel, ChatRequest, Chunk, ChunkStream, ContextWindow, FinishReason,
+    ModelError, TokenCounter, ToolCallDelta,
 };
 use crate::env::Usage;
 use reqwest::header::CONTENT_TYPE;
@@ -49,6 +54,11 @@ pub struct OpenAi {
     include_usage: bool,
     capabilities: Capabilities,
     connect_timeout: std::time::Duration,
+    base: String,
+    /// The window's tokens: set, from the table, or asked of the server
+    /// on first need (shared by clones, so asked once).
+    window: Arc<OnceCell<Option<u32>>>,
+    counter: Option<Arc<dyn TokenCounter>>,
 }
 
 /// Configures an [`OpenAi`] model.
@@ -60,6 +70,7 @@ pub struct OpenAiBuilder {
     include_usage: bool,
     native_tools: Option<bool>,
     json_schema: Option<bool>,
+    context_window: Option<u32>,
 }
 
 impl OpenAi {
@@ -72,6 +83,7 @@ impl OpenAi {
             include_usage: true,
             native_tools: None,
             json_schema: None,
+            context_window: None,
         }
     }
 
@@ -143,6 +155,14 @@ impl OpenAiBuilder {
         self
     }
 
+    /// The model's context window in tokens. By default OpenAI's models
+    /// are looked up in a table, and any other server is asked once, on
+    /// first need (llama.cpp's `/props`, `/v1/models`).
+    pub fn context_window(mut self, tokens: u32) -> Self {
+        self.context_window = Some(tokens);
+        self
+    }
+
     /// The HTTP client to use (shares its connection pool).
     pub fn client(mut self, client: reqwest::Client) -> Self {
         self.endpoint.client = Some(client);
@@ -170,9 +190,24 @@ impl OpenAiBuilder {
         if self.model.trim().is_empty() {
             return Err(config("the model name is empty"));
         }
+        let window = match self.context_window {
+            Some(tokens) => OnceCell::new_with(Some(Some(tokens))),
+            None if official => OnceCell::new_with(Some(openai_window(&self.model))),
+            None => OnceCell::new(),
+        };
+        #[cfg(feature = "tiktoken")]
+        let counter = official
+            .then(|| super::tiktoken::Tiktoken::for_model(&self.model))
+            .flatten()
+            .map(|t| Arc::new(t) as Arc<dyn TokenCounter>);
+        #[cfg(not(feature = "tiktoken"))]
+        let counter = None;
         Ok(OpenAi {
             client,
             url: format!("{base}/chat/completions"),
+            base,
+            window: Arc::new(window),
+            counter,
             key,
             name: format!("{PROVIDER}:{}", self.model),
             model: self.model,
@@ -194,6 +229,21 @@ impl ChatModel for OpenAi {
 
     fn capabilities(&self) -> Capabilities {
         self.capabilities
+    }
+
+    fn context_window(&self) -> BoxFuture<'_, Option<ContextWindow>> {
+        Box::pin(async move {
+            let tokens = self
+                .window
+                .get_or_init(|| {
+                    ask_server(&self.client, &self.base, self.key.as_ref(), &self.model)
+                })
+                .await;
+            Some(ContextWindow {
+                tokens: (*tokens)?,
+                counter: self.counter.clone(),
+            })
+        })
     }
 
     fn stream(&self, request: ChatRequest) -> ChunkStream<'_> {

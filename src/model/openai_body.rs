@@ -148,7 +148,9 @@ impl<'a> WireMessage<'a> {
             role,
             content: (!calls_only).then_some(m.content.as_str()),
             tool_calls: m.tool_calls.iter().map(WireCall::new).collect(),
-            tool_call_id: m.tool_call_id.as_deref(),
+            // Only the tool role carries it on the wire; a user message
+            // holding a result for a JSON-action model keeps it to itself.
+            tool_call_id: m.tool_call_id.as_deref().filter(|_| m.role == Role::Tool),
         }
     }
 }

@@ -1,7 +1,8 @@
 //! The Answer state: stream the final answer.
 
 use futures::StreamExt;
-use statewise::model::{split_words, ChatRequest, Params, ReplyStream, SharedModel};
+use statewise::fit::Fitter;
+use statewise::model::{split_words, ChatRequest, Params, SharedModel};
 use statewise::{Action, Emit, EmitStream, Env, Message, Next, State, StateError};
 
 use crate::{prompt, ANSWER};
@@ -22,6 +23,7 @@ pub struct Answer {
     apology: Option<String>,
     instructions: String,
     params: Params,
+    fitter: Fitter,
 }
 
 impl std::fmt::Debug for Answer {
@@ -48,6 +50,7 @@ impl Answer {
             apology: None,
             instructions: DEFAULT_INSTRUCTIONS.to_owned(),
             params: Params::default(),
+            fitter: Fitter::default(),
         }
     }
 
@@ -85,8 +88,16 @@ impl Answer {
         self
     }
 
-    /// The request [`Answer::with_model`] sends for `env`; a draft answer
-    /// from Reasoning is passed along.
+    /// How [`Answer::with_model`]'s requests are fitted to the model's
+    /// context window (default: [`Trim`](statewise::fit::Trim); the draft
+    /// answer is always kept).
+    pub fn fitter(mut self, fitter: Fitter) -> Self {
+        self.fitter = fitter;
+        self
+    }
+
+    /// The request [`Answer::with_model`] sends for `env`, before fitting;
+    /// a draft answer from Reasoning is passed along, last.
     pub fn request(&self, env: &Env) -> ChatRequest {
         let mut messages = prompt::conversation(self.instructions.clone(), env);
         if let Some(Action::FinalAnswer(draft)) = &env.action {
@@ -134,7 +145,9 @@ impl State for Answer {
                 env.answer = Some(answer);
                 return;
             };
-            let mut call = ReplyStream::call(&**model, self.request(env));
+            let draft = usize::from(matches!(env.action, Some(Action::FinalAnswer(_))));
+            let snapshot: &Env = env;
+            let mut call = self.fitter.call(&**model, draft, || self.request(snapshot));
             while let Some(emit) = call.next().await {
                 yield emit?;
             }

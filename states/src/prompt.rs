@@ -20,10 +20,14 @@ pub(crate) fn conversation(system: String, env: &Env) -> Vec<Message> {
             .iter()
             .find(|o| o.call_id == id)
             .map_or("tool", |o| o.tool.as_str());
-        messages.push(Message::user(format!(
-            "Observation from `{tool}` (call {id}):\n{}",
-            m.content
-        )));
+        // It keeps the call's id: fitting the context keeps it with its call.
+        messages.push(Message {
+            tool_call_id: m.tool_call_id.clone(),
+            ..Message::user(format!(
+                "Observation from `{tool}` (call {id}):\n{}",
+                m.content
+            ))
+        });
     }
     messages
 }

@@ -6,7 +6,8 @@ use std::sync::OnceLock;
 use futures::StreamExt;
 use serde_json::Value;
 use statewise::action::{action_schema, ParseError, PartialActionReader, RepairError};
-use statewise::model::{ChatRequest, Params, ReplyStream, SharedModel};
+use statewise::fit::Fitter;
+use statewise::model::{ChatRequest, Params, SharedModel};
 use statewise::tool::{ToolSpec, Toolbox};
 use statewise::{Action, Emit, EmitStream, Env, Message, Next, State, StateError, ToolCall};
 
@@ -29,7 +30,13 @@ const DEFAULT_INSTRUCTIONS: &str =
 /// A reply with JSON that cannot be read as an action is sent back to the
 /// model with the parse error as feedback and Reasoning runs again; once a
 /// run's unreadable replies exceed `max_parse_retries`, counted over the
-/// whole run, it fails with [`StateError::Action`].
+/// whole run, it fails with [`StateError::Action`]. An unreadable reply and
+/// its feedback are shown to the model until it gives a readable one, then
+/// leave the conversation.
+///
+/// Each request is fitted to the model's context window first (see
+/// [`Reasoning::fitter`]), and sent once more, fitted tighter, if the
+/// provider still reports an overflow.
 #[derive(Clone)]
 pub struct Reasoning {
     name: String,
@@ -45,6 +52,7 @@ pub struct Reasoning {
     on_model_error: Option<String>,
     on_tool_calls: String,
     on_answer: String,
+    fitter: Fitter,
     /// Built on first use: they depend only on the settings above.
     prompts: OnceLock<Prompts>,
 }
@@ -87,6 +95,7 @@ impl Reasoning {
             on_model_error: None,
             on_tool_calls: ACTION.to_owned(),
             on_answer: ANSWER.to_owned(),
+            fitter: Fitter::default(),
             prompts: OnceLock::new(),
         }
     }
@@ -176,6 +185,16 @@ impl Reasoning {
         self
     }
 
+    /// How requests are fitted to the model's context window (default:
+    /// [`Trim`](statewise::fit::Trim) to the window the model reports). The
+    /// system prompt, the user's last turn, the latest tool round and this
+    /// state's notes to the model (parse feedback, the repeated-call note)
+    /// are always kept. [`Fitter::off`] sends the conversation as it is.
+    pub fn fitter(mut self, fitter: Fitter) -> Self {
+        self.fitter = fitter;
+        self
+    }
+
     /// The tools offered for `env`: none once the tool-round budget is spent.
     fn offered(&self, env: &Env) -> &[ToolSpec] {
         if self.withdrawn(env) {
@@ -200,14 +219,19 @@ impl Reasoning {
         self.model.capabilities().native_tools && !self.offered(env).is_empty()
     }
 
-    /// The request this state sends for `env`.
+    /// The request this state sends for `env`, before fitting: the
+    /// conversation, then this state's notes for this call (see
+    /// [`notes`](Self::notes)).
     pub fn request(&self, env: &Env) -> ChatRequest {
         let specs = self.offered(env);
         let capabilities = self.model.capabilities();
         let prompts = self.prompts();
+        let notes = self.notes(env);
         if capabilities.native_tools && !specs.is_empty() {
+            let mut messages = prompt::native_conversation(prompts.native.clone(), env);
+            messages.extend(notes);
             return ChatRequest {
-                messages: prompt::native_conversation(prompts.native.clone(), env),
+                messages,
                 tools: specs.to_vec(),
                 params: self.params.clone(),
                 response_schema: None,
@@ -215,9 +239,7 @@ impl Reasoning {
         }
         let which = usize::from(specs.is_empty());
         let mut messages = prompt::conversation(prompts.json[which].clone(), env);
-        if self.withdrawn(env) {
-            messages.push(Message::user(REPEATED_CALL_NOTE));
-        }
+        messages.extend(notes);
         ChatRequest {
             messages,
             tools: Vec::new(),
@@ -226,6 +248,26 @@ impl Reasoning {
                 .json_schema
                 .then(|| prompts.schema[which].clone()),
         }
+    }
+
+    /// What this state tells the model for the next call only, after the
+    /// conversation: the unreadable replies since the last readable one with
+    /// their feedback, and the note that tools are withdrawn.
+    pub fn notes(&self, env: &Env) -> Vec<Message> {
+        let mut notes = env
+            .scratch
+            .get::<Vec<Message>>(&self.feedback_key())
+            .ok()
+            .flatten()
+            .unwrap_or_default();
+        if self.withdrawn(env) {
+            notes.push(Message::user(REPEATED_CALL_NOTE));
+        }
+        notes
+    }
+
+    fn feedback_key(&self) -> String {
+        format!("{}.feedback", self.name)
     }
 
     fn prompts(&self) -> &Prompts {
@@ -302,7 +344,9 @@ impl State for Reasoning {
         Box::pin(statewise::try_stream! {
             env.action = None;
             let native = self.native_tools(env);
-            let mut call = ReplyStream::call(&*self.model, self.request(env));
+            let notes = self.notes(env).len();
+            let snapshot: &Env = env;
+            let mut call = self.fitter.call(&*self.model, notes, || self.request(snapshot));
             let mut reader = PartialActionReader::default();
             while let Some(emit) = call.next().await {
                 let emit = emit?;
@@ -355,6 +399,7 @@ impl State for Reasoning {
             let mut message = Message::assistant(reply.text);
             match parsed {
                 Ok(action) => {
+                    env.scratch.remove(&self.feedback_key());
                     if let Action::ToolCalls(calls) = &action {
                         if !reply.tool_calls.is_empty() {
                             message.tool_calls = calls.clone();
@@ -379,11 +424,16 @@ impl State for Reasoning {
                         Err(StateError::Action { attempts: failures, last: error })?;
                     } else {
                         env.scratch.set(&key, &failures)?;
-                        env.messages.push(message);
-                        env.messages.push(Message::user(format!(
+                        let mut feedback = env
+                            .scratch
+                            .get::<Vec<Message>>(&self.feedback_key())?
+                            .unwrap_or_default();
+                        feedback.push(message);
+                        feedback.push(Message::user(format!(
                             "Your reply could not be read as an action: {error}. \
                              Reply again with exactly one JSON object in the required format."
                         )));
+                        env.scratch.set(&self.feedback_key(), &feedback)?;
                     }
                 }
             }

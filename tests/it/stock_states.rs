@@ -139,21 +139,19 @@ async fn reasoning_takes_prose_as_the_answer_by_default() {
 
 #[tokio::test]
 async fn reasoning_feeds_the_parse_error_back() {
-    let model = Arc::new(ScriptedModel::new().text("I think the answer is four."));
-    let machine = Machine::new("reasoning").with_state(reasoning(model).prose_is_answer(false));
+    let model = Arc::new(
+        ScriptedModel::new()
+            .text("I think the answer is four.")
+            .text(r#"{"final_answer": "4"}"#),
+    );
+    let state = reasoning(model.clone()).prose_is_answer(false);
+    let machine = Machine::new("reasoning").with_state(state.clone());
     let out = machine
         .step("reasoning", Env::from_user("2+2?"))
         .await
         .unwrap();
     assert_eq!(out.next, Next::to("reasoning"));
     assert_eq!(out.env.action, None);
-    let feedback = out.env.messages.last().unwrap();
-    assert_eq!(feedback.role, Role::User);
-    assert!(
-        feedback.content.contains("no JSON object or array found"),
-        "{}",
-        feedback.content
-    );
     assert_eq!(
         out.env
             .scratch
@@ -161,6 +159,28 @@ async fn reasoning_feeds_the_parse_error_back() {
             .unwrap(),
         Some(1)
     );
+    // The unreadable reply and the feedback go to the model with the next
+    // call, after the conversation, which they do not join.
+    assert_eq!(out.env.messages.len(), 1);
+    let next = state.request(&out.env);
+    let [.., reply, feedback] = next.messages.as_slice() else {
+        panic!("{next:?}");
+    };
+    assert_eq!(reply.role, Role::Assistant);
+    assert_eq!(reply.content, "I think the answer is four.");
+    assert_eq!(feedback.role, Role::User);
+    assert!(
+        feedback.content.contains("no JSON object or array found"),
+        "{}",
+        feedback.content
+    );
+
+    // They leave once a reply is readable.
+    let out = machine.step("reasoning", out.env).await.unwrap();
+    assert_eq!(out.next, Next::to("answer"));
+    assert!(state.notes(&out.env).is_empty());
+    assert_eq!(out.env.messages.len(), 2);
+    assert_eq!(model.calls()[1], next);
 }
 
 #[tokio::test]

@@ -113,6 +113,7 @@ type Handler = dyn Fn(&Recorded) -> Response + Send + Sync;
 pub struct MockServer {
     pub addr: SocketAddr,
     requests: Arc<Mutex<Vec<Recorded>>>,
+    gets: Arc<Mutex<Vec<Recorded>>>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -123,30 +124,45 @@ impl Drop for MockServer {
 }
 
 impl MockServer {
-    /// A server answering every request with `handler`.
+    /// A server answering every POST with `handler`, and every GET (a
+    /// client asking for `/props` or `/v1/models`) with 404, as a server
+    /// that has neither does.
     pub async fn start(handler: impl Fn(&Recorded) -> Response + Send + Sync + 'static) -> Self {
+        Self::with_gets(handler, |_| {
+            Response::json(404, r#"{"error": {"message": "not found"}}"#)
+        })
+        .await
+    }
+
+    /// A server answering POSTs with `handler` and GETs with `gets`.
+    pub async fn with_gets(
+        handler: impl Fn(&Recorded) -> Response + Send + Sync + 'static,
+        gets: impl Fn(&Recorded) -> Response + Send + Sync + 'static,
+    ) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind 127.0.0.1");
         let addr = listener.local_addr().unwrap();
         let requests = Arc::new(Mutex::new(Vec::new()));
-        let handler: Arc<Handler> = Arc::new(handler);
-        let recorded = Arc::clone(&requests);
+        let got = Arc::new(Mutex::new(Vec::new()));
+        let handlers: Arc<[Box<Handler>; 2]> = Arc::new([Box::new(handler), Box::new(gets)]);
+        let recorded = [Arc::clone(&requests), Arc::clone(&got)];
         let task = tokio::spawn(async move {
             loop {
                 let Ok((socket, _)) = listener.accept().await else {
                     return;
                 };
-                let handler = Arc::clone(&handler);
-                let recorded = Arc::clone(&recorded);
+                let handlers = Arc::clone(&handlers);
+                let recorded = recorded.clone();
                 tokio::spawn(async move {
-                    let _ = serve(socket, handler, recorded).await;
+                    let _ = serve(socket, handlers, recorded).await;
                 });
             }
         });
         MockServer {
             addr,
             requests,
+            gets: got,
             task,
         }
     }
@@ -166,15 +182,21 @@ impl MockServer {
         format!("http://{}{}", self.addr, path)
     }
 
+    /// The POSTs (model calls) received so far.
     pub fn requests(&self) -> Vec<Recorded> {
         self.requests.lock().unwrap().clone()
+    }
+
+    /// The GETs received so far.
+    pub fn gets(&self) -> Vec<Recorded> {
+        self.gets.lock().unwrap().clone()
     }
 }
 
 async fn serve(
     mut socket: TcpStream,
-    handler: Arc<Handler>,
-    recorded: Arc<Mutex<Vec<Recorded>>>,
+    handlers: Arc<[Box<Handler>; 2]>,
+    recorded: [Arc<Mutex<Vec<Recorded>>>; 2],
 ) -> std::io::Result<()> {
     let mut buf = Vec::new();
     let mut chunk = [0u8; 8192];
@@ -216,8 +238,9 @@ async fn serve(
         headers,
         body,
     };
-    recorded.lock().unwrap().push(request.clone());
-    let response = handler(&request);
+    let route = usize::from(request.method == "GET");
+    recorded[route].lock().unwrap().push(request.clone());
+    let response = handlers[route](&request);
 
     let mut head = format!("HTTP/1.1 {} Mock\r\nconnection: close\r\n", response.status);
     for (k, v) in &response.headers {
