@@ -29,7 +29,8 @@ use std::collections::{HashMap, VecDeque};
 use std::path::Path;
 use std::sync::Mutex;
 
-use futures::StreamExt;
+use futures::future::BoxFuture;
+use futures::{FutureExt, StreamExt};
 use serde_json::json;
 
 use crate::env::{Action, Env};
@@ -37,7 +38,7 @@ use crate::event::{EventKind, RunFailure, RunOutput};
 use crate::layer::cache_key;
 use crate::machine::{finish, Machine};
 use crate::model::{
-    Capabilities, ChatModel, ChatRequest, ChunkStream, ModelError, Reply, Scripted,
+    Capabilities, ChatModel, ChatRequest, ChunkStream, ContextWindow, ModelError, Reply, Scripted,
 };
 use crate::state::{Emit, Next};
 use crate::testkit::{Expected, StepFixture};
@@ -133,13 +134,29 @@ impl Recording {
     }
 
     /// A model answering every request of this run with its recorded reply.
+    ///
+    /// When the run fitted requests to a context window, the model reports
+    /// that window, so states fit their requests as they did; a fit counted
+    /// by a model's own tokenizer replays alike only with that counter
+    /// ([`RecordedModel::with_context_window`]).
     pub fn model(&self) -> RecordedModel {
-        RecordedModel::new(
+        let model = RecordedModel::new(
             self.steps
                 .iter()
                 .flat_map(|s| &s.model_calls)
                 .map(|c| (&c.request, &c.reply)),
-        )
+        );
+        let window = self
+            .steps
+            .iter()
+            .flat_map(|s| &s.fitted)
+            .filter(|f| !f.tighter)
+            .map(|f| f.window)
+            .min();
+        match window {
+            Some(tokens) => model.with_context_window(ContextWindow::new(tokens)),
+            None => model,
+        }
     }
 
     /// Runs `machine` from the recorded start and compares its answer and
@@ -233,6 +250,7 @@ impl std::fmt::Display for RunReplay {
 pub struct RecordedModel {
     name: String,
     capabilities: Capabilities,
+    window: Option<ContextWindow>,
     recorded: usize,
     replies: Mutex<HashMap<String, VecDeque<Reply>>>,
 }
@@ -255,6 +273,7 @@ impl RecordedModel {
         RecordedModel {
             name: "recorded".to_owned(),
             capabilities,
+            window: None,
             recorded,
             replies: Mutex::new(replies),
         }
@@ -271,6 +290,12 @@ impl RecordedModel {
         self.capabilities = capabilities;
         self
     }
+
+    /// Sets the context window it reports, as the recorded model did.
+    pub fn with_context_window(mut self, window: ContextWindow) -> Self {
+        self.window = Some(window);
+        self
+    }
 }
 
 impl ChatModel for RecordedModel {
@@ -280,6 +305,10 @@ impl ChatModel for RecordedModel {
 
     fn capabilities(&self) -> Capabilities {
         self.capabilities
+    }
+
+    fn context_window(&self) -> BoxFuture<'_, Option<ContextWindow>> {
+        futures::future::ready(self.window.clone()).boxed()
     }
 
     fn stream(&self, request: ChatRequest) -> ChunkStream<'_> {

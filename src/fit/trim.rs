@@ -20,7 +20,7 @@ use super::{FitPolicy, TooLong, Trimmed};
 ///    its result. The system prompt, the last user turn and the latest
 ///    unit are kept; the system prompt says how many messages were left out.
 /// 3. The tool results still there are cut further, longest first, down to
-///    `min_result` tokens each.
+///    `min_result` tokens each, and as a last resort to the note alone.
 ///
 /// A message answers a tool call when it has a
 /// [`tool_call_id`](Message::tool_call_id): [`Role::Tool`] messages, and the
@@ -54,7 +54,8 @@ impl Trim {
         self
     }
 
-    /// Tool results are never cut below this many tokens (default 48).
+    /// Tool results are cut below this many tokens (default 48) only when
+    /// nothing else is left to shorten.
     pub fn min_result(mut self, tokens: usize) -> Self {
         self.min_result = tokens;
         self
@@ -130,21 +131,24 @@ impl FitPolicy for Trim {
             note = counter.count(&left_out_note(trimmed.dropped)) + 1;
         }
 
-        // 3. The remaining results are cut further, longest first.
-        let mut stuck = dropped.clone();
-        while total + note > budget {
-            let longest = results
-                .iter()
-                .copied()
-                .filter(|&i| !stuck[i])
-                .max_by_key(|&i| message_tokens(&messages[i], counter));
-            let Some(i) = longest else { break };
-            let excess = total + note - budget;
-            let content = counter.count(&messages[i].content);
-            let max = content.saturating_sub(excess).max(self.min_result);
-            let shorter = cut(messages, i, max, &mut total);
-            // At its floor, or the note saying what was cut is no shorter.
-            stuck[i] = max == self.min_result || !shorter;
+        // 3. The remaining results are cut further, longest first, down to
+        // `min_result`; as a last resort, to the note alone.
+        for floor in [self.min_result, 0] {
+            let mut stuck = dropped.clone();
+            while total + note > budget {
+                let longest = results
+                    .iter()
+                    .copied()
+                    .filter(|&i| !stuck[i])
+                    .max_by_key(|&i| message_tokens(&messages[i], counter));
+                let Some(i) = longest else { break };
+                let excess = total + note - budget;
+                let content = counter.count(&messages[i].content);
+                let max = content.saturating_sub(excess).max(floor);
+                let shorter = cut(messages, i, max, &mut total);
+                // At the floor, or the note saying what was cut is no shorter.
+                stuck[i] = max == floor || !shorter;
+            }
         }
         trimmed.truncated = (0..messages.len())
             .filter(|&i| was_cut[i] && !dropped[i])

@@ -107,9 +107,10 @@ pub fn fixed_tokens(request: &ChatRequest, counter: &dyn TokenCounter) -> usize 
 /// (checked against SmolLM2's and OpenAI's o200k in the tests), usually
 /// 1.2 to 2 times as many.
 ///
-/// Words are counted a token per three letters, every digit, punctuation
-/// mark and line break as one (several tokenizers split digits one by one),
-/// and other characters a token per two bytes of UTF-8.
+/// Words are counted a token per three letters (two right after a digit,
+/// as in hex and ids), every digit, punctuation mark and line break as one
+/// (several tokenizers split digits one by one), and other characters a
+/// token per two bytes of UTF-8.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Estimate;
 
@@ -120,21 +121,33 @@ impl TokenCounter for Estimate {
 
     fn count(&self, text: &str) -> usize {
         let mut tokens = 0;
-        // Letters in the current word, and spaces in the current run.
+        // Letters in the current word, whether it began right after a
+        // digit (hex and ids split finer), and spaces in the current run.
         let mut letters: usize = 0;
+        let mut glued = false;
         let mut spaces: usize = 0;
+        let mut last_digit = false;
+        let word = |letters: usize, glued: bool| match glued {
+            true => letters.div_ceil(2),
+            false => letters.div_ceil(3),
+        };
         for c in text.chars() {
             if c.is_ascii_alphabetic() {
+                if letters == 0 {
+                    glued = last_digit;
+                }
                 letters += 1;
                 // One space before a word is part of the word's token.
                 if spaces > 1 {
                     tokens += spaces.div_ceil(4);
                 }
                 spaces = 0;
+                last_digit = false;
                 continue;
             }
-            tokens += letters.div_ceil(3);
+            tokens += word(letters, glued);
             letters = 0;
+            last_digit = c.is_ascii_digit();
             if c == ' ' {
                 spaces += 1;
                 continue;
@@ -147,7 +160,7 @@ impl TokenCounter for Estimate {
                 c.len_utf8().div_ceil(2)
             };
         }
-        tokens + letters.div_ceil(3) + spaces.div_ceil(4)
+        tokens + word(letters, glued) + spaces.div_ceil(4)
     }
 }
 
@@ -167,5 +180,6 @@ mod tests {
         assert_eq!(e.count("        x"), 3);
         assert_eq!(e.count("日本"), 4);
         assert_eq!(e.count("\n\n"), 2);
+        assert_eq!(e.count("0xdeadbeef"), 6);
     }
 }

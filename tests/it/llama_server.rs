@@ -1,11 +1,13 @@
 //! The OpenAI provider against a real llama.cpp server (the `xllamacpp`
 //! wheel) serving SmolLM2-135M: a real streamed completion through
-//! Reasoning → Answer.
+//! Reasoning → Answer, and a conversation longer than a 1,024-token slot
+//! fitted to it.
 //!
 //! Needs Python with `xllamacpp` (`scripts/setup` installs it) and the model
 //! (fetched by `scripts/fetch-model` on first use). It fails, never skips,
 //! when they are missing.
 
+use crate::context_fit::{answer, fitted, long_history, machine, Manual, Undercount};
 use crate::support;
 
 use std::path::PathBuf;
@@ -14,9 +16,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use statewise::model::{ChatModel, ChatRequest, OpenAi, Params};
+use statewise::fit::Fitter;
+use statewise::model::{ChatModel, ChatRequest, ModelError, OpenAi, Params};
 use statewise::tool::{ToolRegistry, Toolbox};
-use statewise::{Action, Emit, Env, EventKind, Machine, Message};
+use statewise::{Action, Emit, Env, Event, EventKind, Machine, MachineError, Message, StateError};
 use statewise_states::{Answer, Reasoning};
 
 fn root() -> PathBuf {
@@ -37,6 +40,11 @@ impl Drop for LlamaServer {
 }
 
 async fn start_server() -> LlamaServer {
+    start_server_with(&[]).await
+}
+
+/// A server started with these extra arguments (`--ctx 1024`, ...).
+async fn start_server_with(args: &[&str]) -> LlamaServer {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -46,6 +54,7 @@ async fn start_server() -> LlamaServer {
     let child = Command::new(python)
         .arg(root().join("scripts/llama-server"))
         .args([&support::model_path(), &port.to_string(), "--threads", "2"])
+        .args(args)
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -155,4 +164,99 @@ async fn a_real_llama_cpp_server_through_reasoning_and_answer() {
         "SmolLM2 via llama.cpp answered: {streamed_answer:?} ({:?})",
         out.usage()
     );
+}
+
+/// The acceptance check of context fitting: a server with a 1,024-token
+/// slot, and a conversation (twelve earlier exchanges, then a tool that
+/// reads a 1,500-word manual) that overflows it. Unfitted, the server
+/// refuses it with a typed overflow; fitted, the run completes without a
+/// 400, every prompt within the slot; and a fit that counts far too few
+/// tokens is corrected by the server's overflow answer.
+#[tokio::test]
+async fn a_conversation_longer_than_a_1024_token_slot_is_fitted_to_it() {
+    let server = start_server_with(&["--ctx", "1024"]).await;
+    let base = format!("http://127.0.0.1:{}/v1", server.port);
+    let model = Arc::new(OpenAi::builder("smollm2").base_url(&base).build().unwrap());
+    let window = model.context_window().await.expect("the server's /props");
+    assert_eq!(window.tokens, 1024);
+    let params = Params {
+        temperature: Some(0.0),
+        max_tokens: Some(64),
+        seed: Some(7),
+        ..Params::default()
+    };
+    let tools = Toolbox::new(ToolRegistry::new().with(Manual { words: 1500 }));
+    let reasoning = || {
+        Reasoning::new(model.clone(), tools.clone())
+            .params(params.clone())
+            .max_tool_rounds(1)
+    };
+    let env = long_history(
+        12,
+        "What does the manual say? Read it with the manual tool.",
+    );
+
+    let failure = machine(reasoning().fitter(Fitter::off()), tools.clone())
+        .run(env.clone())
+        .await
+        .unwrap_err();
+    let MachineError::State {
+        source:
+            StateError::Model(ModelError::ContextOverflow {
+                prompt_tokens: Some(sent),
+                window: Some(1024),
+                ..
+            }),
+        ..
+    } = &failure.error
+    else {
+        panic!("unfitted, the server should refuse it: {failure:?}");
+    };
+    assert!(*sent > 1024, "{sent}");
+
+    for (fitter, label) in [
+        (Fitter::default(), "estimated"),
+        (
+            Fitter::default().counter(Arc::new(Undercount)),
+            "undercounted",
+        ),
+    ] {
+        let events: Vec<Event> = machine(reasoning().fitter(fitter), tools.clone())
+            .record_model_calls(true)
+            .stream(env.clone())
+            .collect()
+            .await;
+        let answer = answer(&events);
+        if let Some(EventKind::Failed(failure)) = events.last().map(|e| &e.kind) {
+            panic!("{label}: the run failed: {}", failure.error);
+        }
+        assert!(
+            answer.as_deref().is_some_and(|a| !a.trim().is_empty()),
+            "{label}: no answer"
+        );
+        let fits = fitted(&events);
+        assert!(!fits.is_empty(), "{label}: nothing was fitted");
+        for e in &events {
+            match &e.kind {
+                EventKind::StateFailed { error } => panic!("{label}: {error:?}"),
+                EventKind::StateRetried { reason, .. } => panic!("{label}: {reason}"),
+                EventKind::Emitted(Emit::ModelCall(call)) => {
+                    let used = call.reply.usage.prompt_tokens + call.reply.usage.completion_tokens;
+                    assert!(used <= 1024, "{label}: {:?}", call.reply.usage);
+                }
+                _ => {}
+            }
+        }
+        let calls = events
+            .iter()
+            .filter(|e| matches!(e.kind, EventKind::Emitted(Emit::ModelCall(_))))
+            .count();
+        println!("{label}: answered {answer:?} in {calls} calls; fits: {fits:?}");
+        if label == "undercounted" {
+            assert!(
+                fits.iter().any(|f| f.tighter),
+                "the server's overflow answer led to a tighter fit: {fits:?}"
+            );
+        }
+    }
 }

@@ -9,6 +9,7 @@ mod agent_loop;
 mod anthropic_provider;
 mod batch;
 mod cache;
+mod context_fit;
 mod fault_injection;
 mod fixtures;
 mod llama_server;
