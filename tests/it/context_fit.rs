@@ -413,6 +413,7 @@ async fn anthropics_prompt_too_long_is_a_context_overflow() {
 
 /// Texts of the kinds agents send: prose, JSON, code, numbers, other
 /// scripts.
+#[cfg(any(feature = "tiktoken", feature = "local"))]
 fn corpus() -> Vec<String> {
     vec![
         "The quick brown fox jumps over the lazy dog. ".repeat(20),

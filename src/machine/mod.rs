@@ -1,0 +1,403 @@
+//! The [`Machine`]: states by name, an entry state, limits, and the loop
+//! that runs them.
+//!
+//! [`Machine::stream`] is the one code path: [`Machine::run`] and
+//! [`Machine::step`] consume the same event stream, so streamed and batch
+//! runs cannot drift apart. Dropping the stream cancels the run.
+//!
+//! The files: `error.rs` (why a run stops), `decide.rs` (every decision of
+//! the run loop, as plain functions with unit tests), `driver.rs` (the
+//! async loop that polls states and does the I/O), and this one (the
+//! builder and the ways to start, resume and finish a run).
+
+mod decide;
+mod driver;
+mod error;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::stream::BoxStream;
+use futures::{Stream, StreamExt};
+
+use crate::env::Env;
+use crate::event::{Event, EventKind, RunFailure, RunOutput};
+use crate::state::{Next, State};
+use crate::store::{new_run_id, Checkpoint, Store, StoreError};
+use crate::trace::Tracer;
+
+use decide::Limits;
+pub use error::{MachineError, Resource};
+
+/// The default bound on states entered per run; see [`Machine::max_steps`].
+pub const DEFAULT_MAX_STEPS: u32 = 50;
+
+/// The default number of restarts of a state cut off mid-stream; see
+/// [`Machine::state_retries`].
+pub const DEFAULT_STATE_RETRIES: u32 = 2;
+
+/// The stream of a run's events; its last item is `Finished` or `Failed`.
+pub type EventStream = BoxStream<'static, Event>;
+
+/// The outcome of running a single state with [`Machine::step`].
+#[derive(Debug)]
+pub struct StepOutcome {
+    /// The env after the state ran.
+    pub env: Env,
+    /// Where the state's transition pointed.
+    pub next: Next,
+    /// The events of the step, from `StateEntered` to `StateExited`.
+    pub events: Vec<Event>,
+}
+
+/// A state machine: states by name, an entry state and a step limit.
+///
+/// Cloning is cheap, and a clone is a snapshot: registering a state on one
+/// does not change runs of the other, nor runs already under way.
+///
+/// ```
+/// use statewise::{Env, Machine, Next, state::FnState};
+///
+/// # futures::executor::block_on(async {
+/// let machine = Machine::new("greet").with_state(FnState::new(
+///     "greet",
+///     |env: &mut Env| { env.answer = Some("hello".into()); Ok(()) },
+///     |_: &Env| Next::End,
+/// ));
+/// let out = machine.run(Env::new()).await?;
+/// assert_eq!(out.answer.as_deref(), Some("hello"));
+/// assert_eq!(out.path, ["greet"]);
+/// # Ok::<(), statewise::RunFailure>(())
+/// # }).unwrap();
+/// ```
+#[derive(Clone)]
+pub struct Machine {
+    states: Arc<BTreeMap<String, Arc<dyn State>>>,
+    entry: String,
+    limits: Limits,
+    store: Option<Arc<dyn Store>>,
+    tracer: Option<Tracer>,
+    record_calls: bool,
+}
+
+impl std::fmt::Debug for Machine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Machine")
+            .field("states", &self.states.keys().collect::<Vec<_>>())
+            .field("entry", &self.entry)
+            .field("limits", &self.limits)
+            .field("store", &self.store.is_some())
+            .field("tracer", &self.tracer)
+            .finish()
+    }
+}
+
+impl Machine {
+    /// An empty machine whose runs start at the state named `entry`.
+    pub fn new(entry: impl Into<String>) -> Self {
+        Machine {
+            states: Arc::default(),
+            entry: entry.into(),
+            limits: Limits {
+                max_steps: DEFAULT_MAX_STEPS,
+                state_retries: DEFAULT_STATE_RETRIES,
+                state_timeout: None,
+                deadline: None,
+                max_tokens: None,
+                max_cost: None,
+            },
+            store: None,
+            tracer: None,
+            record_calls: false,
+        }
+    }
+
+    /// Adds `state` under its name.
+    pub fn with_state(mut self, state: impl State + 'static) -> Self {
+        self.register(state);
+        self
+    }
+
+    /// Adds `state` under its name (between runs, too), returning the state
+    /// it replaces.
+    pub fn register(&mut self, state: impl State + 'static) -> Option<Arc<dyn State>> {
+        let name = state.name().to_owned();
+        Arc::make_mut(&mut self.states).insert(name, Arc::new(state))
+    }
+
+    /// Removes the state named `name`.
+    pub fn unregister(&mut self, name: &str) -> Option<Arc<dyn State>> {
+        Arc::make_mut(&mut self.states).remove(name)
+    }
+
+    /// Sets the most states a run may enter; the next one fails the run with
+    /// [`MachineError::MaxSteps`]. Counted by [`Env::step`], so a resumed run
+    /// keeps its count.
+    pub fn max_steps(mut self, limit: u32) -> Self {
+        self.limits.max_steps = limit;
+        self
+    }
+
+    /// How often a state is restarted, from the env it started with, when a
+    /// model call fails transiently after streaming part of its reply
+    /// (default 2). The event stream marks each restart with
+    /// `StateRetried`; what the cut attempt streamed is not kept in the env.
+    pub fn state_retries(mut self, retries: u32) -> Self {
+        self.limits.state_retries = retries;
+        self
+    }
+
+    /// The longest one state may run; past it the state fails with
+    /// [`StateError::TimedOut`] (which [`State::on_error`] may route).
+    pub fn state_timeout(mut self, limit: Duration) -> Self {
+        self.limits.state_timeout = Some(limit);
+        self
+    }
+
+    /// The longest a whole run may take; past it the run fails with
+    /// [`MachineError::Deadline`].
+    pub fn deadline(mut self, limit: Duration) -> Self {
+        self.limits.deadline = Some(limit);
+        self
+    }
+
+    /// Ends the run with [`MachineError::Budget`] once it has used more
+    /// than `tokens` (prompt plus completion).
+    pub fn max_tokens(mut self, tokens: u64) -> Self {
+        self.limits.max_tokens = Some(tokens);
+        self
+    }
+
+    /// Ends the run with [`MachineError::Budget`] once it has cost more
+    /// than `dollars`.
+    pub fn max_cost(mut self, dollars: f64) -> Self {
+        self.limits.max_cost = Some(dollars);
+        self
+    }
+
+    /// Saves a [`Checkpoint`] to `store` before the first state and after
+    /// every state, so runs can be resumed ([`Machine::resume`]) and forked
+    /// ([`Machine::fork`]). A failed save fails the run
+    /// ([`MachineError::Store`]).
+    pub fn with_store(mut self, store: impl Store + 'static) -> Self {
+        self.store = Some(Arc::new(store));
+        self
+    }
+
+    /// Writes a trace record per run start, step and run end
+    /// ([`trace`](crate::trace)). A failed write fails the run
+    /// ([`MachineError::Trace`]): a trace with holes would mislead.
+    pub fn with_tracer(mut self, tracer: Tracer) -> Self {
+        self.tracer = Some(tracer);
+        self
+    }
+
+    /// Makes states that call models through
+    /// [`ReplyStream::call`](crate::model::ReplyStream::call) emit
+    /// [`Emit::ModelCall`](crate::Emit::ModelCall) (request and whole reply)
+    /// after each call. A tracer turns it on; it is off otherwise, since it
+    /// keeps a copy of each prompt while its call runs.
+    pub fn record_model_calls(mut self, on: bool) -> Self {
+        self.record_calls = on;
+        self
+    }
+
+    /// Changes the entry state.
+    pub fn with_entry(mut self, entry: impl Into<String>) -> Self {
+        self.entry = entry.into();
+        self
+    }
+
+    /// The entry state's name.
+    pub fn entry(&self) -> &str {
+        &self.entry
+    }
+
+    /// The state registered as `name`.
+    pub fn state(&self, name: &str) -> Option<&Arc<dyn State>> {
+        self.states.get(name)
+    }
+
+    /// The registered state names, sorted.
+    pub fn state_names(&self) -> impl Iterator<Item = &str> {
+        self.states.keys().map(String::as_str)
+    }
+
+    /// Runs from the entry state, streaming every event, under a new run
+    /// id ([`new_run_id`]).
+    pub fn stream(&self, env: Env) -> EventStream {
+        self.stream_as(new_run_id(), env)
+    }
+
+    /// Runs from the entry state under the run id `run_id` (its checkpoints
+    /// and trace records carry it).
+    pub fn stream_as(&self, run_id: impl Into<Arc<str>>, env: Env) -> EventStream {
+        events_only(self.drive(&self.entry, env, false, RunCtx::fresh(run_id)))
+    }
+
+    /// Runs from the state named `state`, under a new run id.
+    pub fn stream_from(&self, state: &str, env: Env) -> EventStream {
+        events_only(self.drive(state, env, false, RunCtx::fresh(new_run_id())))
+    }
+
+    /// Continues run `run_id` from its last checkpoint, after a crash or a
+    /// deliberate stop. A run that had ended yields its result again.
+    pub async fn resume(&self, run_id: &str) -> Result<EventStream, StoreError> {
+        let store = self.store.as_ref().ok_or(StoreError::NoStore)?;
+        let last = store
+            .get(run_id, None)
+            .await?
+            .ok_or_else(|| StoreError::NotFound {
+                run_id: run_id.to_owned(),
+                step: None,
+            })?;
+        Ok(self.continue_from(last))
+    }
+
+    /// Starts run `new_run_id` from `step` of run `run_id` and streams it:
+    /// the old run is left as it was. Step 0 is the env the old run started
+    /// with.
+    pub async fn fork(
+        &self,
+        run_id: &str,
+        step: u32,
+        new_run_id: &str,
+    ) -> Result<EventStream, StoreError> {
+        let store = self.store.as_ref().ok_or(StoreError::NoStore)?;
+        let fork = store.fork(run_id, step, new_run_id).await?;
+        Ok(self.continue_from(fork))
+    }
+
+    /// Runs to the end under the run id `run_id`.
+    pub async fn run_as(
+        &self,
+        run_id: impl Into<Arc<str>>,
+        env: Env,
+    ) -> Result<RunOutput, RunFailure> {
+        finish(self.stream_as(run_id, env)).await
+    }
+
+    /// Runs to the end and returns the result.
+    pub async fn run(&self, env: Env) -> Result<RunOutput, RunFailure> {
+        finish(self.stream(env)).await
+    }
+
+    /// Runs only the state named `state`, then reports where it would go.
+    /// The next state is not entered, not even looked up.
+    pub async fn step(&self, state: &str, env: Env) -> Result<StepOutcome, RunFailure> {
+        let mut driven = std::pin::pin!(self.drive(state, env, true, RunCtx::fresh("step")));
+        let mut events = Vec::new();
+        while let Some(d) = driven.next().await {
+            match d {
+                Driven::Paused { env, next } => return Ok(StepOutcome { env, next, events }),
+                Driven::Event(e) => match e.kind {
+                    EventKind::Failed(f) => return Err(*f),
+                    EventKind::Finished(out) => {
+                        return Ok(StepOutcome {
+                            env: out.env,
+                            next: Next::End,
+                            events,
+                        })
+                    }
+                    _ => events.push(e),
+                },
+            }
+        }
+        Err(interrupted())
+    }
+
+    /// Continues `checkpoint`'s run (or yields its result, if it had ended).
+    fn continue_from(&self, checkpoint: Checkpoint) -> EventStream {
+        let Checkpoint {
+            run_id,
+            step,
+            state,
+            next,
+            env,
+            path,
+            ..
+        } = checkpoint;
+        match next {
+            Next::End => {
+                let out = RunOutput {
+                    answer: env.answer.clone(),
+                    path,
+                    env,
+                    run_id,
+                };
+                let event = Event {
+                    step,
+                    state: Arc::from(state.as_deref().unwrap_or_default()),
+                    kind: EventKind::Finished(Box::new(out)),
+                };
+                futures::stream::once(async move { event }).boxed()
+            }
+            Next::To(to) => {
+                let ctx = RunCtx {
+                    run_id: Arc::from(run_id),
+                    path,
+                    resumed_at: Some(step),
+                };
+                events_only(self.drive(&to, env, false, ctx))
+            }
+        }
+    }
+}
+
+/// Who a run is, and what it did before this process took it up.
+struct RunCtx {
+    run_id: Arc<str>,
+    path: Vec<String>,
+    resumed_at: Option<u32>,
+}
+
+impl RunCtx {
+    fn fresh(run_id: impl Into<Arc<str>>) -> Self {
+        RunCtx {
+            run_id: run_id.into(),
+            path: Vec::new(),
+            resumed_at: None,
+        }
+    }
+}
+
+fn events_only(driven: impl Stream<Item = Driven> + Send + 'static) -> EventStream {
+    driven
+        .filter_map(|d| async move {
+            match d {
+                Driven::Event(e) => Some(e),
+                Driven::Paused { .. } => None,
+            }
+        })
+        .boxed()
+}
+
+/// What the driver loop yields: events, and for [`Machine::step`] the env
+/// handed back before the next state is entered.
+enum Driven {
+    Event(Event),
+    Paused { env: Env, next: Next },
+}
+
+/// Consumes an event stream to its result (what [`Machine::run`] does).
+pub async fn finish(stream: impl Stream<Item = Event>) -> Result<RunOutput, RunFailure> {
+    let mut stream = std::pin::pin!(stream);
+    while let Some(event) = stream.next().await {
+        match event.kind {
+            EventKind::Finished(out) => return Ok(*out),
+            EventKind::Failed(failure) => return Err(*failure),
+            _ => {}
+        }
+    }
+    Err(interrupted())
+}
+
+fn interrupted() -> RunFailure {
+    RunFailure {
+        run_id: String::new(),
+        error: MachineError::Interrupted,
+        path: Vec::new(),
+        env: Env::default(),
+    }
+}
