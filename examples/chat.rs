@@ -141,7 +141,7 @@ async fn main() -> ExitCode {
     {
         Ok(_) => ExitCode::SUCCESS,
         Err(failure) => {
-            eprintln!("chat: run failed ({}): {failure}", failure.error.kind());
+            eprintln!("chat: run failed ({}): {failure}", failure.error.code());
             ExitCode::FAILURE
         }
     }

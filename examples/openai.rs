@@ -113,7 +113,7 @@ async fn main() -> ExitCode {
     {
         Ok(_) => ExitCode::SUCCESS,
         Err(failure) => {
-            eprintln!("openai: run failed ({}): {failure}", failure.error.kind());
+            eprintln!("openai: run failed ({}): {failure}", failure.error.code());
             ExitCode::FAILURE
         }
     }

@@ -29,7 +29,7 @@ use serde_json::Value;
 use crate::env::{Env, Usage};
 use crate::event::EventKind;
 use crate::machine::{Machine, MachineError};
-use crate::state::{Emit, StateError};
+use crate::state::Emit;
 
 /// One dataset item.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -266,7 +266,7 @@ impl Batch {
             path: Vec::new(),
             usage: Usage::default(),
             latency_ms: 0.0,
-            error: Some(MachineError::Interrupted.kind().to_owned()),
+            error: Some(MachineError::Interrupted.code()),
             passed: None,
         };
         while let Some(event) = events.next().await {
@@ -283,13 +283,7 @@ impl Batch {
                     result.error = None;
                 }
                 EventKind::Failed(f) => {
-                    result.error = Some(match &f.error {
-                        MachineError::State {
-                            source: StateError::Model(e),
-                            ..
-                        } => format!("model:{}", e.kind()),
-                        other => other.kind().to_owned(),
-                    });
+                    result.error = Some(f.error.code());
                     result.path = f.path;
                     result.usage = f.env.usage;
                     result.passed = item.expected.as_ref().map(|_| false);

@@ -320,7 +320,7 @@ pub struct ErrorRecord {
     pub step: u32,
     /// The state that failed.
     pub state: String,
-    /// Its kind ([`StateError::kind`](crate::StateError::kind)).
+    /// Its code ([`StateError::code`](crate::StateError::code)).
     pub kind: String,
     /// The error, as text.
     pub message: String,
@@ -332,7 +332,7 @@ impl ErrorRecord {
         ErrorRecord {
             step,
             state: state.to_owned(),
-            kind: error.kind(),
+            kind: error.code(),
             message: error.to_string(),
         }
     }

@@ -109,7 +109,7 @@ impl Serialize for RunFailure {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let mut s = serializer.serialize_struct("RunFailure", 5)?;
         s.serialize_field("run_id", &self.run_id)?;
-        s.serialize_field("kind", self.error.kind())?;
+        s.serialize_field("kind", &self.error.code())?;
         s.serialize_field("error", &self.error.to_string())?;
         s.serialize_field("path", &self.path)?;
         s.serialize_field("env", &self.env)?;

@@ -94,8 +94,8 @@ pub use env::{
     Action, Env, ErrorRecord, Message, Observation, Role, Scratch, ScratchError, ToolCall, Usage,
 };
 pub use event::{Event, EventKind, RunFailure, RunOutput};
-pub use machine::{EventStream, Machine, MachineError, Resource, StepOutcome};
-pub use state::{Emit, EmitStream, Next, State, StateError};
+pub use machine::{EventStream, Machine, MachineError, MachineErrorKind, Resource, StepOutcome};
+pub use state::{Emit, EmitStream, Next, State, StateError, StateErrorKind};
 
 /// Builds an [`EmitStream`] body with `yield` and `?` (re-exported from
 /// `async-stream`, so states need no extra dependency).

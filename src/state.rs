@@ -120,18 +120,65 @@ pub enum StateError {
 }
 
 impl StateError {
-    /// A short code for the kind of error: the model error's kind as
-    /// `model:http_503`, else `action`, `precondition`, `scratch`,
-    /// `custom`, `state_timeout`.
-    pub fn kind(&self) -> String {
+    /// The kind of error, typed.
+    pub fn kind(&self) -> StateErrorKind {
         match self {
-            StateError::Model(e) => format!("model:{}", e.kind()),
-            StateError::Action { .. } => "action".into(),
-            StateError::Precondition { .. } => "precondition".into(),
-            StateError::Scratch(_) => "scratch".into(),
-            StateError::Custom(_) => "custom".into(),
-            StateError::TimedOut { .. } => "state_timeout".into(),
+            StateError::Model(_) => StateErrorKind::Model,
+            StateError::Action { .. } => StateErrorKind::Action,
+            StateError::Precondition { .. } => StateErrorKind::Precondition,
+            StateError::Scratch(_) => StateErrorKind::Scratch,
+            StateError::Custom(_) => StateErrorKind::Custom,
+            StateError::TimedOut { .. } => StateErrorKind::StateTimeout,
         }
+    }
+
+    /// The failure's code, the one every record of it uses: the model
+    /// error's code as `model:http_503`, else the kind (`action`,
+    /// `precondition`, `scratch`, `custom`, `state_timeout`).
+    pub fn code(&self) -> String {
+        match self {
+            StateError::Model(e) => format!("model:{}", e.code()),
+            other => other.kind().as_str().to_owned(),
+        }
+    }
+}
+
+/// The kinds of [`StateError`], serialized in snake_case.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum StateErrorKind {
+    /// [`StateError::Model`].
+    Model,
+    /// [`StateError::Action`].
+    Action,
+    /// [`StateError::Precondition`].
+    Precondition,
+    /// [`StateError::Scratch`].
+    Scratch,
+    /// [`StateError::Custom`].
+    Custom,
+    /// [`StateError::TimedOut`].
+    StateTimeout,
+}
+
+impl StateErrorKind {
+    /// The snake_case name, as serialized.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StateErrorKind::Model => "model",
+            StateErrorKind::Action => "action",
+            StateErrorKind::Precondition => "precondition",
+            StateErrorKind::Scratch => "scratch",
+            StateErrorKind::Custom => "custom",
+            StateErrorKind::StateTimeout => "state_timeout",
+        }
+    }
+}
+
+impl std::fmt::Display for StateErrorKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 

@@ -60,7 +60,9 @@ pub struct Expected {
     /// A subset of the env after the step.
     #[serde(default)]
     pub env: Option<Value>,
-    /// The [`MachineError::kind`](crate::MachineError::kind) the step must fail with.
+    /// The [`code`](crate::MachineError::code) the step must fail with
+    /// (`action`, `model:http_503`), or its family (`model` for any
+    /// model failure).
     #[serde(default)]
     pub error: Option<String>,
 }
@@ -82,12 +84,12 @@ pub enum FixtureError {
     #[error("not a step fixture: {0}")]
     Format(#[from] serde_json::Error),
     /// The step failed where the fixture expected an outcome.
-    #[error("fixture `{fixture}`: step failed with {kind}: {message}")]
+    #[error("fixture `{fixture}`: step failed with {code}: {message}")]
     Failed {
         /// The fixture's name.
         fixture: String,
-        /// The error's kind.
-        kind: &'static str,
+        /// The error's [`code`](crate::MachineError::code).
+        code: String,
         /// The error.
         message: String,
     },
@@ -139,14 +141,12 @@ impl StepFixture {
             machine.step(&self.state, self.env.clone()).await,
             &self.expect.error,
         ) {
-            (Err(f), Some(kind)) if f.error.kind() == kind => return Ok(None),
-            (Err(f), Some(kind)) => {
-                return Err(mismatch("error", kind.clone(), f.error.kind().to_owned()))
-            }
+            (Err(f), Some(code)) if code_matches(&f.error.code(), code) => return Ok(None),
+            (Err(f), Some(code)) => return Err(mismatch("error", code.clone(), f.error.code())),
             (Err(f), None) => {
                 return Err(FixtureError::Failed {
                     fixture: self.name.clone(),
-                    kind: f.error.kind(),
+                    code: f.error.code(),
                     message: f.error.to_string(),
                 })
             }
@@ -201,8 +201,28 @@ fn contains(actual: &Value, expected: &Value, at: String) -> Result<(), (String,
     }
 }
 
+/// Whether a failure's `code` is the `expected` one, or of its family:
+/// `model` matches every `model:...` code.
+fn code_matches(code: &str, expected: &str) -> bool {
+    code == expected
+        || code
+            .strip_prefix(expected)
+            .is_some_and(|rest| rest.starts_with(':'))
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_code_matches_itself_and_its_family() {
+        use super::code_matches;
+        assert!(code_matches("action", "action"));
+        assert!(code_matches("model:http_503", "model"));
+        assert!(code_matches("model:http_503", "model:http_503"));
+        assert!(!code_matches("model:http_503", "model:http_500"));
+        assert!(!code_matches("modeling", "model"));
+        assert!(!code_matches("action", "model"));
+    }
+
     use super::*;
     use serde_json::json;
 

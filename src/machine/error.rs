@@ -86,27 +86,120 @@ pub enum MachineError {
 }
 
 impl MachineError {
-    /// A short stable code for the kind of error, for logs, results files and
-    /// clients: `unknown_state`, `max_steps`, `interrupted`, `deadline`,
-    /// `budget`, `store`, `trace`, `model`, `action`, `precondition`, `scratch`, `custom` or
-    /// `state_timeout`.
-    pub fn kind(&self) -> &'static str {
+    /// The kind of error, typed.
+    pub fn kind(&self) -> MachineErrorKind {
         match self {
-            MachineError::UnknownState { .. } => "unknown_state",
-            MachineError::MaxSteps { .. } => "max_steps",
-            MachineError::Interrupted => "interrupted",
-            MachineError::Deadline { .. } => "deadline",
-            MachineError::Budget { .. } => "budget",
-            MachineError::Store(_) => "store",
-            MachineError::Trace(_) => "trace",
-            MachineError::State { source, .. } => match source {
-                StateError::Model(_) => "model",
-                StateError::Action { .. } => "action",
-                StateError::Precondition { .. } => "precondition",
-                StateError::Scratch(_) => "scratch",
-                StateError::Custom(_) => "custom",
-                StateError::TimedOut { .. } => "state_timeout",
-            },
+            MachineError::UnknownState { .. } => MachineErrorKind::UnknownState,
+            MachineError::MaxSteps { .. } => MachineErrorKind::MaxSteps,
+            MachineError::Interrupted => MachineErrorKind::Interrupted,
+            MachineError::Deadline { .. } => MachineErrorKind::Deadline,
+            MachineError::Budget { .. } => MachineErrorKind::Budget,
+            MachineError::Store(_) => MachineErrorKind::Store,
+            MachineError::Trace(_) => MachineErrorKind::Trace,
+            MachineError::State { .. } => MachineErrorKind::State,
         }
+    }
+
+    /// The failure's code, the one results files, traces, fixtures,
+    /// replays and clients all use: a state's failure by its
+    /// [`StateError::code`] (`model:http_503`, `action`, ...), else the kind
+    /// (`unknown_state`, `max_steps`, `interrupted`, `deadline`, `budget`,
+    /// `store`, `trace`).
+    pub fn code(&self) -> String {
+        match self {
+            MachineError::State { source, .. } => source.code(),
+            other => other.kind().as_str().to_owned(),
+        }
+    }
+}
+
+/// The kinds of [`MachineError`], serialized in snake_case.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum MachineErrorKind {
+    /// [`MachineError::UnknownState`].
+    UnknownState,
+    /// [`MachineError::MaxSteps`].
+    MaxSteps,
+    /// [`MachineError::Interrupted`].
+    Interrupted,
+    /// [`MachineError::Deadline`].
+    Deadline,
+    /// [`MachineError::Budget`].
+    Budget,
+    /// [`MachineError::Store`].
+    Store,
+    /// [`MachineError::Trace`].
+    Trace,
+    /// [`MachineError::State`]: the state's own error says more.
+    State,
+}
+
+impl MachineErrorKind {
+    /// The snake_case name, as serialized.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MachineErrorKind::UnknownState => "unknown_state",
+            MachineErrorKind::MaxSteps => "max_steps",
+            MachineErrorKind::Interrupted => "interrupted",
+            MachineErrorKind::Deadline => "deadline",
+            MachineErrorKind::Budget => "budget",
+            MachineErrorKind::Store => "store",
+            MachineErrorKind::Trace => "trace",
+            MachineErrorKind::State => "state",
+        }
+    }
+}
+
+impl std::fmt::Display for MachineErrorKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{ModelError, ModelErrorKind};
+    use crate::state::StateErrorKind;
+
+    #[test]
+    fn one_failure_one_code_at_every_level() {
+        let http = || ModelError::Http {
+            provider: "openai".into(),
+            status: 503,
+            message: "overloaded".into(),
+            retry_after: None,
+        };
+        assert_eq!(http().kind(), ModelErrorKind::Http);
+        assert_eq!(http().code(), "http_503");
+        let state = StateError::Model(http());
+        assert_eq!(state.kind(), StateErrorKind::Model);
+        assert_eq!(state.code(), "model:http_503");
+        let machine = MachineError::State {
+            state: "reasoning".into(),
+            source: state,
+        };
+        assert_eq!(machine.kind(), MachineErrorKind::State);
+        assert_eq!(machine.code(), "model:http_503");
+        let limit = MachineError::MaxSteps { limit: 3 };
+        assert_eq!(limit.code(), "max_steps");
+        // Kinds serialize as their snake_case names.
+        for (kind, name) in [
+            (MachineErrorKind::UnknownState, "unknown_state"),
+            (MachineErrorKind::State, "state"),
+        ] {
+            assert_eq!(serde_json::to_value(kind).unwrap(), name);
+            assert_eq!(kind.as_str(), name);
+        }
+        assert_eq!(
+            serde_json::to_value(StateErrorKind::StateTimeout).unwrap(),
+            "state_timeout"
+        );
+        assert_eq!(
+            serde_json::to_value(ModelErrorKind::ContextOverflow).unwrap(),
+            "context_overflow"
+        );
     }
 }

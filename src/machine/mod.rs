@@ -28,7 +28,7 @@ use crate::store::{new_run_id, Checkpoint, Store, StoreError};
 use crate::trace::Tracer;
 
 use decide::Limits;
-pub use error::{MachineError, Resource};
+pub use error::{MachineError, MachineErrorKind, Resource};
 
 /// The default bound on states entered per run; see [`Machine::max_steps`].
 pub const DEFAULT_MAX_STEPS: u32 = 50;

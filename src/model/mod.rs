@@ -386,25 +386,92 @@ impl ModelError {
         matches!(self, ModelError::ContextOverflow { .. })
     }
 
-    /// A short stable code for the kind of failure: `http_429`, `http_500`,
-    /// `context_overflow`, `connect`, `stream_cut`, `protocol`, `timeout`, `circuit_open`,
-    /// `config`, `request`, `backend`, `script`, `not_recorded`, `other`.
-    pub fn kind(&self) -> String {
+    /// The kind of failure, typed.
+    pub fn kind(&self) -> ModelErrorKind {
+        match self {
+            ModelError::Http { .. } => ModelErrorKind::Http,
+            ModelError::ContextOverflow { .. } => ModelErrorKind::ContextOverflow,
+            ModelError::Connect { .. } => ModelErrorKind::Connect,
+            ModelError::StreamCut { .. } => ModelErrorKind::StreamCut,
+            ModelError::Protocol { .. } => ModelErrorKind::Protocol,
+            ModelError::Timeout { .. } => ModelErrorKind::Timeout,
+            ModelError::CircuitOpen { .. } => ModelErrorKind::CircuitOpen,
+            ModelError::Config { .. } => ModelErrorKind::Config,
+            ModelError::Request { .. } => ModelErrorKind::Request,
+            ModelError::Backend { .. } => ModelErrorKind::Backend,
+            ModelError::ScriptExhausted { .. } | ModelError::Scripted(_) => ModelErrorKind::Script,
+            ModelError::NotRecorded { .. } => ModelErrorKind::NotRecorded,
+            ModelError::Other(_) => ModelErrorKind::Other,
+        }
+    }
+
+    /// A short stable code: the kind, with the status for HTTP errors
+    /// (`http_429`, `context_overflow`, `stream_cut`, ...).
+    pub fn code(&self) -> String {
         match self {
             ModelError::Http { status, .. } => format!("http_{status}"),
-            ModelError::ContextOverflow { .. } => "context_overflow".into(),
-            ModelError::Connect { .. } => "connect".into(),
-            ModelError::StreamCut { .. } => "stream_cut".into(),
-            ModelError::Protocol { .. } => "protocol".into(),
-            ModelError::Timeout { .. } => "timeout".into(),
-            ModelError::CircuitOpen { .. } => "circuit_open".into(),
-            ModelError::Config { .. } => "config".into(),
-            ModelError::Request { .. } => "request".into(),
-            ModelError::Backend { .. } => "backend".into(),
-            ModelError::ScriptExhausted { .. } | ModelError::Scripted(_) => "script".into(),
-            ModelError::NotRecorded { .. } => "not_recorded".into(),
-            ModelError::Other(_) => "other".into(),
+            other => other.kind().as_str().to_owned(),
         }
+    }
+}
+
+/// The kinds of [`ModelError`], serialized in snake_case.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum ModelErrorKind {
+    /// An error status ([`ModelError::Http`]).
+    Http,
+    /// [`ModelError::ContextOverflow`].
+    ContextOverflow,
+    /// [`ModelError::Connect`].
+    Connect,
+    /// [`ModelError::StreamCut`].
+    StreamCut,
+    /// [`ModelError::Protocol`].
+    Protocol,
+    /// [`ModelError::Timeout`].
+    Timeout,
+    /// [`ModelError::CircuitOpen`].
+    CircuitOpen,
+    /// [`ModelError::Config`].
+    Config,
+    /// [`ModelError::Request`].
+    Request,
+    /// [`ModelError::Backend`].
+    Backend,
+    /// [`ModelError::Scripted`] and [`ModelError::ScriptExhausted`].
+    Script,
+    /// [`ModelError::NotRecorded`].
+    NotRecorded,
+    /// [`ModelError::Other`].
+    Other,
+}
+
+impl ModelErrorKind {
+    /// The snake_case name, as serialized.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ModelErrorKind::Http => "http",
+            ModelErrorKind::ContextOverflow => "context_overflow",
+            ModelErrorKind::Connect => "connect",
+            ModelErrorKind::StreamCut => "stream_cut",
+            ModelErrorKind::Protocol => "protocol",
+            ModelErrorKind::Timeout => "timeout",
+            ModelErrorKind::CircuitOpen => "circuit_open",
+            ModelErrorKind::Config => "config",
+            ModelErrorKind::Request => "request",
+            ModelErrorKind::Backend => "backend",
+            ModelErrorKind::Script => "script",
+            ModelErrorKind::NotRecorded => "not_recorded",
+            ModelErrorKind::Other => "other",
+        }
+    }
+}
+
+impl std::fmt::Display for ModelErrorKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 

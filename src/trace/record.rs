@@ -76,14 +76,10 @@ pub struct TracedError {
 }
 
 impl From<&crate::MachineError> for TracedError {
-    /// A state's error keeps its detailed kind (`model:http_503`).
+    /// The failure's [`code`](crate::MachineError::code) (`model:http_503`).
     fn from(error: &crate::MachineError) -> Self {
-        let kind = match error {
-            crate::MachineError::State { source, .. } => source.kind(),
-            other => other.kind().to_owned(),
-        };
         TracedError {
-            kind,
+            kind: error.code(),
             message: error.to_string(),
         }
     }

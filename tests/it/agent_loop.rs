@@ -264,7 +264,7 @@ async fn unparseable_actions_end_in_a_typed_error() {
     let failure = run(&agent(model.clone(), registry()), "?")
         .await
         .unwrap_err();
-    assert_eq!(failure.error.kind(), "action");
+    assert_eq!(failure.error.code(), "action");
     assert_eq!(failure.path, ["reasoning"; 3]);
     model.assert_complete();
 }
@@ -426,7 +426,11 @@ async fn running_past_the_script_is_a_clear_error() {
         ScriptedModel::new().text(r#"{"name": "calculator", "arguments": {"expression": "1"}}"#),
     );
     let failure = run(&agent(model, registry()), "?").await.unwrap_err();
-    assert_eq!(failure.error.kind(), "model");
+    assert!(
+        failure.error.code().starts_with("model:"),
+        "{}",
+        failure.error.code()
+    );
     assert!(
         failure
             .to_string()
@@ -555,7 +559,7 @@ async fn states_can_be_registered_between_runs() {
     let mut machine =
         Machine::new("start").with_state(FnState::new("start", |_| Ok(()), |_| Next::to("later")));
     let failure = machine.run(Env::new()).await.unwrap_err();
-    assert_eq!(failure.error.kind(), "unknown_state");
+    assert_eq!(failure.error.code(), "unknown_state");
     let snapshot = machine.clone();
     machine.register(FnState::new(
         "later",

@@ -229,7 +229,7 @@ async fn an_overflow_that_cannot_be_fitted_fails_the_state_with_a_typed_error() 
         panic!("{failure:?}");
     };
     assert!(error.is_context_overflow(), "{error:?}");
-    assert_eq!(error.kind(), "context_overflow");
+    assert_eq!(error.code(), "context_overflow");
     assert_eq!(model.calls().len(), 1, "the refit refused to send");
 }
 

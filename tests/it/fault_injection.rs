@@ -22,7 +22,7 @@ use statewise::layer::{
 };
 use statewise::model::OpenAi;
 use statewise::tool::{ToolRegistry, Toolbox};
-use statewise::{Env, MachineError, StateError, Usage};
+use statewise::{Env, Usage};
 use statewise_states::tools::Calculator;
 
 const SEED: u64 = 0x5eed_2026;
@@ -196,13 +196,7 @@ async fn fault_injection_1000_runs_at_concurrency_100() {
                 ok += 1;
             }
             Err(f) => {
-                let kind = match &f.error {
-                    MachineError::State {
-                        source: StateError::Model(e),
-                        ..
-                    } => format!("model:{}", e.kind()),
-                    other => other.kind().to_owned(),
-                };
+                let kind = f.error.code();
                 client_usage.add(&f.env.usage);
                 *failed.entry(kind).or_default() += 1;
             }

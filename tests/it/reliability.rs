@@ -277,7 +277,11 @@ async fn a_cut_after_tokens_restarts_the_state_without_duplicating_text() {
         .with_state(Reasoning::new(m.clone(), no_tools()))
         .state_retries(2);
     let failure = machine.run(Env::from_user("?")).await.unwrap_err();
-    assert_eq!(failure.error.kind(), "model");
+    assert!(
+        failure.error.code().starts_with("model:"),
+        "{}",
+        failure.error.code()
+    );
     assert_eq!(m.made(), 3);
 }
 
@@ -293,7 +297,7 @@ async fn state_timeout_and_run_deadline() {
         .with_state(Reasoning::new(slow(), no_tools()))
         .state_timeout(Duration::from_secs(5));
     let failure = machine.run(Env::from_user("?")).await.unwrap_err();
-    assert_eq!(failure.error.kind(), "state_timeout");
+    assert_eq!(failure.error.code(), "state_timeout");
 
     let machine = Machine::new("reasoning")
         .with_state(Reasoning::new(slow(), no_tools()))
@@ -353,7 +357,7 @@ async fn budgets_end_the_run_and_keep_what_it_has() {
         "{}",
         failure.error
     );
-    assert_eq!(failure.error.kind(), "budget");
+    assert_eq!(failure.error.code(), "budget");
 }
 
 /// Reasoning → Answer with an apology when the model is unavailable.
@@ -383,7 +387,11 @@ async fn an_error_transition_answers_with_an_apology() {
         .run(Env::from_user("?"))
         .await
         .unwrap_err();
-    assert_eq!(failure.error.kind(), "model");
+    assert!(
+        failure.error.code().starts_with("model:"),
+        "{}",
+        failure.error.code()
+    );
 }
 
 #[tokio::test(start_paused = true)]

@@ -202,7 +202,7 @@ async fn reasoning_gives_up_after_its_retries() {
         } => {}
         other => panic!("unexpected {other:?}"),
     }
-    assert_eq!(failure.error.kind(), "action");
+    assert_eq!(failure.error.code(), "action");
     // The conversation survives the failure.
     assert_eq!(failure.env.messages.len(), 1);
 }
@@ -229,7 +229,11 @@ async fn reasoning_reports_model_errors() {
         .step("reasoning", Env::from_user("?"))
         .await
         .unwrap_err();
-    assert_eq!(failure.error.kind(), "model");
+    assert!(
+        failure.error.code().starts_with("model:"),
+        "{}",
+        failure.error.code()
+    );
     assert!(failure.error.to_string().contains("overloaded"));
 }
 
@@ -285,7 +289,7 @@ async fn action_without_calls_is_a_typed_error_that_keeps_the_env() {
         .step("action", env)
         .await
         .unwrap_err();
-    assert_eq!(failure.error.kind(), "precondition");
+    assert_eq!(failure.error.code(), "precondition");
     assert_eq!(failure.env.action, Some(Act::FinalAnswer("4".into())));
 }
 

@@ -197,7 +197,7 @@ async fn a_checkpoint_that_cannot_be_saved_fails_the_run() {
         .run(Env::from_user("squares"))
         .await
         .unwrap_err();
-    assert_eq!(failure.error.kind(), "store");
+    assert_eq!(failure.error.code(), "store");
     assert!(failure.to_string().contains("no space left"), "{failure}");
 }
 

@@ -166,7 +166,7 @@ async fn a_trace_that_cannot_be_written_fails_the_run() {
         .run(Env::from_user("1234 * 5678?"))
         .await
         .unwrap_err();
-    assert_eq!(failure.error.kind(), "trace");
+    assert_eq!(failure.error.code(), "trace");
 }
 
 /// The openai example with `OPENAI_API_KEY` set and `--trace`: the key is
