@@ -235,6 +235,16 @@ pub trait State: Send + Sync {
         let _ = error;
         None
     }
+
+    /// Every place this state can send the run ([`Next::End`] included,
+    /// and the targets of [`on_error`](State::on_error)), if it declares
+    /// them. [`Machine::validate`](crate::Machine::validate) (run before a
+    /// run's first state) rejects a declared target that is not registered,
+    /// and [`Machine::mermaid`](crate::Machine::mermaid) draws them. `None`
+    /// (the default) declares nothing and is not checked.
+    fn targets(&self) -> Option<Vec<Next>> {
+        None
+    }
 }
 
 impl<S: State + ?Sized> State for std::sync::Arc<S> {
@@ -252,6 +262,10 @@ impl<S: State + ?Sized> State for std::sync::Arc<S> {
 
     fn on_error(&self, error: &StateError) -> Option<Next> {
         (**self).on_error(error)
+    }
+
+    fn targets(&self) -> Option<Vec<Next>> {
+        (**self).targets()
     }
 }
 
@@ -275,6 +289,7 @@ pub struct FnState {
     name: String,
     run: Box<RunFn>,
     transition: Box<TransitionFn>,
+    targets: Option<Vec<Next>>,
 }
 
 impl FnState {
@@ -288,7 +303,14 @@ impl FnState {
             name: name.into(),
             run: Box::new(run),
             transition: Box::new(transition),
+            targets: None,
         }
+    }
+
+    /// Declares where its transition can go ([`State::targets`]).
+    pub fn with_targets(mut self, targets: impl IntoIterator<Item = Next>) -> Self {
+        self.targets = Some(targets.into_iter().collect());
+        self
     }
 }
 
@@ -312,5 +334,9 @@ impl State for FnState {
 
     fn transition(&self, env: &Env) -> Next {
         (self.transition)(env)
+    }
+
+    fn targets(&self) -> Option<Vec<Next>> {
+        self.targets.clone()
     }
 }

@@ -31,6 +31,11 @@ impl Machine {
         let store = self.store.clone().filter(|_| !single_step);
         let tracer = self.tracer.clone().filter(|_| !single_step);
         let record_calls = self.record_calls || tracer.is_some();
+        let checked = if single_step {
+            Ok(())
+        } else {
+            self.check_edges()
+        };
         let start: Arc<str> = Arc::from(start);
         async_stream::stream! {
             let RunCtx { run_id, mut path, resumed_at } = ctx;
@@ -44,7 +49,10 @@ impl Machine {
             // Boxed here and below, and only when a tracer or a store is
             // set: what only they need stays off the generator every run
             // carries (4.4 KB -> 2.8 KB), and a run with neither pays nothing.
-            let opened: Result<(), MachineError> = if tracer.is_none() && store.is_none() {
+            let opened: Result<(), MachineError> = if let Err(error) = checked {
+                // A declared target is missing: fail before any state runs.
+                Err(error)
+            } else if tracer.is_none() && store.is_none() {
                 Ok(())
             } else {
                 Box::pin(async {

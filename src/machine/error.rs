@@ -30,7 +30,8 @@ impl std::fmt::Display for Resource {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum MachineError {
-    /// A transition (or the entry) named a state that is not registered.
+    /// A transition, a declared target ([`State::targets`](crate::State::targets))
+    /// or the entry named a state that is not registered.
     #[error("no state named `{name}`{}; registered states: {}",
         .from.as_ref().map(|f| format!(" (reached from `{f}`)")).unwrap_or_default(),
         .known.join(", "))]

@@ -11,11 +11,12 @@
 //! builder and the ways to start, resume and finish a run).
 
 mod decide;
+mod diagram;
 mod driver;
 mod error;
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use futures::stream::BoxStream;
@@ -79,6 +80,9 @@ pub struct Machine {
     store: Option<Arc<dyn Store>>,
     tracer: Option<Tracer>,
     record_calls: bool,
+    /// Set once the declared edges were found registered; cleared by
+    /// every change of the states.
+    edges_checked: Arc<OnceLock<()>>,
 }
 
 impl std::fmt::Debug for Machine {
@@ -110,6 +114,7 @@ impl Machine {
             store: None,
             tracer: None,
             record_calls: false,
+            edges_checked: Arc::default(),
         }
     }
 
@@ -123,12 +128,56 @@ impl Machine {
     /// it replaces.
     pub fn register(&mut self, state: impl State + 'static) -> Option<Arc<dyn State>> {
         let name = state.name().to_owned();
+        self.edges_checked = Arc::default();
         Arc::make_mut(&mut self.states).insert(name, Arc::new(state))
     }
 
     /// Removes the state named `name`.
     pub fn unregister(&mut self, name: &str) -> Option<Arc<dyn State>> {
+        self.edges_checked = Arc::default();
         Arc::make_mut(&mut self.states).remove(name)
+    }
+
+    /// Checks the graph without running it: the entry state and every
+    /// target a state declares ([`State::targets`]) are registered. A run
+    /// checks the declared targets itself before its first state (once per
+    /// machine as built), so a wiring mistake fails it before any model is
+    /// called; a single [`step`](Self::step) does not check.
+    pub fn validate(&self) -> Result<(), MachineError> {
+        if !self.states.contains_key(&self.entry) {
+            return Err(self.unknown(&self.entry, None));
+        }
+        self.validate_edges()
+    }
+
+    fn validate_edges(&self) -> Result<(), MachineError> {
+        for (name, state) in self.states.iter() {
+            for target in state.targets().into_iter().flatten() {
+                if let Next::To(to) = target {
+                    if !self.states.contains_key(&*to) {
+                        return Err(self.unknown(&to, Some(name)));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// [`validate_edges`](Self::validate_edges), remembered once it passed.
+    fn check_edges(&self) -> Result<(), MachineError> {
+        if self.edges_checked.get().is_none() {
+            self.validate_edges()?;
+            let _ = self.edges_checked.set(());
+        }
+        Ok(())
+    }
+
+    fn unknown(&self, name: &str, from: Option<&str>) -> MachineError {
+        MachineError::UnknownState {
+            name: name.to_owned(),
+            from: from.map(str::to_owned),
+            known: self.states.keys().cloned().collect(),
+        }
     }
 
     /// Sets the most states a run may enter; the next one fails the run with

@@ -92,6 +92,10 @@ impl State for Action {
         })
     }
 
+    fn targets(&self) -> Option<Vec<Next>> {
+        Some(vec![Next::to(self.then.clone())])
+    }
+
     fn transition(&self, _env: &Env) -> Next {
         Next::to(self.then.clone())
     }

@@ -159,6 +159,10 @@ impl State for Answer {
         })
     }
 
+    fn targets(&self) -> Option<Vec<Next>> {
+        Some(vec![Next::End])
+    }
+
     fn transition(&self, _env: &Env) -> Next {
         Next::End
     }

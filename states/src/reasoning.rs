@@ -447,6 +447,20 @@ impl State for Reasoning {
         }
     }
 
+    /// Its own name (an unreadable reply), the answer state, the tool
+    /// state when it has tools, and the error route when one is set.
+    fn targets(&self) -> Option<Vec<Next>> {
+        let mut targets = vec![
+            Next::to(self.name.clone()),
+            Next::to(self.on_answer.clone()),
+        ];
+        if !self.tools.specs().is_empty() {
+            targets.push(Next::to(self.on_tool_calls.clone()));
+        }
+        targets.extend(self.on_model_error.clone().map(Next::to));
+        Some(targets)
+    }
+
     fn transition(&self, env: &Env) -> Next {
         match &env.action {
             Some(Action::ToolCalls(_)) => Next::to(self.on_tool_calls.clone()),

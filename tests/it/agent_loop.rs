@@ -487,9 +487,10 @@ async fn a_custom_state_in_the_loop() {
 
 #[tokio::test]
 async fn an_unknown_next_state_is_a_typed_error() {
+    // Declared (Reasoning declares `respond`): refused before any call.
     let model = Arc::new(ScriptedModel::new().text(r#"{"final_answer": "x"}"#));
     let machine = Machine::new("reasoning")
-        .with_state(Reasoning::new(model, registry()).on_answer("respond"));
+        .with_state(Reasoning::new(model.clone(), registry()).on_answer("respond"));
     let failure = run(&machine, "?").await.unwrap_err();
     match &failure.error {
         MachineError::UnknownState { name, from, known } => {
@@ -499,10 +500,27 @@ async fn an_unknown_next_state_is_a_typed_error() {
         }
         other => panic!("unexpected {other:?}"),
     }
-    assert_eq!(
-        failure.env.action,
-        Some(statewise::Action::FinalAnswer("x".into()))
-    );
+    assert!(model.calls().is_empty());
+
+    // Undeclared: found when the transition names it, after the state ran.
+    let machine = Machine::new("guess").with_state(statewise::state::FnState::new(
+        "guess",
+        |env: &mut Env| {
+            env.answer = Some("x".into());
+            Ok(())
+        },
+        |_: &Env| Next::to("respond"),
+    ));
+    let failure = run(&machine, "?").await.unwrap_err();
+    match &failure.error {
+        MachineError::UnknownState { name, from, known } => {
+            assert_eq!(name, "respond");
+            assert_eq!(from.as_deref(), Some("guess"));
+            assert_eq!(known, &["guess"]);
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+    assert_eq!(failure.env.answer.as_deref(), Some("x"));
 }
 
 #[tokio::test]

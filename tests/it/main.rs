@@ -12,6 +12,7 @@ mod cache;
 mod context_fit;
 mod fault_injection;
 mod fixtures;
+mod graph;
 mod llama_server;
 #[cfg(feature = "local")]
 mod local_model;

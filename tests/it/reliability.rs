@@ -275,6 +275,7 @@ async fn a_cut_after_tokens_restarts_the_state_without_duplicating_text() {
     let m = Steps::new(vec![vec![Step::Text("a"), Step::Fail(cut)]; 3]);
     let machine = Machine::new("reasoning")
         .with_state(Reasoning::new(m.clone(), no_tools()))
+        .with_state(Answer::new())
         .state_retries(2);
     let failure = machine.run(Env::from_user("?")).await.unwrap_err();
     assert!(
@@ -295,12 +296,14 @@ async fn state_timeout_and_run_deadline() {
     };
     let machine = Machine::new("reasoning")
         .with_state(Reasoning::new(slow(), no_tools()))
+        .with_state(Answer::new())
         .state_timeout(Duration::from_secs(5));
     let failure = machine.run(Env::from_user("?")).await.unwrap_err();
     assert_eq!(failure.error.code(), "state_timeout");
 
     let machine = Machine::new("reasoning")
         .with_state(Reasoning::new(slow(), no_tools()))
+        .with_state(Answer::new())
         .state_timeout(Duration::from_secs(60))
         .deadline(Duration::from_secs(10));
     let failure = machine.run(Env::from_user("?")).await.unwrap_err();
@@ -384,6 +387,7 @@ async fn an_error_transition_answers_with_an_apology() {
     let down = Steps::new(vec![vec![Step::Fail(http(500))]]);
     let failure = Machine::new("reasoning")
         .with_state(Reasoning::new(down, no_tools()))
+        .with_state(Answer::new())
         .run(Env::from_user("?"))
         .await
         .unwrap_err();
