@@ -20,7 +20,7 @@ use statewise::model::{default_model_path, from_spec, LocalModel, Params, Shared
 use statewise::tool::{ToolRegistry, Toolbox};
 use statewise::{Env, Machine};
 use statewise_states::tools::{Calculator, Clock};
-use statewise_states::{Action, Answer, Reasoning};
+use statewise_states::{Answer, Reasoning, RunTools};
 
 struct Args {
     question: String,
@@ -127,7 +127,7 @@ async fn main() -> ExitCode {
     }
     let machine = Machine::new(statewise_states::REASONING)
         .with_state(reasoning)
-        .with_state(Action::new(tools))
+        .with_state(RunTools::new(tools))
         .with_state(Answer::new());
 
     let stdout = std::io::stdout();

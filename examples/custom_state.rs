@@ -62,7 +62,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let tools = Toolbox::new(ToolRegistry::new().with(Calculator));
     let machine = Machine::new("reasoning")
         .with_state(Reasoning::new(model.clone(), tools.clone()).on_answer("critic"))
-        .with_state(statewise_states::Action::new(tools))
+        .with_state(statewise_states::RunTools::new(tools))
         .with_state(Critic)
         .with_state(Answer::new());
 

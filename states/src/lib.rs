@@ -2,7 +2,7 @@
 //! exactly as you would write your own:
 //!
 //! - [`Reasoning`] asks the model for a JSON action, repairs and parses it;
-//! - [`Action`] runs the chosen tools concurrently and records observations;
+//! - [`RunTools`] runs the chosen tools concurrently and records observations;
 //! - [`Answer`] streams the final answer.
 //!
 //! [`agent`] wires them into the usual loop:
@@ -24,15 +24,22 @@
 #![warn(missing_docs, unreachable_pub)]
 #![forbid(unsafe_code)]
 
-mod action;
 mod answer;
 mod prompt;
 mod reasoning;
+mod run_tools;
 pub mod tools;
 
-pub use action::Action;
 pub use answer::Answer;
 pub use reasoning::Reasoning;
+pub use run_tools::RunTools;
+
+/// The old name of [`RunTools`].
+#[deprecated(
+    since = "0.2.0",
+    note = "renamed `RunTools`: `Action` is also `statewise::Action`, the decision it runs"
+)]
+pub type Action = RunTools;
 
 use statewise::model::SharedModel;
 use statewise::tool::Toolbox;
@@ -40,16 +47,16 @@ use statewise::Machine;
 
 /// The default name of the [`Reasoning`] state.
 pub const REASONING: &str = "reasoning";
-/// The default name of the [`Action`] state.
+/// The default name of the [`RunTools`] state.
 pub const ACTION: &str = "action";
 /// The default name of the [`Answer`] state.
 pub const ANSWER: &str = "answer";
 
-/// The stock agent: [`Reasoning`] with `model` and `tools`, [`Action`] with
+/// The stock agent: [`Reasoning`] with `model` and `tools`, [`RunTools`] with
 /// the same tools, and an [`Answer`] that streams the answer Reasoning gave.
 pub fn agent(model: SharedModel, tools: Toolbox) -> Machine {
     Machine::new(REASONING)
         .with_state(Reasoning::new(model, tools.clone()))
-        .with_state(Action::new(tools))
+        .with_state(RunTools::new(tools))
         .with_state(Answer::new())
 }

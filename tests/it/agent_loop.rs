@@ -11,7 +11,7 @@ use statewise::state::FnState;
 use statewise::tool::{Tool, ToolRegistry, Toolbox};
 use statewise::{Emit, Env, EventKind, Machine, MachineError, Next, Role};
 use statewise_states::tools::Calculator;
-use statewise_states::{agent, Action, Answer, Reasoning};
+use statewise_states::{agent, Answer, Reasoning, RunTools};
 use tokio::sync::Barrier;
 
 /// A tool that returns only once `parties` calls are waiting together, so a
@@ -466,7 +466,7 @@ async fn a_custom_state_in_the_loop() {
     let tools = registry();
     let machine = Machine::new("reasoning")
         .with_state(Reasoning::new(model.clone(), tools.clone()))
-        .with_state(Action::new(tools).then("guard"))
+        .with_state(RunTools::new(tools).then("guard"))
         .with_state(Answer::new())
         .with_state(guard);
     let out = run(&machine, "save 1+1").await.unwrap();

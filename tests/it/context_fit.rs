@@ -17,7 +17,7 @@ use statewise::model::{
 };
 use statewise::tool::{DynTool, ToolError, ToolRegistry, ToolSpec, Toolbox};
 use statewise::{Emit, Env, Event, EventKind, Machine, MachineError, Role, StateError};
-use statewise_states::{Action, Answer, Reasoning};
+use statewise_states::{Answer, Reasoning, RunTools};
 
 /// A tool whose observation is long: a manual of `words` words, numbered
 /// so its beginning and end can be told apart.
@@ -82,7 +82,7 @@ pub fn long_history(turns: usize, question: &str) -> Env {
 pub fn machine(reasoning: Reasoning, tools: Toolbox) -> Machine {
     Machine::new("reasoning")
         .with_state(reasoning)
-        .with_state(Action::new(tools))
+        .with_state(RunTools::new(tools))
         .with_state(Answer::new())
 }
 

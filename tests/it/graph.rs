@@ -41,7 +41,7 @@ async fn an_unknown_declared_target_is_rejected_before_any_model_call() {
     assert!(model.calls().is_empty(), "no model was called");
 
     // Registering it mends the machine; a single step never checked.
-    let mended = machine.with_state(statewise_states::Action::new(tools()));
+    let mended = machine.with_state(statewise_states::RunTools::new(tools()));
     mended.validate().unwrap();
     let out = mended.run(Env::from_user("2+2?")).await.unwrap();
     assert_eq!(out.answer.as_deref(), Some("4"));

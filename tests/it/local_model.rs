@@ -167,7 +167,7 @@ async fn two_concurrent_runs_on_one_model_do_not_interfere() {
                         ..Params::default()
                     }),
             )
-            .with_state(statewise_states::Action::new(tools.clone()))
+            .with_state(statewise_states::RunTools::new(tools.clone()))
             .with_state(Answer::new())
     };
     let (first, second) = (agent(m.clone()), agent(m.clone()));

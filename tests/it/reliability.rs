@@ -15,7 +15,7 @@ use statewise::model::{
 };
 use statewise::tool::{ToolRegistry, Toolbox};
 use statewise::{Env, EventKind, Machine, MachineError, Resource, Role, Usage};
-use statewise_states::{Action, Answer, Reasoning};
+use statewise_states::{Answer, Reasoning, RunTools};
 
 #[derive(Clone, Debug)]
 enum Step {
@@ -511,7 +511,7 @@ async fn action_state_is_unchanged_by_the_new_limits() {
     let out = Machine::new("reasoning")
         .with_state(Reasoning::new(m, no_tools()))
         .with_state(Answer::new())
-        .with_state(Action::new(no_tools()))
+        .with_state(RunTools::new(no_tools()))
         .state_timeout(Duration::from_secs(5))
         .deadline(Duration::from_secs(10))
         .max_tokens(1_000_000)

@@ -10,7 +10,7 @@ use statewise::{
     Action as Act, Emit, Env, Machine, MachineError, Next, Role, State, StateError, ToolCall, Usage,
 };
 use statewise_states::tools::Calculator;
-use statewise_states::{Action, Answer, Reasoning};
+use statewise_states::{Answer, Reasoning, RunTools};
 
 fn tools() -> Toolbox {
     Toolbox::new(ToolRegistry::new().with(Calculator))
@@ -52,11 +52,13 @@ fn reasoning_routes_to_renamed_states() {
 #[test]
 fn action_and_answer_routes() {
     assert_eq!(
-        Action::new(tools()).transition(&Env::new()),
+        RunTools::new(tools()).transition(&Env::new()),
         Next::to("reasoning")
     );
     assert_eq!(
-        Action::new(tools()).then("critic").transition(&Env::new()),
+        RunTools::new(tools())
+            .then("critic")
+            .transition(&Env::new()),
         Next::to("critic")
     );
     assert_eq!(
@@ -242,7 +244,7 @@ async fn action_records_observations_and_tool_messages() {
     let env =
         Env::from_user("?").with_action(Act::ToolCalls(vec![calc("a", "2*21"), calc("b", "1/0")]));
     let out = Machine::new("action")
-        .with_state(Action::new(tools()))
+        .with_state(RunTools::new(tools()))
         .step("action", env)
         .await
         .unwrap();
@@ -273,7 +275,7 @@ async fn action_records_observations_and_tool_messages() {
 async fn action_respects_its_allow_list() {
     let env = Env::new().with_action(Act::ToolCalls(vec![calc("a", "1")]));
     let out = Machine::new("action")
-        .with_state(Action::new(tools().allow(["clock"])))
+        .with_state(RunTools::new(tools().allow(["clock"])))
         .step("action", env)
         .await
         .unwrap();
@@ -285,7 +287,7 @@ async fn action_respects_its_allow_list() {
 async fn action_without_calls_is_a_typed_error_that_keeps_the_env() {
     let env = Env::new().with_action(Act::FinalAnswer("4".into()));
     let failure = Machine::new("action")
-        .with_state(Action::new(tools()))
+        .with_state(RunTools::new(tools()))
         .step("action", env)
         .await
         .unwrap_err();
@@ -356,4 +358,16 @@ async fn reasoning_announces_the_tool_name_while_streaming() {
         .filter(|k| matches!(k, EventKind::Emitted(Emit::PartialAction(_))))
         .count();
     assert_eq!(partials, 1);
+}
+
+/// The old name still builds the same state, for one release.
+#[test]
+#[allow(deprecated)]
+fn the_old_action_name_is_run_tools() {
+    let old: statewise_states::Action = statewise_states::Action::new(tools());
+    assert_eq!(old.name(), "action");
+    assert_eq!(
+        old.transition(&Env::new()),
+        RunTools::new(tools()).transition(&Env::new())
+    );
 }

@@ -1,4 +1,4 @@
-//! The Action state: run the pending tool calls.
+//! The RunTools state: run the pending tool calls.
 
 use std::time::Instant;
 
@@ -12,18 +12,21 @@ use crate::{ACTION, REASONING};
 /// in call order (in `env.observations`, and as tool messages). Unknown,
 /// forbidden and failing tools become error observations the model sees.
 ///
+/// Its name is `action` unless renamed ([`ACTION`](crate::ACTION)), as the
+/// stock Reasoning state routes tool calls there.
+///
 /// Routing: back to `reasoning`.
 #[derive(Debug, Clone)]
-pub struct Action {
+pub struct RunTools {
     name: String,
     tools: Toolbox,
     then: String,
 }
 
-impl Action {
-    /// An Action state that may call the tools of `tools`.
+impl RunTools {
+    /// A RunTools state (named `action`) that may call the tools of `tools`.
     pub fn new(tools: Toolbox) -> Self {
-        Action {
+        RunTools {
             name: ACTION.to_owned(),
             tools,
             then: REASONING.to_owned(),
@@ -43,7 +46,7 @@ impl Action {
     }
 }
 
-impl State for Action {
+impl State for RunTools {
     fn name(&self) -> &str {
         &self.name
     }
