@@ -11,14 +11,14 @@ use std::sync::Arc;
 
 use statewise::model::ScriptedModel;
 use statewise::tool::{ToolRegistry, Toolbox};
-use statewise::{Action, Emit, EmitStream, Env, Machine, Message, Next, State};
+use statewise::{Action, Emit, EmitStream, Env, Machine, Message, Next, ScratchKey, State};
 use statewise_states::tools::Calculator;
 use statewise_states::{Answer, Reasoning};
 
 /// Rejects a final answer while the last tool call failed, at most once.
 struct Critic;
 
-const VERDICT: &str = "critic.rejected";
+const VERDICT: ScratchKey<bool> = ScratchKey::new("critic.rejected");
 
 impl State for Critic {
     fn name(&self) -> &str {
@@ -27,10 +27,10 @@ impl State for Critic {
 
     fn run<'a>(&'a self, env: &'a mut Env) -> EmitStream<'a> {
         Box::pin(statewise::try_stream! {
-            let already = env.scratch.get::<bool>(VERDICT)?.unwrap_or(false);
+            let already = env.scratch.get(&VERDICT)?.unwrap_or(false);
             let failed = env.observations.last().is_some_and(|o| o.is_error);
             if failed && !already {
-                env.scratch.set(VERDICT, &true)?;
+                env.scratch.set(&VERDICT, &true)?;
                 env.action = None;
                 env.messages.push(Message::user(
                     "Your last tool call failed. Fix the call before answering.",

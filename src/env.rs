@@ -3,11 +3,12 @@
 //! States hold configuration only; every fact a run learns lives here, so a
 //! run can be checkpointed, inspected and replayed from any step.
 
-use std::collections::BTreeMap;
+mod scratch;
 
-use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+
+pub use scratch::{Scratch, ScratchError, ScratchKey, ScratchName};
 
 /// Who wrote a [`Message`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -188,93 +189,6 @@ impl Usage {
                 .cached_responses
                 .saturating_sub(earlier.cached_responses),
         }
-    }
-}
-
-/// A value in the scratch map could not be converted to or from the type asked for.
-#[derive(Debug, thiserror::Error)]
-#[error("scratch key `{key}`: {source}")]
-pub struct ScratchError {
-    /// The key that was read or written.
-    pub key: String,
-    /// What serde said.
-    #[source]
-    pub source: serde_json::Error,
-}
-
-/// A string-keyed map for custom states, with typed access through serde.
-///
-/// ```
-/// let mut env = statewise::Env::new();
-/// env.scratch.set("attempts", &3u32)?;
-/// assert_eq!(env.scratch.get::<u32>("attempts")?, Some(3));
-/// assert_eq!(env.scratch.get::<u32>("missing")?, None);
-/// # Ok::<(), statewise::ScratchError>(())
-/// ```
-///
-/// Entries are kept sorted by key in a vector: a run holds a handful, and a
-/// tree's first node would cost a kilobyte per run (and again per snapshot).
-/// It serializes as a JSON object, keys in order.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct Scratch(Vec<(String, Value)>);
-
-impl Scratch {
-    /// Reads `key` as a `T`; `Ok(None)` when the key is absent.
-    pub fn get<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, ScratchError> {
-        self.raw(key)
-            .map(T::deserialize)
-            .transpose()
-            .map_err(|source| ScratchError {
-                key: key.to_owned(),
-                source,
-            })
-    }
-
-    /// Stores `value` under `key`, replacing what was there.
-    pub fn set<T: Serialize + ?Sized>(&mut self, key: &str, value: &T) -> Result<(), ScratchError> {
-        let v = serde_json::to_value(value).map_err(|source| ScratchError {
-            key: key.to_owned(),
-            source,
-        })?;
-        match self.find(key) {
-            Ok(at) => self.0[at].1 = v,
-            Err(at) => self.0.insert(at, (key.to_owned(), v)),
-        }
-        Ok(())
-    }
-
-    /// Removes `key`, returning its raw value.
-    pub fn remove(&mut self, key: &str) -> Option<Value> {
-        self.find(key).ok().map(|at| self.0.remove(at).1)
-    }
-
-    /// The raw JSON value under `key`.
-    pub fn raw(&self, key: &str) -> Option<&Value> {
-        self.find(key).ok().map(|at| &self.0[at].1)
-    }
-
-    /// Whether `key` is present.
-    pub fn contains(&self, key: &str) -> bool {
-        self.find(key).is_ok()
-    }
-
-    fn find(&self, key: &str) -> Result<usize, usize> {
-        self.0.binary_search_by(|(k, _)| k.as_str().cmp(key))
-    }
-}
-
-impl Serialize for Scratch {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_map(self.0.iter().map(|(k, v)| (k, v)))
-    }
-}
-
-impl<'de> Deserialize<'de> for Scratch {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        // Through a tree, which sorts the keys (and keeps the last of a
-        // repeated one, as a map does).
-        let map = BTreeMap::<String, Value>::deserialize(deserializer)?;
-        Ok(Scratch(map.into_iter().collect()))
     }
 }
 

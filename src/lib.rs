@@ -91,7 +91,8 @@ pub mod tool;
 pub mod trace;
 
 pub use env::{
-    Action, Env, ErrorRecord, Message, Observation, Role, Scratch, ScratchError, ToolCall, Usage,
+    Action, Env, ErrorRecord, Message, Observation, Role, Scratch, ScratchError, ScratchKey,
+    ScratchName, ToolCall, Usage,
 };
 pub use event::{Event, EventKind, RunFailure, RunOutput};
 pub use machine::{EventStream, Machine, MachineError, MachineErrorKind, Resource, StepOutcome};

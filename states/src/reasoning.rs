@@ -9,7 +9,9 @@ use statewise::action::{action_schema, ParseError, PartialActionReader, RepairEr
 use statewise::fit::Fitter;
 use statewise::model::{ChatRequest, Params, SharedModel};
 use statewise::tool::{ToolSpec, Toolbox};
-use statewise::{Action, Emit, EmitStream, Env, Message, Next, State, StateError, ToolCall};
+use statewise::{
+    Action, Emit, EmitStream, Env, Message, Next, ScratchKey, State, StateError, ToolCall,
+};
 
 use crate::{prompt, ACTION, ANSWER, REASONING};
 
@@ -53,8 +55,37 @@ pub struct Reasoning {
     on_tool_calls: String,
     on_answer: String,
     fitter: Fitter,
+    keys: Keys,
     /// Built on first use: they depend only on the settings above.
     prompts: OnceLock<Prompts>,
+}
+
+/// What a Reasoning state keeps in the env's scratch, under its own name
+/// (`reasoning.parse_failures`, ...), so two Reasoning states keep apart.
+#[derive(Debug, Clone)]
+struct Keys {
+    /// Unreadable replies in the run.
+    failures: ScratchKey<u32>,
+    /// The unreadable replies since the last readable one, with feedback.
+    feedback: ScratchKey<Vec<Message>>,
+    /// Rounds of tool calls made.
+    rounds: ScratchKey<u32>,
+    /// How often each call (tool and arguments) was made.
+    calls: ScratchKey<BTreeMap<String, u32>>,
+    /// Present once tools were withdrawn for a repeated call.
+    withdrawn: ScratchKey<bool>,
+}
+
+impl Keys {
+    fn for_state(name: &str) -> Self {
+        Keys {
+            failures: ScratchKey::named(format!("{name}.parse_failures")),
+            feedback: ScratchKey::named(format!("{name}.feedback")),
+            rounds: ScratchKey::named(format!("{name}.tool_rounds")),
+            calls: ScratchKey::named(format!("{name}.call_counts")),
+            withdrawn: ScratchKey::named(format!("{name}.tools_withdrawn")),
+        }
+    }
 }
 
 /// What every request of a Reasoning state repeats, built once.
@@ -96,6 +127,7 @@ impl Reasoning {
             on_tool_calls: ACTION.to_owned(),
             on_answer: ANSWER.to_owned(),
             fitter: Fitter::default(),
+            keys: Keys::for_state(REASONING),
             prompts: OnceLock::new(),
         }
     }
@@ -103,6 +135,7 @@ impl Reasoning {
     /// Renames the state (to run several Reasoning states in one machine).
     pub fn named(mut self, name: impl Into<String>) -> Self {
         self.name = name.into();
+        self.keys = Keys::for_state(&self.name);
         self
     }
 
@@ -202,7 +235,7 @@ impl Reasoning {
         }
         let rounds = env
             .scratch
-            .get::<u32>(&self.rounds_key())
+            .get(&self.keys.rounds)
             .ok()
             .flatten()
             .unwrap_or(0);
@@ -256,7 +289,7 @@ impl Reasoning {
     pub fn notes(&self, env: &Env) -> Vec<Message> {
         let mut notes = env
             .scratch
-            .get::<Vec<Message>>(&self.feedback_key())
+            .get(&self.keys.feedback)
             .ok()
             .flatten()
             .unwrap_or_default();
@@ -264,10 +297,6 @@ impl Reasoning {
             notes.push(Message::user(REPEATED_CALL_NOTE));
         }
         notes
-    }
-
-    fn feedback_key(&self) -> String {
-        format!("{}.feedback", self.name)
     }
 
     fn prompts(&self) -> &Prompts {
@@ -287,21 +316,9 @@ impl Reasoning {
         })
     }
 
-    fn failures_key(&self) -> String {
-        format!("{}.parse_failures", self.name)
-    }
-
     /// Whether tools were withdrawn for a repeated call.
     fn withdrawn(&self, env: &Env) -> bool {
-        env.scratch.contains(&self.withdrawn_key())
-    }
-
-    fn withdrawn_key(&self) -> String {
-        format!("{}.tools_withdrawn", self.name)
-    }
-
-    fn calls_key(&self) -> String {
-        format!("{}.call_counts", self.name)
+        env.scratch.contains(&self.keys.withdrawn)
     }
 
     /// Counts `calls` among the run's calls; the first that has now been
@@ -311,11 +328,8 @@ impl Reasoning {
         env: &mut Env,
         calls: &[ToolCall],
     ) -> Result<Option<(ToolCall, u32)>, StateError> {
-        let key = self.calls_key();
-        let mut counts = env
-            .scratch
-            .get::<BTreeMap<String, u32>>(&key)?
-            .unwrap_or_default();
+        let key = &self.keys.calls;
+        let mut counts = env.scratch.get(key)?.unwrap_or_default();
         let mut repeated = None;
         for call in calls {
             let n = counts
@@ -326,12 +340,8 @@ impl Reasoning {
                 repeated = Some((call.clone(), *n));
             }
         }
-        env.scratch.set(&key, &counts)?;
+        env.scratch.set(key, &counts)?;
         Ok(repeated)
-    }
-
-    fn rounds_key(&self) -> String {
-        format!("{}.tool_rounds", self.name)
     }
 }
 
@@ -394,21 +404,21 @@ impl State for Reasoning {
                 ),
                 action => action,
             });
-            let key = self.failures_key();
+            let key = &self.keys.failures;
             let mut repeated = None;
             let mut message = Message::assistant(reply.text);
             match parsed {
                 Ok(action) => {
-                    env.scratch.remove(&self.feedback_key());
+                    env.scratch.remove(&self.keys.feedback);
                     if let Action::ToolCalls(calls) = &action {
                         if !reply.tool_calls.is_empty() {
                             message.tool_calls = calls.clone();
                         }
-                        let rounds = env.scratch.get::<u32>(&self.rounds_key())?.unwrap_or(0);
-                        env.scratch.set(&self.rounds_key(), &(rounds + 1))?;
+                        let rounds = env.scratch.get(&self.keys.rounds)?.unwrap_or(0);
+                        env.scratch.set(&self.keys.rounds, &(rounds + 1))?;
                         repeated = self.count_calls(env, calls)?;
                         if repeated.is_some() {
-                            env.scratch.set(&self.withdrawn_key(), &true)?;
+                            env.scratch.set(&self.keys.withdrawn, &true)?;
                         }
                     }
                     env.messages.push(message);
@@ -419,21 +429,21 @@ impl State for Reasoning {
                     }
                 }
                 Err(error) => {
-                    let failures = env.scratch.get::<u32>(&key)?.unwrap_or(0) + 1;
+                    let failures = env.scratch.get(key)?.unwrap_or(0) + 1;
                     if failures > self.max_parse_retries {
                         Err(StateError::Action { attempts: failures, last: error })?;
                     } else {
-                        env.scratch.set(&key, &failures)?;
+                        env.scratch.set(key, &failures)?;
                         let mut feedback = env
                             .scratch
-                            .get::<Vec<Message>>(&self.feedback_key())?
+                            .get(&self.keys.feedback)?
                             .unwrap_or_default();
                         feedback.push(message);
                         feedback.push(Message::user(format!(
                             "Your reply could not be read as an action: {error}. \
                              Reply again with exactly one JSON object in the required format."
                         )));
-                        env.scratch.set(&self.feedback_key(), &feedback)?;
+                        env.scratch.set(&self.keys.feedback, &feedback)?;
                     }
                 }
             }
