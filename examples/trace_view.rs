@@ -71,6 +71,8 @@ fn print_run(recording: &Recording) {
         let next = match &step.next {
             Some(statewise::Next::To(s)) => format!("→ {s}"),
             Some(statewise::Next::End) => "→ end".to_owned(),
+            Some(statewise::Next::Fork(f)) => format!("⑂ {} → {}", f.branches.len(), f.join),
+            Some(statewise::Next::Interrupt { request, .. }) => format!("⏸ {}", request.id),
             None => "✗".to_owned(),
         };
         let cached = step.usage.cached_responses;

@@ -282,6 +282,13 @@ impl Batch {
                     result.usage = out.env.usage;
                     result.error = None;
                 }
+                EventKind::Interrupted(out) => {
+                    // Paused for a person: not an answer, and not a failure
+                    // of the agent; the run resumes under its id.
+                    result.error = Some("waiting_for_reply".to_owned());
+                    result.path = out.path;
+                    result.usage = out.env.usage;
+                }
                 EventKind::Failed(f) => {
                     result.error = Some(f.error.code());
                     result.path = f.path;

@@ -80,6 +80,7 @@ impl Console {
                 at_line_start = true;
                 let _ = writeln!(out, "{lead}{dim}{text}{reset}");
             };
+            let at = event.path();
             match event.kind {
                 EventKind::Emitted(Emit::Token(t)) if answering => {
                     let _ = write!(out, "{t}");
@@ -116,18 +117,11 @@ impl Console {
                 EventKind::StateRetried { attempt, reason } => {
                     line(
                         &mut out,
-                        format!(
-                            "↺ {} restarts (attempt {}): {reason}",
-                            event.state,
-                            attempt + 1
-                        ),
+                        format!("↺ {at} restarts (attempt {}): {reason}", attempt + 1),
                     );
                 }
                 EventKind::StateEntered if self.verbose => {
-                    line(
-                        &mut out,
-                        format!("── {} (step {})", event.state, event.step),
-                    );
+                    line(&mut out, format!("── {at} (step {})", event.step));
                 }
                 EventKind::Finished(run) => {
                     if !at_line_start {
@@ -163,6 +157,16 @@ impl Console {
                     }
                     let _ = out.flush();
                     return Err(*failure);
+                }
+                EventKind::Interrupted(run) => {
+                    if !at_line_start {
+                        let _ = writeln!(out);
+                    }
+                    if let Some(ask) = run.interrupt() {
+                        let _ = writeln!(out, "⏸ {} (run {})", ask.prompt, run.run_id);
+                    }
+                    let _ = out.flush();
+                    return Ok(*run);
                 }
                 _ => {}
             }

@@ -3,11 +3,17 @@
 //! States hold configuration only; every fact a run learns lives here, so a
 //! run can be checkpointed, inspected and replayed from any step.
 
+mod branch;
+mod interrupt;
 mod scratch;
+
+use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+pub use branch::BranchOutcome;
+pub use interrupt::Interrupt;
 pub use scratch::{Scratch, ScratchError, ScratchKey, ScratchName};
 
 /// Who wrote a [`Message`].
@@ -225,6 +231,20 @@ pub struct Env {
     /// Errors states recovered from through [`State::on_error`](crate::State::on_error).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub errors: Vec<ErrorRecord>,
+    /// A fork branch's own input ([`Fork::branch`](crate::state::Fork::branch));
+    /// `None` outside branches.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub input: Option<Value>,
+    /// What each branch of the last fork produced, in branch order, for the
+    /// join state to read.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub branches: Vec<BranchOutcome>,
+    /// The request the run is paused on, if it is waiting for a person.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub interrupt: Option<Box<Interrupt>>,
+    /// People's replies to interrupts, by [`Interrupt::id`].
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub replies: BTreeMap<String, Value>,
 }
 
 /// An error a state failed with and the run recovered from.
@@ -315,6 +335,11 @@ impl Env {
             Some(Action::ToolCalls(calls)) => Some(calls),
             _ => None,
         }
+    }
+
+    /// The reply to the interrupt `id`, once a person gave one.
+    pub fn reply(&self, id: &str) -> Option<&Value> {
+        self.replies.get(id)
     }
 
     /// The text of the last user message.

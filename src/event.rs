@@ -16,6 +16,11 @@ pub struct Event {
     pub step: u32,
     /// The state that was running.
     pub state: Arc<str>,
+    /// The branch it ran in: the forking state and the branch's index
+    /// (`plan/fork[2]`), or a sub-machine's name (`research`), nested as
+    /// deep as they go; `None` on the run's main line.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub branch: Option<Arc<str>>,
     /// What happened.
     #[serde(flatten)]
     pub kind: EventKind,
@@ -32,7 +37,19 @@ impl Event {
 
     /// Whether this is the last event of a run.
     pub fn is_terminal(&self) -> bool {
-        matches!(self.kind, EventKind::Finished(_) | EventKind::Failed(_))
+        matches!(
+            self.kind,
+            EventKind::Finished(_) | EventKind::Failed(_) | EventKind::Interrupted(_)
+        )
+    }
+
+    /// Where it happened: the branch and the state, as
+    /// `plan/fork[2]/search`, or just the state on the main line.
+    pub fn path(&self) -> String {
+        match &self.branch {
+            Some(branch) => format!("{branch}/{}", self.state),
+            None => self.state.to_string(),
+        }
     }
 }
 
@@ -67,6 +84,11 @@ pub enum EventKind {
     Finished(Box<RunOutput>),
     /// The run ended with an error. Always the last event.
     Failed(Box<RunFailure>),
+    /// The run paused for a person: the request is
+    /// [`RunOutput::interrupt`], the checkpoint is saved, and
+    /// [`Machine::resume_with`](crate::Machine::resume_with) goes on with
+    /// the reply. Always the last event.
+    Interrupted(Box<RunOutput>),
 }
 
 /// The result of a finished run.
@@ -83,6 +105,12 @@ pub struct RunOutput {
 }
 
 impl RunOutput {
+    /// The request the run paused on, if it ended interrupted rather than
+    /// finished (then `answer` is usually `None`).
+    pub fn interrupt(&self) -> Option<&crate::env::Interrupt> {
+        self.env.interrupt.as_deref()
+    }
+
     /// Tokens and cost of the whole run.
     pub fn usage(&self) -> Usage {
         self.env.usage

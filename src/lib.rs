@@ -91,12 +91,14 @@ pub mod tool;
 pub mod trace;
 
 pub use env::{
-    Action, Env, ErrorRecord, Message, Observation, Role, Scratch, ScratchError, ScratchKey,
-    ScratchName, ToolCall, Usage,
+    Action, BranchOutcome, Env, ErrorRecord, Interrupt, Message, Observation, Role, Scratch,
+    ScratchError, ScratchKey, ScratchName, ToolCall, Usage,
 };
 pub use event::{Event, EventKind, RunFailure, RunOutput};
-pub use machine::{EventStream, Machine, MachineError, MachineErrorKind, Resource, StepOutcome};
-pub use state::{Emit, EmitStream, Next, State, StateError, StateErrorKind};
+pub use machine::{
+    EventStream, Machine, MachineError, MachineErrorKind, Resource, StepOutcome, SubMachine,
+};
+pub use state::{Emit, EmitStream, Fork, Next, State, StateError, StateErrorKind};
 
 /// Builds an [`EmitStream`] body with `yield` and `?` (re-exported from
 /// `async-stream`, so states need no extra dependency).

@@ -87,7 +87,7 @@ impl Recording {
         let starts: Vec<&RunRecord> = records
             .iter()
             .filter_map(|r| match r {
-                TraceRecord::Run(r) => Some(r),
+                TraceRecord::Run(r) => Some(&**r),
                 _ => None,
             })
             .collect();

@@ -1,11 +1,13 @@
 //! The machine's decisions, as plain functions: which state to enter,
-//! whether a state cut off restarts, where a state that ended goes, and
-//! whether the run goes on.
+//! whether a state cut off restarts, where a state that ended goes,
+//! whether the run goes on, forks, pauses for a person or ends, and what a
+//! fork's branches add up to.
 //!
 //! The driver (`driver.rs`) does the I/O: it polls states, keeps time,
 //! writes traces and checkpoints. Everything it decides, it asks here, so
 //! every decision is unit-tested without a runtime.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,8 +15,10 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::error::{MachineError, Resource};
-use crate::env::{Env, ErrorRecord};
-use crate::state::{Next, State, StateError};
+use super::sub::SubMachine;
+use crate::env::{BranchOutcome, Env, ErrorRecord, Interrupt, Usage};
+use crate::event::{EventKind, RunFailure, RunOutput};
+use crate::state::{Branch, Fork, Next, OnBranchFailure, State, StateError};
 
 /// The limits a run is held to.
 #[derive(Debug, Clone, Copy)]
@@ -28,9 +32,9 @@ pub(super) struct Limits {
 }
 
 impl Limits {
-    /// The budget `env` has gone over, if any.
-    pub(super) fn over_budget(&self, env: &Env) -> Option<MachineError> {
-        let used = env.usage.total_tokens();
+    /// The budget the run, having `spent` so far, has gone over, if any.
+    pub(super) fn over_budget(&self, spent: &Usage) -> Option<MachineError> {
+        let used = spent.total_tokens();
         if let Some(limit) = self.max_tokens.filter(|l| used > *l) {
             return Some(MachineError::Budget {
                 resource: Resource::Tokens,
@@ -38,7 +42,7 @@ impl Limits {
                 used: used as f64,
             });
         }
-        let cost = env.usage.cost;
+        let cost = spent.cost;
         self.max_cost
             .filter(|l| cost > *l)
             .map(|limit| MachineError::Budget {
@@ -56,28 +60,54 @@ pub(super) enum Failure {
     State(StateError),
     /// The run's deadline passed.
     Deadline(Duration),
+    /// The state asked a person ([`Emit::Interrupt`](crate::Emit::Interrupt)).
+    Interrupt(Box<Interrupt>),
 }
 
-/// The state to enter next, or why the run cannot: the name is unknown
-/// (the error lists the known ones) or the step limit is reached.
-pub(super) fn enter<'s>(
-    states: &'s BTreeMap<String, Arc<dyn State>>,
+/// What a run enters: a state, or a machine run as a child.
+pub(super) enum Node {
+    State(Arc<dyn State>),
+    Sub(Arc<SubMachine>),
+}
+
+/// The state (or sub-machine) to enter next, or why the run cannot: the
+/// name is unknown (the error lists the known ones) or the step limit is
+/// reached.
+pub(super) fn enter(
+    states: &BTreeMap<String, Arc<dyn State>>,
+    subs: &BTreeMap<String, Arc<SubMachine>>,
     name: &str,
     from: Option<&str>,
     env: &Env,
     limits: &Limits,
-) -> Result<&'s Arc<dyn State>, MachineError> {
-    let state = states.get(name).ok_or_else(|| MachineError::UnknownState {
-        name: name.to_owned(),
-        from: from.map(str::to_owned),
-        known: states.keys().cloned().collect(),
-    })?;
+) -> Result<Node, MachineError> {
+    let node = match (states.get(name), subs.get(name)) {
+        (Some(state), _) => Node::State(Arc::clone(state)),
+        (None, Some(sub)) => Node::Sub(Arc::clone(sub)),
+        (None, None) => {
+            return Err(MachineError::UnknownState {
+                name: name.to_owned(),
+                from: from.map(str::to_owned),
+                known: known_names(states, subs),
+            })
+        }
+    };
     if env.step >= limits.max_steps {
         return Err(MachineError::MaxSteps {
             limit: limits.max_steps,
         });
     }
-    Ok(state)
+    Ok(node)
+}
+
+/// Every registered name, sorted: states and sub-machines.
+pub(super) fn known_names(
+    states: &BTreeMap<String, Arc<dyn State>>,
+    subs: &BTreeMap<String, Arc<SubMachine>>,
+) -> Vec<String> {
+    let mut names: Vec<String> = states.keys().chain(subs.keys()).cloned().collect();
+    names.sort();
+    names
 }
 
 /// The sooner of the state's and the run's deadlines, with its length and
@@ -161,6 +191,11 @@ pub(super) fn route(
 ) -> Route {
     match failure {
         None => Route::To(state.transition(env)),
+        // Once the reply is in, the state runs again and finds it.
+        Some(Failure::Interrupt(request)) => Route::To(Next::Interrupt {
+            request,
+            then: Box::new(Next::to(name.to_owned())),
+        }),
         Some(Failure::Deadline(after)) => Route::Fail(MachineError::Deadline { after }),
         Some(Failure::State(source)) => match state.on_error(&source) {
             Some(next) => Route::Recovered(next, ErrorRecord::new(step, name, &source)),
@@ -178,28 +213,166 @@ pub(super) enum Then {
     /// The run is over.
     End,
     /// A single step ([`Machine::step`](super::Machine::step)) stops
-    /// before entering `next`.
-    Pause(Next),
+    /// before going on to `next`.
+    Stop(Next),
     /// Enter this state.
-    Enter(Arc<str>),
+    Enter(Cow<'static, str>),
+    /// Run these branches, then their join.
+    Fork(Box<Fork>),
+    /// Pause for a person: the run ends interrupted with this request and
+    /// goes on at the second field once the reply is in.
+    Interrupt(Box<Interrupt>, Next),
 }
 
-/// Whether the run goes on to `next`: not over its budgets, and not a
-/// single step.
+/// Whether the run goes on to `next`, having `spent` so far: not over its
+/// budgets, and not a single step.
 pub(super) fn then(
     next: Next,
-    env: &Env,
+    spent: &Usage,
     limits: &Limits,
     single_step: bool,
 ) -> Result<Then, MachineError> {
-    if let Some(error) = limits.over_budget(env) {
+    if let Some(error) = limits.over_budget(spent) {
         return Err(error);
     }
     Ok(match next {
         Next::End => Then::End,
-        next @ Next::To(_) if single_step => Then::Pause(next),
-        Next::To(to) => Then::Enter(Arc::from(&*to)),
+        next if single_step => Then::Stop(next),
+        Next::To(to) => Then::Enter(to),
+        Next::Fork(fork) => Then::Fork(fork),
+        Next::Interrupt { request, then } => Then::Interrupt(request, *then),
     })
+}
+
+/// The env branch `branch` of a fork starts with: the parent's, with the
+/// branch's input, and nothing of the parent's own bookkeeping (usage is
+/// counted per branch and summed at the join; replies and interrupts are
+/// the parent's).
+pub(super) fn branch_env(parent: &Env, branch: &Branch) -> Env {
+    let mut env = parent.clone();
+    env.input = Some(branch.input.clone());
+    env.usage = Usage::default();
+    env.branches.clear();
+    env.interrupt = None;
+    env.replies.clear();
+    env
+}
+
+/// How a branch (or a sub-machine) run ended: its last event.
+#[derive(Debug)]
+pub(super) enum BranchEnd {
+    Finished(RunOutput),
+    Failed(RunFailure),
+    Interrupted(RunOutput),
+}
+
+impl BranchEnd {
+    /// The end a terminal event's kind tells of; `None` for other events.
+    pub(super) fn of(kind: EventKind) -> Option<BranchEnd> {
+        match kind {
+            EventKind::Finished(out) => Some(BranchEnd::Finished(*out)),
+            EventKind::Failed(failure) => Some(BranchEnd::Failed(*failure)),
+            EventKind::Interrupted(out) => Some(BranchEnd::Interrupted(*out)),
+            _ => None,
+        }
+    }
+}
+
+/// A fork that fails fast stops at a failed branch, with the error the
+/// run fails with; otherwise the fork goes on, keeping the branch's end.
+pub(super) fn fail_fast(
+    fork: &Fork,
+    branch: &str,
+    end: BranchEnd,
+) -> Result<BranchEnd, MachineError> {
+    match (fork.on_failure, end) {
+        (OnBranchFailure::FailFast, BranchEnd::Failed(failure)) => Err(MachineError::Branch {
+            branch: branch.to_owned(),
+            source: Box::new(failure.error),
+        }),
+        (_, end) => Ok(end),
+    }
+}
+
+/// What the join state sees of a fork, and whether the run pauses first.
+#[derive(Debug)]
+pub(super) struct Joined {
+    /// Every branch's outcome, in branch order.
+    pub(super) outcomes: Vec<BranchOutcome>,
+    /// The first branch's request, if a branch paused for a person: the
+    /// run pauses at the fork and runs the join once it has the reply.
+    pub(super) interrupt: Option<Box<Interrupt>>,
+}
+
+/// Sums up a fork's branches, which ended as `ends` (`None`: a branch's
+/// stream stopped without saying how, counted as failed). `parent` is the
+/// env the fork started from: a branch's outcome keeps only the
+/// observations it added.
+pub(super) fn join(fork: &Fork, parent: &Env, ends: Vec<Option<BranchEnd>>) -> Joined {
+    let mut interrupt = None;
+    let known = parent.observations.len();
+    let outcomes = fork
+        .branches
+        .iter()
+        .zip(ends)
+        .enumerate()
+        .map(|(index, (branch, end))| {
+            let (env, path, error) = match end {
+                Some(BranchEnd::Finished(out)) => (out.env, out.path, None),
+                Some(BranchEnd::Interrupted(out)) => {
+                    if interrupt.is_none() {
+                        interrupt = out.env.interrupt.clone();
+                    }
+                    (out.env, out.path, None)
+                }
+                Some(BranchEnd::Failed(failure)) => {
+                    let record = ErrorRecord {
+                        step: failure.env.step,
+                        state: failure.path.last().cloned().unwrap_or_default(),
+                        kind: failure.error.code(),
+                        message: failure.error.to_string(),
+                    };
+                    (failure.env, failure.path, Some(record))
+                }
+                None => {
+                    let record = ErrorRecord {
+                        step: parent.step,
+                        state: branch.target.to_string(),
+                        kind: MachineError::Interrupted.code(),
+                        message: MachineError::Interrupted.to_string(),
+                    };
+                    (Env::default(), Vec::new(), Some(record))
+                }
+            };
+            BranchOutcome {
+                index: index as u32,
+                target: branch.target.to_string(),
+                input: branch.input.clone(),
+                answer: env.answer,
+                scratch: env.scratch,
+                observations: env.observations.into_iter().skip(known).collect(),
+                usage: env.usage,
+                path,
+                error,
+            }
+        })
+        .collect();
+    Joined {
+        outcomes,
+        interrupt,
+    }
+}
+
+/// Puts a finished fork's outcomes into the parent env for the join state
+/// to read, and adds the branches' usage to the run's; returns that usage.
+pub(super) fn take_outcomes(env: &mut Env, outcomes: Vec<BranchOutcome>) -> Usage {
+    let mut used = Usage::default();
+    for outcome in &outcomes {
+        used.add(&outcome.usage);
+    }
+    env.usage.add(&used);
+    env.branches = outcomes;
+    used
 }
 
 #[cfg(test)]
@@ -245,11 +418,14 @@ mod tests {
     #[test]
     fn enter_a_known_state_within_the_step_limit() {
         let states = states();
+        let subs = BTreeMap::new();
         let env = Env::new();
-        let state = enter(&states, "act", None, &env, &limits()).unwrap();
+        let Ok(Node::State(state)) = enter(&states, &subs, "act", None, &env, &limits()) else {
+            panic!("act is a state");
+        };
         assert_eq!(state.name(), "act");
 
-        let Err(err) = enter(&states, "nope", Some("plan"), &env, &limits()) else {
+        let Err(err) = enter(&states, &subs, "nope", Some("plan"), &env, &limits()) else {
             panic!("an unknown name is refused");
         };
         let MachineError::UnknownState { name, from, known } = &err else {
@@ -263,7 +439,7 @@ mod tests {
             step: 3,
             ..Env::new()
         };
-        let Err(err) = enter(&states, "act", None, &env, &limits()) else {
+        let Err(err) = enter(&states, &subs, "act", None, &env, &limits()) else {
             panic!("the step limit is kept");
         };
         assert!(matches!(err, MachineError::MaxSteps { limit: 3 }));
@@ -379,14 +555,15 @@ mod tests {
     fn then_ends_pauses_enters_or_stops_on_budget() {
         let l = limits();
         let env = Env::new();
-        assert_eq!(then(Next::End, &env, &l, false).unwrap(), Then::End);
+        let spent = env.usage;
+        assert_eq!(then(Next::End, &spent, &l, false).unwrap(), Then::End);
         assert_eq!(
-            then(Next::to("act"), &env, &l, false).unwrap(),
-            Then::Enter(Arc::from("act"))
+            then(Next::to("act"), &spent, &l, false).unwrap(),
+            Then::Enter("act".into())
         );
         assert_eq!(
-            then(Next::to("act"), &env, &l, true).unwrap(),
-            Then::Pause(Next::to("act"))
+            then(Next::to("act"), &spent, &l, true).unwrap(),
+            Then::Stop(Next::to("act"))
         );
 
         let mut spent = Env::new();
@@ -397,7 +574,7 @@ mod tests {
             max_tokens: Some(100),
             ..l
         };
-        let err = then(Next::End, &spent, &tokens, false).unwrap_err();
+        let err = then(Next::End, &spent.usage, &tokens, false).unwrap_err();
         assert!(matches!(
             err,
             MachineError::Budget {
@@ -409,7 +586,7 @@ mod tests {
             max_cost: Some(0.25),
             ..l
         };
-        let err = then(Next::to("act"), &spent, &cost, false).unwrap_err();
+        let err = then(Next::to("act"), &spent.usage, &cost, false).unwrap_err();
         assert!(matches!(
             err,
             MachineError::Budget {
@@ -430,5 +607,208 @@ mod tests {
         assert_eq!(earliest(state, run_sooner).map(|e| e.2), Some(true));
         assert_eq!(earliest(None, run).map(|e| e.2), Some(true));
         assert_eq!(earliest(None, None), None);
+    }
+
+    fn fork3() -> Fork {
+        Fork::join_at("join")
+            .branch("search", serde_json::json!("a"))
+            .branch("search", serde_json::json!("b"))
+            .branch("search", serde_json::json!("c"))
+    }
+
+    fn finished(answer: &str, parent: &Env, spent: u64) -> BranchEnd {
+        let mut env = parent.clone();
+        env.answer = Some(answer.into());
+        env.usage.prompt_tokens = spent;
+        env.observations.push(crate::env::Observation {
+            call_id: answer.into(),
+            tool: "search".into(),
+            content: serde_json::json!(answer),
+            is_error: false,
+        });
+        BranchEnd::Finished(RunOutput {
+            answer: env.answer.clone(),
+            path: vec!["search".into()],
+            env,
+            run_id: "r/1/0".into(),
+        })
+    }
+
+    fn failed(parent: &Env) -> BranchEnd {
+        BranchEnd::Failed(RunFailure {
+            error: MachineError::State {
+                state: "search".into(),
+                source: StateError::custom("index offline"),
+            },
+            path: vec!["search".into()],
+            env: parent.clone(),
+            run_id: "r/1/1".into(),
+        })
+    }
+
+    #[test]
+    fn a_fork_and_a_pause_are_what_then_goes_on_to() {
+        let l = limits();
+        let used = Usage::default();
+        let Then::Fork(fork) = then(Next::fork(fork3()), &used, &l, false).unwrap() else {
+            panic!("a fork runs its branches");
+        };
+        assert_eq!((fork.branches.len(), &*fork.join), (3, "join"));
+        // A single step stops before a fork, as before any next state.
+        assert!(matches!(
+            then(Next::fork(fork3()), &used, &l, true).unwrap(),
+            Then::Stop(Next::Fork(_))
+        ));
+        let ask = Next::interrupt(Interrupt::new("ok?", "Go on?"), Next::to("act"));
+        let Then::Interrupt(request, resume) = then(ask, &used, &l, false).unwrap() else {
+            panic!("an interrupt pauses");
+        };
+        assert_eq!((request.id.as_str(), resume), ("ok?", Next::to("act")));
+        // Budgets are checked before either.
+        let over = Usage {
+            prompt_tokens: 500,
+            ..Usage::default()
+        };
+        let tight = Limits {
+            max_tokens: Some(100),
+            ..l
+        };
+        assert!(then(Next::fork(fork3()), &over, &tight, false).is_err());
+    }
+
+    #[test]
+    fn a_state_that_asks_is_run_again_once_answered() {
+        let to_act = FnState::new("plan", |_: &mut Env| Ok(()), |_: &Env| Next::to("act"));
+        let asked = Failure::Interrupt(Box::new(Interrupt::new("ok?", "Go on?")));
+        let Route::To(Next::Interrupt { request, then }) =
+            route(&to_act, "plan", 2, &Env::new(), Some(asked))
+        else {
+            panic!("an interrupt routes to a pause");
+        };
+        assert_eq!(request.id, "ok?");
+        // Not its transition's target: the state itself, which finds the reply.
+        assert_eq!(*then, Next::to("plan"));
+    }
+
+    #[test]
+    fn a_branch_starts_from_the_parent_with_its_input_and_nothing_spent() {
+        let mut parent = Env::from_user("compare");
+        parent.usage.prompt_tokens = 40;
+        parent.step = 2;
+        parent.replies.insert("x".into(), serde_json::json!(true));
+        parent.interrupt = Some(Box::new(Interrupt::new("y", "?")));
+        let fork = fork3();
+        let env = branch_env(&parent, &fork.branches[1]);
+        assert_eq!(env.input, Some(serde_json::json!("b")));
+        assert_eq!(env.messages, parent.messages);
+        assert_eq!(env.step, 2, "the step count goes on");
+        assert_eq!(env.usage, Usage::default());
+        assert!(env.replies.is_empty() && env.interrupt.is_none());
+    }
+
+    #[test]
+    fn the_join_sees_every_branch_failed_ones_included() {
+        let parent = Env::from_user("compare");
+        let fork = fork3();
+        let ends = vec![
+            Some(finished("A", &parent, 10)),
+            Some(failed(&parent)),
+            Some(finished("C", &parent, 5)),
+        ];
+        let joined = join(&fork, &parent, ends);
+        assert!(joined.interrupt.is_none());
+        let o = &joined.outcomes;
+        assert_eq!(o.len(), 3);
+        assert_eq!(o[0].answer.as_deref(), Some("A"));
+        assert_eq!(o[0].input, serde_json::json!("a"));
+        assert_eq!(o[0].observations.len(), 1, "only what the branch added");
+        assert!(o[0].succeeded() && !o[1].succeeded());
+        let error = o[1].error.as_ref().unwrap();
+        assert_eq!(
+            (error.kind.as_str(), error.state.as_str()),
+            ("custom", "search")
+        );
+        assert!(error.message.contains("index offline"));
+        assert_eq!(o[2].index, 2);
+
+        let mut env = parent.clone();
+        env.usage.prompt_tokens = 7;
+        let used = take_outcomes(&mut env, joined.outcomes);
+        assert_eq!(used.prompt_tokens, 15);
+        assert_eq!(
+            env.usage.prompt_tokens, 22,
+            "branches' usage is summed into the parent"
+        );
+        assert_eq!(env.branches.len(), 3);
+    }
+
+    #[test]
+    fn a_branch_that_never_said_how_it_ended_counts_as_failed() {
+        let parent = Env::new();
+        let joined = join(&fork3(), &parent, vec![None, None, None]);
+        assert!(joined
+            .outcomes
+            .iter()
+            .all(|o| o.error.as_ref().is_some_and(|e| e.kind == "interrupted")));
+    }
+
+    #[test]
+    fn a_branch_that_asks_pauses_the_fork_after_the_others() {
+        let parent = Env::new();
+        let mut waiting = parent.clone();
+        let mut request = Interrupt::new("approve", "Run it?");
+        request.run_id = "r/1/1".into();
+        waiting.interrupt = Some(Box::new(request));
+        let asked = BranchEnd::Interrupted(RunOutput {
+            answer: None,
+            path: vec!["tools".into()],
+            env: waiting,
+            run_id: "r/1/1".into(),
+        });
+        let ends = vec![Some(finished("A", &parent, 1)), Some(asked), None];
+        let joined = join(&fork3(), &parent, ends);
+        let request = joined.interrupt.expect("the branch's request goes up");
+        assert_eq!(request.run_id, "r/1/1");
+    }
+
+    #[test]
+    fn fail_fast_turns_the_first_failure_into_the_runs() {
+        let parent = Env::new();
+        // By default the fork goes on.
+        assert!(matches!(
+            fail_fast(&fork3(), "plan/fork[1]", failed(&parent)),
+            Ok(BranchEnd::Failed(_))
+        ));
+        let fast = fork3().fail_fast();
+        let Err(MachineError::Branch { branch, source }) =
+            fail_fast(&fast, "plan/fork[1]", failed(&parent))
+        else {
+            panic!("a fail-fast fork fails");
+        };
+        assert_eq!(branch, "plan/fork[1]");
+        assert_eq!(source.code(), "custom");
+        assert!(fail_fast(&fast, "plan/fork[0]", finished("A", &parent, 1)).is_ok());
+    }
+
+    #[test]
+    fn a_sub_machine_is_entered_like_a_state() {
+        let states = states();
+        let mut subs = BTreeMap::new();
+        let inner = crate::Machine::new("x");
+        subs.insert(
+            "research".to_owned(),
+            Arc::new(SubMachine::new("research", inner)),
+        );
+        let env = Env::new();
+        assert!(matches!(
+            enter(&states, &subs, "research", None, &env, &limits()),
+            Ok(Node::Sub(_))
+        ));
+        let Err(MachineError::UnknownState { known, .. }) =
+            enter(&states, &subs, "nope", None, &env, &limits())
+        else {
+            panic!("unknown");
+        };
+        assert_eq!(known, ["act", "plan", "research"]);
     }
 }

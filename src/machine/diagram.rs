@@ -1,4 +1,9 @@
 //! [`Machine::mermaid`]: the declared graph as a Mermaid flowchart.
+//!
+//! Drawn from what states declare ([`State::targets`](crate::State::targets)),
+//! not from runs: a fork a state declares (its branches' targets and its
+//! join) is drawn with labelled edges, and a fixed sub-machine as a nested
+//! subgraph. Node ids are positional, since names may hold anything.
 
 use std::fmt::Write;
 
@@ -8,7 +13,9 @@ use crate::state::Next;
 impl Machine {
     /// The machine's declared graph as a Mermaid flowchart: the entry, each
     /// state and the edges it declares ([`State::targets`](crate::State::targets)),
-    /// the end, and a dotted mark on states that declare nothing.
+    /// forks (`fork` edges to each branch, a `join` edge), pauses for a
+    /// person (`ask` edges), sub-machines as subgraphs, the end, and a
+    /// dotted mark on states that declare nothing.
     ///
     /// ```
     /// use statewise::{state::FnState, Env, Machine, Next};
@@ -23,49 +30,112 @@ impl Machine {
     /// assert!(chart.contains("s1 --> stop"));
     /// ```
     pub fn mermaid(&self) -> String {
-        let names: Vec<&str> = self.states.keys().map(String::as_str).collect();
-        // Node ids by position: state names may hold anything.
+        let mut out = String::from("flowchart TD\n    start((start))\n    stop((end))\n");
+        self.draw(&mut out, "", "start", "stop", 1);
+        out
+    }
+
+    /// Draws this machine's nodes with ids prefixed `prefix`, entered from
+    /// the node `start`, ending at `stop`.
+    fn draw(&self, out: &mut String, prefix: &str, start: &str, stop: &str, depth: usize) {
+        let pad = "    ".repeat(depth);
+        let names = super::decide::known_names(&self.states, &self.subs);
         let id = |name: &str| {
             names
                 .iter()
-                .position(|n| *n == name)
-                .map(|i| format!("s{i}"))
+                .position(|n| n == name)
+                .map(|i| format!("{prefix}s{i}"))
         };
-        let mut out = String::from("flowchart TD\n    start((start))\n    stop((end))\n");
         for (i, name) in names.iter().enumerate() {
-            let _ = writeln!(out, "    s{i}[\"{}\"]", label(name));
+            match self
+                .subs
+                .get(name)
+                .filter(|_| !self.states.contains_key(name))
+            {
+                Some(sub) => {
+                    let _ = writeln!(out, "{pad}subgraph {prefix}s{i}[\"{}\"]", label(name));
+                    match sub.fixed() {
+                        Some(inner) => {
+                            let inner_prefix = format!("{prefix}s{i}_");
+                            let _ = writeln!(out, "{pad}    {inner_prefix}in(( ))");
+                            let _ = writeln!(out, "{pad}    {inner_prefix}out(( ))");
+                            inner.draw(
+                                out,
+                                &inner_prefix,
+                                &format!("{inner_prefix}in"),
+                                &format!("{inner_prefix}out"),
+                                depth + 1,
+                            );
+                        }
+                        None => {
+                            let _ =
+                                writeln!(out, "{pad}    {prefix}s{i}_built[\"built at run time\"]");
+                        }
+                    }
+                    let _ = writeln!(out, "{pad}end");
+                }
+                None => {
+                    let _ = writeln!(out, "{pad}{prefix}s{i}[\"{}\"]", label(name));
+                }
+            }
         }
         match id(&self.entry) {
             Some(entry) => {
-                let _ = writeln!(out, "    start --> {entry}");
+                let _ = writeln!(out, "{pad}{start} --> {entry}");
             }
             None => {
                 let _ = writeln!(
                     out,
-                    "    missing_entry[\"{} (not registered)\"]",
+                    "{pad}{prefix}missing_entry[\"{} (not registered)\"]",
                     label(&self.entry)
                 );
-                out.push_str("    start --> missing_entry\n");
+                let _ = writeln!(out, "{pad}{start} --> {prefix}missing_entry");
             }
         }
-        for (i, state) in self.states.values().enumerate() {
-            let Some(targets) = state.targets() else {
-                let _ = writeln!(out, "    s{i} -.-> undeclared{i}((?))");
+        for (i, name) in names.iter().enumerate() {
+            let declared = match self.states.get(name) {
+                Some(state) => state.targets(),
+                None => self
+                    .subs
+                    .get(name)
+                    .and_then(|sub| sub.targets().map(<[Next]>::to_vec)),
+            };
+            let Some(targets) = declared else {
+                let _ = writeln!(out, "{pad}{prefix}s{i} -.-> {prefix}undeclared{i}((?))");
                 continue;
             };
+            let node = |to: &str, k: usize, out: &mut String| {
+                id(to).unwrap_or_else(|| {
+                    let missing = format!("{prefix}missing{i}_{k}");
+                    let _ = writeln!(out, "{pad}{missing}[\"{} (not registered)\"]", label(to));
+                    missing
+                })
+            };
             for (k, target) in targets.iter().enumerate() {
-                let to = match target {
-                    Next::End => "stop".to_owned(),
-                    Next::To(to) => id(to).unwrap_or_else(|| {
-                        let missing = format!("missing{i}_{k}");
-                        let _ = writeln!(out, "    {missing}[\"{} (not registered)\"]", label(to));
-                        missing
-                    }),
+                let (target, ask) = match target {
+                    Next::Interrupt { then, .. } => (&**then, "-- ask -->"),
+                    other => (other, "-->"),
                 };
-                let _ = writeln!(out, "    s{i} --> {to}");
+                match target {
+                    Next::End => {
+                        let _ = writeln!(out, "{pad}{prefix}s{i} {ask} {stop}");
+                    }
+                    Next::To(to) => {
+                        let to = node(to, k, out);
+                        let _ = writeln!(out, "{pad}{prefix}s{i} {ask} {to}");
+                    }
+                    Next::Fork(fork) => {
+                        let join = node(&fork.join, k, out);
+                        for branch in &fork.branches {
+                            let to = node(&branch.target, k, out);
+                            let _ = writeln!(out, "{pad}{prefix}s{i} -- fork --> {to}");
+                            let _ = writeln!(out, "{pad}{to} -. join .-> {join}");
+                        }
+                    }
+                    Next::Interrupt { .. } => {}
+                }
             }
         }
-        out
     }
 }
 

@@ -1,6 +1,7 @@
 //! The async driver: polls each state, keeps its time limits, streams its
-//! events, and writes traces and checkpoints at fixed points. What it does
-//! next, it asks the decision core (`decide.rs`).
+//! events, runs forks and sub-machines as child runs, and writes traces and
+//! checkpoints at fixed points. What it does next, it asks the decision
+//! core (`decide.rs`).
 
 use std::sync::Arc;
 
@@ -8,9 +9,10 @@ use futures::{Stream, StreamExt};
 use tokio::time::Instant;
 use tracing::Instrument;
 
-use super::decide::{self, Attempt, Failure, Route, Then};
+use super::child::{ChildItem, Spent};
+use super::decide::{self, Attempt, BranchEnd, Failure, Node, Route, Then};
 use super::{Driven, Machine, MachineError, RunCtx};
-use crate::env::{Env, ErrorRecord};
+use crate::env::{Env, ErrorRecord, Interrupt};
 use crate::event::{Event, EventKind, RunFailure, RunOutput};
 use crate::model::KeepCalls;
 use crate::state::{Next, StateError};
@@ -20,12 +22,12 @@ use crate::trace::{EndRecord, RunRecord, StepTrace, TraceRecord, TracedError};
 impl Machine {
     pub(super) fn drive(
         &self,
-        start: &str,
+        start: Next,
         env: Env,
         single_step: bool,
         ctx: RunCtx,
     ) -> impl Stream<Item = Driven> + Send + 'static {
-        let states = Arc::clone(&self.states);
+        let machine = self.clone();
         let limits = self.limits;
         // A single step (replaying, testing) is not part of any run's record.
         let store = self.store.clone().filter(|_| !single_step);
@@ -36,19 +38,22 @@ impl Machine {
         } else {
             self.check_edges()
         };
-        let start: Arc<str> = Arc::from(start);
         async_stream::stream! {
-            let RunCtx { run_id, mut path, resumed_at } = ctx;
-            let run_span = tracing::info_span!("statewise.run", run_id = %run_id, start = %start);
+            let RunCtx { run_id, mut path, resumed_at, mut from, branch, spent, deadline, keep_failure } = ctx;
+            let start_name = start.states().first().map(|s| s.to_string()).unwrap_or_default();
+            let run_span = tracing::info_span!("statewise.run", run_id = %run_id, start = %start_name);
             let run_started = std::time::Instant::now();
             let mut env = env;
-            let mut name = Arc::clone(&start);
-            let mut from: Option<String> = None;
-            let run_deadline = limits.deadline.map(|d| (Instant::now() + d, d));
+            let mut at = start;
+            let mut name: Arc<str> = Arc::from(start_name.as_str());
+            let run_deadline = deadline.or_else(|| limits.deadline.map(|d| (Instant::now() + d, d)));
+            // What this run has added to a shared tally (a branch's), so
+            // each state adds only its own spending.
+            let mut reported = env.usage;
 
             // Boxed here and below, and only when a tracer or a store is
             // set: what only they need stays off the generator every run
-            // carries (4.4 KB -> 2.8 KB), and a run with neither pays nothing.
+            // carries, and a run with neither pays nothing.
             let opened: Result<(), MachineError> = if let Err(error) = checked {
                 // A declared target is missing: fail before any state runs.
                 Err(error)
@@ -59,17 +64,17 @@ impl Machine {
                     if let Some(tracer) = &tracer {
                         let record = RunRecord {
                             run_id: run_id.to_string(),
-                            start: start.to_string(),
+                            start: start_name.clone(),
                             started_ms: now_ms(),
                             resumed_at,
                             env: env.clone(),
                         };
-                        tracer.write(&TraceRecord::Run(record)).await?;
+                        tracer.write(&TraceRecord::Run(Box::new(record))).await?;
                     }
                     // Step 0: the env the run starts with, so even a crash in
                     // the first state resumes, and forks can start anywhere.
                     if let (Some(store), None) = (&store, resumed_at) {
-                        let first = checkpoint(&run_id, None, Next::to(start.to_string()), &env, &path);
+                        let first = checkpoint(&run_id, None, at.clone(), &env, &path);
                         store.put(&first).await?;
                     }
                     Ok(())
@@ -84,8 +89,57 @@ impl Machine {
                     // Only on the first pass: the run could not be recorded.
                     break 'run (Outcome::Failed(error, env), 0);
                 }
-                let state = match decide::enter(&states, &name, from.as_deref(), &env, &limits) {
-                    Ok(state) => Arc::clone(state),
+                if let Next::Fork(fork) = at {
+                    // The branches run as child runs; their events pass through.
+                    let shared = spent.clone().unwrap_or_else(|| Spent::new(env.usage));
+                    let forking = from.clone().unwrap_or_default();
+                    let mut branches = machine.run_fork(&fork, &env, &forking, &run_id, &branch, &shared, run_deadline);
+                    let mut joined = None;
+                    while let Some(item) = branches.next().await {
+                        match item {
+                            ChildItem::Event(e) => yield Driven::Event(*e),
+                            ChildItem::Joined(j) => joined = Some(*j),
+                            ChildItem::Ended(_) => {}
+                        }
+                    }
+                    let step = env.step;
+                    let joined = match joined {
+                        Some(Ok(joined)) => joined,
+                        Some(Err(error)) => break 'run (Outcome::Failed(error, env), step),
+                        None => break 'run (Outcome::Failed(MachineError::Interrupted, env), step),
+                    };
+                    let next = if let Some(request) = joined.interrupt {
+                        // Pause at the fork: the resumed fork takes the done
+                        // branches from their checkpoints and runs the rest.
+                        env.interrupt = Some(request);
+                        Next::Fork(fork)
+                    } else {
+                        let used = decide::take_outcomes(&mut env, joined.outcomes);
+                        // Already in the shared tally, counted by the branches.
+                        reported.add(&used);
+                        Next::To(fork.join.clone())
+                    };
+                    if let Some(store) = &store {
+                        // The same step as the fork's own checkpoint: a crash
+                        // from here on resumes at the join, not the fork.
+                        let joined = checkpoint(&run_id, from.as_deref(), next.clone(), &env, &path);
+                        if let Err(e) = Box::pin(store.put(&joined)).await {
+                            break 'run (Outcome::Failed(e.into(), env), step);
+                        }
+                    }
+                    if env.interrupt.is_some() {
+                        break 'run (Outcome::Interrupted(env), step);
+                    }
+                    at = next;
+                    continue 'run;
+                }
+                let Next::To(to) = &at else {
+                    // `then` turns every other Next into End, a fork or a pause.
+                    break 'run (Outcome::Finished(env), 0);
+                };
+                name = Arc::from(&**to);
+                let node = match decide::enter(&machine.states, &machine.subs, &name, from.as_deref(), &env, &limits) {
+                    Ok(node) => node,
                     Err(error) => {
                         // An unknown name entered no step; a spent limit ends at the last.
                         let step = if matches!(error, MachineError::MaxSteps { .. }) { env.step } else { 0 };
@@ -99,7 +153,7 @@ impl Machine {
                 env.step += 1;
                 let step = env.step;
                 path.push(name.to_string());
-                let event = |kind| Driven::Event(Event { step, state: name.clone(), kind });
+                let event = |kind| Driven::Event(Event { step, state: name.clone(), branch: branch.clone(), kind });
                 let state_span = tracing::info_span!(
                     parent: &run_span,
                     "statewise.state",
@@ -109,71 +163,118 @@ impl Machine {
                 );
                 yield event(EventKind::StateEntered);
 
-                // A state cut off after streaming restarts from the env it
-                // started with, so nothing it wrote is kept twice.
-                let snapshot = (limits.state_retries > 0).then(|| Box::new(env.clone()));
-                let mut attempt = 0;
-                let failure = loop {
-                    let state_deadline = limits.state_timeout.map(|d| (Instant::now() + d, d));
-                    let mut failure = None;
-                    {
-                        let mut emitted = state.run(&mut env);
-                        loop {
-                            let next_item = KeepCalls { inner: emitted.next(), on: record_calls }
-                                .instrument(state_span.clone());
-                            let next = match decide::earliest(state_deadline, run_deadline) {
-                                Some((at, limit, is_run)) => match tokio::time::timeout_at(at, next_item).await {
-                                    Ok(next) => next,
-                                    Err(_) if is_run => {
-                                        failure = Some(Failure::Deadline(limit));
-                                        break;
-                                    }
-                                    Err(_) => Some(Err(StateError::TimedOut { after: limit })),
-                                },
-                                None => next_item.await,
-                            };
-                            match next {
-                                Some(Ok(e)) => {
-                                    if let Some(t) = &mut trace {
-                                        t.observe(&e);
-                                    }
-                                    yield event(EventKind::Emitted(e));
-                                }
-                                Some(Err(e)) => {
-                                    failure = Some(Failure::State(e));
-                                    break;
-                                }
-                                None => break,
+                let (decided, routed): (Result<Next, MachineError>, Option<ErrorRecord>) = match node {
+                    Node::Sub(sub) => {
+                        // A sub-machine is a child run; its events pass through.
+                        let shared = spent.clone().unwrap_or_else(|| Spent::new(env.usage));
+                        let mut child = machine.run_sub(&sub, &env, &run_id, &branch, &shared, run_deadline);
+                        let mut ended = None;
+                        while let Some(item) = child.next().await {
+                            match item {
+                                ChildItem::Event(e) => yield Driven::Event(*e),
+                                ChildItem::Joined(j) => ended = Some(j.map(|_| None)),
+                                ChildItem::Ended(end) => ended = Some(Ok(Some(*end))),
                             }
+                        }
+                        match ended {
+                            Some(Ok(Some(BranchEnd::Finished(out)))) => {
+                                let used = sub.finish(&mut env, &out);
+                                reported.add(&used);
+                                (Ok(sub.next(&env)), None)
+                            }
+                            Some(Ok(Some(BranchEnd::Interrupted(out)))) => {
+                                // Re-entered at the same step once the reply is in,
+                                // so the child run it resumes is this one.
+                                env.step -= 1;
+                                let request = out.env.interrupt.unwrap_or_else(|| Box::new(Interrupt::new("", "")));
+                                (Ok(Next::Interrupt { request, then: Box::new(Next::To(to.clone())) }), None)
+                            }
+                            Some(Ok(Some(BranchEnd::Failed(failure)))) => {
+                                let at = match &branch {
+                                    Some(b) => format!("{b}/{name}"),
+                                    None => name.to_string(),
+                                };
+                                (Err(MachineError::Branch { branch: at, source: Box::new(failure.error) }), None)
+                            }
+                            Some(Err(error)) => (Err(error), None),
+                            Some(Ok(None)) | None => (Err(MachineError::Interrupted), None),
                         }
                     }
-                    match decide::after_attempt(failure, attempt, snapshot.is_some(), &limits) {
-                        Attempt::Restart { attempt: n, reason } => {
-                            attempt = n;
-                            if let Some(start) = &snapshot {
-                                env = Env::clone(start);
+                    Node::State(state) => {
+                        // A state cut off after streaming restarts from the env it
+                        // started with, so nothing it wrote is kept twice.
+                        let snapshot = (limits.state_retries > 0).then(|| Box::new(env.clone()));
+                        let mut attempt = 0;
+                        let failure = loop {
+                            let state_deadline = limits.state_timeout.map(|d| (Instant::now() + d, d));
+                            let mut failure = None;
+                            {
+                                let mut emitted = state.run(&mut env);
+                                loop {
+                                    let next_item = KeepCalls { inner: emitted.next(), on: record_calls }
+                                        .instrument(state_span.clone());
+                                    let next = match decide::earliest(state_deadline, run_deadline) {
+                                        Some((at, limit, is_run)) => match tokio::time::timeout_at(at, next_item).await {
+                                            Ok(next) => next,
+                                            Err(_) if is_run => {
+                                                failure = Some(Failure::Deadline(limit));
+                                                break;
+                                            }
+                                            Err(_) => Some(Err(StateError::TimedOut { after: limit })),
+                                        },
+                                        None => next_item.await,
+                                    };
+                                    match next {
+                                        Some(Ok(crate::Emit::Interrupt(mut request))) => {
+                                            // The state stops where it asked.
+                                            request.run_id = run_id.to_string();
+                                            request.branch = branch.as_deref().map(str::to_owned);
+                                            failure = Some(Failure::Interrupt(request.clone()));
+                                            yield event(EventKind::Emitted(crate::Emit::Interrupt(request)));
+                                            break;
+                                        }
+                                        Some(Ok(e)) => {
+                                            if let Some(t) = &mut trace {
+                                                t.observe(&e);
+                                            }
+                                            yield event(EventKind::Emitted(e));
+                                        }
+                                        Some(Err(e)) => {
+                                            failure = Some(Failure::State(e));
+                                            break;
+                                        }
+                                        None => break,
+                                    }
+                                }
                             }
-                            if let Some(t) = &mut trace {
-                                t.restart(reason.clone());
+                            match decide::after_attempt(failure, attempt, snapshot.is_some(), &limits) {
+                                Attempt::Restart { attempt: n, reason } => {
+                                    attempt = n;
+                                    if let Some(start) = &snapshot {
+                                        env = Env::clone(start);
+                                    }
+                                    if let Some(t) = &mut trace {
+                                        t.restart(reason.clone());
+                                    }
+                                    yield event(EventKind::StateRetried { attempt, reason });
+                                }
+                                Attempt::Settled(failure) => break failure,
                             }
-                            yield event(EventKind::StateRetried { attempt, reason });
+                        };
+                        // Where the run goes, or why it stops here, and the error
+                        // the step record shows (a routed error goes on to `next`).
+                        match decide::route(&*state, &name, step, &env, failure) {
+                            Route::To(next) => (Ok(next), None),
+                            // The state declared where to go on this error.
+                            Route::Recovered(next, record) => {
+                                env.errors.push(record.clone());
+                                yield event(EventKind::StateFailed { error: record.clone() });
+                                (Ok(next), Some(record))
+                            }
+                            Route::Fail(error) => (Err(error), None),
                         }
-                        Attempt::Settled(failure) => break failure,
                     }
                 };
-                // Where the run goes, or why it stops here, and the error
-                // the step record shows (a routed error goes on to `next`).
-                let (decided, routed): (Result<Next, MachineError>, Option<ErrorRecord>) =
-                    match decide::route(&*state, &name, step, &env, failure) {
-                        Route::To(next) => (Ok(next), None),
-                        // The state declared where to go on this error.
-                        Route::Recovered(next, record) => {
-                            env.errors.push(record.clone());
-                            yield event(EventKind::StateFailed { error: record.clone() });
-                            (Ok(next), Some(record))
-                        }
-                        Route::Fail(error) => (Err(error), None),
-                    };
                 if let Ok(next) = &decided {
                     state_span.record("next", tracing::field::debug(next));
                 }
@@ -189,19 +290,41 @@ impl Machine {
                         break 'run (Outcome::Failed(e.into(), env), step);
                     }
                 }
+                // What the state spent counts, whether it failed or not.
+                let used = match &spent {
+                    Some(shared) => {
+                        shared.add(&env.usage.since(&reported));
+                        reported = env.usage;
+                        shared.total()
+                    }
+                    None => env.usage,
+                };
                 let next = match decided {
                     Ok(next) => next,
                     Err(error) => break 'run (Outcome::Failed(error, env), step),
                 };
-                let then = match decide::then(next.clone(), &env, &limits, single_step) {
+                let mut then = match decide::then(next.clone(), &used, &limits, single_step) {
                     Ok(then) => then,
                     Err(error) => break 'run (Outcome::Failed(error, env), step),
+                };
+                // Where a resumed run goes on: past an interrupt, where the
+                // reply sends it.
+                let resume_at = match &mut then {
+                    Then::Interrupt(request, then) => {
+                        if request.run_id.is_empty() {
+                            request.run_id = run_id.to_string();
+                            request.branch = branch.as_deref().map(str::to_owned);
+                        }
+                        env.interrupt = Some(request.clone());
+                        then.clone()
+                    }
+                    _ => next.clone(),
                 };
                 // Saved before the next state is entered: a crash from here
                 // on resumes at `next`, not at this state again.
                 if let Some(store) = &store {
                     let saved = Box::pin(async {
-                        store.put(&checkpoint(&run_id, Some(&name), next.clone(), &env, &path)).await
+                        store.put(&checkpoint(&run_id, Some(&name), resume_at, &env, &path)).await
                     });
                     if let Err(e) = saved.await {
                         break 'run (Outcome::Failed(e.into(), env), step);
@@ -209,25 +332,39 @@ impl Machine {
                 }
 
                 yield event(EventKind::StateExited { next });
-                match then {
+                from = Some(name.to_string());
+                at = match then {
                     Then::End => break 'run (Outcome::Finished(env), step),
-                    Then::Pause(next) => break 'run (Outcome::Paused(env, next), step),
-                    Then::Enter(to) => {
-                        from = Some(name.to_string());
-                        name = to;
-                    }
-                }
+                    Then::Stop(next) => break 'run (Outcome::Stopped(env, next), step),
+                    Then::Interrupt(..) => break 'run (Outcome::Interrupted(env), step),
+                    Then::Enter(to) => Next::To(to),
+                    Then::Fork(fork) => Next::Fork(fork),
+                };
             };
 
             let (env, error) = match outcome {
-                Outcome::Paused(env, next) => {
-                    yield Driven::Paused { env, next };
+                Outcome::Stopped(env, next) => {
+                    yield Driven::Stopped(Box::new((env, next)));
                     return;
                 }
-                Outcome::Finished(env) => (env, None),
+                Outcome::Finished(env) | Outcome::Interrupted(env) => (env, None),
                 Outcome::Failed(error, env) => (env, Some(error)),
             };
             let mut error = error;
+            if let (Some(store), Some(failed), true) = (&store, &error, keep_failure) {
+                // A branch whose join sees its failure is done: a resumed
+                // parent reads the failure back instead of running it again.
+                let mut last = checkpoint(&run_id, path.last().map(String::as_str), Next::End, &env, &path);
+                last.failed = Some(ErrorRecord {
+                    step,
+                    state: path.last().cloned().unwrap_or_default(),
+                    kind: failed.code(),
+                    message: failed.to_string(),
+                });
+                if let Err(e) = Box::pin(store.put(&last)).await {
+                    tracing::warn!(run_id = %run_id, error = %e, "a failed branch's record was not saved; a resume runs it again");
+                }
+            }
             if let Some(tracer) = &tracer {
                 let record = EndRecord {
                     run_id: run_id.to_string(),
@@ -245,11 +382,15 @@ impl Machine {
                 }
             }
             let run_id = run_id.to_string();
+            let interrupted = env.interrupt.is_some();
             let kind = match error {
-                None => EventKind::Finished(Box::new(RunOutput { answer: env.answer.clone(), path, env, run_id })),
+                None => {
+                    let out = Box::new(RunOutput { answer: env.answer.clone(), path, env, run_id });
+                    if interrupted { EventKind::Interrupted(out) } else { EventKind::Finished(out) }
+                }
                 Some(error) => EventKind::Failed(Box::new(RunFailure { error, path, env, run_id })),
             };
-            yield Driven::Event(Event { step, state: name, kind });
+            yield Driven::Event(Event { step, state: name, branch, kind });
         }
     }
 }
@@ -258,10 +399,13 @@ impl Machine {
 enum Outcome {
     Finished(Env),
     Failed(MachineError, Env),
-    Paused(Env, Next),
+    /// A single step stops before going on.
+    Stopped(Env, Next),
+    /// Paused for a person; the request is in the env.
+    Interrupted(Env),
 }
 
-fn checkpoint(
+pub(super) fn checkpoint(
     run_id: &str,
     state: Option<&str>,
     next: Next,
@@ -277,5 +421,6 @@ fn checkpoint(
         path: path.to_vec(),
         parent: None,
         created_ms: now_ms(),
+        failed: None,
     }
 }

@@ -84,6 +84,25 @@ pub enum MachineError {
         #[source]
         source: StateError,
     },
+    /// A failure recorded earlier and read back: a fork's branch that had
+    /// failed before its parent was resumed. Its code is the original's.
+    #[error("{message}")]
+    Recorded {
+        /// The original failure's code.
+        code: String,
+        /// The original failure's text.
+        message: String,
+    },
+    /// A branch of a fork failed, and the fork fails fast
+    /// ([`Fork::fail_fast`](crate::state::Fork::fail_fast)).
+    #[error("branch `{branch}` failed: {source}")]
+    Branch {
+        /// The branch, as in [`Event::branch`](crate::Event::branch).
+        branch: String,
+        /// Its error.
+        #[source]
+        source: Box<MachineError>,
+    },
 }
 
 impl MachineError {
@@ -98,6 +117,8 @@ impl MachineError {
             MachineError::Store(_) => MachineErrorKind::Store,
             MachineError::Trace(_) => MachineErrorKind::Trace,
             MachineError::State { .. } => MachineErrorKind::State,
+            MachineError::Branch { .. } => MachineErrorKind::Branch,
+            MachineError::Recorded { .. } => MachineErrorKind::Recorded,
         }
     }
 
@@ -105,10 +126,12 @@ impl MachineError {
     /// replays and clients all use: a state's failure by its
     /// [`StateError::code`] (`model:http_503`, `action`, ...), else the kind
     /// (`unknown_state`, `max_steps`, `interrupted`, `deadline`, `budget`,
-    /// `store`, `trace`).
+    /// `store`, `trace`). A failed branch has its own error's code.
     pub fn code(&self) -> String {
         match self {
             MachineError::State { source, .. } => source.code(),
+            MachineError::Branch { source, .. } => source.code(),
+            MachineError::Recorded { code, .. } => code.clone(),
             other => other.kind().as_str().to_owned(),
         }
     }
@@ -135,6 +158,10 @@ pub enum MachineErrorKind {
     Trace,
     /// [`MachineError::State`]: the state's own error says more.
     State,
+    /// [`MachineError::Branch`]: the branch's own error says more.
+    Branch,
+    /// [`MachineError::Recorded`]: its code is the original failure's.
+    Recorded,
 }
 
 impl MachineErrorKind {
@@ -149,6 +176,8 @@ impl MachineErrorKind {
             MachineErrorKind::Store => "store",
             MachineErrorKind::Trace => "trace",
             MachineErrorKind::State => "state",
+            MachineErrorKind::Branch => "branch",
+            MachineErrorKind::Recorded => "recorded",
         }
     }
 }

@@ -7,13 +7,17 @@
 //!
 //! The files: `error.rs` (why a run stops), `decide.rs` (every decision of
 //! the run loop, as plain functions with unit tests), `driver.rs` (the
-//! async loop that polls states and does the I/O), and this one (the
-//! builder and the ways to start, resume and finish a run).
+//! async loop that polls states and does the I/O), `child.rs` (forks'
+//! branches and sub-machines, run as child runs), `sub.rs` (the
+//! sub-machine node), `diagram.rs` (Mermaid), and this one (the builder
+//! and the ways to start, resume and finish a run).
 
+mod child;
 mod decide;
 mod diagram;
 mod driver;
 mod error;
+mod sub;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, OnceLock};
@@ -22,14 +26,18 @@ use std::time::Duration;
 use futures::stream::BoxStream;
 use futures::{Stream, StreamExt};
 
+use tokio::time::Instant;
+
 use crate::env::Env;
 use crate::event::{Event, EventKind, RunFailure, RunOutput};
 use crate::state::{Next, State};
 use crate::store::{new_run_id, Checkpoint, Store, StoreError};
 use crate::trace::Tracer;
 
+use child::Spent;
 use decide::Limits;
 pub use error::{MachineError, MachineErrorKind, Resource};
+pub use sub::SubMachine;
 
 /// The default bound on states entered per run; see [`Machine::max_steps`].
 pub const DEFAULT_MAX_STEPS: u32 = 50;
@@ -75,6 +83,7 @@ pub struct StepOutcome {
 #[derive(Clone)]
 pub struct Machine {
     states: Arc<BTreeMap<String, Arc<dyn State>>>,
+    subs: Arc<BTreeMap<String, Arc<SubMachine>>>,
     entry: String,
     limits: Limits,
     store: Option<Arc<dyn Store>>,
@@ -89,6 +98,7 @@ impl std::fmt::Debug for Machine {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Machine")
             .field("states", &self.states.keys().collect::<Vec<_>>())
+            .field("machines", &self.subs.keys().collect::<Vec<_>>())
             .field("entry", &self.entry)
             .field("limits", &self.limits)
             .field("store", &self.store.is_some())
@@ -102,6 +112,7 @@ impl Machine {
     pub fn new(entry: impl Into<String>) -> Self {
         Machine {
             states: Arc::default(),
+            subs: Arc::default(),
             entry: entry.into(),
             limits: Limits {
                 max_steps: DEFAULT_MAX_STEPS,
@@ -138,26 +149,69 @@ impl Machine {
         Arc::make_mut(&mut self.states).remove(name)
     }
 
+    /// Adds a whole machine as the node `sub.name()`
+    /// ([`SubMachine`]): entering it runs the child machine to its end,
+    /// its events nested under the name. A state of the same name wins.
+    pub fn with_machine(mut self, sub: SubMachine) -> Self {
+        self.edges_checked = Arc::default();
+        Arc::make_mut(&mut self.subs).insert(sub.name().to_owned(), Arc::new(sub));
+        self
+    }
+
+    /// The sub-machine registered as `name`.
+    pub fn sub_machine(&self, name: &str) -> Option<&Arc<SubMachine>> {
+        self.subs.get(name)
+    }
+
+    /// This machine as a child of `parent`: it saves to the parent's store
+    /// and writes to its tracer, so the parent's resume finds it.
+    fn under(mut self, parent: &Machine) -> Machine {
+        self.store.clone_from(&parent.store);
+        self.tracer.clone_from(&parent.tracer);
+        self.record_calls |= parent.record_calls;
+        self
+    }
+
     /// Checks the graph without running it: the entry state and every
     /// target a state declares ([`State::targets`]) are registered. A run
     /// checks the declared targets itself before its first state (once per
     /// machine as built), so a wiring mistake fails it before any model is
     /// called; a single [`step`](Self::step) does not check.
     pub fn validate(&self) -> Result<(), MachineError> {
-        if !self.states.contains_key(&self.entry) {
+        if !self.has(&self.entry) {
             return Err(self.unknown(&self.entry, None));
         }
         self.validate_edges()
     }
 
+    fn has(&self, name: &str) -> bool {
+        self.states.contains_key(name) || self.subs.contains_key(name)
+    }
+
+    /// Every declared target is registered, here and in fixed
+    /// sub-machines (whose own entries too).
     fn validate_edges(&self) -> Result<(), MachineError> {
-        for (name, state) in self.states.iter() {
-            for target in state.targets().into_iter().flatten() {
-                if let Next::To(to) = target {
-                    if !self.states.contains_key(&*to) {
-                        return Err(self.unknown(&to, Some(name)));
+        let declared = self
+            .states
+            .iter()
+            .map(|(name, state)| (name, state.targets()))
+            .chain(
+                self.subs
+                    .iter()
+                    .map(|(name, sub)| (name, sub.targets().map(<[Next]>::to_vec))),
+            );
+        for (name, targets) in declared {
+            for target in targets.into_iter().flatten() {
+                for to in target.states() {
+                    if !self.has(to) {
+                        return Err(self.unknown(to, Some(name)));
                     }
                 }
+            }
+        }
+        for sub in self.subs.values() {
+            if let Some(inner) = sub.fixed() {
+                inner.validate()?;
             }
         }
         Ok(())
@@ -176,7 +230,7 @@ impl Machine {
         MachineError::UnknownState {
             name: name.to_owned(),
             from: from.map(str::to_owned),
-            known: self.states.keys().cloned().collect(),
+            known: decide::known_names(&self.states, &self.subs),
         }
     }
 
@@ -282,12 +336,22 @@ impl Machine {
     /// Runs from the entry state under the run id `run_id` (its checkpoints
     /// and trace records carry it).
     pub fn stream_as(&self, run_id: impl Into<Arc<str>>, env: Env) -> EventStream {
-        events_only(self.drive(&self.entry, env, false, RunCtx::fresh(run_id)))
+        events_only(self.drive(
+            Next::to(self.entry.clone()),
+            env,
+            false,
+            RunCtx::fresh(run_id),
+        ))
     }
 
     /// Runs from the state named `state`, under a new run id.
     pub fn stream_from(&self, state: &str, env: Env) -> EventStream {
-        events_only(self.drive(state, env, false, RunCtx::fresh(new_run_id())))
+        events_only(self.drive(
+            Next::to(state.to_owned()),
+            env,
+            false,
+            RunCtx::fresh(new_run_id()),
+        ))
     }
 
     /// Continues run `run_id` from its last checkpoint, after a crash or a
@@ -301,7 +365,7 @@ impl Machine {
                 run_id: run_id.to_owned(),
                 step: None,
             })?;
-        Ok(self.continue_from(last))
+        Ok(self.continue_from(last, RunCtx::fresh("")))
     }
 
     /// Starts run `new_run_id` from `step` of run `run_id` and streams it:
@@ -315,7 +379,7 @@ impl Machine {
     ) -> Result<EventStream, StoreError> {
         let store = self.store.as_ref().ok_or(StoreError::NoStore)?;
         let fork = store.fork(run_id, step, new_run_id).await?;
-        Ok(self.continue_from(fork))
+        Ok(self.continue_from(fork, RunCtx::fresh("")))
     }
 
     /// Runs to the end under the run id `run_id`.
@@ -335,11 +399,19 @@ impl Machine {
     /// Runs only the state named `state`, then reports where it would go.
     /// The next state is not entered, not even looked up.
     pub async fn step(&self, state: &str, env: Env) -> Result<StepOutcome, RunFailure> {
-        let mut driven = std::pin::pin!(self.drive(state, env, true, RunCtx::fresh("step")));
+        let mut driven = std::pin::pin!(self.drive(
+            Next::to(state.to_owned()),
+            env,
+            true,
+            RunCtx::fresh("step")
+        ));
         let mut events = Vec::new();
         while let Some(d) = driven.next().await {
             match d {
-                Driven::Paused { env, next } => return Ok(StepOutcome { env, next, events }),
+                Driven::Stopped(stopped) => {
+                    let (env, next) = *stopped;
+                    return Ok(StepOutcome { env, next, events });
+                }
                 Driven::Event(e) => match e.kind {
                     EventKind::Failed(f) => return Err(*f),
                     EventKind::Finished(out) => {
@@ -356,8 +428,11 @@ impl Machine {
         Err(interrupted())
     }
 
-    /// Continues `checkpoint`'s run (or yields its result, if it had ended).
-    fn continue_from(&self, checkpoint: Checkpoint) -> EventStream {
+    /// Continues `checkpoint`'s run (or yields its result, if it had
+    /// ended or is waiting for a person), where `base` sits (a child's
+    /// branch, tally and deadline; run id and path come from the
+    /// checkpoint).
+    fn continue_from(&self, checkpoint: Checkpoint, base: RunCtx) -> EventStream {
         let Checkpoint {
             run_id,
             step,
@@ -365,40 +440,144 @@ impl Machine {
             next,
             env,
             path,
+            failed,
             ..
         } = checkpoint;
-        match next {
-            Next::End => {
-                let out = RunOutput {
+        if let Some(record) = failed {
+            let failure = RunFailure {
+                error: MachineError::Recorded {
+                    code: record.kind,
+                    message: record.message,
+                },
+                path,
+                env,
+                run_id,
+            };
+            let event = Event {
+                step,
+                state: Arc::from(record.state),
+                branch: base.branch,
+                kind: EventKind::Failed(Box::new(failure)),
+            };
+            return futures::stream::once(async move { event }).boxed();
+        }
+        let ended = match next {
+            _ if env.interrupt.is_some() => Some(true),
+            Next::End => Some(false),
+            Next::Interrupt { .. } => Some(true),
+            Next::To(_) | Next::Fork(_) => None,
+        };
+        match ended {
+            Some(interrupted) => {
+                let out = Box::new(RunOutput {
                     answer: env.answer.clone(),
                     path,
                     env,
                     run_id,
-                };
+                });
                 let event = Event {
                     step,
                     state: Arc::from(state.as_deref().unwrap_or_default()),
-                    kind: EventKind::Finished(Box::new(out)),
+                    branch: base.branch,
+                    kind: if interrupted {
+                        EventKind::Interrupted(out)
+                    } else {
+                        EventKind::Finished(out)
+                    },
                 };
                 futures::stream::once(async move { event }).boxed()
             }
-            Next::To(to) => {
+            None => {
                 let ctx = RunCtx {
                     run_id: Arc::from(run_id),
                     path,
                     resumed_at: Some(step),
+                    from: state,
+                    ..base
                 };
-                events_only(self.drive(&to, env, false, ctx))
+                events_only(self.drive(next, env, false, ctx))
             }
         }
     }
+
+    /// Continues run `run_id`, paused for a person
+    /// ([`EventKind::Interrupted`]), with the person's `reply`: the reply is
+    /// filed under the request's id ([`Env::reply`]) in the run (or the
+    /// branch or sub-machine) that asked, and the run goes on from its
+    /// checkpoint. Nothing done before the pause runs again: finished
+    /// branches and the steps before it are taken from the store.
+    pub async fn resume_with(
+        &self,
+        run_id: &str,
+        reply: serde_json::Value,
+    ) -> Result<EventStream, StoreError> {
+        let store = self.store.as_ref().ok_or(StoreError::NoStore)?;
+        let last = deliver(&**store, run_id, reply).await?;
+        Ok(self.continue_from(last, RunCtx::fresh("")))
+    }
 }
 
-/// Who a run is, and what it did before this process took it up.
+/// Files `reply` in the run that asked: `run_id` itself, or the child its
+/// pending request names (and so on down). Returns `run_id`'s last
+/// checkpoint, no longer waiting.
+async fn deliver(
+    store: &dyn Store,
+    run_id: &str,
+    reply: serde_json::Value,
+) -> Result<Checkpoint, StoreError> {
+    let mut chain = Vec::new();
+    let mut at = run_id.to_owned();
+    let mut reply = Some(reply);
+    loop {
+        let mut last = store
+            .get(&at, None)
+            .await?
+            .ok_or_else(|| StoreError::NotFound {
+                run_id: at.clone(),
+                step: None,
+            })?;
+        let request = last
+            .env
+            .interrupt
+            .take()
+            .ok_or_else(|| StoreError::NotInterrupted { run_id: at.clone() })?;
+        let asker = request.run_id.clone();
+        if asker.is_empty() || asker == at {
+            if let Some(reply) = reply.take() {
+                last.env.replies.insert(request.id, reply);
+            }
+            chain.push(last);
+            break;
+        }
+        chain.push(last);
+        at = asker;
+    }
+    // The asker first: a crash midway leaves the parent still waiting,
+    // and a second reply finds the asker no longer so (NotInterrupted).
+    for checkpoint in chain.iter().rev() {
+        store.put(checkpoint).await?;
+    }
+    Ok(chain.swap_remove(0))
+}
+
+/// Who a run is, where it sits under a parent, and what it did before this
+/// process took it up.
 struct RunCtx {
     run_id: Arc<str>,
     path: Vec<String>,
     resumed_at: Option<u32>,
+    /// The state that sent the run where it starts (a resumed fork's
+    /// forking state).
+    from: Option<String>,
+    /// The branch its events are tagged with; `None` for a top-level run.
+    branch: Option<Arc<str>>,
+    /// The run tree's tally, for a child.
+    spent: Option<Arc<Spent>>,
+    /// The run tree's deadline, for a child.
+    deadline: Option<(Instant, Duration)>,
+    /// Whether a failure is saved as the run's end (a branch the join
+    /// sees failed), so a resume does not run it again.
+    keep_failure: bool,
 }
 
 impl RunCtx {
@@ -407,6 +586,27 @@ impl RunCtx {
             run_id: run_id.into(),
             path: Vec::new(),
             resumed_at: None,
+            from: None,
+            branch: None,
+            spent: None,
+            deadline: None,
+            keep_failure: false,
+        }
+    }
+
+    /// A child run `run_id` at `branch`, sharing its parent's tally and
+    /// deadline.
+    fn child(
+        run_id: String,
+        branch: Arc<str>,
+        spent: &Arc<Spent>,
+        deadline: Option<(Instant, Duration)>,
+    ) -> Self {
+        RunCtx {
+            branch: Some(branch),
+            spent: Some(Arc::clone(spent)),
+            deadline,
+            ..RunCtx::fresh(run_id)
         }
     }
 }
@@ -416,7 +616,7 @@ fn events_only(driven: impl Stream<Item = Driven> + Send + 'static) -> EventStre
         .filter_map(|d| async move {
             match d {
                 Driven::Event(e) => Some(e),
-                Driven::Paused { .. } => None,
+                Driven::Stopped(_) => None,
             }
         })
         .boxed()
@@ -426,7 +626,7 @@ fn events_only(driven: impl Stream<Item = Driven> + Send + 'static) -> EventStre
 /// handed back before the next state is entered.
 enum Driven {
     Event(Event),
-    Paused { env: Env, next: Next },
+    Stopped(Box<(Env, Next)>),
 }
 
 /// Consumes an event stream to its result (what [`Machine::run`] does).
@@ -434,7 +634,7 @@ pub async fn finish(stream: impl Stream<Item = Event>) -> Result<RunOutput, RunF
     let mut stream = std::pin::pin!(stream);
     while let Some(event) = stream.next().await {
         match event.kind {
-            EventKind::Finished(out) => return Ok(*out),
+            EventKind::Finished(out) | EventKind::Interrupted(out) => return Ok(*out),
             EventKind::Failed(failure) => return Err(*failure),
             _ => {}
         }

@@ -63,6 +63,7 @@ fn checkpoint(run_id: &str, step: u32) -> Checkpoint {
         env,
         parent: None,
         created_ms: 1_700_000_000_000 + u64::from(step),
+        failed: None,
     }
 }
 

@@ -68,6 +68,10 @@ pub struct Checkpoint {
     /// When it was saved, in milliseconds since the Unix epoch.
     #[serde(default)]
     pub created_ms: u64,
+    /// The run failed here and is done: a fork's branch whose join sees
+    /// the failure. Resuming it yields the failure again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failed: Option<crate::env::ErrorRecord>,
 }
 
 impl Checkpoint {
@@ -153,6 +157,13 @@ pub enum StoreError {
     /// ([`Machine::with_store`](crate::Machine::with_store)).
     #[error("the machine has no store to resume or fork from (see Machine::with_store)")]
     NoStore,
+    /// A reply was given to a run that is not waiting for one
+    /// ([`Machine::resume_with`](crate::Machine::resume_with)).
+    #[error("run `{run_id}` is not waiting for a reply (resume it with Machine::resume instead)")]
+    NotInterrupted {
+        /// The run.
+        run_id: String,
+    },
     /// A saved record could not be read back.
     #[error("corrupt record for run `{run_id}`: {source}")]
     Corrupt {

@@ -15,7 +15,7 @@ use crate::state::{Emit, Next};
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum TraceRecord {
     /// A run started (or resumed).
-    Run(RunRecord),
+    Run(Box<RunRecord>),
     /// A state ran.
     Step(Box<StepRecord>),
     /// A run ended.
@@ -239,7 +239,8 @@ impl StepTrace {
                     t.is_error = o.is_error;
                 }
             }
-            Emit::PartialAction(_) | Emit::RepeatedCall { .. } => {}
+            // A pause shows in the step's `next`.
+            Emit::PartialAction(_) | Emit::RepeatedCall { .. } | Emit::Interrupt(_) => {}
         }
     }
 

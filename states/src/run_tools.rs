@@ -3,14 +3,24 @@
 use std::time::Instant;
 
 use futures::stream::{FuturesUnordered, StreamExt};
+use statewise::tool::approval::{approval_request, Approvals, Verdict};
 use statewise::tool::Toolbox;
-use statewise::{Emit, EmitStream, Env, Message, Next, State, StateError};
+use statewise::{Emit, EmitStream, Env, Message, Next, Observation, State, StateError, ToolCall};
 
 use crate::{ACTION, REASONING};
 
 /// Runs the pending tool calls concurrently and records their observations
 /// in call order (in `env.observations`, and as tool messages). Unknown,
 /// forbidden and failing tools become error observations the model sees.
+///
+/// Calls of tools the toolbox marks as needing approval
+/// ([`Toolbox::require_approval`]) pause the run first with one request for
+/// all of them ([`approval_request`]); once
+/// [`Machine::resume_with`](statewise::Machine::resume_with) brings the
+/// reply, the state runs again without asking, runs the approved calls
+/// (with edited arguments where the person edited them), and turns each
+/// rejected one into the error observation "rejected by the user:
+/// <reason>". Nothing runs before the reply, so nothing runs twice.
 ///
 /// Its name is `action` unless renamed ([`ACTION`](crate::ACTION)), as the
 /// stock Reasoning state routes tool calls there.
@@ -53,30 +63,52 @@ impl State for RunTools {
 
     fn run<'a>(&'a self, env: &'a mut Env) -> EmitStream<'a> {
         Box::pin(statewise::try_stream! {
-            let calls = match env.action.take() {
-                Some(statewise::Action::ToolCalls(calls)) => calls,
-                other => {
-                    env.action = other;
-                    Err(StateError::Precondition {
-                        state: self.name.clone(),
-                        missing: "no pending tool calls in env.action".to_owned(),
-                    })?;
-                    return;
+            let Some(calls) = env.pending_calls().map(<[ToolCall]>::to_vec) else {
+                Err(StateError::Precondition {
+                    state: self.name.clone(),
+                    missing: "no pending tool calls in env.action".to_owned(),
+                })?;
+                return;
+            };
+            // Calls that wait for a person: ask, and stop here with the
+            // calls still pending; run again, find the reply and follow it.
+            let guarded: Vec<&ToolCall> =
+                calls.iter().filter(|c| self.tools.needs_approval(&c.name)).collect();
+            let approvals = if guarded.is_empty() {
+                None
+            } else {
+                let request = approval_request(&guarded);
+                match env.reply(&request.id) {
+                    None => {
+                        yield Emit::Interrupt(Box::new(request));
+                        return;
+                    }
+                    Some(reply) => Some(Approvals::from_reply(reply).map_err(StateError::custom)?),
                 }
             };
-            for call in &calls {
+            env.action = None;
+            let mut done: Vec<Option<Observation>> = vec![None; calls.len()];
+            let mut approved = Vec::with_capacity(calls.len());
+            for (i, call) in calls.iter().enumerate() {
+                match approvals.as_ref().filter(|_| self.tools.needs_approval(&call.name)) {
+                    None => approved.push((i, call.clone())),
+                    Some(approvals) => match approvals.apply(call) {
+                        Verdict::Run(call) => approved.push((i, call)),
+                        Verdict::Rejected(rejected) => done[i] = Some(rejected),
+                    },
+                }
+            }
+            for (_, call) in &approved {
                 yield Emit::ToolCallStarted(call.clone());
             }
-            let mut running: FuturesUnordered<_> = calls
+            let mut running: FuturesUnordered<_> = approved
                 .iter()
-                .enumerate()
                 .map(|(i, call)| async move {
                     let started = Instant::now();
                     let observation = self.tools.observe(call).await;
-                    (i, observation, started.elapsed())
+                    (*i, observation, started.elapsed())
                 })
                 .collect();
-            let mut done = vec![None; calls.len()];
             while let Some((i, observation, elapsed)) = running.next().await {
                 yield Emit::ToolCallFinished {
                     call_id: observation.call_id.clone(),

@@ -12,7 +12,9 @@ mod cache;
 mod context_fit;
 mod fault_injection;
 mod fixtures;
+mod fork;
 mod graph;
+mod interrupt;
 mod llama_server;
 #[cfg(feature = "local")]
 mod local_model;

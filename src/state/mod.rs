@@ -5,6 +5,8 @@
 //! what it produces; [`State::transition`] is a pure function of the `Env`
 //! that names the next state, so routing is unit-tested without any I/O.
 
+mod fork;
+
 use std::borrow::Cow;
 use std::time::Duration;
 
@@ -12,23 +14,65 @@ use futures::stream::BoxStream;
 use serde::{Deserialize, Serialize};
 
 use crate::action::{ParseError, PartialAction};
-use crate::env::{Action, Env, Observation, ScratchError, ToolCall};
+use crate::env::{Action, Env, Interrupt, Observation, ScratchError, ToolCall};
 use crate::model::ModelError;
 
+pub use fork::{Branch, Fork, OnBranchFailure};
+
 /// Where a run goes after a state.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Next {
     /// Run the state with this name.
     To(Cow<'static, str>),
     /// The run is over.
     End,
+    /// Run the fork's branches concurrently, then go on at its join state.
+    Fork(Box<Fork>),
+    /// Pause the run until a person answers `request`
+    /// ([`Machine::resume_with`](crate::Machine::resume_with)), then go on
+    /// at `then`. The run ends as interrupted, with a checkpoint saved.
+    Interrupt {
+        /// What the person is asked.
+        request: Box<Interrupt>,
+        /// Where the run goes once the reply is in.
+        then: Box<Next>,
+    },
 }
 
 impl Next {
     /// Go to the state named `name`.
     pub fn to(name: impl Into<Cow<'static, str>>) -> Self {
         Next::To(name.into())
+    }
+
+    /// Run `fork`'s branches, then its join state.
+    pub fn fork(fork: Fork) -> Self {
+        Next::Fork(Box::new(fork))
+    }
+
+    /// Ask a person `request`, then go on at `then`.
+    pub fn interrupt(request: Interrupt, then: Next) -> Self {
+        Next::Interrupt {
+            request: Box::new(request),
+            then: Box::new(then),
+        }
+    }
+
+    /// The states this can lead to directly: the target, or every branch
+    /// target and the join of a fork, or where an interrupt goes on.
+    pub fn states(&self) -> Vec<&str> {
+        match self {
+            Next::To(name) => vec![name],
+            Next::End => Vec::new(),
+            Next::Fork(fork) => fork
+                .branches
+                .iter()
+                .map(|b| &*b.target)
+                .chain([&*fork.join])
+                .collect(),
+            Next::Interrupt { then, .. } => then.states(),
+        }
     }
 }
 
@@ -76,6 +120,12 @@ pub enum Emit {
     /// ([`Fitter`](crate::fit::Fitter)): what was left out or cut, and the
     /// token counts before and after.
     ContextFitted(crate::fit::Fitted),
+    /// The state asks a person and stops here: the run ends as interrupted
+    /// with this request. Once the reply is in
+    /// ([`Env::reply`](crate::Env::reply)), the state runs again from the
+    /// env as it was when it asked, so what it did before asking is not
+    /// done twice.
+    Interrupt(Box<Interrupt>),
     /// A model call ended: its request and whole reply, for traces and
     /// replays ([`ReplyStream::call`](crate::model::ReplyStream::call)
     /// emits it after the call's tokens).

@@ -2,7 +2,11 @@
 //!
 //! A tool failure is data, not a crash: [`Toolbox::observe`] turns every
 //! outcome (success, bad arguments, unknown or forbidden tool, tool error)
-//! into an [`Observation`] the model can react to.
+//! into an [`Observation`] the model can react to. A toolbox can mark tools
+//! as needing a person's approval ([`Toolbox::require_approval`],
+//! [`approval`]).
+
+pub mod approval;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
@@ -227,6 +231,8 @@ impl ToolRegistry {
 pub struct Toolbox {
     registry: Arc<ToolRegistry>,
     allow: Option<BTreeSet<String>>,
+    /// Tools whose calls wait for a person's approval.
+    approval: Arc<BTreeSet<String>>,
     /// Built once: a state asks for them on every model call.
     specs: Arc<[ToolSpec]>,
 }
@@ -237,6 +243,7 @@ impl Toolbox {
         Toolbox {
             registry: registry.into(),
             allow: None,
+            approval: Arc::default(),
             specs: Arc::from([]),
         }
         .with_specs()
@@ -246,6 +253,20 @@ impl Toolbox {
     pub fn allow<S: Into<String>>(mut self, names: impl IntoIterator<Item = S>) -> Self {
         self.allow = Some(names.into_iter().map(Into::into).collect());
         self.with_specs()
+    }
+
+    /// Marks the named tools as needing a person's approval before each
+    /// call: the stock tool state pauses the run with an
+    /// [`approval::approval_request`] and runs, rejects or edits each call
+    /// as the reply says.
+    pub fn require_approval<S: Into<String>>(mut self, names: impl IntoIterator<Item = S>) -> Self {
+        Arc::make_mut(&mut self.approval).extend(names.into_iter().map(Into::into));
+        self
+    }
+
+    /// Whether calls of tool `name` wait for approval.
+    pub fn needs_approval(&self, name: &str) -> bool {
+        self.approval.contains(name)
     }
 
     fn with_specs(mut self) -> Self {
