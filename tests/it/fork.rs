@@ -434,3 +434,38 @@ impl State for StepThen {
         self.next.clone()
     }
 }
+
+/// `cargo run --example fork`: the planner's four questions become four
+/// research branches, the writer joins them, and the diagram is printed.
+#[test]
+fn the_fork_example_researches_in_parallel_and_draws_itself() {
+    let out = std::process::Command::new(crate::support::example("fork"))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for i in 0..4 {
+        assert!(
+            text.contains(&format!("── plan/fork[{i}]/research/answer")),
+            "{text}"
+        );
+    }
+    assert!(
+        text.contains("\"What is tokio?\": Tokio is an async runtime"),
+        "{text}"
+    );
+    assert!(
+        text.contains("\"What is a monad?\": Nothing in the notes"),
+        "{text}"
+    );
+    assert!(text.contains("path: plan → write"), "{text}");
+    assert!(
+        text.contains("flowchart TD") && text.contains("-- fork -->"),
+        "{text}"
+    );
+    assert!(text.contains("subgraph"), "{text}");
+}

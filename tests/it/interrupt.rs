@@ -375,3 +375,74 @@ async fn a_transition_can_pause_the_run_too() {
         Err(StoreError::NoStore)
     ));
 }
+
+/// The approve example, killed (SIGKILL) while its question waits for an
+/// answer, asks again when started again, and sends the email exactly
+/// once after the answer.
+#[test]
+fn the_approve_example_survives_a_kill_between_question_and_answer() {
+    use std::io::{BufRead, BufReader, Write};
+    use std::process::{Command, Stdio};
+
+    let exe = crate::support::example("approve");
+    let dir = temp_dir("approve-kill");
+    let db = dir.join("runs.sqlite");
+    let outbox = dir.join("outbox.txt");
+    let start = || {
+        Command::new(&exe)
+            .args(["--db", db.to_str().unwrap(), "--run", "mail-1"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+
+    let mut first = start();
+    let (lines, seen) = std::sync::mpsc::channel();
+    let stdout = first.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if lines.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let mut shown = Vec::new();
+    while !shown.iter().any(|l: &String| l.starts_with("approve?")) {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match seen.recv_timeout(left) {
+            Ok(line) => shown.push(line),
+            Err(e) => panic!("the question never came ({e}): {shown:#?}"),
+        }
+    }
+    assert!(
+        shown.iter().any(|l| l.contains("send_email(")),
+        "{shown:#?}"
+    );
+    first.kill().unwrap(); // SIGKILL, with the question unanswered
+    first.wait().unwrap();
+    assert!(!outbox.exists(), "nothing was sent before the answer");
+
+    let mut second = start();
+    second.stdin.take().unwrap().write_all(b"y\n").unwrap();
+    let out = second.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("resuming run mail-1"), "{text}");
+    assert!(
+        text.contains("approve?"),
+        "the question is asked again: {text}"
+    );
+    assert!(
+        text.contains("answer: Done: the email was sent to team@example.com."),
+        "{text}"
+    );
+    let sent = std::fs::read_to_string(&outbox).unwrap();
+    assert_eq!(sent.lines().count(), 1, "{sent}");
+}
