@@ -12,7 +12,7 @@
 use std::process::ExitCode;
 
 use statewise::batch::Batch;
-use statewise::model::from_spec;
+use statewise::spec::from_spec;
 use statewise::tool::{ToolRegistry, Toolbox};
 use statewise_states::tools::Calculator;
 

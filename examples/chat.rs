@@ -16,7 +16,8 @@ use std::process::{Command, ExitCode, Stdio};
 use std::sync::Arc;
 
 use statewise::console::Console;
-use statewise::model::{default_model_path, from_spec, LocalModel, Params, SharedModel};
+use statewise::model::{default_model_path, LocalModel, Params, SharedModel};
+use statewise::spec::from_spec;
 use statewise::tool::{ToolRegistry, Toolbox};
 use statewise::{Env, Machine};
 use statewise_states::tools::{Calculator, Clock};

@@ -41,9 +41,10 @@ impl State for Plan {
                 "Split the question into research questions. Reply {\"questions\": [...]}.",
             )];
             messages.extend(env.messages.iter().cloned());
-            let mut reply = ReplyStream::call(&*self.model, ChatRequest::new(messages));
-            while let Some(emitted) = reply.next().await {
-                yield emitted?;
+            // The settings say whether the machine records model calls.
+            let mut reply = ReplyStream::call(&*self.model, ChatRequest::new(messages), env.settings);
+            while let Some(streamed) = reply.next().await {
+                yield Emit::from(streamed?);
             }
             let text = reply.finish().text;
             let plan: Value = statewise::action::repair(&text)

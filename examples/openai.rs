@@ -18,7 +18,7 @@ use std::sync::Arc;
 
 use statewise::console::Console;
 use statewise::layer::{ModelExt, SqliteCache};
-use statewise::model::from_spec;
+use statewise::spec::from_spec;
 use statewise::tool::{ToolRegistry, Toolbox};
 use statewise::trace::Tracer;
 use statewise::Env;

@@ -15,8 +15,9 @@
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use statewise::model::{from_spec, SharedModel};
+use statewise::model::SharedModel;
 use statewise::replay::{replay_step, Recording};
+use statewise::spec::from_spec;
 use statewise::tool::{ToolRegistry, Toolbox};
 use statewise::Machine;
 use statewise_states::tools::Calculator;

@@ -245,6 +245,32 @@ pub struct Env {
     /// People's replies to interrupts, by [`Interrupt::id`].
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub replies: BTreeMap<String, Value>,
+    /// How the machine runs the state now running: set before each state
+    /// runs and cleared after, never saved. A state passes it on to the
+    /// model calls it makes ([`ReplyStream::call`](crate::model::ReplyStream::call)).
+    #[serde(skip)]
+    pub settings: RunSettings,
+}
+
+/// The machine's settings for the state that is running, handed to it in
+/// [`Env::settings`] (explicitly, so a state that moves work to another
+/// task takes them along).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RunSettings {
+    /// Whether model calls end with the whole request and reply
+    /// ([`Streamed::Call`](crate::model::Streamed::Call)), for traces and
+    /// replays ([`Machine::record_model_calls`](crate::Machine::record_model_calls)).
+    pub record_model_calls: bool,
+}
+
+impl RunSettings {
+    /// Settings that record model calls (`on`) or not.
+    pub fn recording(on: bool) -> Self {
+        RunSettings {
+            record_model_calls: on,
+        }
+    }
 }
 
 /// An error a state failed with and the run recovered from.

@@ -16,12 +16,15 @@
 //!   consumes that same stream and returns a [`RunOutput`].
 //! - [`model`]: the [`ChatModel`](model::ChatModel) trait every provider
 //!   implements; providers ([`OpenAi`](model::OpenAi),
-//!   [`Anthropic`](model::Anthropic)) chosen by model strings
-//!   (`openai:gpt-4o-mini`) or a [`ModelRegistry`](model::ModelRegistry);
-//!   prices; test doubles ([`ScriptedModel`](model::ScriptedModel),
-//!   [`FnModel`](model::FnModel)).
+//!   [`Anthropic`](model::Anthropic)); prices; test doubles
+//!   ([`ScriptedModel`](model::ScriptedModel), [`FnModel`](model::FnModel)).
 //! - [`layer`]: retry, timeouts, circuit breaker, limits, fallback, response
 //!   cache: layers that wrap any model.
+//! - [`spec`]: models chosen by string (`openai:gpt-4o-mini`) or from a
+//!   [`ModelRegistry`](spec::ModelRegistry), wrapped in the default layers.
+//! - [`Machine`]s as a graph: forks ([`Fork`]), sub-machines
+//!   ([`SubMachine`]) and pauses for a person ([`Interrupt`],
+//!   [`Machine::resume_with`]).
 //! - [`tool`]: typed [`Tool`](tool::Tool)s, a registry, per-state toolboxes.
 //! - [`action`]: reads a model's reply as an `Action`, repairing broken JSON.
 //! - [`testkit`]: JSON step fixtures for regression tests.
@@ -82,6 +85,7 @@ pub mod layer;
 pub mod machine;
 pub mod model;
 pub mod replay;
+pub mod spec;
 #[cfg(feature = "sqlite")]
 mod sqlite;
 pub mod state;
@@ -91,8 +95,8 @@ pub mod tool;
 pub mod trace;
 
 pub use env::{
-    Action, BranchOutcome, Env, ErrorRecord, Interrupt, Message, Observation, Role, Scratch,
-    ScratchError, ScratchKey, ScratchName, ToolCall, Usage,
+    Action, BranchOutcome, Env, ErrorRecord, Interrupt, Message, Observation, Role, RunSettings,
+    Scratch, ScratchError, ScratchKey, ScratchName, ToolCall, Usage,
 };
 pub use event::{Event, EventKind, RunFailure, RunOutput};
 pub use machine::{

@@ -8,15 +8,15 @@ use futures::future::BoxFuture;
 use futures::{FutureExt, Stream};
 
 use super::{Fitted, Fitter};
-use crate::model::{ChatModel, ChatRequest, ModelError, Reply, ReplyStream};
-use crate::state::Emit;
+use crate::env::RunSettings;
+use crate::model::{ChatModel, ChatRequest, ModelError, Reply, ReplyStream, Streamed};
 
 type Make<'a> = Box<dyn Fn() -> ChatRequest + Send + 'a>;
 type Fitting<'a> = BoxFuture<'a, Result<(ChatRequest, Option<Fitted>), ModelError>>;
 
 /// Streams one model call as [`ReplyStream::call`] does, with its request
 /// fitted to the model's window first ([`Fitter::fit`]); a changed request
-/// is announced by an [`Emit::ContextFitted`] before the reply's tokens.
+/// is announced by a [`Streamed::Fitted`] before the reply's tokens.
 /// If the provider answers [`ModelError::ContextOverflow`] before any
 /// token, the request is built again, fitted tighter ([`Fitter::refit`])
 /// and sent once more; a second overflow is the call's error.
@@ -27,7 +27,8 @@ type Fitting<'a> = BoxFuture<'a, Result<(ChatRequest, Option<Fitted>), ModelErro
 /// use futures::StreamExt;
 /// use statewise::fit::Fitter;
 /// use statewise::model::{ChatRequest, ContextWindow, ScriptedModel};
-/// use statewise::{Emit, Message};
+/// use statewise::model::Streamed;
+/// use statewise::{Message, RunSettings};
 ///
 /// # futures::executor::block_on(async {
 /// let model = ScriptedModel::new()
@@ -39,10 +40,10 @@ type Fitting<'a> = BoxFuture<'a, Result<(ChatRequest, Option<Fitted>), ModelErro
 ///     Message::user("What is 2 + 2?"),
 /// ];
 /// let fitter = Fitter::default();
-/// let mut call = fitter.call(&model, 0, || ChatRequest::new(history.clone()));
+/// let mut call = fitter.call(&model, 0, RunSettings::default(), || ChatRequest::new(history.clone()));
 /// let mut fitted = None;
-/// while let Some(emit) = call.next().await {
-///     if let Emit::ContextFitted(f) = emit? {
+/// while let Some(streamed) = call.next().await {
+///     if let Streamed::Fitted(f) = streamed? {
 ///         fitted = Some(f);
 ///     }
 /// }
@@ -55,6 +56,7 @@ pub struct FittedCall<'a> {
     fitter: &'a Fitter,
     model: &'a dyn ChatModel,
     keep_tail: usize,
+    settings: RunSettings,
     make: Make<'a>,
     stage: Stage<'a>,
     /// The fit of the request being sent, if its window was known.
@@ -73,6 +75,7 @@ impl<'a> FittedCall<'a> {
         fitter: &'a Fitter,
         model: &'a dyn ChatModel,
         keep_tail: usize,
+        settings: RunSettings,
         make: Make<'a>,
     ) -> Self {
         let request = make();
@@ -86,6 +89,7 @@ impl<'a> FittedCall<'a> {
             fitter,
             model,
             keep_tail,
+            settings,
             make,
             stage: Stage::Fitting(fitting),
             fitted: None,
@@ -119,7 +123,7 @@ impl<'a> FittedCall<'a> {
 }
 
 impl Stream for FittedCall<'_> {
-    type Item = Result<Emit, ModelError>;
+    type Item = Result<Streamed, ModelError>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let this = &mut *self;
@@ -127,10 +131,11 @@ impl Stream for FittedCall<'_> {
             match &mut this.stage {
                 Stage::Fitting(fitting) => match ready!(fitting.as_mut().poll(cx)) {
                     Ok((request, fitted)) => {
-                        this.stage = Stage::Calling(ReplyStream::call(this.model, request));
+                        this.stage =
+                            Stage::Calling(ReplyStream::call(this.model, request, this.settings));
                         this.fitted = fitted.clone();
                         if let Some(f) = fitted.filter(Fitted::changed) {
-                            return Poll::Ready(Some(Ok(Emit::ContextFitted(f))));
+                            return Poll::Ready(Some(Ok(Streamed::Fitted(f))));
                         }
                     }
                     Err(e) => {

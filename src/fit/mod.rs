@@ -12,14 +12,13 @@ mod trim;
 
 use std::sync::Arc;
 
-use serde::{Deserialize, Serialize};
-
-use crate::env::Message;
+use crate::env::{Message, RunSettings};
 use crate::model::{
     fixed_tokens, request_tokens, ChatModel, ChatRequest, ContextWindow, Estimate, ModelError,
     TokenCounter,
 };
 
+pub use crate::model::Fitted;
 pub use call::FittedCall;
 pub use trim::Trim;
 
@@ -56,37 +55,6 @@ pub struct Trimmed {
 pub struct TooLong {
     /// The tokens left after everything the policy may do.
     pub tokens: usize,
-}
-
-/// What fitting did to one request; a state emits it as
-/// [`Emit::ContextFitted`](crate::Emit::ContextFitted) when it changed the
-/// request.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Fitted {
-    /// The model's context window, in tokens.
-    pub window: u32,
-    /// What counted the tokens (`estimate`, a tokenizer's name).
-    pub counter: String,
-    /// Tokens the request may take, the reply's share set aside.
-    pub budget: u32,
-    /// The request's tokens before fitting.
-    pub tokens_before: u32,
-    /// The request's tokens as sent.
-    pub tokens_after: u32,
-    /// Messages left out.
-    pub dropped: u32,
-    /// Messages cut short.
-    pub truncated: u32,
-    /// Whether this is the tighter second fit after the provider still
-    /// reported an overflow.
-    pub tighter: bool,
-}
-
-impl Fitted {
-    /// Whether the request was changed.
-    pub fn changed(&self) -> bool {
-        self.dropped > 0 || self.truncated > 0
-    }
 }
 
 /// Fits requests to their model's context window with a [`FitPolicy`].
@@ -263,15 +231,17 @@ impl Fitter {
         self.fit_to(policy.as_ref(), model, request, keep_tail, limits)
     }
 
-    /// Calls `model` with the request `make` builds, fitted; see
-    /// [`FittedCall`].
+    /// Calls `model` with the request `make` builds, fitted, under the
+    /// running state's `settings` ([`Env::settings`](crate::Env::settings));
+    /// see [`FittedCall`].
     pub fn call<'a>(
         &'a self,
         model: &'a dyn ChatModel,
         keep_tail: usize,
+        settings: RunSettings,
         make: impl Fn() -> ChatRequest + Send + 'a,
     ) -> FittedCall<'a> {
-        FittedCall::new(self, model, keep_tail, Box::new(make))
+        FittedCall::new(self, model, keep_tail, settings, Box::new(make))
     }
 
     /// The window in force: set here, else the model's.

@@ -12,9 +12,8 @@ use tracing::Instrument;
 use super::child::{ChildItem, Spent};
 use super::decide::{self, Attempt, BranchEnd, Failure, Node, Route, Then};
 use super::{Driven, Machine, MachineError, RunCtx};
-use crate::env::{Env, ErrorRecord, Interrupt};
+use crate::env::{Env, ErrorRecord, Interrupt, RunSettings};
 use crate::event::{Event, EventKind, RunFailure, RunOutput};
-use crate::model::KeepCalls;
 use crate::state::{Next, StateError};
 use crate::store::{now_ms, Checkpoint};
 use crate::trace::{EndRecord, RunRecord, StepTrace, TraceRecord, TracedError};
@@ -32,7 +31,7 @@ impl Machine {
         // A single step (replaying, testing) is not part of any run's record.
         let store = self.store.clone().filter(|_| !single_step);
         let tracer = self.tracer.clone().filter(|_| !single_step);
-        let record_calls = self.record_calls || tracer.is_some();
+        let settings = RunSettings::recording(self.record_calls || tracer.is_some());
         let checked = if single_step {
             Ok(())
         } else {
@@ -208,11 +207,12 @@ impl Machine {
                         let failure = loop {
                             let state_deadline = limits.state_timeout.map(|d| (Instant::now() + d, d));
                             let mut failure = None;
+                            // Handed to the state explicitly, for as long as it runs.
+                            env.settings = settings;
                             {
                                 let mut emitted = state.run(&mut env);
                                 loop {
-                                    let next_item = KeepCalls { inner: emitted.next(), on: record_calls }
-                                        .instrument(state_span.clone());
+                                    let next_item = emitted.next().instrument(state_span.clone());
                                     let next = match decide::earliest(state_deadline, run_deadline) {
                                         Some((at, limit, is_run)) => match tokio::time::timeout_at(at, next_item).await {
                                             Ok(next) => next,
@@ -247,6 +247,7 @@ impl Machine {
                                     }
                                 }
                             }
+                            env.settings = RunSettings::default();
                             match decide::after_attempt(failure, attempt, snapshot.is_some(), &limits) {
                                 Attempt::Restart { attempt: n, reason } => {
                                     attempt = n;

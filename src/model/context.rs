@@ -9,6 +9,8 @@
 
 use std::sync::Arc;
 
+use serde::{Deserialize, Serialize};
+
 use super::ChatRequest;
 use crate::env::Message;
 
@@ -161,6 +163,38 @@ impl TokenCounter for Estimate {
             };
         }
         tokens + word(letters, glued) + spaces.div_ceil(4)
+    }
+}
+
+/// What fitting a request to its context window did
+/// ([`Fitter`](crate::fit::Fitter)); a fitted call streams it as
+/// [`Streamed::Fitted`](super::Streamed::Fitted) when it changed the
+/// request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Fitted {
+    /// The model's context window, in tokens.
+    pub window: u32,
+    /// What counted the tokens (`estimate`, a tokenizer's name).
+    pub counter: String,
+    /// Tokens the request may take, the reply's share set aside.
+    pub budget: u32,
+    /// The request's tokens before fitting.
+    pub tokens_before: u32,
+    /// The request's tokens as sent.
+    pub tokens_after: u32,
+    /// Messages left out.
+    pub dropped: u32,
+    /// Messages cut short.
+    pub truncated: u32,
+    /// Whether this is the tighter second fit after the provider still
+    /// reported an overflow.
+    pub tighter: bool,
+}
+
+impl Fitted {
+    /// Whether the request was changed.
+    pub fn changed(&self) -> bool {
+        self.dropped > 0 || self.truncated > 0
     }
 }
 

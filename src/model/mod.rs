@@ -19,7 +19,6 @@ mod price;
 mod reply;
 mod scripted;
 pub mod secret;
-mod spec;
 #[cfg(feature = "tiktoken")]
 mod tiktoken;
 #[cfg(feature = "http")]
@@ -39,7 +38,7 @@ use crate::tool::ToolSpec;
 #[cfg(feature = "http")]
 pub use anthropic::{Anthropic, AnthropicBuilder, ANTHROPIC_BASE_URL};
 pub use context::{
-    fixed_tokens, message_tokens, request_tokens, ContextWindow, Estimate, TokenCounter,
+    fixed_tokens, message_tokens, request_tokens, ContextWindow, Estimate, Fitted, TokenCounter,
     MESSAGE_OVERHEAD, REQUEST_OVERHEAD,
 };
 #[cfg(feature = "local")]
@@ -47,10 +46,8 @@ pub use local::{default_model_path, LocalModel, LocalOptions, DEFAULT_MODEL_FILE
 #[cfg(feature = "http")]
 pub use openai::{OpenAi, OpenAiBuilder, OPENAI_BASE_URL};
 pub use price::{Price, PriceTable, Priced};
-pub(crate) use reply::KeepCalls;
-pub use reply::{split_words, ModelCall, Reply, ReplyBuilder, ReplyStream};
+pub use reply::{split_words, ModelCall, Reply, ReplyBuilder, ReplyStream, Streamed};
 pub use scripted::{FnModel, Scripted, ScriptedModel};
-pub use spec::{from_spec, ModelRegistry, ModelSpec, ModelSpecError};
 #[cfg(feature = "tiktoken")]
 pub use tiktoken::Tiktoken;
 

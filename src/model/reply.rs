@@ -9,9 +9,11 @@ use serde_json::Value;
 
 use std::time::Duration;
 
-use super::{ChatModel, ChatRequest, Chunk, ChunkStream, FinishReason, ModelError, ToolCallDelta};
+use super::{
+    ChatModel, ChatRequest, Chunk, ChunkStream, FinishReason, Fitted, ModelError, ToolCallDelta,
+};
+use crate::env::RunSettings;
 use crate::env::{ToolCall, Usage};
-use crate::state::Emit;
 
 /// A complete model reply.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -207,20 +209,38 @@ impl ReplyBuilder {
     }
 }
 
-/// A model call as a state streams it: yields text as [`Emit::Token`] and
-/// reasoning as [`Emit::Reasoning`] while assembling the whole [`Reply`].
+/// What a model call streams to the state that made it; a state passes
+/// each on as an [`Emit`](crate::Emit) (`Emit::from`), so providers need
+/// not know the states' vocabulary.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum Streamed {
+    /// Generated text.
+    Token(String),
+    /// Reasoning ("thinking") text.
+    Reasoning(String),
+    /// The request was shortened to fit the context window
+    /// ([`FittedCall`](crate::fit::FittedCall)).
+    Fitted(Fitted),
+    /// The call ended: request and whole reply, when model calls are
+    /// recorded ([`RunSettings::record_model_calls`]).
+    Call(Box<ModelCall>),
+}
+
+/// A model call as a state streams it: yields text as [`Streamed::Token`]
+/// and reasoning as [`Streamed::Reasoning`] while assembling the whole
+/// [`Reply`].
 ///
 /// ```
 /// use futures::StreamExt;
-/// use statewise::model::{ChatModel, ChatRequest, ReplyStream, ScriptedModel};
-/// use statewise::Emit;
+/// use statewise::model::{ChatModel, ChatRequest, ReplyStream, ScriptedModel, Streamed};
 ///
 /// # futures::executor::block_on(async {
 /// let model = ScriptedModel::new().text("Hello there");
 /// let mut call = ReplyStream::new(model.stream(ChatRequest::default()));
 /// let mut tokens = Vec::new();
-/// while let Some(emit) = call.next().await {
-///     if let Emit::Token(t) = emit? { tokens.push(t); }
+/// while let Some(streamed) = call.next().await {
+///     if let Streamed::Token(t) = streamed? { tokens.push(t); }
 /// }
 /// assert_eq!(tokens, ["Hello ", "there"]);
 /// assert_eq!(call.finish().text, "Hello there");
@@ -245,29 +265,8 @@ struct Pending {
     span: tracing::Span,
 }
 
-tokio::task_local! {
-    /// Whether the state being polled should report its model calls.
-    static KEEP_CALLS: bool;
-}
-
-/// A future polled with model-call recording on or off: the machine polls
-/// states through it, and [`ReplyStream::call`] reads the setting.
-pub(crate) struct KeepCalls<F> {
-    pub(crate) inner: F,
-    pub(crate) on: bool,
-}
-
-impl<F: std::future::Future + Unpin> std::future::Future for KeepCalls<F> {
-    type Output = F::Output;
-
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
-        let on = self.on;
-        KEEP_CALLS.sync_scope(on, || Pin::new(&mut self.inner).poll(cx))
-    }
-}
-
 /// One model call as it happened: the request, the whole reply, timings.
-/// [`ReplyStream::call`] emits it as [`Emit::ModelCall`] when the reply is
+/// [`ReplyStream::call`] streams it as [`Streamed::Call`] when the reply is
 /// complete and the machine records model calls
 /// ([`Machine::record_model_calls`](crate::Machine::record_model_calls), on
 /// with a tracer); traces and replays are made of these.
@@ -307,10 +306,11 @@ impl<'a> ReplyStream<'a> {
     /// Calls `model` with `request` and streams the reply. Unlike
     /// [`ReplyStream::new`], the call is described: it runs in a
     /// `gen_ai.chat` tracing span (model, token counts, finish reason) and,
-    /// when the machine records model calls, a last [`Emit::ModelCall`]
+    /// when `settings` (the env's, [`Env::settings`](crate::Env::settings))
+    /// say the machine records model calls, a last [`Streamed::Call`]
     /// carries the request and reply for traces and replays. States should
     /// call models this way.
-    pub fn call(model: &'a dyn ChatModel, request: ChatRequest) -> Self {
+    pub fn call(model: &'a dyn ChatModel, request: ChatRequest, settings: RunSettings) -> Self {
         let span = tracing::info_span!(
             "gen_ai.chat",
             gen_ai.operation.name = "chat",
@@ -321,8 +321,7 @@ impl<'a> ReplyStream<'a> {
             statewise.cached = tracing::field::Empty,
             error = tracing::field::Empty,
         );
-        let keep = KEEP_CALLS.try_with(|k| *k).unwrap_or(false);
-        let (request, chunks) = span.in_scope(|| match keep {
+        let (request, chunks) = span.in_scope(|| match settings.record_model_calls {
             true => (Some(request.clone()), model.stream(request)),
             false => (None, model.stream(request)),
         });
@@ -376,7 +375,7 @@ impl<'a> ReplyStream<'a> {
 }
 
 impl Stream for ReplyStream<'_> {
-    type Item = Result<Emit, ModelError>;
+    type Item = Result<Streamed, ModelError>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         loop {
@@ -397,7 +396,7 @@ impl Stream for ReplyStream<'_> {
                 None => {
                     let pending = self.record.take();
                     let call = pending.and_then(|p| self.complete(p));
-                    return Poll::Ready(call.map(|c| Ok(Emit::ModelCall(Box::new(c)))));
+                    return Poll::Ready(call.map(|c| Ok(Streamed::Call(Box::new(c)))));
                 }
             };
             if let (Some(p), Chunk::Text(_) | Chunk::Reasoning(_) | Chunk::ToolCall(_)) =
@@ -406,8 +405,8 @@ impl Stream for ReplyStream<'_> {
                 p.first_token.get_or_insert_with(|| p.started.elapsed());
             }
             let emit = match &chunk {
-                Chunk::Text(t) => Some(Emit::Token(t.clone())),
-                Chunk::Reasoning(t) => Some(Emit::Reasoning(t.clone())),
+                Chunk::Text(t) => Some(Streamed::Token(t.clone())),
+                Chunk::Reasoning(t) => Some(Streamed::Reasoning(t.clone())),
                 _ => None,
             };
             self.reply.push(chunk);

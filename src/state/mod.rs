@@ -119,7 +119,7 @@ pub enum Emit {
     /// The request was shortened to fit the model's context window
     /// ([`Fitter`](crate::fit::Fitter)): what was left out or cut, and the
     /// token counts before and after.
-    ContextFitted(crate::fit::Fitted),
+    ContextFitted(crate::model::Fitted),
     /// The state asks a person and stops here: the run ends as interrupted
     /// with this request. Once the reply is in
     /// ([`Env::reply`](crate::Env::reply)), the state runs again from the
@@ -130,6 +130,18 @@ pub enum Emit {
     /// replays ([`ReplyStream::call`](crate::model::ReplyStream::call)
     /// emits it after the call's tokens).
     ModelCall(Box<crate::model::ModelCall>),
+}
+
+impl From<crate::model::Streamed> for Emit {
+    fn from(streamed: crate::model::Streamed) -> Self {
+        use crate::model::Streamed;
+        match streamed {
+            Streamed::Token(t) => Emit::Token(t),
+            Streamed::Reasoning(t) => Emit::Reasoning(t),
+            Streamed::Fitted(f) => Emit::ContextFitted(f),
+            Streamed::Call(call) => Emit::ModelCall(call),
+        }
+    }
 }
 
 /// Why a state could not finish its work.

@@ -147,9 +147,9 @@ impl State for Answer {
             };
             let draft = usize::from(matches!(env.action, Some(Action::FinalAnswer(_))));
             let snapshot: &Env = env;
-            let mut call = self.fitter.call(&**model, draft, || self.request(snapshot));
-            while let Some(emit) = call.next().await {
-                yield emit?;
+            let mut call = self.fitter.call(&**model, draft, snapshot.settings, || self.request(snapshot));
+            while let Some(streamed) = call.next().await {
+                yield Emit::from(streamed?);
             }
             let reply = call.finish();
             env.usage.add(&reply.usage);

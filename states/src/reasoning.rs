@@ -356,10 +356,10 @@ impl State for Reasoning {
             let native = self.native_tools(env);
             let notes = self.notes(env).len();
             let snapshot: &Env = env;
-            let mut call = self.fitter.call(&*self.model, notes, || self.request(snapshot));
+            let mut call = self.fitter.call(&*self.model, notes, snapshot.settings, || self.request(snapshot));
             let mut reader = PartialActionReader::default();
-            while let Some(emit) = call.next().await {
-                let emit = emit?;
+            while let Some(streamed) = call.next().await {
+                let emit = Emit::from(streamed?);
                 let partial = match &emit {
                     Emit::Token(t) if !native => reader.push(t).cloned(),
                     _ => None,

@@ -6,7 +6,8 @@ use std::sync::Arc;
 
 use futures::StreamExt;
 use serde_json::json;
-use statewise::model::{from_spec, ChatModel, ChatRequest, Chunk, LocalModel, ModelError, Params};
+use statewise::model::{ChatModel, ChatRequest, Chunk, LocalModel, ModelError, Params};
+use statewise::spec::from_spec;
 use statewise::tool::{ToolRegistry, Toolbox};
 use statewise::{Action, Env, Machine, Message};
 use statewise_states::tools::{Calculator, Clock};

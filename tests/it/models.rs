@@ -3,9 +3,8 @@
 
 use std::sync::Arc;
 
-use statewise::model::{
-    ModelRegistry, ModelSpecError, Price, PriceTable, Priced, Reply, ScriptedModel,
-};
+use statewise::model::{Price, PriceTable, Priced, Reply, ScriptedModel};
+use statewise::spec::{ModelRegistry, ModelSpecError};
 use statewise::tool::{ToolRegistry, Toolbox};
 use statewise::{Env, Machine, Usage};
 use statewise_states::{Answer, Reasoning};

@@ -494,7 +494,7 @@ async fn model_strings_come_with_the_default_stack() {
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = closed.local_addr().unwrap().port();
     drop(closed);
-    let m = statewise::model::from_spec(&format!("openai:x@http://127.0.0.1:{port}/v1")).unwrap();
+    let m = statewise::spec::from_spec(&format!("openai:x@http://127.0.0.1:{port}/v1")).unwrap();
     let started = std::time::Instant::now();
     let e = m.complete(ChatRequest::default()).await.unwrap_err();
     assert!(matches!(e, ModelError::Connect { .. }), "{e:?}");

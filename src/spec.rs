@@ -1,5 +1,9 @@
 //! Choosing models by string (`openai:gpt-4o-mini`), and a registry of
 //! named, configured models.
+//!
+//! It sits above both `model` and `layer`: a model string yields a
+//! provider wrapped in the default reliability stack, so it names both,
+//! and neither names it.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -7,10 +11,9 @@ use std::path::PathBuf;
 use std::str::FromStr;
 use std::sync::Arc;
 
-use super::price::{Price, PriceTable, Priced};
 #[cfg(feature = "http")]
-use super::{Anthropic, OpenAi};
-use super::{ModelError, ScriptedModel, SharedModel};
+use crate::model::{Anthropic, OpenAi};
+use crate::model::{ModelError, Price, PriceTable, Priced, ScriptedModel, SharedModel};
 
 /// What a model string names.
 ///
@@ -24,12 +27,12 @@ use super::{ModelError, ScriptedModel, SharedModel};
 /// | `scripted` | an empty [`ScriptedModel`], for tests |
 ///
 /// ```
-/// use statewise::model::ModelSpec;
+/// use statewise::spec::ModelSpec;
 ///
 /// let spec: ModelSpec = "openai:llama@http://127.0.0.1:8080/v1".parse()?;
 /// assert_eq!(spec, ModelSpec::OpenAi { model: "llama".into(), base_url: Some("http://127.0.0.1:8080/v1".into()) });
 /// assert!("gpt-4o".parse::<ModelSpec>().is_err());
-/// # Ok::<(), statewise::model::ModelSpecError>(())
+/// # Ok::<(), statewise::spec::ModelSpecError>(())
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ModelSpec {
@@ -226,7 +229,7 @@ fn without_http(provider: &str, model: &str) -> ModelSpecError {
 
 #[cfg(feature = "local")]
 fn build_local(path: &std::path::Path) -> Result<SharedModel, ModelSpecError> {
-    Ok(Arc::new(super::LocalModel::load(path)?))
+    Ok(Arc::new(crate::model::LocalModel::load(path)?))
 }
 
 #[cfg(not(feature = "local"))]
@@ -251,14 +254,15 @@ pub fn from_spec(spec: &str) -> Result<SharedModel, ModelSpecError> {
 ///
 /// ```
 /// use std::sync::Arc;
-/// use statewise::model::{ModelRegistry, ScriptedModel, Price, PriceTable};
+/// use statewise::model::{ScriptedModel, Price, PriceTable};
+/// use statewise::spec::ModelRegistry;
 ///
 /// let registry = ModelRegistry::new()
 ///     .with("small", Arc::new(ScriptedModel::new().named("tiny")))
 ///     .with_prices(PriceTable::new().with("gpt-4o-mini", Price::per_million(0.15, 0.60)));
 /// assert_eq!(registry.resolve("small")?.name(), "tiny");
 /// assert!(registry.resolve("large").is_err());
-/// # Ok::<(), statewise::model::ModelSpecError>(())
+/// # Ok::<(), statewise::spec::ModelSpecError>(())
 /// ```
 #[derive(Clone, Default)]
 pub struct ModelRegistry {
