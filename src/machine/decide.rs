@@ -12,8 +12,6 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::time::Instant;
-
 use super::error::{MachineError, Resource};
 use super::sub::SubMachine;
 use crate::env::{BranchOutcome, Env, ErrorRecord, Interrupt, Usage};
@@ -112,10 +110,10 @@ pub(super) fn known_names(
 
 /// The sooner of the state's and the run's deadlines, with its length and
 /// whether it is the run's.
-pub(super) fn earliest(
-    state: Option<(Instant, Duration)>,
-    run: Option<(Instant, Duration)>,
-) -> Option<(Instant, Duration, bool)> {
+pub(super) fn earliest<I: Ord>(
+    state: Option<(I, Duration)>,
+    run: Option<(I, Duration)>,
+) -> Option<(I, Duration, bool)> {
     match (state, run) {
         (Some((s, sd)), Some((r, rd))) => Some(if r <= s {
             (r, rd, true)
@@ -598,7 +596,8 @@ mod tests {
 
     #[test]
     fn the_sooner_deadline_wins() {
-        let now = Instant::now();
+        // Any clock: the driver's is tokio's, this one std's.
+        let now = std::time::Instant::now();
         let (s, r) = (Duration::from_secs(5), Duration::from_secs(9));
         let state = Some((now + s, s));
         let run = Some((now + r, r));
@@ -606,7 +605,7 @@ mod tests {
         let run_sooner = Some((now + Duration::from_secs(1), Duration::from_secs(1)));
         assert_eq!(earliest(state, run_sooner).map(|e| e.2), Some(true));
         assert_eq!(earliest(None, run).map(|e| e.2), Some(true));
-        assert_eq!(earliest(None, None), None);
+        assert_eq!(earliest::<u8>(None, None), None);
     }
 
     fn fork3() -> Fork {

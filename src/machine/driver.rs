@@ -1,7 +1,8 @@
 //! The async driver: polls each state, keeps its time limits, streams its
-//! events, runs forks and sub-machines as child runs, and writes traces and
-//! checkpoints at fixed points. What it does next, it asks the decision
-//! core (`decide.rs`).
+//! events, and runs forks and sub-machines as child runs. What it does
+//! next, it asks the decision core (`decide.rs`); what outlives the run
+//! (checkpoints, trace records), it hands the recorder (`record.rs`) at
+//! fixed points.
 
 use std::sync::Arc;
 
@@ -11,12 +12,11 @@ use tracing::Instrument;
 
 use super::child::{ChildItem, Spent};
 use super::decide::{self, Attempt, BranchEnd, Failure, Node, Route, Then};
+use super::record::Recorder;
 use super::{Driven, Machine, MachineError, RunCtx};
 use crate::env::{Env, ErrorRecord, Interrupt, RunSettings};
 use crate::event::{Event, EventKind, RunFailure, RunOutput};
 use crate::state::{Next, StateError};
-use crate::store::{now_ms, Checkpoint};
-use crate::trace::{EndRecord, RunRecord, StepTrace, TraceRecord, TracedError};
 
 impl Machine {
     pub(super) fn drive(
@@ -41,7 +41,7 @@ impl Machine {
             let RunCtx { run_id, mut path, resumed_at, mut from, branch, spent, deadline, keep_failure } = ctx;
             let start_name = start.states().first().map(|s| s.to_string()).unwrap_or_default();
             let run_span = tracing::info_span!("statewise.run", run_id = %run_id, start = %start_name);
-            let run_started = std::time::Instant::now();
+            let mut recorder = Recorder::new(Arc::clone(&run_id), store, tracer);
             let mut env = env;
             let mut at = start;
             let mut name: Arc<str> = Arc::from(start_name.as_str());
@@ -50,35 +50,11 @@ impl Machine {
             // each state adds only its own spending.
             let mut reported = env.usage;
 
-            // Boxed here and below, and only when a tracer or a store is
-            // set: what only they need stays off the generator every run
-            // carries, and a run with neither pays nothing.
-            let opened: Result<(), MachineError> = if let Err(error) = checked {
+            let opened: Result<(), MachineError> = match (checked, recorder.opened(&start_name, &at, &env, &path, resumed_at)) {
                 // A declared target is missing: fail before any state runs.
-                Err(error)
-            } else if tracer.is_none() && store.is_none() {
-                Ok(())
-            } else {
-                Box::pin(async {
-                    if let Some(tracer) = &tracer {
-                        let record = RunRecord {
-                            run_id: run_id.to_string(),
-                            start: start_name.clone(),
-                            started_ms: now_ms(),
-                            resumed_at,
-                            env: env.clone(),
-                        };
-                        tracer.write(&TraceRecord::Run(Box::new(record))).await?;
-                    }
-                    // Step 0: the env the run starts with, so even a crash in
-                    // the first state resumes, and forks can start anywhere.
-                    if let (Some(store), None) = (&store, resumed_at) {
-                        let first = checkpoint(&run_id, None, at.clone(), &env, &path);
-                        store.put(&first).await?;
-                    }
-                    Ok(())
-                })
-                .await
+                (Err(error), _) => Err(error),
+                (Ok(()), Some(writing)) => writing.await,
+                (Ok(()), None) => Ok(()),
             };
 
             // Every way out of the loop carries the outcome, so the end
@@ -118,12 +94,11 @@ impl Machine {
                         reported.add(&used);
                         Next::To(fork.join.clone())
                     };
-                    if let Some(store) = &store {
-                        // The same step as the fork's own checkpoint: a crash
-                        // from here on resumes at the join, not the fork.
-                        let joined = checkpoint(&run_id, from.as_deref(), next.clone(), &env, &path);
-                        if let Err(e) = Box::pin(store.put(&joined)).await {
-                            break 'run (Outcome::Failed(e.into(), env), step);
+                    // The same step as the fork's own checkpoint: a crash from
+                    // here on resumes at the join, not the fork.
+                    if let Some(saving) = recorder.saved(from.as_deref(), next.clone(), &env, &path) {
+                        if let Err(e) = saving.await {
+                            break 'run (Outcome::Failed(e, env), step);
                         }
                     }
                     if env.interrupt.is_some() {
@@ -145,10 +120,7 @@ impl Machine {
                         break 'run (Outcome::Failed(error, env), step);
                     }
                 };
-                // The env as `Machine::step` takes it, to rerun this step.
-                let mut trace = tracer
-                    .as_ref()
-                    .map(|_| Box::new(StepTrace::new(&run_id, env.step + 1, &name, env.clone())));
+                recorder.entered(env.step + 1, &name, &env);
                 env.step += 1;
                 let step = env.step;
                 path.push(name.to_string());
@@ -234,9 +206,7 @@ impl Machine {
                                             break;
                                         }
                                         Some(Ok(e)) => {
-                                            if let Some(t) = &mut trace {
-                                                t.observe(&e);
-                                            }
+                                            recorder.emitted(&e);
                                             yield event(EventKind::Emitted(e));
                                         }
                                         Some(Err(e)) => {
@@ -254,9 +224,7 @@ impl Machine {
                                     if let Some(start) = &snapshot {
                                         env = Env::clone(start);
                                     }
-                                    if let Some(t) = &mut trace {
-                                        t.restart(reason.clone());
-                                    }
+                                    recorder.restarted(&reason);
                                     yield event(EventKind::StateRetried { attempt, reason });
                                 }
                                 Attempt::Settled(failure) => break failure,
@@ -279,16 +247,10 @@ impl Machine {
                 if let Ok(next) = &decided {
                     state_span.record("next", tracing::field::debug(next));
                 }
-                if let (Some(tracer), Some(t)) = (&tracer, trace.take()) {
-                    let error = match (&decided, routed) {
-                        (Err(e), _) => Some(TracedError::from(e)),
-                        (Ok(_), routed) => routed.map(|r| TracedError { kind: r.kind, message: r.message }),
-                    };
-                    let record = TraceRecord::Step(Box::new(t.finish(&env, decided.as_ref().ok().cloned(), error)));
-                    let written = Box::pin(tracer.write(&record)).await;
+                if let Some(writing) = recorder.settled(&env, &decided, routed) {
                     // A run failing anyway reports its own error, not the trace's.
-                    if let (Err(e), Ok(_)) = (written, &decided) {
-                        break 'run (Outcome::Failed(e.into(), env), step);
+                    if let (Err(e), Ok(_)) = (writing.await, &decided) {
+                        break 'run (Outcome::Failed(e, env), step);
                     }
                 }
                 // What the state spent counts, whether it failed or not.
@@ -323,12 +285,9 @@ impl Machine {
                 };
                 // Saved before the next state is entered: a crash from here
                 // on resumes at `next`, not at this state again.
-                if let Some(store) = &store {
-                    let saved = Box::pin(async {
-                        store.put(&checkpoint(&run_id, Some(&name), resume_at, &env, &path)).await
-                    });
-                    if let Err(e) = saved.await {
-                        break 'run (Outcome::Failed(e.into(), env), step);
+                if let Some(saving) = recorder.saved(Some(&name), resume_at, &env, &path) {
+                    if let Err(e) = saving.await {
+                        break 'run (Outcome::Failed(e, env), step);
                     }
                 }
 
@@ -352,35 +311,23 @@ impl Machine {
                 Outcome::Failed(error, env) => (env, Some(error)),
             };
             let mut error = error;
-            if let (Some(store), Some(failed), true) = (&store, &error, keep_failure) {
+            if let (Some(failed), true) = (&error, keep_failure) {
                 // A branch whose join sees its failure is done: a resumed
                 // parent reads the failure back instead of running it again.
-                let mut last = checkpoint(&run_id, path.last().map(String::as_str), Next::End, &env, &path);
-                last.failed = Some(ErrorRecord {
-                    step,
-                    state: path.last().cloned().unwrap_or_default(),
-                    kind: failed.code(),
-                    message: failed.to_string(),
-                });
-                if let Err(e) = Box::pin(store.put(&last)).await {
-                    tracing::warn!(run_id = %run_id, error = %e, "a failed branch's record was not saved; a resume runs it again");
+                if let Some(saving) = recorder.failed(failed, step, &env, &path) {
+                    if let Err(e) = saving.await {
+                        tracing::warn!(run_id = %run_id, error = %e, "a failed branch's record was not saved; a resume runs it again");
+                    }
                 }
             }
-            if let Some(tracer) = &tracer {
-                let record = EndRecord {
-                    run_id: run_id.to_string(),
-                    answer: env.answer.clone(),
-                    path: path.clone(),
-                    usage: env.usage,
-                    elapsed_ms: run_started.elapsed().as_secs_f64() * 1e3,
-                    error: error.as_ref().map(TracedError::from),
-                };
-                let record = Box::new(TraceRecord::End(record));
-                if let Err(e) = tracer.write(&record).await {
-                    // A finished run whose record is lost is reported; a failed
-                    // run keeps its own error.
-                    error.get_or_insert(e.into());
-                }
+            let written = match recorder.ended(&env, &path, error.as_ref()) {
+                Some(writing) => writing.await,
+                None => Ok(()),
+            };
+            if let Err(e) = written {
+                // A finished run whose record is lost is reported; a failed
+                // run keeps its own error.
+                error.get_or_insert(e);
             }
             let run_id = run_id.to_string();
             let interrupted = env.interrupt.is_some();
@@ -404,24 +351,4 @@ enum Outcome {
     Stopped(Env, Next),
     /// Paused for a person; the request is in the env.
     Interrupted(Env),
-}
-
-pub(super) fn checkpoint(
-    run_id: &str,
-    state: Option<&str>,
-    next: Next,
-    env: &Env,
-    path: &[String],
-) -> Checkpoint {
-    Checkpoint {
-        run_id: run_id.to_owned(),
-        step: env.step,
-        state: state.map(str::to_owned),
-        next,
-        env: env.clone(),
-        path: path.to_vec(),
-        parent: None,
-        created_ms: now_ms(),
-        failed: None,
-    }
 }

@@ -8,15 +8,17 @@
 //! The files: `error.rs` (why a run stops), `decide.rs` (every decision of
 //! the run loop, as plain functions with unit tests), `driver.rs` (the
 //! async loop that polls states and does the I/O), `child.rs` (forks'
-//! branches and sub-machines, run as child runs), `sub.rs` (the
-//! sub-machine node), `diagram.rs` (Mermaid), and this one (the builder
-//! and the ways to start, resume and finish a run).
+//! branches and sub-machines, run as child runs), `record.rs` (the one
+//! hook for checkpoints and trace records), `sub.rs` (the sub-machine
+//! node), `diagram.rs` (Mermaid), and this one (the builder and the ways
+//! to start, resume and finish a run).
 
 mod child;
 mod decide;
 mod diagram;
 mod driver;
 mod error;
+mod record;
 mod sub;
 
 use std::collections::BTreeMap;
