@@ -77,9 +77,11 @@ pub struct Recording {
 }
 
 impl Recording {
-    /// The run `run_id` of `records` (the last run started, for `None`).
-    /// A run resumed after a crash has several starts; it replays from the
-    /// first, through the steps of every process that ran it.
+    /// The run `run_id` of `records` (for `None`, the last run started that
+    /// is not a child of another: a fork's branches and sub-machines have
+    /// runs of their own). A run resumed after a crash has several starts;
+    /// it replays from the first, through the steps of every process that
+    /// ran it.
     pub fn from_records(
         records: &[TraceRecord],
         run_id: Option<&str>,
@@ -91,7 +93,8 @@ impl Recording {
                 _ => None,
             })
             .collect();
-        let id = run_id.or(starts.last().map(|r| r.run_id.as_str()));
+        let top = starts.iter().rev().find(|r| r.parent.is_none());
+        let id = run_id.or(top.map(|r| r.run_id.as_str()));
         let start = starts.iter().find(|r| Some(r.run_id.as_str()) == id);
         let Some(start) = start.map(|s| (*s).clone()) else {
             let mut available: Vec<String> = starts.iter().map(|r| r.run_id.clone()).collect();

@@ -98,6 +98,7 @@ impl Machine {
                     keep_failure: fork.on_failure == OnBranchFailure::Join,
                     ..RunCtx::child(
                         format!("{run_id}/{step}/{index}"),
+                        run_id,
                         Arc::clone(&at),
                         spent,
                         deadline,
@@ -166,6 +167,7 @@ impl Machine {
         let step = parent.step - 1;
         let ctx = RunCtx::child(
             format!("{run_id}/{step}/{}", sub.name()),
+            run_id,
             Arc::clone(&at),
             spent,
             deadline,

@@ -38,10 +38,10 @@ impl Machine {
             self.check_edges()
         };
         async_stream::stream! {
-            let RunCtx { run_id, mut path, resumed_at, mut from, branch, spent, deadline, keep_failure } = ctx;
+            let RunCtx { run_id, parent, mut path, resumed_at, mut from, branch, spent, deadline, keep_failure } = ctx;
             let start_name = start.states().first().map(|s| s.to_string()).unwrap_or_default();
             let run_span = tracing::info_span!("statewise.run", run_id = %run_id, start = %start_name);
-            let mut recorder = Recorder::new(Arc::clone(&run_id), store, tracer);
+            let mut recorder = Recorder::new(Arc::clone(&run_id), parent, store, tracer);
             let mut env = env;
             let mut at = start;
             let mut name: Arc<str> = Arc::from(start_name.as_str());

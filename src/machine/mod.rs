@@ -566,6 +566,8 @@ async fn deliver(
 /// process took it up.
 struct RunCtx {
     run_id: Arc<str>,
+    /// The parent run, for a child run.
+    parent: Option<Arc<str>>,
     path: Vec<String>,
     resumed_at: Option<u32>,
     /// The state that sent the run where it starts (a resumed fork's
@@ -586,6 +588,7 @@ impl RunCtx {
     fn fresh(run_id: impl Into<Arc<str>>) -> Self {
         RunCtx {
             run_id: run_id.into(),
+            parent: None,
             path: Vec::new(),
             resumed_at: None,
             from: None,
@@ -596,15 +599,17 @@ impl RunCtx {
         }
     }
 
-    /// A child run `run_id` at `branch`, sharing its parent's tally and
-    /// deadline.
+    /// A child run `run_id` of `parent` at `branch`, sharing its parent's
+    /// tally and deadline.
     fn child(
         run_id: String,
+        parent: &str,
         branch: Arc<str>,
         spent: &Arc<Spent>,
         deadline: Option<(Instant, Duration)>,
     ) -> Self {
         RunCtx {
+            parent: Some(Arc::from(parent)),
             branch: Some(branch),
             spent: Some(Arc::clone(spent)),
             deadline,

@@ -24,6 +24,8 @@ pub(super) type Writing<'a> = Option<BoxFuture<'a, Result<(), MachineError>>>;
 /// Writes one run's checkpoints and trace records.
 pub(super) struct Recorder {
     run_id: Arc<str>,
+    /// The parent run, for a child run.
+    parent: Option<Arc<str>>,
     store: Option<Arc<dyn Store>>,
     tracer: Option<Tracer>,
     /// The trace of the state now running.
@@ -34,11 +36,13 @@ pub(super) struct Recorder {
 impl Recorder {
     pub(super) fn new(
         run_id: Arc<str>,
+        parent: Option<Arc<str>>,
         store: Option<Arc<dyn Store>>,
         tracer: Option<Tracer>,
     ) -> Self {
         Recorder {
             run_id,
+            parent,
             store,
             tracer,
             step: None,
@@ -69,6 +73,7 @@ impl Recorder {
                         started_ms: now_ms(),
                         resumed_at,
                         env: env.clone(),
+                        parent: self.parent.as_deref().map(str::to_owned),
                     };
                     tracer.write(&TraceRecord::Run(Box::new(record))).await?;
                 }

@@ -64,6 +64,9 @@ pub struct RunRecord {
     pub resumed_at: Option<u32>,
     /// The env it starts with.
     pub env: Env,
+    /// The run it is a child of (a fork's branch, a sub-machine), if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent: Option<String>,
 }
 
 /// An error a step or run ended with.

@@ -469,3 +469,39 @@ fn the_fork_example_researches_in_parallel_and_draws_itself() {
     );
     assert!(text.contains("subgraph"), "{text}");
 }
+
+/// A traced run with a fork: each branch's records carry its own run id
+/// and its parent, and a recording picks the parent run by default.
+#[tokio::test]
+async fn a_traced_fork_records_each_branch_as_a_child_run() {
+    use statewise::replay::Recording;
+    use statewise::trace::{read_jsonl, JsonlSink, TraceRecord, Tracer};
+
+    let path = temp_dir("fork-trace").join("trace.jsonl");
+    let tracer = Tracer::new().with_sink(JsonlSink::append(&path).unwrap());
+    let out = agent(Search::default(), |f| f)
+        .with_tracer(tracer)
+        .run_as("t1", Env::from_user("compare"))
+        .await
+        .unwrap();
+    assert_eq!(out.env.branches.len(), 5);
+    let records = read_jsonl(&path).unwrap();
+    let starts: Vec<(String, Option<String>)> = records
+        .iter()
+        .filter_map(|r| match r {
+            TraceRecord::Run(r) => Some((r.run_id.clone(), r.parent.clone())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(starts[0], ("t1".to_owned(), None));
+    let mut children: Vec<&(String, Option<String>)> = starts[1..].iter().collect();
+    children.sort();
+    assert_eq!(children.len(), 5);
+    for (i, (run_id, parent)) in children.iter().enumerate() {
+        assert_eq!(run_id, &format!("t1/1/{i}"));
+        assert_eq!(parent.as_deref(), Some("t1"));
+    }
+    let recording = Recording::from_records(&records, None).unwrap();
+    assert_eq!(recording.run_id(), "t1");
+    assert_eq!(recording.steps.len(), 2, "plan and summarize");
+}
