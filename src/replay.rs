@@ -74,6 +74,9 @@ pub struct Recording {
     pub steps: Vec<StepRecord>,
     /// Its end, if it got there.
     pub end: Option<EndRecord>,
+    /// The steps of its child runs (fork branches, sub-machines, and
+    /// theirs), whose model calls [`Recording::model`] answers too.
+    pub children: Vec<StepRecord>,
 }
 
 impl Recording {
@@ -118,7 +121,34 @@ impl Recording {
             }
         }
         steps.sort_by_key(|s| s.step);
-        Ok(Recording { start, steps, end })
+        // Runs descend from this one through their parents.
+        let mut family = std::collections::HashSet::from([start.run_id.as_str()]);
+        let mut grew = true;
+        while grew {
+            grew = false;
+            for r in &starts {
+                if r.parent.as_deref().is_some_and(|p| family.contains(p)) {
+                    grew |= family.insert(r.run_id.as_str());
+                }
+            }
+        }
+        let children = records
+            .iter()
+            .filter_map(|r| match r {
+                TraceRecord::Step(s)
+                    if s.run_id != start.run_id && family.contains(s.run_id.as_str()) =>
+                {
+                    Some((**s).clone())
+                }
+                _ => None,
+            })
+            .collect();
+        Ok(Recording {
+            start,
+            steps,
+            end,
+            children,
+        })
     }
 
     /// The run `run_id` (or the last) of the JSONL trace at `path`.
@@ -146,6 +176,7 @@ impl Recording {
         let model = RecordedModel::new(
             self.steps
                 .iter()
+                .chain(&self.children)
                 .flat_map(|s| &s.model_calls)
                 .map(|c| (&c.request, &c.reply)),
         );

@@ -505,3 +505,83 @@ async fn a_traced_fork_records_each_branch_as_a_child_run() {
     assert_eq!(recording.run_id(), "t1");
     assert_eq!(recording.steps.len(), 2, "plan and summarize");
 }
+
+/// Calls its model with the branch's input and answers with the reply.
+struct Ask {
+    model: statewise::model::SharedModel,
+}
+
+impl State for Ask {
+    fn name(&self) -> &str {
+        "ask"
+    }
+    fn run<'a>(&'a self, env: &'a mut Env) -> EmitStream<'a> {
+        use statewise::model::{ChatRequest, ReplyStream};
+        Box::pin(statewise::try_stream! {
+            let question = env.input.clone().unwrap_or_default().to_string();
+            let request = ChatRequest::new(vec![statewise::Message::user(question)]);
+            let mut call = ReplyStream::call(&*self.model, request, env.settings);
+            while let Some(streamed) = call.next().await {
+                yield Emit::from(streamed?);
+            }
+            env.answer = Some(call.finish().text);
+        })
+    }
+    fn transition(&self, _env: &Env) -> Next {
+        Next::End
+    }
+}
+
+#[tokio::test]
+async fn a_traced_fork_replays_offline_with_its_branches_model_calls() {
+    use statewise::model::{ChatRequest, FnModel, Reply};
+    use statewise::replay::Recording;
+    use statewise::trace::{JsonlSink, Tracer};
+
+    let machine = |model: statewise::model::SharedModel| {
+        Machine::new("plan")
+            .with_state(FnState::new(
+                "plan",
+                |_: &mut Env| Ok(()),
+                |_: &Env| {
+                    Next::fork(
+                        ["a", "b", "c"]
+                            .iter()
+                            .fold(Fork::join_at("join"), |f, q| f.branch("ask", json!(q))),
+                    )
+                },
+            ))
+            .with_state(Ask { model })
+            .with_state(FnState::new(
+                "join",
+                |env: &mut Env| {
+                    let all: Vec<String> = env
+                        .branches
+                        .iter()
+                        .filter_map(|b| b.answer.clone())
+                        .collect();
+                    env.answer = Some(all.join(" "));
+                    Ok(())
+                },
+                |_: &Env| Next::End,
+            ))
+    };
+    let live = Arc::new(FnModel::new("live", |r: &ChatRequest| {
+        Ok(Reply::text(format!("<{}>", r.messages[0].content)))
+    }));
+    let path = temp_dir("fork-replay").join("trace.jsonl");
+    let tracer = Tracer::new().with_sink(JsonlSink::append(&path).unwrap());
+    let out = machine(live)
+        .with_tracer(tracer)
+        .run(Env::new())
+        .await
+        .unwrap();
+    assert_eq!(out.answer.as_deref(), Some("<\"a\"> <\"b\"> <\"c\">"));
+
+    let recording = Recording::from_jsonl(&path, None).unwrap();
+    assert_eq!(recording.children.len(), 3, "one step per branch");
+    let replay = recording
+        .replay(&machine(Arc::new(recording.model())))
+        .await;
+    assert!(replay.matches(), "{replay:?}");
+}
