@@ -41,7 +41,8 @@ impl Machine {
             let RunCtx { run_id, parent, mut path, resumed_at, mut from, branch, spent, deadline, keep_failure } = ctx;
             let start_name = start.states().first().map(|s| s.to_string()).unwrap_or_default();
             let run_span = tracing::info_span!("statewise.run", run_id = %run_id, start = %start_name);
-            let mut recorder = Recorder::new(Arc::clone(&run_id), parent, store, tracer);
+            let family = parent.zip(branch.clone());
+            let mut recorder = Recorder::new(Arc::clone(&run_id), family, store, tracer);
             let mut env = env;
             let mut at = start;
             let mut name: Arc<str> = Arc::from(start_name.as_str());

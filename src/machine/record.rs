@@ -24,8 +24,8 @@ pub(super) type Writing<'a> = Option<BoxFuture<'a, Result<(), MachineError>>>;
 /// Writes one run's checkpoints and trace records.
 pub(super) struct Recorder {
     run_id: Arc<str>,
-    /// The parent run, for a child run.
-    parent: Option<Arc<str>>,
+    /// The parent run and the branch, for a child run.
+    parent: Option<(Arc<str>, Arc<str>)>,
     store: Option<Arc<dyn Store>>,
     tracer: Option<Tracer>,
     /// The trace of the state now running.
@@ -36,7 +36,7 @@ pub(super) struct Recorder {
 impl Recorder {
     pub(super) fn new(
         run_id: Arc<str>,
-        parent: Option<Arc<str>>,
+        parent: Option<(Arc<str>, Arc<str>)>,
         store: Option<Arc<dyn Store>>,
         tracer: Option<Tracer>,
     ) -> Self {
@@ -73,7 +73,8 @@ impl Recorder {
                         started_ms: now_ms(),
                         resumed_at,
                         env: env.clone(),
-                        parent: self.parent.as_deref().map(str::to_owned),
+                        parent: self.parent.as_ref().map(|(p, _)| p.to_string()),
+                        branch: self.parent.as_ref().map(|(_, b)| b.to_string()),
                     };
                     tracer.write(&TraceRecord::Run(Box::new(record))).await?;
                 }

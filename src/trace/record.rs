@@ -67,6 +67,10 @@ pub struct RunRecord {
     /// The run it is a child of (a fork's branch, a sub-machine), if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub parent: Option<String>,
+    /// Where it sits under its parent, as in
+    /// [`Event::branch`](crate::Event::branch) (`plan/fork[2]`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub branch: Option<String>,
 }
 
 /// An error a step or run ended with.

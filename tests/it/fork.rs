@@ -486,20 +486,21 @@ async fn a_traced_fork_records_each_branch_as_a_child_run() {
         .unwrap();
     assert_eq!(out.env.branches.len(), 5);
     let records = read_jsonl(&path).unwrap();
-    let starts: Vec<(String, Option<String>)> = records
+    let starts: Vec<(String, Option<String>, Option<String>)> = records
         .iter()
         .filter_map(|r| match r {
-            TraceRecord::Run(r) => Some((r.run_id.clone(), r.parent.clone())),
+            TraceRecord::Run(r) => Some((r.run_id.clone(), r.parent.clone(), r.branch.clone())),
             _ => None,
         })
         .collect();
-    assert_eq!(starts[0], ("t1".to_owned(), None));
-    let mut children: Vec<&(String, Option<String>)> = starts[1..].iter().collect();
+    assert_eq!(starts[0], ("t1".to_owned(), None, None));
+    let mut children: Vec<_> = starts[1..].iter().collect();
     children.sort();
     assert_eq!(children.len(), 5);
-    for (i, (run_id, parent)) in children.iter().enumerate() {
+    for (i, (run_id, parent, branch)) in children.iter().enumerate() {
         assert_eq!(run_id, &format!("t1/1/{i}"));
         assert_eq!(parent.as_deref(), Some("t1"));
+        assert_eq!(branch.clone(), Some(format!("plan/fork[{i}]")));
     }
     let recording = Recording::from_records(&records, None).unwrap();
     assert_eq!(recording.run_id(), "t1");
