@@ -147,23 +147,34 @@ async fn an_approval_survives_a_restart_and_runs_the_tool_once() {
     ));
 }
 
-#[tokio::test]
-async fn a_rejected_call_reaches_the_model_as_an_observation() {
+/// A run of the agent paused on its transfer call: the machine, the tool,
+/// the model (whose second reply is `answer`) and the call's id.
+async fn paused_on_transfer(
+    run_id: &str,
+    answer: &str,
+) -> (Machine, Transfer, Arc<ScriptedModel>, String) {
     let transfer = Transfer::default();
     let model = Arc::new(
         ScriptedModel::new()
             .text(CALL)
-            .text(r#"{"final_answer": "I did not send it."}"#),
+            .text(json!({ "final_answer": answer }).to_string()),
     );
     let machine = agent(&model, &transfer).with_store(MemoryStore::new());
     let out = machine
-        .run_as("pay-2", Env::from_user("Pay bob 40"))
+        .run_as(run_id, Env::from_user("Pay bob 40"))
         .await
         .unwrap();
     let call_id = interrupted(&out).payload["tool_calls"][0]["id"]
         .as_str()
         .unwrap()
         .to_owned();
+    (machine, transfer, model, call_id)
+}
+
+#[tokio::test]
+async fn a_rejected_call_reaches_the_model_as_an_observation() {
+    let (machine, transfer, model, call_id) =
+        paused_on_transfer("pay-2", "I did not send it.").await;
     let reply = Approvals::new()
         .reject(call_id, "not this month")
         .into_reply();
@@ -185,21 +196,7 @@ async fn a_rejected_call_reaches_the_model_as_an_observation() {
 
 #[tokio::test]
 async fn a_person_can_edit_the_arguments_before_approving() {
-    let transfer = Transfer::default();
-    let model = Arc::new(
-        ScriptedModel::new()
-            .text(CALL)
-            .text(r#"{"final_answer": "Sent."}"#),
-    );
-    let machine = agent(&model, &transfer).with_store(MemoryStore::new());
-    let out = machine
-        .run_as("pay-3", Env::from_user("Pay bob 40"))
-        .await
-        .unwrap();
-    let call_id = interrupted(&out).payload["tool_calls"][0]["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let (machine, transfer, _, call_id) = paused_on_transfer("pay-3", "Sent.").await;
     let reply = Approvals::new()
         .edit(call_id, json!({"to": "bob", "amount": 25}))
         .into_reply();
