@@ -10,6 +10,24 @@ pub(crate) fn conversation(system: String, env: &Env) -> Vec<Message> {
     let mut messages = Vec::with_capacity(env.messages.len() + 1);
     messages.push(Message::system(system));
     for m in &env.messages {
+        if m.role == Role::Assistant && !m.tool_calls.is_empty() {
+            // Calls made natively (before tools were withdrawn) become the
+            // JSON action they stand for: vendors reject an assistant
+            // message with tool calls that no tool message answers, and
+            // the results below are user messages here.
+            let calls: Vec<serde_json::Value> = m
+                .tool_calls
+                .iter()
+                .map(|c| serde_json::json!({"name": c.name, "arguments": c.arguments}))
+                .collect();
+            let action = serde_json::json!({ "tool_calls": calls }).to_string();
+            let content = match m.content.trim() {
+                "" => action,
+                text => format!("{text}\n{action}"),
+            };
+            messages.push(Message::assistant(content));
+            continue;
+        }
         if m.role != Role::Tool {
             messages.push(m.clone());
             continue;

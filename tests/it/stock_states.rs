@@ -371,3 +371,89 @@ fn the_old_action_name_is_run_tools() {
         RunTools::new(tools()).transition(&Env::new())
     );
 }
+
+/// A scripted model that calls tools natively, as OpenAI's and Anthropic's
+/// APIs do.
+struct NativeTools(Arc<ScriptedModel>);
+
+impl statewise::model::ChatModel for NativeTools {
+    fn name(&self) -> &str {
+        "native"
+    }
+    fn capabilities(&self) -> statewise::model::Capabilities {
+        statewise::model::Capabilities {
+            native_tools: true,
+            ..self.0.capabilities()
+        }
+    }
+    fn stream(&self, request: statewise::model::ChatRequest) -> statewise::model::ChunkStream<'_> {
+        self.0.stream(request)
+    }
+}
+
+/// What OpenAI's and Anthropic's APIs require of a conversation: an
+/// assistant message with tool calls is followed by one tool message per
+/// call (and a tool message answers a call just made).
+fn vendors_accept(messages: &[statewise::Message]) -> Result<(), String> {
+    let mut open: Vec<String> = Vec::new();
+    for (i, m) in messages.iter().enumerate() {
+        match m.role {
+            statewise::Role::Tool => {
+                let id = m.tool_call_id.clone().unwrap_or_default();
+                if !open.contains(&id) {
+                    return Err(format!(
+                        "message {i}: a tool result for `{id}`, which is not an open call"
+                    ));
+                }
+                open.retain(|o| *o != id);
+            }
+            _ if !open.is_empty() => {
+                return Err(format!(
+                    "message {i}: calls {open:?} have no tool results before it"
+                ));
+            }
+            statewise::Role::Assistant => {
+                open = m.tool_calls.iter().map(|c| c.id.clone()).collect()
+            }
+            _ => {}
+        }
+    }
+    match open.is_empty() {
+        true => Ok(()),
+        false => Err(format!("calls {open:?} have no tool results")),
+    }
+}
+
+#[tokio::test]
+async fn past_max_tool_rounds_a_native_tools_model_gets_a_conversation_vendors_accept() {
+    let scripted = Arc::new(
+        ScriptedModel::new()
+            .reply(Reply::tool_calls(vec![calc("c1", "6*7")]))
+            .text(r#"{"final_answer": "42"}"#),
+    );
+    let model = Arc::new(NativeTools(scripted.clone()));
+    let machine = Machine::new("reasoning")
+        .with_state(Reasoning::new(model, tools()).max_tool_rounds(1))
+        .with_state(RunTools::new(tools()))
+        .with_state(Answer::new());
+    let out = machine.run(Env::from_user("What is 6*7?")).await.unwrap();
+    assert_eq!(out.answer.as_deref(), Some("42"));
+    let calls = scripted.calls();
+    // The first request offered tools natively; the second, past the
+    // limit, prompts for JSON without tools.
+    assert!(!calls[0].tools.is_empty() && calls[1].tools.is_empty());
+    for (n, call) in calls.iter().enumerate() {
+        vendors_accept(&call.messages)
+            .unwrap_or_else(|e| panic!("request {n}: {e}\n{:#?}", call.messages));
+    }
+    // The model still sees what it called and what came back.
+    let second = &calls[1].messages;
+    assert!(
+        second.iter().any(|m| m.content.contains("6*7")),
+        "{second:#?}"
+    );
+    assert!(
+        second.iter().any(|m| m.content.contains("42")),
+        "{second:#?}"
+    );
+}
