@@ -179,7 +179,10 @@ impl ReplyBuilder {
     }
 
     /// The complete reply. Tool-call arguments that are not valid JSON are
-    /// kept as a JSON string, so nothing the model sent is lost.
+    /// repaired as JSON actions are ([`repair`](crate::action::repair):
+    /// single quotes, trailing commas, missing closers, ...); arguments no
+    /// repair makes an object of are kept as a JSON string, so nothing the
+    /// model sent is lost.
     pub fn finish(self) -> Reply {
         let tool_calls = self
             .calls
@@ -190,7 +193,11 @@ impl ReplyBuilder {
                 let arguments = if c.arguments.trim().is_empty() {
                     Value::Object(Default::default())
                 } else {
-                    serde_json::from_str(&c.arguments).unwrap_or(Value::String(c.arguments))
+                    serde_json::from_str(&c.arguments)
+                        .ok()
+                        .or_else(|| crate::action::repair(&c.arguments).ok())
+                        .filter(Value::is_object)
+                        .unwrap_or(Value::String(c.arguments))
                 };
                 ToolCall {
                     id: c.id.unwrap_or_else(|| format!("call_{i}")),
@@ -458,18 +465,38 @@ mod tests {
         assert_eq!(builder.finish(), reply);
     }
 
-    #[test]
-    fn broken_arguments_are_kept_verbatim() {
+    fn arguments_of(text: &str) -> Value {
         let mut b = ReplyBuilder::default();
-        b.push(Chunk::ToolCall(ToolCallDelta {
-            index: 1,
-            id: None,
-            name: Some("calc".into()),
-            arguments: "{\"expr\": ".into(),
-        }));
+        // Split in two deltas, as streams send them.
+        let (head, tail) = text.split_at(text.len() / 2);
+        for (part, name) in [(head, Some("calc".into())), (tail, None)] {
+            b.push(Chunk::ToolCall(ToolCallDelta {
+                index: 1,
+                id: None,
+                name,
+                arguments: part.into(),
+            }));
+        }
         let reply = b.finish();
         assert_eq!(reply.tool_calls.len(), 1);
         assert_eq!(reply.tool_calls[0].id, "call_1");
-        assert_eq!(reply.tool_calls[0].arguments, json!("{\"expr\": "));
+        reply.tool_calls[0].arguments.clone()
+    }
+
+    #[test]
+    fn broken_arguments_are_repaired_like_actions() {
+        assert_eq!(arguments_of("{'expr': '6*7',}"), json!({"expr": "6*7"}));
+        assert_eq!(
+            arguments_of("{\"expr\": \"6*7\", \"digits\": 2"),
+            json!({"expr": "6*7", "digits": 2})
+        );
+        // Valid JSON is taken as it is.
+        assert_eq!(arguments_of("{\"expr\": \"1\"}"), json!({"expr": "1"}));
+    }
+
+    #[test]
+    fn arguments_no_repair_makes_an_object_of_are_kept_verbatim() {
+        assert_eq!(arguments_of("six times seven"), json!("six times seven"));
+        assert_eq!(arguments_of("[1, 2]"), json!("[1, 2]"));
     }
 }
