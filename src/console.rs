@@ -86,6 +86,12 @@ impl Console {
                     let _ = write!(out, "{t}");
                     at_line_start = t.ends_with('\n');
                 }
+                // The answer as the model writes it, from whatever state
+                // streams it (on the run's main line).
+                EventKind::Emitted(Emit::AnswerToken(t)) if event.branch.is_none() => {
+                    let _ = write!(out, "{t}");
+                    at_line_start = t.ends_with('\n');
+                }
                 EventKind::Emitted(Emit::Token(t) | Emit::Reasoning(t)) if self.verbose => {
                     let _ = write!(out, "{dim}{t}{reset}");
                     at_line_start = t.ends_with('\n');

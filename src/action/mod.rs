@@ -4,6 +4,7 @@
 //! Errors name exactly what was wrong, because the Reasoning state sends
 //! them back to the model as feedback.
 
+mod answer;
 mod parser;
 mod partial;
 mod repair;
@@ -13,6 +14,7 @@ use serde_json::{json, Map, Value};
 use crate::env::{Action, ToolCall};
 use crate::tool::ToolSpec;
 
+pub use answer::AnswerReader;
 pub use partial::{PartialAction, PartialActionReader};
 pub use repair::{repair, repair_prefix, RepairError};
 

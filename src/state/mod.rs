@@ -85,6 +85,11 @@ pub enum Emit {
     Token(String),
     /// Reasoning ("thinking") text, kept apart from tokens.
     Reasoning(String),
+    /// A piece of the final answer's text, decoded, as the model writes it
+    /// inside its JSON action (the stock Reasoning streams it with
+    /// [`AnswerReader`](crate::action::AnswerReader)); never retracted. The
+    /// raw text the model wrote stays in `Token`s.
+    AnswerToken(String),
     /// What is known of the action while its text still streams (a tool
     /// name complete, a final answer begun); never retracted.
     PartialAction(PartialAction),

@@ -247,7 +247,11 @@ impl StepTrace {
                 }
             }
             // A pause shows in the step's `next`.
-            Emit::PartialAction(_) | Emit::RepeatedCall { .. } | Emit::Interrupt(_) => {}
+            Emit::PartialAction(_)
+            | Emit::RepeatedCall { .. }
+            | Emit::Interrupt(_)
+            // Decoded from the raw text the tokens already hold.
+            | Emit::AnswerToken(_) => {}
         }
     }
 

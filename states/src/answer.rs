@@ -5,7 +5,7 @@ use statewise::fit::Fitter;
 use statewise::model::{split_words, ChatRequest, Params, SharedModel};
 use statewise::{Action, Emit, EmitStream, Env, Message, Next, State, StateError};
 
-use crate::{prompt, ANSWER};
+use crate::{prompt, ANSWER, STREAMED_ANSWER};
 
 const DEFAULT_INSTRUCTIONS: &str =
     "Write the final answer to the user's last request, using the observations above. \
@@ -127,9 +127,17 @@ impl State for Answer {
                 (model, _) => model.as_ref(),
             };
             let Some(model) = model else {
-                let answer = match (env.action.take(), &self.apology) {
-                    (_, Some(apology)) if apologize => apology.clone(),
-                    (Some(Action::FinalAnswer(answer)), _) => answer,
+                // What Reasoning already streamed of it is not sent again.
+                let streamed = env.scratch.get(&STREAMED_ANSWER)?.unwrap_or_default();
+                env.scratch.remove(&STREAMED_ANSWER);
+                let (answer, sent) = match (env.action.take(), &self.apology) {
+                    (_, Some(apology)) if apologize => (apology.clone(), 0),
+                    (Some(Action::FinalAnswer(answer)), _) => {
+                        // A repaired answer that differs from what streamed
+                        // is not sent again either: it cannot be taken back.
+                        let sent = if answer.starts_with(&streamed) { streamed.len() } else { answer.len() };
+                        (answer, sent)
+                    }
                     (other, _) => {
                         env.action = other;
                         Err(StateError::Precondition {
@@ -139,7 +147,7 @@ impl State for Answer {
                         return;
                     }
                 };
-                for word in split_words(&answer) {
+                for word in split_words(&answer[sent..]) {
                     yield Emit::Token(word.to_owned());
                 }
                 env.answer = Some(answer);

@@ -52,6 +52,12 @@ pub const ACTION: &str = "action";
 /// The default name of the [`Answer`] state.
 pub const ANSWER: &str = "answer";
 
+/// The final answer's text that [`Reasoning`] already streamed as
+/// [`Emit::AnswerToken`](statewise::Emit::AnswerToken)s; [`Answer`] sends
+/// only the rest, so nothing reaches the caller twice.
+pub const STREAMED_ANSWER: statewise::ScratchKey<String> =
+    statewise::ScratchKey::new("streamed_answer");
+
 /// The stock agent: [`Reasoning`] with `model` and `tools`, [`RunTools`] with
 /// the same tools, and an [`Answer`] that streams the answer Reasoning gave.
 pub fn agent(model: SharedModel, tools: Toolbox) -> Machine {

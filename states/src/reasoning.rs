@@ -5,7 +5,9 @@ use std::sync::OnceLock;
 
 use futures::StreamExt;
 use serde_json::Value;
-use statewise::action::{action_schema, ParseError, PartialActionReader, RepairError};
+use statewise::action::{
+    action_schema, AnswerReader, ParseError, PartialActionReader, RepairError,
+};
 use statewise::fit::Fitter;
 use statewise::model::{ChatRequest, Params, SharedModel};
 use statewise::tool::{ToolSpec, Toolbox};
@@ -13,7 +15,7 @@ use statewise::{
     Action, Emit, EmitStream, Env, Message, Next, ScratchKey, State, StateError, ToolCall,
 };
 
-use crate::{prompt, ACTION, ANSWER, REASONING};
+use crate::{prompt, ACTION, ANSWER, REASONING, STREAMED_ANSWER};
 
 /// Told to a model whose tools were withdrawn for a repeated call.
 const REPEATED_CALL_NOTE: &str = "You made the same tool call again. No more tools: \
@@ -51,6 +53,7 @@ pub struct Reasoning {
     max_repeated_calls: u32,
     max_calls_per_step: usize,
     max_tool_rounds: Option<u32>,
+    stream_answer: bool,
     on_model_error: Option<String>,
     on_tool_calls: String,
     on_answer: String,
@@ -123,6 +126,7 @@ impl Reasoning {
             max_repeated_calls: 2,
             max_calls_per_step: 8,
             max_tool_rounds: None,
+            stream_answer: true,
             on_model_error: None,
             on_tool_calls: ACTION.to_owned(),
             on_answer: ANSWER.to_owned(),
@@ -195,6 +199,17 @@ impl Reasoning {
     /// step limit). Small models that loop on tools need it.
     pub fn max_tool_rounds(mut self, rounds: u32) -> Self {
         self.max_tool_rounds = Some(rounds);
+        self
+    }
+
+    /// Whether the text of a JSON final answer streams to the caller as
+    /// the model writes it, as [`Emit::AnswerToken`]s (default on); the
+    /// stock [`Answer`](crate::Answer) then sends only what was not
+    /// streamed. Turn it off when the answer state rewrites the draft
+    /// ([`Answer::with_model`](crate::Answer::with_model)), so the caller
+    /// does not see both.
+    pub fn stream_answer(mut self, on: bool) -> Self {
+        self.stream_answer = on;
         self
     }
 
@@ -358,15 +373,25 @@ impl State for Reasoning {
             let snapshot: &Env = env;
             let mut call = self.fitter.call(&*self.model, notes, snapshot.settings, || self.request(snapshot));
             let mut reader = PartialActionReader::default();
-            while let Some(streamed) = call.next().await {
-                let emit = Emit::from(streamed?);
-                let partial = match &emit {
-                    Emit::Token(t) if !native => reader.push(t).cloned(),
-                    _ => None,
+            // The answer's text as it is written, for JSON actions.
+            let mut answer = (!native && self.stream_answer).then(AnswerReader::default);
+            let mut streamed = String::new();
+            while let Some(piece) = call.next().await {
+                let emit = Emit::from(piece?);
+                let (partial, text) = match &emit {
+                    Emit::Token(t) if !native => {
+                        let text = answer.as_mut().map(|a| a.push(t)).unwrap_or_default();
+                        (reader.push(t).cloned(), text)
+                    }
+                    _ => (None, String::new()),
                 };
                 yield emit;
                 if let Some(partial) = partial {
                     yield Emit::PartialAction(partial);
+                }
+                if !text.is_empty() {
+                    streamed.push_str(&text);
+                    yield Emit::AnswerToken(text);
                 }
             }
             let reply = call.finish();
@@ -410,6 +435,14 @@ impl State for Reasoning {
             match parsed {
                 Ok(action) => {
                     env.scratch.remove(&self.keys.feedback);
+                    match &action {
+                        Action::FinalAnswer(_) if !streamed.is_empty() => {
+                            env.scratch.set(&STREAMED_ANSWER, &streamed)?;
+                        }
+                        _ => {
+                            env.scratch.remove(&STREAMED_ANSWER);
+                        }
+                    }
                     if let Action::ToolCalls(calls) = &action {
                         if !reply.tool_calls.is_empty() {
                             message.tool_calls = calls.clone();

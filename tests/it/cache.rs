@@ -212,7 +212,9 @@ async fn streamed_tokens_of_a_hit_match_the_original_events() {
                 .stream(Env::from_user("hi"))
                 .filter_map(|e| async move {
                     match e.kind {
-                        EventKind::Emitted(Emit::Token(t)) => Some((e.state.to_string(), t)),
+                        EventKind::Emitted(Emit::Token(t) | Emit::AnswerToken(t)) => {
+                            Some((e.state.to_string(), t))
+                        }
                         _ => None,
                     }
                 })

@@ -143,11 +143,8 @@ async fn a_real_llama_cpp_server_through_reasoning_and_answer() {
         reasoning_tokens > 3,
         "the reasoning reply streamed in {reasoning_tokens} tokens"
     );
-    let streamed_answer: String = events
-        .iter()
-        .filter(|e| &*e.state == "answer")
-        .filter_map(|e| e.token())
-        .collect();
+    // The answer as it streamed: decoded while the model wrote it.
+    let streamed_answer = crate::support::answer_text(&events);
     let parsed = events.iter().find_map(|e| match &e.kind {
         EventKind::Emitted(Emit::ActionParsed(Action::FinalAnswer(a))) => Some(a.clone()),
         _ => None,

@@ -457,3 +457,65 @@ async fn past_max_tool_rounds_a_native_tools_model_gets_a_conversation_vendors_a
         "{second:#?}"
     );
 }
+
+/// Sends its text one byte every 10 ms, noting when each byte went out.
+struct Trickle {
+    text: &'static str,
+    sent: Arc<std::sync::Mutex<Vec<tokio::time::Instant>>>,
+}
+
+impl statewise::model::ChatModel for Trickle {
+    fn name(&self) -> &str {
+        "trickle"
+    }
+    fn stream(&self, _request: statewise::model::ChatRequest) -> statewise::model::ChunkStream<'_> {
+        use statewise::model::Chunk;
+        Box::pin(async_stream::stream! {
+            for (i, byte) in self.text.bytes().enumerate() {
+                if i > 0 {
+                    tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                }
+                self.sent.lock().unwrap().push(tokio::time::Instant::now());
+                yield Ok(Chunk::Text(char::from(byte).to_string()));
+            }
+        })
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_json_answer_streams_as_the_model_writes_it() {
+    use futures::StreamExt;
+    use statewise::EventKind;
+
+    let text = r#"{"final_answer": "Paris,\nthe capital \"Ville Lumi\u00e8re\"."}"#;
+    let sent = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let model = Arc::new(Trickle {
+        text,
+        sent: sent.clone(),
+    });
+    let machine = statewise_states::agent(model, Toolbox::new(ToolRegistry::new()));
+    let mut events = machine.stream(Env::from_user("Capital of France?"));
+    let mut arrived = Vec::new();
+    let mut all = Vec::new();
+    while let Some(event) = events.next().await {
+        if let EventKind::Emitted(Emit::AnswerToken(t)) = &event.kind {
+            arrived.push((tokio::time::Instant::now(), t.clone()));
+        }
+        all.push(event);
+    }
+    let answer = "Paris,\nthe capital \"Ville Lumière\".";
+    assert_eq!(crate::support::answer_text(&all), answer);
+    let streamed: String = arrived.iter().map(|(_, t)| t.as_str()).collect();
+    assert_eq!(streamed, answer, "all of it streamed, decoded, once");
+    // The first piece reached the caller within one chunk of the model
+    // sending its byte (on a paused clock: at the same instant).
+    let first_byte = text.find("Paris").unwrap();
+    let sent = sent.lock().unwrap().clone();
+    let lag = arrived[0].0 - sent[first_byte];
+    assert!(lag < std::time::Duration::from_millis(10), "{lag:?}");
+    // And the last piece came with the answer's last byte, not after the
+    // whole reply: the closing `"}` were still to come.
+    let last_byte = text.rfind('.').unwrap();
+    assert_eq!(arrived.last().unwrap().0, sent[last_byte]);
+    assert!(sent[last_byte] < *sent.last().unwrap());
+}

@@ -414,3 +414,18 @@ pub fn transcript(provider: &str, name: &str) -> String {
     );
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
 }
+
+/// The final answer's text as a caller saw it stream: the pieces Reasoning
+/// decoded while the model wrote them, then what the `answer` state sent.
+pub fn answer_text(events: &[statewise::Event]) -> String {
+    use statewise::{Emit, EventKind};
+    events
+        .iter()
+        .filter(|e| e.branch.is_none())
+        .filter_map(|e| match &e.kind {
+            EventKind::Emitted(Emit::AnswerToken(t)) => Some(t.as_str()),
+            EventKind::Emitted(Emit::Token(t)) if &*e.state == "answer" => Some(t.as_str()),
+            _ => None,
+        })
+        .collect()
+}
