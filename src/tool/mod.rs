@@ -7,6 +7,7 @@
 //! [`approval`]).
 
 pub mod approval;
+mod policy;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
@@ -21,6 +22,8 @@ use serde_json::{json, Value};
 use tracing::Instrument;
 
 use crate::env::{Observation, ToolCall};
+
+pub use policy::{Blocking, BlockingTool, ToolPolicy};
 
 /// What a model is told about a tool.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -69,6 +72,15 @@ pub enum ToolError {
         /// The tool's own error.
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// One attempt ran longer than the tool's time limit
+    /// ([`ToolPolicy::timeout`]).
+    #[error("`{tool}` took longer than {after:?}")]
+    TimedOut {
+        /// The tool.
+        tool: String,
+        /// The limit.
+        after: std::time::Duration,
     },
     /// The tool's output could not be serialized.
     #[error("`{tool}` returned output that is not JSON: {message}")]
@@ -233,6 +245,9 @@ pub struct Toolbox {
     allow: Option<BTreeSet<String>>,
     /// Tools whose calls wait for a person's approval.
     approval: Arc<BTreeSet<String>>,
+    /// Time limits and retries by tool name, and for the rest.
+    policies: Arc<BTreeMap<String, ToolPolicy>>,
+    default_policy: ToolPolicy,
     /// Built once: a state asks for them on every model call.
     specs: Arc<[ToolSpec]>,
 }
@@ -244,6 +259,8 @@ impl Toolbox {
             registry: registry.into(),
             allow: None,
             approval: Arc::default(),
+            policies: Arc::default(),
+            default_policy: ToolPolicy::default(),
             specs: Arc::from([]),
         }
         .with_specs()
@@ -262,6 +279,27 @@ impl Toolbox {
     pub fn require_approval<S: Into<String>>(mut self, names: impl IntoIterator<Item = S>) -> Self {
         Arc::make_mut(&mut self.approval).extend(names.into_iter().map(Into::into));
         self
+    }
+
+    /// Runs tool `name`'s calls under `policy` (time limit, retries).
+    pub fn policy(mut self, name: impl Into<String>, policy: ToolPolicy) -> Self {
+        Arc::make_mut(&mut self.policies).insert(name.into(), policy);
+        self
+    }
+
+    /// Runs the calls of tools without a policy of their own under `policy`
+    /// (by default: no limit, no retry).
+    pub fn default_policy(mut self, policy: ToolPolicy) -> Self {
+        self.default_policy = policy;
+        self
+    }
+
+    /// The policy tool `name`'s calls run under.
+    pub fn policy_of(&self, name: &str) -> ToolPolicy {
+        self.policies
+            .get(name)
+            .copied()
+            .unwrap_or(self.default_policy)
     }
 
     /// Whether calls of tool `name` wait for approval.
@@ -294,7 +332,8 @@ impl Toolbox {
         &self.specs
     }
 
-    /// Calls tool `name`, failing on an unknown or forbidden name.
+    /// Calls tool `name` under its [`ToolPolicy`], failing on an unknown or
+    /// forbidden name.
     pub async fn call(&self, name: &str, arguments: Value) -> Result<Value, ToolError> {
         let Some(tool) = self.registry.get(name) else {
             return Err(ToolError::Unknown {
@@ -308,7 +347,8 @@ impl Toolbox {
                 allowed: self.names(),
             });
         }
-        tool.call_json(arguments).await
+        let policy = self.policy_of(name);
+        policy.run(name, || tool.call_json(arguments.clone())).await
     }
 
     /// Runs `call` and records its outcome, failure included, as an

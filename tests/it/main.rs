@@ -27,4 +27,5 @@ mod repair_regressions;
 mod replay;
 mod stock_states;
 mod store;
+mod tool_policy;
 mod trace;
