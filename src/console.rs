@@ -74,7 +74,9 @@ impl Console {
         };
         let mut at_line_start = true;
         while let Some(event) = events.next().await {
-            let answering = self.answer_states.iter().any(|s| **s == *event.state);
+            // A branch's or sub-machine's answer is not the run's.
+            let answering =
+                event.branch.is_none() && self.answer_states.iter().any(|s| **s == *event.state);
             let mut line = |out: &mut dyn Write, text: String| {
                 let lead = if at_line_start { "" } else { "\n" };
                 at_line_start = true;

@@ -115,7 +115,7 @@ impl Machine {
             })
             .collect();
         let fork = fork.clone();
-        let parent = parent.clone();
+        let at = decide::ForkedAt::of(parent);
         let cap = fork.max_concurrency.unwrap_or(usize::MAX).max(1);
         Box::pin(async_stream::stream! {
             let names: Vec<Arc<str>> = children.iter().map(|(at, _)| Arc::clone(at)).collect();
@@ -147,7 +147,7 @@ impl Machine {
                     }
                 }
             }
-            yield ChildItem::Joined(Box::new(Ok(decide::join(&fork, &parent, ends))));
+            yield ChildItem::Joined(Box::new(Ok(decide::join(&fork, at, ends))));
         })
     }
 

@@ -302,13 +302,32 @@ pub(super) struct Joined {
     pub(super) interrupt: Option<Box<Interrupt>>,
 }
 
+/// Where a fork started in its parent: what [`join`] needs of the parent's
+/// env, without a copy of it.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct ForkedAt {
+    /// The parent's step.
+    pub(super) step: u32,
+    /// Its observations so far (a branch's outcome keeps only those after).
+    pub(super) observations: usize,
+}
+
+impl ForkedAt {
+    pub(super) fn of(parent: &Env) -> Self {
+        ForkedAt {
+            step: parent.step,
+            observations: parent.observations.len(),
+        }
+    }
+}
+
 /// Sums up a fork's branches, which ended as `ends` (`None`: a branch's
-/// stream stopped without saying how, counted as failed). `parent` is the
-/// env the fork started from: a branch's outcome keeps only the
-/// observations it added.
-pub(super) fn join(fork: &Fork, parent: &Env, ends: Vec<Option<BranchEnd>>) -> Joined {
+/// stream stopped without saying how, counted as failed). `at` is where
+/// the fork started: a branch's outcome keeps only the observations it
+/// added.
+pub(super) fn join(fork: &Fork, at: ForkedAt, ends: Vec<Option<BranchEnd>>) -> Joined {
     let mut interrupt = None;
-    let known = parent.observations.len();
+    let known = at.observations;
     let outcomes = fork
         .branches
         .iter()
@@ -334,7 +353,7 @@ pub(super) fn join(fork: &Fork, parent: &Env, ends: Vec<Option<BranchEnd>>) -> J
                 }
                 None => {
                     let record = ErrorRecord {
-                        step: parent.step,
+                        step: at.step,
                         state: branch.target.to_string(),
                         kind: MachineError::Interrupted.code(),
                         message: MachineError::Interrupted.to_string(),
@@ -714,7 +733,7 @@ mod tests {
             Some(failed(&parent)),
             Some(finished("C", &parent, 5)),
         ];
-        let joined = join(&fork, &parent, ends);
+        let joined = join(&fork, ForkedAt::of(&parent), ends);
         assert!(joined.interrupt.is_none());
         let o = &joined.outcomes;
         assert_eq!(o.len(), 3);
@@ -744,7 +763,7 @@ mod tests {
     #[test]
     fn a_branch_that_never_said_how_it_ended_counts_as_failed() {
         let parent = Env::new();
-        let joined = join(&fork3(), &parent, vec![None, None, None]);
+        let joined = join(&fork3(), ForkedAt::of(&parent), vec![None, None, None]);
         assert!(joined
             .outcomes
             .iter()
@@ -765,7 +784,7 @@ mod tests {
             run_id: "r/1/1".into(),
         });
         let ends = vec![Some(finished("A", &parent, 1)), Some(asked), None];
-        let joined = join(&fork3(), &parent, ends);
+        let joined = join(&fork3(), ForkedAt::of(&parent), ends);
         let request = joined.interrupt.expect("the branch's request goes up");
         assert_eq!(request.run_id, "r/1/1");
     }

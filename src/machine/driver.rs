@@ -74,12 +74,13 @@ impl Machine {
                     while let Some(item) = branches.next().await {
                         match item {
                             ChildItem::Event(e) => yield Driven::Event(*e),
-                            ChildItem::Joined(j) => joined = Some(*j),
+                            // Kept boxed: the generator every run carries stays small.
+                            ChildItem::Joined(j) => joined = Some(j),
                             ChildItem::Ended(_) => {}
                         }
                     }
                     let step = env.step;
-                    let joined = match joined {
+                    let joined = match joined.map(|j| *j) {
                         Some(Ok(joined)) => joined,
                         Some(Err(error)) => break 'run (Outcome::Failed(error, env), step),
                         None => break 'run (Outcome::Failed(MachineError::Interrupted, env), step),
@@ -144,11 +145,12 @@ impl Machine {
                         while let Some(item) = child.next().await {
                             match item {
                                 ChildItem::Event(e) => yield Driven::Event(*e),
-                                ChildItem::Joined(j) => ended = Some(j.map(|_| None)),
-                                ChildItem::Ended(end) => ended = Some(Ok(Some(*end))),
+                                // Kept boxed, as a fork's result is.
+                                ChildItem::Joined(j) => ended = Some(Box::new(j.map(|_| None))),
+                                ChildItem::Ended(end) => ended = Some(Box::new(Ok(Some(*end)))),
                             }
                         }
-                        match ended {
+                        match ended.map(|e| *e) {
                             Some(Ok(Some(BranchEnd::Finished(out)))) => {
                                 let used = sub.finish(&mut env, &out);
                                 reported.add(&used);

@@ -48,11 +48,10 @@ pub enum Decision {
 /// let back = Approvals::from_reply(&reply).unwrap();
 /// assert_eq!(back.get("c2"), Some(&Decision::Reject { reason: "not on a Friday".into() }));
 /// ```
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Approvals {
     decisions: BTreeMap<String, Decision>,
     /// For a reply of plain `true` or `false`: the decision on any call.
-    #[serde(skip)]
     all: Option<Decision>,
 }
 

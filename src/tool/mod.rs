@@ -348,7 +348,9 @@ impl Toolbox {
             });
         }
         let policy = self.policy_of(name);
-        policy.run(name, || tool.call_json(arguments.clone())).await
+        policy
+            .run(name, arguments, |arguments| tool.call_json(arguments))
+            .await
     }
 
     /// Runs `call` and records its outcome, failure included, as an

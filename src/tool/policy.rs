@@ -71,18 +71,29 @@ impl ToolPolicy {
         self
     }
 
-    /// Runs `attempt` as the policy says: each try within the time limit,
-    /// retried while retries are left and the failure is worth it.
-    pub(super) async fn run<F, Fut>(&self, tool: &str, attempt: F) -> Result<Value, ToolError>
+    /// Runs `attempt` on `arguments` as the policy says: each try within
+    /// the time limit, retried while retries are left and the failure is
+    /// worth it. The arguments are copied only for a try that may be
+    /// followed by another.
+    pub(super) async fn run<F, Fut>(
+        &self,
+        tool: &str,
+        mut arguments: Value,
+        attempt: F,
+    ) -> Result<Value, ToolError>
     where
-        F: Fn() -> Fut,
+        F: Fn(Value) -> Fut,
         Fut: Future<Output = Result<Value, ToolError>>,
     {
         let mut pause = self.backoff;
         let mut tries = 0;
         loop {
+            let these = match tries < self.retries {
+                true => arguments.clone(),
+                false => std::mem::take(&mut arguments),
+            };
             let outcome = match self.timeout {
-                Some(limit) => tokio::time::timeout(limit, attempt())
+                Some(limit) => tokio::time::timeout(limit, attempt(these))
                     .await
                     .unwrap_or_else(|_| {
                         Err(ToolError::TimedOut {
@@ -90,7 +101,7 @@ impl ToolPolicy {
                             after: limit,
                         })
                     }),
-                None => attempt().await,
+                None => attempt(these).await,
             };
             match outcome {
                 Err(e) if tries < self.retries && retryable(&e) => {
