@@ -101,6 +101,29 @@ impl ToolCall {
     }
 }
 
+/// A tool call as the model writes it, before the call is complete: a
+/// web client shows it live. Never retracted; the parsed
+/// [`Action`] says what was finally asked for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "type")]
+pub enum ToolCallDraft {
+    /// The call's tool name is complete.
+    Named {
+        /// The id the parsed [`ToolCall`] will carry.
+        call_id: String,
+        /// The tool's name.
+        tool: String,
+    },
+    /// More of the call's arguments: raw JSON text as the model wrote it
+    /// (concatenated, the deltas are the whole arguments' text).
+    Arguments {
+        /// The call's id.
+        call_id: String,
+        /// The next piece of the arguments' text.
+        delta: String,
+    },
+}
+
 /// What the model decided to do next.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

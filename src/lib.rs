@@ -96,7 +96,7 @@ pub mod trace;
 
 pub use env::{
     Action, BranchOutcome, Env, ErrorRecord, Interrupt, Message, Observation, Role, RunSettings,
-    Scratch, ScratchError, ScratchKey, ScratchName, ToolCall, Usage,
+    Scratch, ScratchError, ScratchKey, ScratchName, ToolCall, ToolCallDraft, Usage,
 };
 pub use event::{Event, EventKind, RunFailure, RunOutput};
 pub use machine::{

@@ -5,6 +5,7 @@
 //! them back to the model as feedback.
 
 mod answer;
+mod calls;
 mod parser;
 mod partial;
 mod repair;
@@ -15,6 +16,7 @@ use crate::env::{Action, ToolCall};
 use crate::tool::ToolSpec;
 
 pub use answer::AnswerReader;
+pub use calls::ToolCallReader;
 pub use partial::{PartialAction, PartialActionReader};
 pub use repair::{repair, repair_prefix, RepairError};
 

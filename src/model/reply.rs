@@ -13,7 +13,7 @@ use super::{
     ChatModel, ChatRequest, Chunk, ChunkStream, FinishReason, Fitted, ModelError, ToolCallDelta,
 };
 use crate::env::RunSettings;
-use crate::env::{ToolCall, Usage};
+use crate::env::{ToolCall, ToolCallDraft, Usage};
 
 /// A complete model reply.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -136,6 +136,8 @@ struct PartialCall {
     id: Option<String>,
     name: String,
     arguments: String,
+    /// Announced as a [`ToolCallDraft::Named`]: its id is settled.
+    announced: bool,
 }
 
 /// Assembles a [`Reply`] from streamed [`Chunk`]s.
@@ -154,28 +156,61 @@ pub struct ReplyBuilder {
 impl ReplyBuilder {
     /// Adds one chunk.
     pub fn push(&mut self, chunk: Chunk) {
+        self.push_drafting(chunk, |_| {});
+    }
+
+    /// Adds one chunk; a tool-call fragment also tells `draft` what it
+    /// makes known of its call: the name once complete (with the id the
+    /// finished call keeps), then each piece of its arguments.
+    pub fn push_drafting(&mut self, chunk: Chunk, draft: impl FnMut(ToolCallDraft)) {
         match chunk {
             Chunk::Text(t) => self.text.push_str(&t),
             Chunk::Reasoning(t) => self.reasoning.push_str(&t),
-            Chunk::ToolCall(delta) => self.push_call(delta),
+            Chunk::ToolCall(delta) => self.push_call(delta, draft),
             Chunk::Usage(u) => self.usage.add(&u),
             Chunk::Finish(f) => self.finish = Some(f),
         }
     }
 
-    fn push_call(&mut self, delta: ToolCallDelta) {
-        if self.calls.len() <= delta.index {
-            self.calls
-                .resize_with(delta.index + 1, PartialCall::default);
+    fn push_call(&mut self, delta: ToolCallDelta, mut draft: impl FnMut(ToolCallDraft)) {
+        let index = delta.index;
+        if self.calls.len() <= index {
+            self.calls.resize_with(index + 1, PartialCall::default);
         }
-        let call = &mut self.calls[delta.index];
-        if let Some(id) = delta.id {
+        let call = &mut self.calls[index];
+        if let Some(id) = delta.id.filter(|_| !call.announced) {
             call.id = Some(id);
         }
         if let Some(name) = delta.name {
             call.name.push_str(&name);
         }
         call.arguments.push_str(&delta.arguments);
+        if call.announced {
+            if !delta.arguments.is_empty() {
+                draft(ToolCallDraft::Arguments {
+                    call_id: call.id.clone().unwrap_or_default(),
+                    delta: delta.arguments,
+                });
+            }
+        } else if !call.name.is_empty() {
+            // Providers send the name whole in the call's first fragment;
+            // from here on the id is the one the finished call keeps.
+            call.announced = true;
+            let call_id = call
+                .id
+                .get_or_insert_with(|| format!("call_{index}"))
+                .clone();
+            draft(ToolCallDraft::Named {
+                call_id: call_id.clone(),
+                tool: call.name.clone(),
+            });
+            if !call.arguments.is_empty() {
+                draft(ToolCallDraft::Arguments {
+                    call_id,
+                    delta: call.arguments.clone(),
+                });
+            }
+        }
     }
 
     /// The complete reply. Tool-call arguments that are not valid JSON are
@@ -226,6 +261,9 @@ pub enum Streamed {
     Token(String),
     /// Reasoning ("thinking") text.
     Reasoning(String),
+    /// A native tool call as it streams: its name once known, then its
+    /// arguments' text.
+    ToolCallDraft(crate::env::ToolCallDraft),
     /// The request was shortened to fit the context window
     /// ([`FittedCall`](crate::fit::FittedCall)).
     Fitted(Fitted),
@@ -257,6 +295,9 @@ pub enum Streamed {
 pub struct ReplyStream<'a> {
     chunks: ChunkStream<'a>,
     reply: ReplyBuilder,
+    /// Tool-call drafts a fragment made known, not yet yielded (a
+    /// fragment can name a call and carry arguments).
+    drafts: std::collections::VecDeque<ToolCallDraft>,
     record: Option<Box<Pending>>,
     done: Option<Reply>,
 }
@@ -305,6 +346,7 @@ impl<'a> ReplyStream<'a> {
         ReplyStream {
             chunks,
             reply: ReplyBuilder::default(),
+            drafts: Default::default(),
             record: None,
             done: None,
         }
@@ -335,6 +377,7 @@ impl<'a> ReplyStream<'a> {
         ReplyStream {
             chunks,
             reply: ReplyBuilder::default(),
+            drafts: Default::default(),
             record: Some(Box::new(Pending {
                 model: model.name().to_owned(),
                 request,
@@ -386,6 +429,9 @@ impl Stream for ReplyStream<'_> {
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         loop {
+            if let Some(draft) = self.drafts.pop_front() {
+                return Poll::Ready(Some(Ok(Streamed::ToolCallDraft(draft))));
+            }
             let this = &mut *self;
             let polled = {
                 // The provider's own events and spans belong to this call.
@@ -416,7 +462,10 @@ impl Stream for ReplyStream<'_> {
                 Chunk::Reasoning(t) => Some(Streamed::Reasoning(t.clone())),
                 _ => None,
             };
-            self.reply.push(chunk);
+            let this = &mut *self;
+            let drafts = &mut this.drafts;
+            this.reply
+                .push_drafting(chunk, |draft| drafts.push_back(draft));
             if let Some(emit) = emit {
                 return Poll::Ready(Some(Ok(emit)));
             }

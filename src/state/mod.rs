@@ -93,6 +93,12 @@ pub enum Emit {
     /// What is known of the action while its text still streams (a tool
     /// name complete, a final answer begun); never retracted.
     PartialAction(PartialAction),
+    /// A tool call as the model writes it: its name once complete, then
+    /// its arguments' text as it arrives. From native tool calls
+    /// ([`Streamed::ToolCallDraft`](crate::model::Streamed)) and JSON
+    /// actions alike (the stock Reasoning reads them with
+    /// [`ToolCallReader`](crate::action::ToolCallReader)).
+    ToolCallDraft(crate::env::ToolCallDraft),
     /// The action this state decided on.
     ActionParsed(Action),
     /// A tool call began.
@@ -143,6 +149,7 @@ impl From<crate::model::Streamed> for Emit {
         match streamed {
             Streamed::Token(t) => Emit::Token(t),
             Streamed::Reasoning(t) => Emit::Reasoning(t),
+            Streamed::ToolCallDraft(d) => Emit::ToolCallDraft(d),
             Streamed::Fitted(f) => Emit::ContextFitted(f),
             Streamed::Call(call) => Emit::ModelCall(call),
         }

@@ -250,8 +250,10 @@ impl StepTrace {
             Emit::PartialAction(_)
             | Emit::RepeatedCall { .. }
             | Emit::Interrupt(_)
-            // Decoded from the raw text the tokens already hold.
-            | Emit::AnswerToken(_) => {}
+            // Decoded from the raw text the tokens already hold, or the
+            // reply's tool calls, recorded whole with the model call.
+            | Emit::AnswerToken(_)
+            | Emit::ToolCallDraft(_) => {}
         }
     }
 

@@ -6,7 +6,7 @@ use std::sync::OnceLock;
 use futures::StreamExt;
 use serde_json::Value;
 use statewise::action::{
-    action_schema, AnswerReader, ParseError, PartialActionReader, RepairError,
+    action_schema, AnswerReader, ParseError, PartialActionReader, RepairError, ToolCallReader,
 };
 use statewise::fit::Fitter;
 use statewise::model::{ChatRequest, Params, SharedModel};
@@ -375,15 +375,17 @@ impl State for Reasoning {
             let mut reader = PartialActionReader::default();
             // The answer's text as it is written, for JSON actions.
             let mut answer = (!native && self.stream_answer).then(AnswerReader::default);
+            // Its tool calls as they are written (native ones come drafted).
+            let mut drafts = ToolCallReader::new(call_id_prefix(env.step));
             let mut streamed = String::new();
             while let Some(piece) = call.next().await {
                 let emit = Emit::from(piece?);
-                let (partial, text) = match &emit {
+                let (partial, text, drafted) = match &emit {
                     Emit::Token(t) if !native => {
                         let text = answer.as_mut().map(|a| a.push(t)).unwrap_or_default();
-                        (reader.push(t).cloned(), text)
+                        (reader.push(t).cloned(), text, drafts.push(t))
                     }
-                    _ => (None, String::new()),
+                    _ => (None, String::new(), Vec::new()),
                 };
                 yield emit;
                 if let Some(partial) = partial {
@@ -392,6 +394,9 @@ impl State for Reasoning {
                 if !text.is_empty() {
                     streamed.push_str(&text);
                     yield Emit::AnswerToken(text);
+                }
+                for draft in drafted {
+                    yield Emit::ToolCallDraft(draft);
                 }
             }
             let reply = call.finish();
@@ -522,11 +527,16 @@ fn renumber(action: Action, step: u32) -> Action {
                 .into_iter()
                 .enumerate()
                 .map(|(i, mut c)| {
-                    c.id = format!("call_{step}_{i}");
+                    c.id = format!("{}{i}", call_id_prefix(step));
                     c
                 })
                 .collect(),
         ),
         answer => answer,
     }
+}
+
+/// What the ids of a step's JSON-action calls begin with.
+fn call_id_prefix(step: u32) -> String {
+    format!("call_{step}_")
 }

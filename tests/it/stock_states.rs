@@ -458,27 +458,190 @@ async fn past_max_tool_rounds_a_native_tools_model_gets_a_conversation_vendors_a
     );
 }
 
-/// Sends its text one byte every 10 ms, noting when each byte went out.
+/// Sends its replies one chunk every 10 ms, noting when each chunk went
+/// out; a reply scripted as text goes a byte at a time.
 struct Trickle {
-    text: &'static str,
+    replies: std::sync::Mutex<std::collections::VecDeque<Vec<statewise::model::Chunk>>>,
+    native: bool,
     sent: Arc<std::sync::Mutex<Vec<tokio::time::Instant>>>,
+}
+
+impl Trickle {
+    fn new(replies: Vec<Vec<statewise::model::Chunk>>, native: bool) -> Self {
+        Trickle {
+            replies: std::sync::Mutex::new(replies.into()),
+            native,
+            sent: Arc::default(),
+        }
+    }
+
+    fn bytes(text: &str) -> Vec<statewise::model::Chunk> {
+        text.bytes()
+            .map(|b| statewise::model::Chunk::Text(char::from(b).to_string()))
+            .collect()
+    }
 }
 
 impl statewise::model::ChatModel for Trickle {
     fn name(&self) -> &str {
         "trickle"
     }
+    fn capabilities(&self) -> statewise::model::Capabilities {
+        statewise::model::Capabilities {
+            native_tools: self.native,
+            ..Default::default()
+        }
+    }
     fn stream(&self, _request: statewise::model::ChatRequest) -> statewise::model::ChunkStream<'_> {
-        use statewise::model::Chunk;
+        let chunks = self
+            .replies
+            .lock()
+            .unwrap()
+            .pop_front()
+            .expect("a scripted reply");
         Box::pin(async_stream::stream! {
-            for (i, byte) in self.text.bytes().enumerate() {
+            for (i, chunk) in chunks.into_iter().enumerate() {
                 if i > 0 {
                     tokio::time::sleep(std::time::Duration::from_millis(10)).await;
                 }
                 self.sent.lock().unwrap().push(tokio::time::Instant::now());
-                yield Ok(Chunk::Text(char::from(byte).to_string()));
+                yield Ok(chunk);
             }
         })
+    }
+}
+
+/// The drafts a run streamed, each with when it reached the caller, and
+/// the run's events.
+async fn drafts_of(
+    model: Arc<Trickle>,
+) -> (
+    Vec<(tokio::time::Instant, statewise::ToolCallDraft)>,
+    Vec<statewise::Event>,
+) {
+    use futures::StreamExt;
+    use statewise::EventKind;
+
+    let machine = statewise_states::agent(model, tools());
+    let mut events = machine.stream(Env::from_user("What is 6*7?"));
+    let mut drafts = Vec::new();
+    let mut all = Vec::new();
+    while let Some(event) = events.next().await {
+        if let EventKind::Emitted(Emit::ToolCallDraft(d)) = &event.kind {
+            drafts.push((tokio::time::Instant::now(), d.clone()));
+        }
+        all.push(event);
+    }
+    (drafts, all)
+}
+
+/// The id of the first tool call the run made.
+fn first_call_id(events: &[statewise::Event]) -> String {
+    events
+        .iter()
+        .find_map(|e| match &e.kind {
+            statewise::EventKind::Emitted(Emit::ActionParsed(Act::ToolCalls(calls))) => {
+                Some(calls[0].id.clone())
+            }
+            _ => None,
+        })
+        .expect("a tool call")
+}
+
+#[tokio::test(start_paused = true)]
+async fn json_tool_calls_stream_as_the_model_writes_them() {
+    use statewise::ToolCallDraft;
+
+    let text = r#"{"tool_calls": [{"name": "calculator", "arguments": {"expression": "6*7"}}]}"#;
+    let model = Arc::new(Trickle::new(
+        vec![
+            Trickle::bytes(text),
+            Trickle::bytes(r#"{"final_answer": "42"}"#),
+        ],
+        false,
+    ));
+    let (drafts, events) = drafts_of(model.clone()).await;
+    let sent = model.sent.lock().unwrap().clone();
+    assert_eq!(crate::support::answer_text(&events), "42");
+    let id = first_call_id(&events);
+    // Named the instant the name's closing quote went out.
+    let (at, named) = &drafts[0];
+    assert_eq!(
+        named,
+        &ToolCallDraft::Named {
+            call_id: id.clone(),
+            tool: "calculator".into()
+        }
+    );
+    assert_eq!(
+        *at,
+        sent[text.find("calculator").unwrap() + "calculator".len()]
+    );
+    // The arguments' text, byte by byte as written, each the instant it was sent.
+    let arguments_at = text.find(r#"{"expression"#).unwrap();
+    let mut joined = String::new();
+    for (n, (at, draft)) in drafts[1..].iter().enumerate() {
+        let ToolCallDraft::Arguments { call_id, delta } = draft else {
+            panic!("{draft:?}")
+        };
+        assert_eq!(call_id, &id);
+        assert_eq!(*at, sent[arguments_at + n], "{delta:?}");
+        joined.push_str(delta);
+    }
+    assert_eq!(joined, r#"{"expression": "6*7"}"#);
+}
+
+#[tokio::test(start_paused = true)]
+async fn native_tool_calls_stream_as_their_fragments_arrive() {
+    use statewise::model::{Chunk, FinishReason, ToolCallDelta};
+    use statewise::ToolCallDraft;
+
+    let fragment = |id: Option<&str>, name: Option<&str>, arguments: &str| {
+        Chunk::ToolCall(ToolCallDelta {
+            index: 0,
+            id: id.map(Into::into),
+            name: name.map(Into::into),
+            arguments: arguments.into(),
+        })
+    };
+    let model = Arc::new(Trickle::new(
+        vec![
+            vec![
+                fragment(Some("call_abc"), Some("calculator"), ""),
+                fragment(None, None, r#"{"expr"#),
+                fragment(None, None, r#"ession": "6"#),
+                fragment(None, None, r#"*7"}"#),
+                Chunk::Finish(FinishReason::ToolCalls),
+            ],
+            vec![Chunk::Text("42".into())],
+        ],
+        true,
+    ));
+    let (drafts, events) = drafts_of(model.clone()).await;
+    let sent = model.sent.lock().unwrap().clone();
+    assert_eq!(crate::support::answer_text(&events), "42");
+    assert_eq!(first_call_id(&events), "call_abc");
+    let id = || "call_abc".to_string();
+    let args = |delta: &str| ToolCallDraft::Arguments {
+        call_id: id(),
+        delta: delta.into(),
+    };
+    let expected = [
+        ToolCallDraft::Named {
+            call_id: id(),
+            tool: "calculator".into(),
+        },
+        args(r#"{"expr"#),
+        args(r#"ession": "6"#),
+        args(r#"*7"}"#),
+    ];
+    assert_eq!(
+        drafts.iter().map(|d| d.1.clone()).collect::<Vec<_>>(),
+        expected
+    );
+    // Each at the instant its fragment arrived.
+    for (n, (at, _)) in drafts.iter().enumerate() {
+        assert_eq!(*at, sent[n]);
     }
 }
 
@@ -488,11 +651,8 @@ async fn a_json_answer_streams_as_the_model_writes_it() {
     use statewise::EventKind;
 
     let text = r#"{"final_answer": "Paris,\nthe capital \"Ville Lumi\u00e8re\"."}"#;
-    let sent = Arc::new(std::sync::Mutex::new(Vec::new()));
-    let model = Arc::new(Trickle {
-        text,
-        sent: sent.clone(),
-    });
+    let model = Arc::new(Trickle::new(vec![Trickle::bytes(text)], false));
+    let sent = model.sent.clone();
     let machine = statewise_states::agent(model, Toolbox::new(ToolRegistry::new()));
     let mut events = machine.stream(Env::from_user("Capital of France?"));
     let mut arrived = Vec::new();
