@@ -29,7 +29,7 @@ struct SendEmail {
     outbox: PathBuf,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 struct EmailArgs {
     to: String,
     subject: String,
@@ -51,7 +51,11 @@ impl Tool for SendEmail {
                "properties": {"to": {"type": "string"}, "subject": {"type": "string"}},
                "required": ["to", "subject"]})
     }
-    async fn call(&self, args: EmailArgs) -> Result<String, std::io::Error> {
+    async fn call(
+        &self,
+        args: EmailArgs,
+        _ctx: statewise::tool::ToolContext,
+    ) -> Result<String, std::io::Error> {
         use std::io::Write;
         let mut outbox = std::fs::OpenOptions::new()
             .create(true)

@@ -42,7 +42,7 @@ impl State for Plan {
             )];
             messages.extend(env.messages.iter().cloned());
             // The settings say whether the machine records model calls.
-            let mut reply = ReplyStream::call(&*self.model, ChatRequest::new(messages), env.settings);
+            let mut reply = ReplyStream::call(&*self.model, ChatRequest::new(messages), &env.settings);
             while let Some(streamed) = reply.next().await {
                 yield Emit::from(streamed?);
             }
@@ -110,7 +110,7 @@ impl State for Write_ {
 /// An offline search: a few canned facts.
 struct Search;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 struct SearchArgs {
     query: String,
 }
@@ -133,7 +133,11 @@ impl Tool for Search {
     fn parameters(&self) -> Value {
         json!({"type": "object", "properties": {"query": {"type": "string"}}, "required": ["query"]})
     }
-    async fn call(&self, args: SearchArgs) -> Result<String, NoResults> {
+    async fn call(
+        &self,
+        args: SearchArgs,
+        _ctx: statewise::tool::ToolContext,
+    ) -> Result<String, NoResults> {
         let q = args.query.to_lowercase();
         let fact = if q.contains("tokio") {
             "Tokio is an async runtime for Rust: a scheduler, I/O and timers."

@@ -39,9 +39,13 @@ impl Tool for SlowCalculator {
     fn parameters(&self) -> serde_json::Value {
         Calculator.parameters()
     }
-    async fn call(&self, args: CalculatorArgs) -> Result<f64, CalcError> {
+    async fn call(
+        &self,
+        args: CalculatorArgs,
+        ctx: statewise::tool::ToolContext,
+    ) -> Result<f64, CalcError> {
         tokio::time::sleep(self.0).await;
-        Calculator.call(args).await
+        Calculator.call(args, ctx).await
     }
 }
 

@@ -278,13 +278,31 @@ pub struct Env {
 /// The machine's settings for the state that is running, handed to it in
 /// [`Env::settings`] (explicitly, so a state that moves work to another
 /// task takes them along).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default)]
 #[non_exhaustive]
 pub struct RunSettings {
     /// Whether model calls end with the whole request and reply
     /// ([`Streamed::Call`](crate::model::Streamed::Call)), for traces and
     /// replays ([`Machine::record_model_calls`](crate::Machine::record_model_calls)).
     pub record_model_calls: bool,
+    /// The run's id (a branch's own id inside a fork).
+    pub run_id: std::sync::Arc<str>,
+    /// When the run or the state running must end (the machine's deadline
+    /// and state time limit), if either is set.
+    pub deadline: Option<tokio::time::Instant>,
+    /// Cancelled once the run is dropped or ends: work a state started
+    /// outside its stream (a tool's spawned task) stops when it fires.
+    pub cancel: tokio_util::sync::CancellationToken,
+}
+
+/// Equal when they describe the same run the same way; the cancellation
+/// signal is not compared (a token has no identity to compare).
+impl PartialEq for RunSettings {
+    fn eq(&self, other: &Self) -> bool {
+        self.record_model_calls == other.record_model_calls
+            && self.run_id == other.run_id
+            && self.deadline == other.deadline
+    }
 }
 
 impl RunSettings {
@@ -292,6 +310,7 @@ impl RunSettings {
     pub fn recording(on: bool) -> Self {
         RunSettings {
             record_model_calls: on,
+            ..RunSettings::default()
         }
     }
 }

@@ -40,7 +40,7 @@ type Fitting<'a> = BoxFuture<'a, Result<(ChatRequest, Option<Fitted>), ModelErro
 ///     Message::user("What is 2 + 2?"),
 /// ];
 /// let fitter = Fitter::default();
-/// let mut call = fitter.call(&model, 0, RunSettings::default(), || ChatRequest::new(history.clone()));
+/// let mut call = fitter.call(&model, 0, &RunSettings::default(), || ChatRequest::new(history.clone()));
 /// let mut fitted = None;
 /// while let Some(streamed) = call.next().await {
 ///     if let Streamed::Fitted(f) = streamed? {
@@ -132,7 +132,7 @@ impl Stream for FittedCall<'_> {
                 Stage::Fitting(fitting) => match ready!(fitting.as_mut().poll(cx)) {
                     Ok((request, fitted)) => {
                         this.stage =
-                            Stage::Calling(ReplyStream::call(this.model, request, this.settings));
+                            Stage::Calling(ReplyStream::call(this.model, request, &this.settings));
                         this.fitted = fitted.clone();
                         if let Some(f) = fitted.filter(Fitted::changed) {
                             return Poll::Ready(Some(Ok(Streamed::Fitted(f))));

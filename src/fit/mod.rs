@@ -238,10 +238,10 @@ impl Fitter {
         &'a self,
         model: &'a dyn ChatModel,
         keep_tail: usize,
-        settings: RunSettings,
+        settings: &RunSettings,
         make: impl Fn() -> ChatRequest + Send + 'a,
     ) -> FittedCall<'a> {
-        FittedCall::new(self, model, keep_tail, settings, Box::new(make))
+        FittedCall::new(self, model, keep_tail, settings.clone(), Box::new(make))
     }
 
     /// The window in force: set here, else the model's.

@@ -31,7 +31,7 @@ impl Machine {
         // A single step (replaying, testing) is not part of any run's record.
         let store = self.store.clone().filter(|_| !single_step);
         let tracer = self.tracer.clone().filter(|_| !single_step);
-        let settings = RunSettings::recording(self.record_calls || tracer.is_some());
+        let record_model_calls = self.record_calls || tracer.is_some();
         let checked = if single_step {
             Ok(())
         } else {
@@ -47,6 +47,16 @@ impl Machine {
             let mut at = start;
             let mut name: Arc<str> = Arc::from(start_name.as_str());
             let run_deadline = deadline.or_else(|| limits.deadline.map(|d| (Instant::now() + d, d)));
+            // Fires when this stream is dropped or ends: tools' work outside
+            // their futures stops with the run.
+            let cancel = tokio_util::sync::CancellationToken::new();
+            let _cancel_on_drop = cancel.clone().drop_guard();
+            let settings = RunSettings {
+                record_model_calls,
+                run_id: Arc::clone(&run_id),
+                deadline: None,
+                cancel,
+            };
             // What this run has added to a shared tally (a branch's), so
             // each state adds only its own spending.
             let mut reported = env.usage;
@@ -183,7 +193,10 @@ impl Machine {
                             let state_deadline = limits.state_timeout.map(|d| (Instant::now() + d, d));
                             let mut failure = None;
                             // Handed to the state explicitly, for as long as it runs.
-                            env.settings = settings;
+                            env.settings = RunSettings {
+                                deadline: decide::earliest(state_deadline, run_deadline).map(|(at, ..)| at),
+                                ..settings.clone()
+                            };
                             {
                                 let mut emitted = state.run(&mut env);
                                 loop {

@@ -359,7 +359,7 @@ impl<'a> ReplyStream<'a> {
     /// say the machine records model calls, a last [`Streamed::Call`]
     /// carries the request and reply for traces and replays. States should
     /// call models this way.
-    pub fn call(model: &'a dyn ChatModel, request: ChatRequest, settings: RunSettings) -> Self {
+    pub fn call(model: &'a dyn ChatModel, request: ChatRequest, settings: &RunSettings) -> Self {
         let span = tracing::info_span!(
             "gen_ai.chat",
             gen_ai.operation.name = "chat",

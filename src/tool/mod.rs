@@ -7,7 +7,9 @@
 //! [`approval`]).
 
 pub mod approval;
+mod context;
 mod policy;
+mod schema;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
@@ -16,6 +18,7 @@ use std::sync::Arc;
 
 use futures::future::BoxFuture;
 use futures::FutureExt;
+use schemars::JsonSchema;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -23,7 +26,11 @@ use tracing::Instrument;
 
 use crate::env::{Observation, ToolCall};
 
+pub use context::ToolContext;
 pub use policy::{Blocking, BlockingTool, ToolPolicy};
+pub use schema::parameters_of;
+
+use schema::ArgumentCheck;
 
 /// What a model is told about a tool.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -56,11 +63,17 @@ pub enum ToolError {
         /// The names this state may call.
         allowed: Vec<String>,
     },
-    /// The arguments do not fit the tool's argument type.
-    #[error("invalid arguments for `{tool}`: {message}")]
+    /// The arguments do not fit the tool's schema or argument type.
+    #[error(
+        "invalid arguments for `{tool}`{}: {message}",
+        .field.as_ref().map(|f| format!(", field `{f}`")).unwrap_or_default()
+    )]
     InvalidArguments {
         /// The tool.
         tool: String,
+        /// Where in the arguments, as a dotted path (`address.city`,
+        /// `items.2`), when known.
+        field: Option<String>,
         /// What did not fit.
         message: String,
     },
@@ -92,17 +105,25 @@ pub enum ToolError {
     },
 }
 
-/// A tool with typed arguments and output.
+/// A tool with typed arguments and output. Its JSON Schema is derived from
+/// the argument type ([`parameters_of`]), doc comments becoming field
+/// descriptions, and the model's arguments are checked against it before
+/// the call.
 ///
 /// ```
+/// use schemars::JsonSchema;
 /// use serde::Deserialize;
-/// use serde_json::{json, Value};
-/// use statewise::tool::Tool;
+/// use statewise::tool::{Tool, ToolContext};
 ///
 /// struct Add;
 ///
-/// #[derive(Deserialize)]
-/// struct Args { a: i64, b: i64 }
+/// #[derive(Deserialize, JsonSchema)]
+/// struct Args {
+///     /// The first addend.
+///     a: i64,
+///     /// The second addend.
+///     b: i64,
+/// }
 ///
 /// #[derive(Debug, thiserror::Error)]
 /// #[error("overflow")]
@@ -115,19 +136,18 @@ pub enum ToolError {
 ///
 ///     fn name(&self) -> &str { "add" }
 ///     fn description(&self) -> &str { "Adds two integers." }
-///     fn parameters(&self) -> Value {
-///         json!({"type": "object",
-///                "properties": {"a": {"type": "integer"}, "b": {"type": "integer"}},
-///                "required": ["a", "b"]})
-///     }
-///     async fn call(&self, args: Args) -> Result<i64, Overflow> {
+///     async fn call(&self, args: Args, _ctx: ToolContext) -> Result<i64, Overflow> {
 ///         args.a.checked_add(args.b).ok_or(Overflow)
 ///     }
 /// }
+///
+/// use statewise::tool::DynTool;
+/// assert_eq!(Add.spec().parameters["required"], serde_json::json!(["a", "b"]));
 /// ```
 pub trait Tool: Send + Sync + 'static {
-    /// The arguments, deserialized from the model's JSON.
-    type Args: DeserializeOwned + Send;
+    /// The arguments, deserialized from the model's JSON; their schema is
+    /// what the model is shown.
+    type Args: DeserializeOwned + JsonSchema + Send;
     /// The result, serialized into the observation.
     type Output: Serialize + Send;
     /// The tool's failure.
@@ -137,12 +157,17 @@ pub trait Tool: Send + Sync + 'static {
     fn name(&self) -> &str;
     /// What it does, for the model.
     fn description(&self) -> &str;
-    /// JSON Schema of [`Tool::Args`].
-    fn parameters(&self) -> Value;
-    /// Runs the tool.
+    /// JSON Schema of [`Tool::Args`], as the model is shown it: derived
+    /// from the type unless written by hand.
+    fn parameters(&self) -> Value {
+        parameters_of::<Self::Args>()
+    }
+    /// Runs the tool; `ctx` says which call of which run this is, with its
+    /// deadline and cancellation signal.
     fn call(
         &self,
         args: Self::Args,
+        ctx: ToolContext,
     ) -> impl Future<Output = Result<Self::Output, Self::Error>> + Send;
 }
 
@@ -153,8 +178,13 @@ pub trait DynTool: Send + Sync {
     fn name(&self) -> &str;
     /// The spec shown to models.
     fn spec(&self) -> ToolSpec;
-    /// Runs the tool on JSON arguments.
-    fn call_json(&self, arguments: Value) -> BoxFuture<'_, Result<Value, ToolError>>;
+    /// Runs the tool on JSON arguments (already checked against the
+    /// spec's schema when the call comes through a [`Toolbox`]).
+    fn call_json(
+        &self,
+        arguments: Value,
+        ctx: ToolContext,
+    ) -> BoxFuture<'_, Result<Value, ToolError>>;
 }
 
 impl<T: Tool> DynTool for T {
@@ -170,15 +200,20 @@ impl<T: Tool> DynTool for T {
         }
     }
 
-    fn call_json(&self, arguments: Value) -> BoxFuture<'_, Result<Value, ToolError>> {
+    fn call_json(
+        &self,
+        arguments: Value,
+        ctx: ToolContext,
+    ) -> BoxFuture<'_, Result<Value, ToolError>> {
         async move {
             let tool = || Tool::name(self).to_owned();
             let args =
                 T::Args::deserialize(arguments).map_err(|e| ToolError::InvalidArguments {
                     tool: tool(),
+                    field: None,
                     message: e.to_string(),
                 })?;
-            let output = self.call(args).await.map_err(|e| ToolError::Failed {
+            let output = self.call(args, ctx).await.map_err(|e| ToolError::Failed {
                 tool: tool(),
                 source: Box::new(e),
             })?;
@@ -195,6 +230,8 @@ impl<T: Tool> DynTool for T {
 #[derive(Clone, Default)]
 pub struct ToolRegistry {
     tools: BTreeMap<String, Arc<dyn DynTool>>,
+    /// Each tool's schema, compiled when it was registered.
+    checks: BTreeMap<String, Arc<ArgumentCheck>>,
 }
 
 impl std::fmt::Debug for ToolRegistry {
@@ -217,7 +254,16 @@ impl ToolRegistry {
 
     /// Adds `tool`, returning the one of the same name it replaces.
     pub fn register(&mut self, tool: impl DynTool + 'static) -> Option<Arc<dyn DynTool>> {
-        self.tools.insert(tool.name().to_owned(), Arc::new(tool))
+        self.register_shared(Arc::new(tool))
+    }
+
+    /// Adds a tool already shared, returning the one of the same name it
+    /// replaces.
+    pub fn register_shared(&mut self, tool: Arc<dyn DynTool>) -> Option<Arc<dyn DynTool>> {
+        let name = tool.name().to_owned();
+        let check = ArgumentCheck::new(&name, &tool.spec().parameters);
+        self.checks.insert(name.clone(), Arc::new(check));
+        self.tools.insert(name, tool)
     }
 
     /// The tool named `name`.
@@ -333,8 +379,14 @@ impl Toolbox {
     }
 
     /// Calls tool `name` under its [`ToolPolicy`], failing on an unknown or
-    /// forbidden name.
-    pub async fn call(&self, name: &str, arguments: Value) -> Result<Value, ToolError> {
+    /// forbidden name, or on arguments its schema rejects (the tool is not
+    /// called then).
+    pub async fn call(
+        &self,
+        name: &str,
+        arguments: Value,
+        ctx: ToolContext,
+    ) -> Result<Value, ToolError> {
         let Some(tool) = self.registry.get(name) else {
             return Err(ToolError::Unknown {
                 name: name.to_owned(),
@@ -347,23 +399,28 @@ impl Toolbox {
                 allowed: self.names(),
             });
         }
+        if let Some(check) = self.registry.checks.get(name) {
+            check.check(name, &arguments)?;
+        }
         let policy = self.policy_of(name);
         policy
-            .run(name, arguments, |arguments| tool.call_json(arguments))
+            .run(name, arguments, &ctx, |arguments, ctx| {
+                tool.call_json(arguments, ctx)
+            })
             .await
     }
 
     /// Runs `call` and records its outcome, failure included, as an
     /// observation. A tool that panics is reported the same way: one buggy
     /// tool must not take down the run, or the other runs of the process.
-    pub async fn observe(&self, call: &ToolCall) -> Observation {
+    pub async fn observe(&self, call: &ToolCall, ctx: ToolContext) -> Observation {
         let span = tracing::info_span!(
             "statewise.tool",
             tool = %call.name,
             call_id = %call.id,
             is_error = tracing::field::Empty,
         );
-        let outcome = AssertUnwindSafe(self.call(&call.name, call.arguments.clone()))
+        let outcome = AssertUnwindSafe(self.call(&call.name, call.arguments.clone(), ctx))
             .catch_unwind()
             .instrument(span.clone())
             .await;

@@ -16,7 +16,9 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::Value;
 
-use super::{Tool, ToolError};
+use schemars::JsonSchema;
+
+use super::{Tool, ToolContext, ToolError};
 
 /// How the toolbox runs one tool's calls: a time limit per attempt and how
 /// often a failed call is tried again.
@@ -79,10 +81,11 @@ impl ToolPolicy {
         &self,
         tool: &str,
         mut arguments: Value,
+        ctx: &ToolContext,
         attempt: F,
     ) -> Result<Value, ToolError>
     where
-        F: Fn(Value) -> Fut,
+        F: Fn(Value, ToolContext) -> Fut,
         Fut: Future<Output = Result<Value, ToolError>>,
     {
         let mut pause = self.backoff;
@@ -92,8 +95,12 @@ impl ToolPolicy {
                 true => arguments.clone(),
                 false => std::mem::take(&mut arguments),
             };
+            let this_ctx = ctx.attempt(self.timeout);
+            // An abandoned attempt (time limit, or the run dropped) tells
+            // the tool's work outside its future to stop.
+            let _cancel = this_ctx.cancel.clone().drop_guard();
             let outcome = match self.timeout {
-                Some(limit) => tokio::time::timeout(limit, attempt(these))
+                Some(limit) => tokio::time::timeout(limit, attempt(these, this_ctx))
                     .await
                     .unwrap_or_else(|_| {
                         Err(ToolError::TimedOut {
@@ -101,7 +108,7 @@ impl ToolPolicy {
                             after: limit,
                         })
                     }),
-                None => attempt(these).await,
+                None => attempt(these, this_ctx).await,
             };
             match outcome {
                 Err(e) if tries < self.retries && retryable(&e) => {
@@ -125,7 +132,7 @@ fn retryable(error: &ToolError) -> bool {
 /// computation): [`Blocking`] runs it on tokio's blocking threads.
 pub trait BlockingTool: Send + Sync + 'static {
     /// The arguments, deserialized from the model's JSON.
-    type Args: DeserializeOwned + Send + 'static;
+    type Args: DeserializeOwned + JsonSchema + Send + 'static;
     /// The result, serialized into the observation.
     type Output: Serialize + Send + 'static;
     /// The tool's failure.
@@ -135,10 +142,14 @@ pub trait BlockingTool: Send + Sync + 'static {
     fn name(&self) -> &str;
     /// What it does, for the model.
     fn description(&self) -> &str;
-    /// JSON Schema of [`BlockingTool::Args`].
-    fn parameters(&self) -> Value;
-    /// Runs the tool, blocking the calling thread.
-    fn call(&self, args: Self::Args) -> Result<Self::Output, Self::Error>;
+    /// JSON Schema of [`BlockingTool::Args`]: derived from the type unless
+    /// written by hand.
+    fn parameters(&self) -> Value {
+        super::parameters_of::<Self::Args>()
+    }
+    /// Runs the tool, blocking the calling thread; a long loop checks
+    /// [`ToolContext::is_cancelled`] and stops early.
+    fn call(&self, args: Self::Args, ctx: ToolContext) -> Result<Self::Output, Self::Error>;
 }
 
 /// Runs a [`BlockingTool`] on tokio's blocking threads
@@ -146,20 +157,24 @@ pub trait BlockingTool: Send + Sync + 'static {
 /// threads; a panic in it is reported as the tool's, like any tool's.
 ///
 /// ```
-/// use serde_json::{json, Value};
-/// use statewise::tool::{Blocking, BlockingTool, ToolRegistry};
+/// use statewise::tool::{Blocking, BlockingTool, ToolContext, ToolRegistry};
 ///
 /// struct Checksum;
 ///
+/// #[derive(serde::Deserialize, schemars::JsonSchema)]
+/// struct Args {
+///     /// The file to sum.
+///     path: String,
+/// }
+///
 /// impl BlockingTool for Checksum {
-///     type Args = String;
+///     type Args = Args;
 ///     type Output = u32;
 ///     type Error = std::io::Error;
 ///     fn name(&self) -> &str { "checksum" }
 ///     fn description(&self) -> &str { "Sums a file's bytes." }
-///     fn parameters(&self) -> Value { json!({"type": "string"}) }
-///     fn call(&self, path: String) -> Result<u32, std::io::Error> {
-///         Ok(std::fs::read(path)?.iter().map(|b| u32::from(*b)).sum())
+///     fn call(&self, args: Args, _ctx: ToolContext) -> Result<u32, std::io::Error> {
+///         Ok(std::fs::read(args.path)?.iter().map(|b| u32::from(*b)).sum())
 ///     }
 /// }
 ///
@@ -203,9 +218,9 @@ impl<T: BlockingTool> Tool for Blocking<T> {
     fn parameters(&self) -> Value {
         self.inner.parameters()
     }
-    async fn call(&self, args: T::Args) -> Result<T::Output, T::Error> {
+    async fn call(&self, args: T::Args, ctx: ToolContext) -> Result<T::Output, T::Error> {
         let tool = Arc::clone(&self.inner);
-        match tokio::task::spawn_blocking(move || tool.call(args)).await {
+        match tokio::task::spawn_blocking(move || tool.call(args, ctx)).await {
             Ok(outcome) => outcome,
             // Raised again here, the toolbox reports it as this tool's panic.
             Err(joined) => match joined.try_into_panic() {

@@ -155,7 +155,7 @@ impl State for Answer {
             };
             let draft = usize::from(matches!(env.action, Some(Action::FinalAnswer(_))));
             let snapshot: &Env = env;
-            let mut call = self.fitter.call(&**model, draft, snapshot.settings, || self.request(snapshot));
+            let mut call = self.fitter.call(&**model, draft, &snapshot.settings, || self.request(snapshot));
             while let Some(streamed) = call.next().await {
                 yield Emit::from(streamed?);
             }

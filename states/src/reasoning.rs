@@ -371,7 +371,7 @@ impl State for Reasoning {
             let native = self.native_tools(env);
             let notes = self.notes(env).len();
             let snapshot: &Env = env;
-            let mut call = self.fitter.call(&*self.model, notes, snapshot.settings, || self.request(snapshot));
+            let mut call = self.fitter.call(&*self.model, notes, &snapshot.settings, || self.request(snapshot));
             let mut reader = PartialActionReader::default();
             // The answer's text as it is written, for JSON actions.
             let mut answer = (!native && self.stream_answer).then(AnswerReader::default);

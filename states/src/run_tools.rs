@@ -4,7 +4,7 @@ use std::time::Instant;
 
 use futures::stream::{FuturesUnordered, StreamExt};
 use statewise::tool::approval::{approval_request, Approvals, Verdict};
-use statewise::tool::Toolbox;
+use statewise::tool::{ToolContext, Toolbox};
 use statewise::{Emit, EmitStream, Env, Message, Next, Observation, State, StateError, ToolCall};
 
 use crate::{ACTION, REASONING};
@@ -101,12 +101,16 @@ impl State for RunTools {
             for (_, call) in &approved {
                 yield Emit::ToolCallStarted(call.clone());
             }
+            let (settings, step) = (&env.settings, env.step);
             let mut running: FuturesUnordered<_> = approved
                 .iter()
-                .map(|(i, call)| async move {
+                .map(|(i, call)| {
+                    let ctx = ToolContext::for_call(settings, step, &call.id);
+                    async move {
                     let started = Instant::now();
-                    let observation = self.tools.observe(call).await;
+                    let observation = self.tools.observe(call, ctx).await;
                     (*i, observation, started.elapsed())
+                    }
                 })
                 .collect();
             while let Some((i, observation, elapsed)) = running.next().await {

@@ -2,7 +2,7 @@
 
 use serde::Deserialize;
 use serde_json::{json, Value};
-use statewise::tool::Tool;
+use statewise::tool::{Tool, ToolContext};
 
 /// Evaluates an arithmetic expression: `+ - * / ^`, parentheses, unary minus,
 /// decimal numbers.
@@ -12,7 +12,7 @@ use statewise::tool::Tool;
 /// use statewise::tool::Tool;
 /// use statewise_states::tools::{Calculator, CalculatorArgs};
 ///
-/// let v = Calculator.call(CalculatorArgs { expression: "2 * (3 + 4) ^ 2".into() }).await?;
+/// let v = Calculator.call(CalculatorArgs { expression: "2 * (3 + 4) ^ 2".into() }, Default::default()).await?;
 /// assert_eq!(v, 98.0);
 /// # Ok::<(), statewise_states::tools::CalcError>(())
 /// # }).unwrap();
@@ -21,7 +21,7 @@ use statewise::tool::Tool;
 pub struct Calculator;
 
 /// Arguments of [`Calculator`].
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 pub struct CalculatorArgs {
     /// The expression, e.g. `"(2 + 3) * 4"`.
     pub expression: String,
@@ -67,7 +67,7 @@ impl Tool for Calculator {
         })
     }
 
-    async fn call(&self, args: CalculatorArgs) -> Result<f64, CalcError> {
+    async fn call(&self, args: CalculatorArgs, _: ToolContext) -> Result<f64, CalcError> {
         let chars: Vec<char> = args.expression.chars().collect();
         let mut p = Parser {
             chars: &chars,
@@ -93,7 +93,7 @@ impl Tool for Calculator {
 /// use statewise::tool::Tool;
 /// use statewise_states::tools::{Clock, ClockArgs};
 ///
-/// let now = Clock.call(ClockArgs {}).await.unwrap();
+/// let now = Clock.call(ClockArgs {}, Default::default()).await.unwrap();
 /// assert!(now.utc.ends_with('Z') && now.utc.len() == 20, "{}", now.utc);
 /// # });
 /// ```
@@ -101,7 +101,7 @@ impl Tool for Calculator {
 pub struct Clock;
 
 /// Arguments of [`Clock`] (none).
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
 pub struct ClockArgs {}
 
 /// What [`Clock`] returns.
@@ -135,7 +135,7 @@ impl Tool for Clock {
         json!({"type": "object", "properties": {}})
     }
 
-    async fn call(&self, _: ClockArgs) -> Result<Now, ClockError> {
+    async fn call(&self, _: ClockArgs, _: ToolContext) -> Result<Now, ClockError> {
         let secs = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_err(|_| ClockError)?
@@ -296,9 +296,12 @@ mod tests {
 
     async fn eval(e: &str) -> Result<f64, CalcError> {
         Calculator
-            .call(CalculatorArgs {
-                expression: e.into(),
-            })
+            .call(
+                CalculatorArgs {
+                    expression: e.into(),
+                },
+                ToolContext::default(),
+            )
             .await
     }
 

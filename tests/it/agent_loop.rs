@@ -20,7 +20,7 @@ struct Rendezvous {
     barrier: Arc<Barrier>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 struct RendezvousArgs {
     label: String,
     /// Extra yields before returning, to make calls finish out of order.
@@ -42,7 +42,11 @@ impl Tool for Rendezvous {
     fn parameters(&self) -> Value {
         json!({"type": "object"})
     }
-    async fn call(&self, args: RendezvousArgs) -> Result<String, Self::Error> {
+    async fn call(
+        &self,
+        args: RendezvousArgs,
+        _ctx: statewise::tool::ToolContext,
+    ) -> Result<String, Self::Error> {
         self.barrier.wait().await;
         for _ in 0..args.linger {
             tokio::task::yield_now().await;
@@ -71,7 +75,7 @@ impl Tool for Failing {
     fn parameters(&self) -> Value {
         json!({"type": "object"})
     }
-    async fn call(&self, _: Value) -> Result<Value, DiskFull> {
+    async fn call(&self, _: Value, _ctx: statewise::tool::ToolContext) -> Result<Value, DiskFull> {
         Err(DiskFull)
     }
 }

@@ -38,7 +38,11 @@ impl DynTool for Manual {
         }
     }
 
-    fn call_json(&self, _arguments: Value) -> BoxFuture<'_, Result<Value, ToolError>> {
+    fn call_json(
+        &self,
+        _arguments: Value,
+        _ctx: statewise::tool::ToolContext,
+    ) -> BoxFuture<'_, Result<Value, ToolError>> {
         let text = (0..self.words)
             .map(|i| format!("w{i}"))
             .collect::<Vec<_>>()

@@ -521,7 +521,7 @@ impl State for Ask {
         Box::pin(statewise::try_stream! {
             let question = env.input.clone().unwrap_or_default().to_string();
             let request = ChatRequest::new(vec![statewise::Message::user(question)]);
-            let mut call = ReplyStream::call(&*self.model, request, env.settings);
+            let mut call = ReplyStream::call(&*self.model, request, &env.settings);
             while let Some(streamed) = call.next().await {
                 yield Emit::from(streamed?);
             }

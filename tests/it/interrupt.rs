@@ -29,7 +29,7 @@ struct Transfer {
     calls: Arc<Mutex<Vec<Value>>>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 struct TransferArgs {
     to: String,
     amount: u32,
@@ -53,7 +53,11 @@ impl Tool for Transfer {
     fn parameters(&self) -> Value {
         json!({"type": "object", "properties": {"to": {"type": "string"}, "amount": {"type": "integer"}}})
     }
-    async fn call(&self, args: TransferArgs) -> Result<String, Never> {
+    async fn call(
+        &self,
+        args: TransferArgs,
+        _ctx: statewise::tool::ToolContext,
+    ) -> Result<String, Never> {
         self.calls
             .lock()
             .unwrap()

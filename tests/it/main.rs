@@ -27,5 +27,6 @@ mod repair_regressions;
 mod replay;
 mod stock_states;
 mod store;
+mod tool_context;
 mod tool_policy;
 mod trace;

@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use serde::Deserialize;
 use serde_json::{json, Value};
-use statewise::tool::{Blocking, BlockingTool, Tool, ToolPolicy, ToolRegistry, Toolbox};
+use statewise::tool::{
+    Blocking, BlockingTool, Tool, ToolContext, ToolPolicy, ToolRegistry, Toolbox,
+};
 use statewise::ToolCall;
 
 /// Fails its first `fail` calls, sleeping `pause` in each call.
@@ -18,7 +20,7 @@ struct Flaky {
     pause: Duration,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 struct Query {
     q: String,
 }
@@ -41,7 +43,7 @@ impl Tool for Flaky {
     fn parameters(&self) -> Value {
         json!({"type": "object", "properties": {"q": {"type": "string"}}})
     }
-    async fn call(&self, args: Query) -> Result<String, Busy> {
+    async fn call(&self, args: Query, _ctx: statewise::tool::ToolContext) -> Result<String, Busy> {
         let n = self.calls.fetch_add(1, Ordering::SeqCst) + 1;
         tokio::time::sleep(self.pause).await;
         if n <= self.fail {
@@ -71,7 +73,9 @@ async fn a_call_past_its_time_limit_is_an_error_observation() {
         ToolPolicy::default().timeout(Duration::from_millis(50)),
     );
     let started = tokio::time::Instant::now();
-    let observation = tools.observe(&call(json!({"q": "x"}))).await;
+    let observation = tools
+        .observe(&call(json!({"q": "x"})), ToolContext::default())
+        .await;
     assert!(observation.is_error);
     assert!(
         observation.render().contains("took longer than 50ms"),
@@ -86,7 +90,9 @@ async fn failed_calls_are_retried_as_the_policy_says() {
     let tool = flaky(2, Duration::ZERO);
     let tools = Toolbox::new(ToolRegistry::new().with(tool.clone()))
         .default_policy(ToolPolicy::default().retries(2));
-    let observation = tools.observe(&call(json!({"q": "x"}))).await;
+    let observation = tools
+        .observe(&call(json!({"q": "x"})), ToolContext::default())
+        .await;
     assert!(!observation.is_error, "{}", observation.render());
     assert_eq!(observation.content, json!("results for x"));
     assert_eq!(tool.calls.load(Ordering::SeqCst), 3);
@@ -95,14 +101,21 @@ async fn failed_calls_are_retried_as_the_policy_says() {
     let tool = flaky(2, Duration::ZERO);
     let tools = Toolbox::new(ToolRegistry::new().with(tool.clone()))
         .policy("search", ToolPolicy::default().retries(1));
-    assert!(tools.observe(&call(json!({"q": "x"}))).await.is_error);
+    assert!(
+        tools
+            .observe(&call(json!({"q": "x"})), ToolContext::default())
+            .await
+            .is_error
+    );
     assert_eq!(tool.calls.load(Ordering::SeqCst), 2);
 
     // Arguments that do not fit stay wrong: no retry, no call.
     let tool = flaky(0, Duration::ZERO);
     let tools = Toolbox::new(ToolRegistry::new().with(tool.clone()))
         .default_policy(ToolPolicy::default().retries(3));
-    let observation = tools.observe(&call(json!({"query": 1}))).await;
+    let observation = tools
+        .observe(&call(json!({"query": 1})), ToolContext::default())
+        .await;
     assert!(observation.render().contains("invalid arguments"));
     assert_eq!(tool.calls.load(Ordering::SeqCst), 0);
 }
@@ -118,7 +131,12 @@ async fn a_timed_out_attempt_is_retried_too() {
             .retries(2)
             .backoff(Duration::from_millis(10)),
     );
-    assert!(tools.observe(&call(json!({"q": "x"}))).await.is_error);
+    assert!(
+        tools
+            .observe(&call(json!({"q": "x"})), ToolContext::default())
+            .await
+            .is_error
+    );
     assert_eq!(tool.calls.load(Ordering::SeqCst), 3);
 }
 
@@ -139,7 +157,11 @@ impl BlockingTool for WhereAmI {
     fn parameters(&self) -> Value {
         json!({"type": "string"})
     }
-    fn call(&self, what: String) -> Result<String, std::io::Error> {
+    fn call(
+        &self,
+        what: String,
+        _ctx: statewise::tool::ToolContext,
+    ) -> Result<String, std::io::Error> {
         assert_ne!(what, "boom", "asked to blow up");
         // Blocks its thread, as a blocking tool does.
         std::thread::sleep(Duration::from_millis(20));
@@ -152,7 +174,10 @@ async fn a_blocking_tool_runs_off_the_async_thread() {
     let tools = Toolbox::new(ToolRegistry::new().with(Blocking::new(WhereAmI)));
     let here = format!("{:?}", std::thread::current().id());
     let observation = tools
-        .observe(&ToolCall::new("c1", "where", json!("hi")))
+        .observe(
+            &ToolCall::new("c1", "where", json!("hi")),
+            ToolContext::default(),
+        )
         .await;
     assert!(!observation.is_error, "{}", observation.render());
     assert_ne!(observation.content, json!(here), "it ran on another thread");
@@ -168,7 +193,10 @@ async fn a_blocking_tool_runs_off_the_async_thread() {
         })
     };
     tools
-        .observe(&ToolCall::new("c2", "where", json!("again")))
+        .observe(
+            &ToolCall::new("c2", "where", json!("again")),
+            ToolContext::default(),
+        )
         .await;
     ticker.abort();
     assert!(
@@ -177,7 +205,10 @@ async fn a_blocking_tool_runs_off_the_async_thread() {
     );
     // A panic in it is the tool's error, not the run's.
     let boom = tools
-        .observe(&ToolCall::new("c3", "where", json!("boom")))
+        .observe(
+            &ToolCall::new("c3", "where", json!("boom")),
+            ToolContext::default(),
+        )
         .await;
     assert!(boom.is_error);
     assert!(boom.render().contains("panicked"), "{}", boom.render());
