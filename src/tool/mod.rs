@@ -8,6 +8,8 @@
 
 pub mod approval;
 mod context;
+#[cfg(feature = "mcp")]
+pub mod mcp;
 mod policy;
 mod schema;
 

@@ -18,6 +18,8 @@ mod interrupt;
 mod llama_server;
 #[cfg(feature = "local")]
 mod local_model;
+#[cfg(feature = "mcp")]
+mod mcp;
 mod models;
 mod openai_provider;
 mod reliability;
