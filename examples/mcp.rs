@@ -16,7 +16,7 @@ use std::process::ExitCode;
 use statewise::console::Console;
 use statewise::spec::from_spec;
 use statewise::tool::mcp::McpServer;
-use statewise::tool::{ToolContext, Toolbox};
+use statewise::tool::ToolContext;
 use statewise::Env;
 
 const SERVER: &str = "tests/mcp/node_modules/.bin/mcp-server-everything";
@@ -47,14 +47,8 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let registry = match server.registry().await {
-        Ok(registry) => registry,
-        Err(e) => {
-            eprintln!("{e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let toolbox = Toolbox::new(registry);
+    // Offers the server's tools as they are at each request.
+    let toolbox = server.toolbox();
     println!("tools: {}", toolbox.names().join(", "));
     let echoed = toolbox
         .call(

@@ -3,15 +3,15 @@
 //! streamable HTTP, and hands out its tools as [`McpTool`]s that join a
 //! [`ToolRegistry`](super::ToolRegistry) like any other.
 //!
-//! The server's tool list is a snapshot taken when asked for
-//! ([`McpServer::tools`]); a `notifications/tools/list_changed` from the
-//! server marks it stale, so the next call of `tools` lists again, and
-//! [`McpServer::changes`] lets an application rebuild its toolbox when it
-//! happens. Arguments are checked against the server's input schema by the
-//! toolbox before they are sent, like any tool's.
+//! The server's tool list is read at connection and kept; each
+//! `notifications/tools/list_changed` from the server has it read again in
+//! the background, and a toolbox made with [`McpServer::toolbox`] (a
+//! [`ToolSource`]) offers the list as it is at each model request.
+//! Arguments are checked against the server's input schema by the toolbox
+//! before they are sent, like any tool's.
 
 use std::borrow::Cow;
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError, RwLock, Weak};
 
 use futures::future::BoxFuture;
 use futures::FutureExt;
@@ -19,9 +19,9 @@ use rmcp::model::{CallToolRequestParams, ContentBlock};
 use rmcp::service::{NotificationContext, RoleClient, RunningService};
 use rmcp::ServiceExt;
 use serde_json::Value;
-use tokio::sync::{watch, Mutex};
+use tokio::sync::watch;
 
-use super::{DynTool, ToolContext, ToolError, ToolRegistry, ToolSpec};
+use super::{DynTool, ToolContext, ToolError, ToolRegistry, ToolSource, ToolSpec, Toolbox};
 
 /// Why talking to an MCP server failed.
 #[derive(Debug, thiserror::Error)]
@@ -59,26 +59,37 @@ impl rmcp::ClientHandler for Listener {
     }
 }
 
-/// What an [`McpServer`] shares with its tools.
-struct Connection {
+/// The live connection: its tools keep it open, so a registry outlives the
+/// [`McpServer`] it came from.
+struct Session {
     /// The command or URL, for messages.
     server: String,
     service: RunningService<RoleClient, Listener>,
-    /// The tool list as last read, and the change count it was read at.
-    listed: Mutex<Option<(u64, Vec<McpTool>)>>,
-    changes: watch::Receiver<u64>,
 }
 
-/// A connection to one MCP server, whose tools join a toolbox.
+/// What the handles of one [`McpServer`] share.
+struct Connection {
+    session: Arc<Session>,
+    /// The tools as last listed.
+    current: RwLock<Arc<ToolRegistry>>,
+    changes: watch::Receiver<u64>,
+    /// How many times the list was read again after a change.
+    refreshed: watch::Sender<u64>,
+}
+
+/// A connection to one MCP server, whose tools join a toolbox. Its tool
+/// list is read at connection and again each time the server says it
+/// changed (`notifications/tools/list_changed`); [`McpServer::toolbox`]
+/// offers the tools as they are at each request.
 ///
 /// ```no_run
 /// # async fn demo() -> Result<(), statewise::tool::mcp::McpError> {
-/// use statewise::tool::{mcp::McpServer, Toolbox};
+/// use statewise::tool::mcp::McpServer;
 ///
 /// let mut command = tokio::process::Command::new("npx");
 /// command.args(["-y", "@modelcontextprotocol/server-everything"]);
 /// let server = McpServer::stdio(command).await?;
-/// let toolbox = Toolbox::new(server.registry().await?);
+/// let toolbox = server.toolbox();
 /// # Ok(()) }
 /// ```
 #[derive(Clone)]
@@ -89,15 +100,15 @@ pub struct McpServer {
 impl std::fmt::Debug for McpServer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("McpServer")
-            .field("server", &self.connection.server)
+            .field("server", &self.connection.session.server)
             .finish_non_exhaustive()
     }
 }
 
 impl McpServer {
     /// Starts `command` as a child process and talks MCP over its stdin and
-    /// stdout. The process is stopped when the last handle (this server and
-    /// its tools) is dropped.
+    /// stdout. The process is stopped once this server, its toolboxes and
+    /// its tools are all dropped.
     pub async fn stdio(command: tokio::process::Command) -> Result<Self, McpError> {
         let server = format!("{:?}", command.as_std().get_program());
         let transport =
@@ -128,56 +139,32 @@ impl McpServer {
                 server: server.clone(),
                 message: e.to_string(),
             })?;
-        Ok(McpServer {
-            connection: Arc::new(Connection {
-                server,
-                service,
-                listed: Mutex::new(None),
-                changes,
-            }),
-        })
+        let session = Arc::new(Session { server, service });
+        let current = RwLock::new(Arc::new(list(&session).await?));
+        let connection = Arc::new(Connection {
+            session,
+            current,
+            changes: changes.clone(),
+            refreshed: watch::channel(0).0,
+        });
+        tokio::spawn(refresh_on_change(Arc::downgrade(&connection), changes));
+        Ok(McpServer { connection })
     }
 
-    /// The server's tools: listed on first use and again after the server
-    /// said its list changed.
-    pub async fn tools(&self) -> Result<Vec<McpTool>, McpError> {
-        let connection = &self.connection;
-        let mut listed = connection.listed.lock().await;
-        let now = *connection.changes.borrow();
-        if let Some((at, tools)) = &*listed {
-            if *at == now {
-                return Ok(tools.clone());
-            }
-        }
-        let tools: Vec<McpTool> = connection
-            .service
-            .list_all_tools()
-            .await
-            .map_err(|source| McpError::Service {
-                server: connection.server.clone(),
-                source,
-            })?
-            .into_iter()
-            .map(|tool| McpTool {
-                spec: ToolSpec {
-                    name: tool.name.to_string(),
-                    description: tool.description.map(Cow::into_owned).unwrap_or_default(),
-                    parameters: Value::Object((*tool.input_schema).clone()),
-                },
-                connection: Arc::clone(connection),
-            })
-            .collect();
-        *listed = Some((now, tools.clone()));
-        Ok(tools)
+    /// The server's tools as last listed.
+    pub fn registry(&self) -> Arc<ToolRegistry> {
+        self.connection.current()
     }
 
-    /// A registry of the server's tools as they are now.
-    pub async fn registry(&self) -> Result<ToolRegistry, McpError> {
-        let mut registry = ToolRegistry::new();
-        for tool in self.tools().await? {
-            registry.register(tool);
-        }
-        Ok(registry)
+    /// A toolbox offering the server's tools as they are at each request.
+    pub fn toolbox(&self) -> Toolbox {
+        Toolbox::live(Arc::new(self.clone()))
+    }
+
+    /// Lists the server's tools now (as happens by itself when the server
+    /// says they changed) and keeps the list.
+    pub async fn refresh(&self) -> Result<Arc<ToolRegistry>, McpError> {
+        self.connection.refresh().await
     }
 
     /// How many times the server said its tool list changed; `changed()`
@@ -185,20 +172,84 @@ impl McpServer {
     pub fn changes(&self) -> watch::Receiver<u64> {
         self.connection.changes.clone()
     }
+
+    /// How many times the tool list was read again after a change.
+    pub fn refreshes(&self) -> watch::Receiver<u64> {
+        self.connection.refreshed.subscribe()
+    }
+}
+
+impl ToolSource for McpServer {
+    fn current(&self) -> Arc<ToolRegistry> {
+        self.connection.current()
+    }
+}
+
+impl Connection {
+    fn current(&self) -> Arc<ToolRegistry> {
+        Arc::clone(&self.current.read().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    async fn refresh(&self) -> Result<Arc<ToolRegistry>, McpError> {
+        let registry = Arc::new(list(&self.session).await?);
+        *self.current.write().unwrap_or_else(PoisonError::into_inner) = Arc::clone(&registry);
+        Ok(registry)
+    }
+}
+
+/// Reads the list again after each change the server announces, for as
+/// long as the connection is in use.
+async fn refresh_on_change(connection: Weak<Connection>, mut changes: watch::Receiver<u64>) {
+    // Ends when the connection closes (the sender goes with its listener).
+    while changes.changed().await.is_ok() {
+        let Some(connection) = connection.upgrade() else {
+            return;
+        };
+        match connection.refresh().await {
+            Ok(_) => connection.refreshed.send_modify(|n| *n += 1),
+            Err(error) => {
+                tracing::warn!(%error, "could not read the MCP server's changed tool list")
+            }
+        }
+    }
+}
+
+/// The session's tools, listed now.
+async fn list(session: &Arc<Session>) -> Result<ToolRegistry, McpError> {
+    let tools = session
+        .service
+        .list_all_tools()
+        .await
+        .map_err(|source| McpError::Service {
+            server: session.server.clone(),
+            source,
+        })?;
+    let mut registry = ToolRegistry::new();
+    for tool in tools {
+        registry.register(McpTool {
+            spec: ToolSpec {
+                name: tool.name.to_string(),
+                description: tool.description.map(Cow::into_owned).unwrap_or_default(),
+                parameters: Value::Object((*tool.input_schema).clone()),
+            },
+            session: Arc::clone(session),
+        });
+    }
+    Ok(registry)
 }
 
 /// One tool of an MCP server: calls go to the server.
 #[derive(Clone)]
 pub struct McpTool {
     spec: ToolSpec,
-    connection: Arc<Connection>,
+    session: Arc<Session>,
 }
 
 impl std::fmt::Debug for McpTool {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("McpTool")
             .field("name", &self.spec.name)
-            .field("server", &self.connection.server)
+            .field("server", &self.session.server)
             .finish()
     }
 }
@@ -259,7 +310,7 @@ impl DynTool for McpTool {
             // Dropping the request tells the server to cancel it (rmcp
             // sends notifications/cancelled).
             let reply = tokio::select! {
-                reply = self.connection.service.call_tool(request) => reply,
+                reply = self.session.service.call_tool(request) => reply,
                 () = ctx.cancel.cancelled() => {
                     return Err(ToolError::Failed {
                         tool: tool(),
@@ -270,7 +321,7 @@ impl DynTool for McpTool {
             let reply = reply.map_err(|e| ToolError::Failed {
                 tool: tool(),
                 source: Box::new(McpError::Service {
-                    server: self.connection.server.clone(),
+                    server: self.session.server.clone(),
                     source: e,
                 }),
             })?;

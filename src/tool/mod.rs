@@ -279,7 +279,48 @@ impl ToolRegistry {
     }
 }
 
-/// The tools one state may use: a shared registry and an optional allow-list.
+/// A set of tools that changes while the program runs, such as an MCP
+/// server's ([`mcp::McpServer`](crate::tool)): a toolbox made on it
+/// ([`Toolbox::live`]) sees the set as it is at each model request and
+/// each call.
+pub trait ToolSource: Send + Sync + std::fmt::Debug {
+    /// The tools now. Called on every request a state builds, so it should
+    /// hand out a snapshot it keeps rather than list anything.
+    fn current(&self) -> Arc<ToolRegistry>;
+}
+
+/// Where a toolbox's tools come from.
+#[derive(Debug, Clone)]
+enum Source {
+    Fixed(Arc<ToolRegistry>),
+    Live(Arc<dyn ToolSource>),
+}
+
+impl Source {
+    fn current(&self) -> Arc<ToolRegistry> {
+        match self {
+            Source::Fixed(registry) => Arc::clone(registry),
+            Source::Live(source) => source.current(),
+        }
+    }
+}
+
+impl Default for Source {
+    fn default() -> Self {
+        Source::Fixed(Arc::default())
+    }
+}
+
+/// The specs of the tools a toolbox may call, and the registry they were
+/// read from: read again only when the source hands out another registry.
+#[derive(Debug, Default)]
+struct Listing {
+    registry: Arc<ToolRegistry>,
+    specs: Arc<[ToolSpec]>,
+}
+
+/// The tools one state may use: a shared registry (or a [`ToolSource`]
+/// whose tools change) and an optional allow-list.
 ///
 /// ```
 /// # use statewise::tool::{Toolbox, ToolRegistry};
@@ -289,35 +330,47 @@ impl ToolRegistry {
 /// ```
 #[derive(Debug, Clone, Default)]
 pub struct Toolbox {
-    registry: Arc<ToolRegistry>,
+    source: Source,
     allow: Option<BTreeSet<String>>,
     /// Tools whose calls wait for a person's approval.
     approval: Arc<BTreeSet<String>>,
     /// Time limits and retries by tool name, and for the rest.
     policies: Arc<BTreeMap<String, ToolPolicy>>,
     default_policy: ToolPolicy,
-    /// Built once: a state asks for them on every model call.
-    specs: Arc<[ToolSpec]>,
+    /// Shared by clones with the same allow-list: a state asks for the
+    /// specs on every model call.
+    listing: Arc<std::sync::Mutex<Listing>>,
 }
 
 impl Toolbox {
     /// Every tool of `registry`.
     pub fn new(registry: impl Into<Arc<ToolRegistry>>) -> Self {
+        Self::from_source(Source::Fixed(registry.into()))
+    }
+
+    /// Every tool `source` offers at the time of each request and call:
+    /// tools it adds are offered from the next model request on, tools it
+    /// drops can no longer be called.
+    pub fn live(source: Arc<dyn ToolSource>) -> Self {
+        Self::from_source(Source::Live(source))
+    }
+
+    fn from_source(source: Source) -> Self {
         Toolbox {
-            registry: registry.into(),
+            source,
             allow: None,
             approval: Arc::default(),
             policies: Arc::default(),
             default_policy: ToolPolicy::default(),
-            specs: Arc::from([]),
+            listing: Arc::default(),
         }
-        .with_specs()
+        .relisted()
     }
 
     /// Restricts this toolbox to the named tools.
     pub fn allow<S: Into<String>>(mut self, names: impl IntoIterator<Item = S>) -> Self {
         self.allow = Some(names.into_iter().map(Into::into).collect());
-        self.with_specs()
+        self.relisted()
     }
 
     /// Marks the named tools as needing a person's approval before each
@@ -355,15 +408,37 @@ impl Toolbox {
         self.approval.contains(name)
     }
 
-    fn with_specs(mut self) -> Self {
-        self.specs = self
-            .registry
+    /// The same toolbox with a listing of its own, read now.
+    fn relisted(mut self) -> Self {
+        let registry = self.source.current();
+        let specs = self.specs_of(&registry);
+        self.listing = Arc::new(std::sync::Mutex::new(Listing { registry, specs }));
+        self
+    }
+
+    fn specs_of(&self, registry: &ToolRegistry) -> Arc<[ToolSpec]> {
+        registry
             .tools
             .iter()
             .filter(|(n, _)| self.allowed(n))
             .map(|(_, t)| t.spec())
-            .collect();
-        self
+            .collect()
+    }
+
+    /// The registry as the source has it now, with the specs read from it.
+    fn listed(&self) -> (Arc<ToolRegistry>, Arc<[ToolSpec]>) {
+        let registry = self.source.current();
+        // A poisoned lock only means a panic elsewhere while listing: the
+        // listing is rebuilt below if it is stale anyway.
+        let mut listing = self
+            .listing
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if !Arc::ptr_eq(&listing.registry, &registry) {
+            listing.specs = self.specs_of(&registry);
+            listing.registry = Arc::clone(&registry);
+        }
+        (registry, Arc::clone(&listing.specs))
     }
 
     fn allowed(&self, name: &str) -> bool {
@@ -372,12 +447,14 @@ impl Toolbox {
 
     /// The names this toolbox may call, sorted.
     pub fn names(&self) -> Vec<String> {
-        self.specs.iter().map(|s| s.name.clone()).collect()
+        self.specs().iter().map(|s| s.name.clone()).collect()
     }
 
-    /// Specs of the tools this toolbox may call, sorted by name.
-    pub fn specs(&self) -> &[ToolSpec] {
-        &self.specs
+    /// Specs of the tools this toolbox may call, sorted by name: the same
+    /// `Arc` for as long as the tools do not change, so a state can keep
+    /// what it builds from them until they do.
+    pub fn specs(&self) -> Arc<[ToolSpec]> {
+        self.listed().1
     }
 
     /// Calls tool `name` under its [`ToolPolicy`], failing on an unknown or
@@ -389,7 +466,8 @@ impl Toolbox {
         arguments: Value,
         ctx: ToolContext,
     ) -> Result<Value, ToolError> {
-        let Some(tool) = self.registry.get(name) else {
+        let (registry, _) = self.listed();
+        let Some(tool) = registry.get(name) else {
             return Err(ToolError::Unknown {
                 name: name.to_owned(),
                 available: self.names(),
@@ -401,7 +479,7 @@ impl Toolbox {
                 allowed: self.names(),
             });
         }
-        if let Some(check) = self.registry.checks.get(name) {
+        if let Some(check) = registry.checks.get(name) {
             check.check(name, &arguments)?;
         }
         let policy = self.policy_of(name);

@@ -1,7 +1,7 @@
 //! The Reasoning state: ask the model for an action.
 
 use std::collections::BTreeMap;
-use std::sync::OnceLock;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use futures::StreamExt;
 use serde_json::Value;
@@ -59,8 +59,10 @@ pub struct Reasoning {
     on_answer: String,
     fitter: Fitter,
     keys: Keys,
-    /// Built on first use: they depend only on the settings above.
-    prompts: OnceLock<Prompts>,
+    /// Built on first use, and again when the toolbox's tools change (a
+    /// live source's): they depend only on the settings above and the
+    /// tools.
+    prompts: Arc<Mutex<Option<BuiltPrompts>>>,
 }
 
 /// What a Reasoning state keeps in the env's scratch, under its own name
@@ -90,6 +92,9 @@ impl Keys {
         }
     }
 }
+
+/// The prompts, and the tool specs they were built from.
+type BuiltPrompts = (Arc<[ToolSpec]>, Arc<Prompts>);
 
 /// What every request of a Reasoning state repeats, built once.
 #[derive(Clone)]
@@ -132,7 +137,7 @@ impl Reasoning {
             on_answer: ANSWER.to_owned(),
             fitter: Fitter::default(),
             keys: Keys::for_state(REASONING),
-            prompts: OnceLock::new(),
+            prompts: Arc::default(),
         }
     }
 
@@ -147,7 +152,7 @@ impl Reasoning {
     /// action format are always appended.
     pub fn instructions(mut self, instructions: impl Into<String>) -> Self {
         self.instructions = instructions.into();
-        self.prompts = OnceLock::new();
+        self.prompts = Arc::default();
         self
     }
 
@@ -190,7 +195,7 @@ impl Reasoning {
     /// is fed back as an error.
     pub fn max_calls_per_step(mut self, calls: usize) -> Self {
         self.max_calls_per_step = calls.max(1);
-        self.prompts = OnceLock::new();
+        self.prompts = Arc::default();
         self
     }
 
@@ -244,9 +249,9 @@ impl Reasoning {
     }
 
     /// The tools offered for `env`: none once the tool-round budget is spent.
-    fn offered(&self, env: &Env) -> &[ToolSpec] {
+    fn offered(&self, env: &Env) -> Arc<[ToolSpec]> {
         if self.withdrawn(env) {
-            return &[];
+            return Arc::from([]);
         }
         let rounds = env
             .scratch
@@ -255,7 +260,7 @@ impl Reasoning {
             .flatten()
             .unwrap_or(0);
         match self.max_tool_rounds {
-            Some(max) if rounds >= max => &[],
+            Some(max) if rounds >= max => Arc::from([]),
             _ => self.tools.specs(),
         }
     }
@@ -314,21 +319,27 @@ impl Reasoning {
         notes
     }
 
-    fn prompts(&self) -> &Prompts {
-        self.prompts.get_or_init(|| {
-            let all = self.tools.specs();
-            let json = |specs: &[ToolSpec]| {
-                format!("{}\n\n{}", self.instructions, prompt::action_format(specs))
-            };
-            Prompts {
-                json: [json(all), json(&[])],
-                schema: [
-                    action_schema(all, self.max_calls_per_step),
-                    action_schema(&[], self.max_calls_per_step),
-                ],
-                native: format!("{}\n\n{}", self.instructions, prompt::NATIVE_TOOLS_GUIDE),
+    fn prompts(&self) -> Arc<Prompts> {
+        let all = self.tools.specs();
+        let mut cached = self.prompts.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some((specs, prompts)) = &*cached {
+            if Arc::ptr_eq(specs, &all) {
+                return Arc::clone(prompts);
             }
-        })
+        }
+        let json = |specs: &[ToolSpec]| {
+            format!("{}\n\n{}", self.instructions, prompt::action_format(specs))
+        };
+        let prompts = Arc::new(Prompts {
+            json: [json(&all), json(&[])],
+            schema: [
+                action_schema(&all, self.max_calls_per_step),
+                action_schema(&[], self.max_calls_per_step),
+            ],
+            native: format!("{}\n\n{}", self.instructions, prompt::NATIVE_TOOLS_GUIDE),
+        });
+        *cached = Some((all, Arc::clone(&prompts)));
+        prompts
     }
 
     /// Whether tools were withdrawn for a repeated call.

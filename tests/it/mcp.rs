@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 use statewise::model::ScriptedModel;
 use statewise::tool::mcp::McpServer;
-use statewise::tool::{DynTool, ToolContext, ToolError, Toolbox};
+use statewise::tool::{ToolContext, ToolError};
 use statewise::{Emit, Env, EventKind};
 
 /// The reference server's launcher, installed by `scripts/setup`.
@@ -81,12 +81,13 @@ impl Drop for HttpServer {
 
 /// Lists the server's tools and calls a few, as the toolbox does.
 async fn exercise(server: &McpServer) {
-    let toolbox = Toolbox::new(server.registry().await.unwrap());
+    let toolbox = server.toolbox();
     let names = toolbox.names();
     for expected in ["echo", "get-sum"] {
         assert!(names.iter().any(|n| n == expected), "{names:?}");
     }
-    let echo = toolbox.specs().iter().find(|s| s.name == "echo").unwrap();
+    let specs = toolbox.specs();
+    let echo = specs.iter().find(|s| s.name == "echo").unwrap();
     assert_eq!(echo.parameters["required"], json!(["message"]));
     let ctx = ToolContext::default;
     let reply = toolbox
@@ -121,26 +122,70 @@ async fn an_mcp_server_over_streamable_http_lists_its_tools_and_answers_calls() 
     exercise(&server).await;
 }
 
-#[tokio::test]
-async fn the_server_saying_its_tool_list_changed_is_heard_and_the_list_has_the_new_tools() {
-    let server = stdio_server().await;
-    let mut changes = server.changes();
-    // The reference server adds tools once the client is initialized and
-    // says so with notifications/tools/list_changed.
-    tokio::time::timeout(Duration::from_secs(10), changes.wait_for(|n| *n > 0))
-        .await
-        .expect("a list_changed notification")
-        .unwrap();
-    let names: Vec<String> = server
-        .tools()
-        .await
+/// tests/mcp/changing_server.mjs: `add_tool` adds `late_tool`.
+async fn changing_server() -> McpServer {
+    let script = server_script()
+        .ancestors()
+        .nth(5)
         .unwrap()
-        .iter()
-        .map(|t| t.name().to_owned())
-        .collect();
+        .join("changing_server.mjs");
+    let mut command = tokio::process::Command::new("node");
+    command.arg(script);
+    McpServer::stdio(command)
+        .await
+        .expect("the changing server starts")
+}
+
+#[tokio::test]
+async fn a_live_toolbox_offers_the_tools_a_server_adds_after_list_changed() {
+    let server = changing_server().await;
+    let toolbox = server.toolbox();
+    assert_eq!(toolbox.names(), ["add_tool"]);
+    let before = toolbox.specs();
+    let mut refreshes = server.refreshes();
+
+    // The agent asks for the new tool's addition, then uses it: the model
+    // is offered it on the request after the server announced it.
+    let model = Arc::new(
+        ScriptedModel::new()
+            .text(r#"{"tool_calls": [{"name": "add_tool", "arguments": {}}]}"#)
+            .text(r#"{"tool_calls": [{"name": "late_tool", "arguments": {"who": "Ada"}}]}"#)
+            .text(r#"{"final_answer": "Greeted."}"#),
+    );
+    let machine = statewise_states::agent(model.clone(), toolbox.clone());
+    let mut events = machine.stream(Env::from_user("Add the tool, then greet Ada"));
+    let mut observations = Vec::new();
+    while let Some(event) = futures::StreamExt::next(&mut events).await {
+        if let EventKind::Emitted(Emit::Observation(o)) = &event.kind {
+            observations.push(o.clone());
+            if o.tool == "add_tool" {
+                // The run goes on once the new list is in (a model request
+                // racing the notification would not see it yet).
+                tokio::time::timeout(Duration::from_secs(10), refreshes.wait_for(|n| *n > 0))
+                    .await
+                    .expect("the list is read again after list_changed")
+                    .unwrap();
+            }
+        }
+    }
+    assert_eq!(observations.len(), 2, "{observations:?}");
+    assert_eq!(
+        observations[1].content,
+        json!("Hello, Ada!"),
+        "{observations:?}"
+    );
+    assert_eq!(toolbox.names(), ["add_tool", "late_tool"]);
     assert!(
-        names.iter().any(|n| n == "simulate-research-query"),
-        "{names:?}"
+        !Arc::ptr_eq(&before, &toolbox.specs()),
+        "the specs were read again"
+    );
+    // The first request offered one tool; the second, both.
+    let calls = model.calls();
+    let offers_late_tool = |n: usize| calls[n].messages[0].content.contains("Greets someone.");
+    assert!(
+        !offers_late_tool(0) && offers_late_tool(1),
+        "{:#?}",
+        calls[1].messages[0]
     );
 }
 
@@ -152,10 +197,7 @@ async fn the_stock_agent_calls_an_mcp_tool() {
             .text(r#"{"tool_calls": [{"name": "echo", "arguments": {"message": "ping"}}]}"#)
             .text(r#"{"final_answer": "The server said ping back."}"#),
     );
-    let machine = statewise_states::agent(
-        model.clone(),
-        Toolbox::new(server.registry().await.unwrap()),
-    );
+    let machine = statewise_states::agent(model.clone(), server.toolbox());
     let events: Vec<_> =
         futures::StreamExt::collect(machine.stream(Env::from_user("Echo ping"))).await;
     let observation = events
