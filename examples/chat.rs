@@ -1,5 +1,6 @@
 //! Ask a question, get a streamed answer: the stock agent with a calculator
-//! and a clock.
+//! and a clock (for the small local model, `small_agent`: a constrained
+//! choice of tool, then the answer written as free text).
 //!
 //!     cargo run --release --features local --example chat -- "What is 17 * 23?"
 //!     cargo run --release --features local --example chat -- "What time is it?" --show-reasoning
@@ -16,12 +17,11 @@ use std::process::{Command, ExitCode, Stdio};
 use std::sync::Arc;
 
 use statewise::console::Console;
-use statewise::model::{default_model_path, LocalModel, Params, SharedModel};
+use statewise::model::{default_model_path, LocalModel, SharedModel};
 use statewise::spec::from_spec;
 use statewise::tool::{ToolRegistry, Toolbox};
-use statewise::{Env, Machine};
+use statewise::Env;
 use statewise_states::tools::{Calculator, Clock};
-use statewise_states::{Answer, Reasoning, RunTools};
 
 struct Args {
     question: String,
@@ -114,22 +114,15 @@ async fn main() -> ExitCode {
         }
     };
     let tools = Toolbox::new(ToolRegistry::new().with(Calculator).with(Clock));
-    let mut reasoning = Reasoning::new(model, tools.clone());
-    if small {
-        // A 135M model calls tools eagerly and in loops: bound both, so it
-        // answers from what it found.
-        reasoning = reasoning
-            .max_tool_rounds(2)
-            .max_calls_per_step(3)
-            .params(Params {
-                max_tokens: Some(256),
-                ..Params::default()
-            });
-    }
-    let machine = Machine::new(statewise_states::REASONING)
-        .with_state(reasoning)
-        .with_state(RunTools::new(tools))
-        .with_state(Answer::new());
+    let machine = if small {
+        // A 135M model cannot write a JSON action well (it calls a tool for
+        // nearly everything): it chooses among a few options instead, then
+        // writes the answer as free text (see the accuracy example).
+        let examples = Calculator::examples().into_iter().chain(Clock::examples());
+        statewise_states::small_agent(model, tools, examples)
+    } else {
+        statewise_states::agent(model, tools)
+    };
 
     let stdout = std::io::stdout();
     let console = Console::answers_from([statewise_states::ANSWER])

@@ -3,7 +3,7 @@
 use futures::StreamExt;
 use statewise::fit::Fitter;
 use statewise::model::{split_words, ChatRequest, Params, SharedModel};
-use statewise::{Action, Emit, EmitStream, Env, Message, Next, State, StateError};
+use statewise::{Action, Emit, EmitStream, Env, Message, Next, Role, State, StateError};
 
 use crate::{prompt, ANSWER, STREAMED_ANSWER};
 
@@ -24,6 +24,7 @@ pub struct Answer {
     instructions: String,
     params: Params,
     fitter: Fitter,
+    compact: bool,
 }
 
 impl std::fmt::Debug for Answer {
@@ -51,6 +52,7 @@ impl Answer {
             instructions: DEFAULT_INSTRUCTIONS.to_owned(),
             params: Params::default(),
             fitter: Fitter::default(),
+            compact: false,
         }
     }
 
@@ -96,10 +98,31 @@ impl Answer {
         self
     }
 
+    /// Asks [`Answer::with_model`]'s model in one message holding the
+    /// user's last question and the tool results since (`Question: ...`,
+    /// `Tool result (clock): ...`), instead of the whole conversation; with
+    /// no tool results, that is the question as the user asked it. Small
+    /// models answer this well and echo a conversation's tool messages
+    /// otherwise.
+    pub fn compact(mut self, on: bool) -> Self {
+        self.compact = on;
+        self
+    }
+
     /// The request [`Answer::with_model`] sends for `env`, before fitting;
     /// a draft answer from Reasoning is passed along, last.
     pub fn request(&self, env: &Env) -> ChatRequest {
-        let mut messages = prompt::conversation(self.instructions.clone(), env);
+        let mut messages = match self.compact {
+            true => {
+                let (question, with_results) = compact_question(env);
+                let system = match with_results {
+                    true => format!("{} {COMPACT_RESULTS_NOTE}", self.instructions),
+                    false => self.instructions.clone(),
+                };
+                vec![Message::system(system), Message::user(question)]
+            }
+            false => prompt::conversation(self.instructions.clone(), env),
+        };
         if let Some(Action::FinalAnswer(draft)) = &env.action {
             messages.push(Message::user(format!(
                 "Draft answer: {draft}\nWrite the final answer."
@@ -174,4 +197,45 @@ impl State for Answer {
     fn transition(&self, _env: &Env) -> Next {
         Next::End
     }
+}
+
+/// Added to the instructions of a [`Answer::compact`] request with tool
+/// results: without it a small model takes the message for a new topic.
+const COMPACT_RESULTS_NOTE: &str = "If a tool's result is shown, base the answer on it.";
+
+/// The user's last question with the tool results that came after it, in
+/// one message, and whether there were any; the question alone when there
+/// are none.
+fn compact_question(env: &Env) -> (String, bool) {
+    let asked = env
+        .messages
+        .iter()
+        .rposition(|m| m.role == Role::User)
+        .unwrap_or(0);
+    let question = env
+        .messages
+        .get(asked)
+        .map(|m| m.content.as_str())
+        .unwrap_or_default();
+    let results: Vec<String> = env.messages[asked..]
+        .iter()
+        .filter(|m| m.role == Role::Tool)
+        .map(|m| {
+            let id = m.tool_call_id.as_deref().unwrap_or_default();
+            let tool = env
+                .observations
+                .iter()
+                .find(|o| o.call_id == id)
+                .map_or("tool", |o| o.tool.as_str());
+            format!("Tool result ({tool}): {}", m.content)
+        })
+        .collect();
+    if results.is_empty() {
+        return (question.to_owned(), false);
+    }
+    let message = format!(
+        "Question: {question}\n{}\nAnswer the question in one sentence.",
+        results.join("\n")
+    );
+    (message, true)
 }

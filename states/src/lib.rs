@@ -25,12 +25,14 @@
 #![forbid(unsafe_code)]
 
 mod answer;
+mod decide;
 mod prompt;
 mod reasoning;
 mod run_tools;
 pub mod tools;
 
 pub use answer::Answer;
+pub use decide::{Decide, Example};
 pub use reasoning::Reasoning;
 pub use run_tools::RunTools;
 
@@ -65,4 +67,41 @@ pub fn agent(model: SharedModel, tools: Toolbox) -> Machine {
         .with_state(Reasoning::new(model, tools.clone()))
         .with_state(RunTools::new(tools))
         .with_state(Answer::new())
+}
+
+/// What [`small_agent`]'s answer is asked for: what asking the model
+/// plainly would say, so knowledge questions do as well as without an
+/// agent.
+const SMALL_ANSWER_INSTRUCTIONS: &str = "You are a helpful assistant. Answer briefly.";
+
+/// The stock agent for small models: [`Decide`] (a constrained choice of a
+/// tool or answering, shown `examples`), [`RunTools`] with the same tools,
+/// then [`Answer::with_model`] writing the answer as free text from what
+/// the tool returned, or from the model's own knowledge. One tool call per
+/// request at most; greedy decoding, answers of at most 128 tokens. The
+/// stock calculator is offered as `math`, the word small models pick for
+/// arithmetic ([`Decide::label`]).
+pub fn small_agent(
+    model: SharedModel,
+    tools: Toolbox,
+    examples: impl IntoIterator<Item = Example>,
+) -> Machine {
+    let params = statewise::model::Params {
+        temperature: Some(0.0),
+        max_tokens: Some(128),
+        ..Default::default()
+    };
+    Machine::new(REASONING)
+        .with_state(
+            Decide::new(model.clone(), tools.clone())
+                .examples(examples)
+                .label("calculator", "math"),
+        )
+        .with_state(RunTools::new(tools).then(ANSWER))
+        .with_state(
+            Answer::with_model(model)
+                .instructions(SMALL_ANSWER_INSTRUCTIONS)
+                .compact(true)
+                .params(params),
+        )
 }

@@ -4,6 +4,8 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use statewise::tool::{Tool, ToolContext};
 
+use crate::Example;
+
 /// Evaluates an arithmetic expression: `+ - * / ^`, parentheses, unary minus,
 /// decimal numbers.
 ///
@@ -44,6 +46,25 @@ pub enum CalcError {
     /// The result is not a finite number.
     #[error("the result is not a finite number")]
     NotFinite,
+}
+
+impl Calculator {
+    /// Requests that need the calculator, with its arguments, for
+    /// [`Decide`](crate::Decide)'s few-shot prompt.
+    pub fn examples() -> Vec<Example> {
+        [
+            ("What is 23 + 19?", "23 + 19"),
+            ("How much is 6 times 9?", "6 * 9"),
+            ("What is 5 squared?", "5 ^ 2"),
+            ("Subtract 17 from 60.", "60 - 17"),
+            ("What is 100 divided by 8?", "100 / 8"),
+        ]
+        .into_iter()
+        .map(|(request, expression)| {
+            Example::tool(request, "calculator", json!({ "expression": expression }))
+        })
+        .collect()
+    }
 }
 
 impl Tool for Calculator {
@@ -111,12 +132,32 @@ pub struct Now {
     pub utc: String,
     /// The weekday, e.g. `Saturday`.
     pub weekday: &'static str,
+    /// The date in words, e.g. `Saturday 21 November 2026`: small models
+    /// read it more reliably than the RFC 3339 form.
+    pub date: String,
+    /// The time of day, e.g. `18:30 UTC`.
+    pub time: String,
 }
 
 /// The clock is before 1970.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[error("the system clock is set before 1970")]
 pub struct ClockError;
+
+impl Clock {
+    /// Requests that need the clock, for [`Decide`](crate::Decide)'s
+    /// few-shot prompt.
+    pub fn examples() -> Vec<Example> {
+        [
+            "What's the time right now?",
+            "Which year are we in?",
+            "Is it a weekday or the weekend today?",
+        ]
+        .into_iter()
+        .map(|request| Example::tool(request, "clock", json!({})))
+        .collect()
+    }
+}
 
 impl Tool for Clock {
     type Args = ClockArgs;
@@ -167,14 +208,31 @@ fn now_from_unix(secs: u64) -> Now {
     let day = doy - (153 * mp + 2) / 5 + 1;
     let month = if mp < 10 { mp + 3 } else { mp - 9 };
     let year = yoe + era * 400 + i64::from(month <= 2);
+    const MONTHS: [&str; 12] = [
+        "January",
+        "February",
+        "March",
+        "April",
+        "May",
+        "June",
+        "July",
+        "August",
+        "September",
+        "October",
+        "November",
+        "December",
+    ];
+    let weekday = WEEKDAYS[days.rem_euclid(7) as usize];
     Now {
+        date: format!("{weekday} {day} {} {year}", MONTHS[(month - 1) as usize]),
+        time: format!("{:02}:{:02} UTC", rem / 3600, rem % 3600 / 60),
         utc: format!(
             "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
             rem / 3600,
             rem % 3600 / 60,
             rem % 60
         ),
-        weekday: WEEKDAYS[days.rem_euclid(7) as usize],
+        weekday,
     }
 }
 
@@ -325,15 +383,20 @@ mod tests {
             now_from_unix(0),
             Now {
                 utc: "1970-01-01T00:00:00Z".into(),
-                weekday: "Thursday"
+                weekday: "Thursday",
+                date: "Thursday 1 January 1970".into(),
+                time: "00:00 UTC".into(),
             }
         );
         assert_eq!(now_from_unix(951_782_400).utc, "2000-02-29T00:00:00Z");
+        assert_eq!(now_from_unix(951_782_400).date, "Tuesday 29 February 2000");
         assert_eq!(
             now_from_unix(1_795_287_318),
             Now {
                 utc: "2026-11-21T18:55:18Z".into(),
-                weekday: "Saturday"
+                weekday: "Saturday",
+                date: "Saturday 21 November 2026".into(),
+                time: "18:55 UTC".into(),
             }
         );
         assert_eq!(now_from_unix(4_102_444_799).utc, "2099-12-31T23:59:59Z");

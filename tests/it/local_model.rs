@@ -277,3 +277,39 @@ async fn a_model_string_loads_it_once() {
         .unwrap();
     assert_eq!(reply.usage.completion_tokens, 4);
 }
+
+/// The small agent on the real model: a sum goes to the calculator, a
+/// knowledge question is answered without a tool, and the answers stream.
+#[tokio::test]
+async fn the_small_agent_routes_the_local_model_and_streams_its_answer() {
+    use statewise::{Emit, EventKind};
+
+    let tools = Toolbox::new(ToolRegistry::new().with(Calculator).with(Clock));
+    let examples = Calculator::examples().into_iter().chain(Clock::examples());
+    let agent = statewise_states::small_agent(Arc::new(model()), tools, examples);
+    for (question, tool, expected) in [
+        ("What is 17 * 23?", Some("calculator"), "391"),
+        ("What is the capital of France?", None, "Paris"),
+    ] {
+        let events: Vec<_> = agent.stream(Env::from_user(question)).collect().await;
+        let called: Vec<&str> = events
+            .iter()
+            .filter_map(|e| match &e.kind {
+                EventKind::Emitted(Emit::Observation(o)) => Some(o.tool.as_str()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(called.first().copied(), tool, "{question}");
+        let answer = support::answer_text(&events);
+        assert!(answer.contains(expected), "{question}: {answer}");
+        let pieces = events
+            .iter()
+            .filter(|e| &*e.state == statewise_states::ANSWER)
+            .filter(|e| matches!(e.kind, EventKind::Emitted(Emit::Token(_))))
+            .count();
+        assert!(
+            pieces > 1,
+            "{question}: the answer streamed in {pieces} piece(s)"
+        );
+    }
+}

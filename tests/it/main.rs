@@ -27,6 +27,7 @@ mod repair_cli;
 mod repair_conformance;
 mod repair_regressions;
 mod replay;
+mod small_agent;
 mod stock_states;
 mod store;
 mod tool_context;
