@@ -30,30 +30,15 @@ struct Question {
     accept: Vec<String>,
 }
 
-const MONTHS: [&str; 12] = [
-    "January",
-    "February",
-    "March",
-    "April",
-    "May",
-    "June",
-    "July",
-    "August",
-    "September",
-    "October",
-    "November",
-    "December",
-];
-
 /// `accept` with the clock's placeholders filled in.
 fn filled(accept: &str, now: &Now) -> String {
     let (date, time) = now.utc.split_once('T').unwrap_or_default();
-    let month: usize = date[5..7].parse().unwrap_or(1);
-    let day: u32 = date[8..10].parse().unwrap_or(1);
+    // `date` in words: `Monday 30 November 2026`.
+    let words: Vec<&str> = now.date.split(' ').collect();
     accept
         .replace("{year}", &date[..4])
-        .replace("{month}", MONTHS[month - 1])
-        .replace("{day}", &day.to_string())
+        .replace("{month}", words[2])
+        .replace("{day}", words[1])
         .replace("{weekday}", now.weekday)
         .replace("{date}", date)
         .replace("{hour}", &time[..2])

@@ -220,15 +220,7 @@ fn compact_question(env: &Env) -> (String, bool) {
     let results: Vec<String> = env.messages[asked..]
         .iter()
         .filter(|m| m.role == Role::Tool)
-        .map(|m| {
-            let id = m.tool_call_id.as_deref().unwrap_or_default();
-            let tool = env
-                .observations
-                .iter()
-                .find(|o| o.call_id == id)
-                .map_or("tool", |o| o.tool.as_str());
-            format!("Tool result ({tool}): {}", m.content)
-        })
+        .map(|m| format!("Tool result ({}): {}", prompt::tool_of(env, m), m.content))
         .collect();
     if results.is_empty() {
         return (question.to_owned(), false);

@@ -33,11 +33,7 @@ pub(crate) fn conversation(system: String, env: &Env) -> Vec<Message> {
             continue;
         }
         let id = m.tool_call_id.as_deref().unwrap_or_default();
-        let tool = env
-            .observations
-            .iter()
-            .find(|o| o.call_id == id)
-            .map_or("tool", |o| o.tool.as_str());
+        let tool = tool_of(env, m);
         // It keeps the call's id: fitting the context keeps it with its call.
         messages.push(Message {
             tool_call_id: m.tool_call_id.clone(),
@@ -48,6 +44,15 @@ pub(crate) fn conversation(system: String, env: &Env) -> Vec<Message> {
         });
     }
     messages
+}
+
+/// The tool whose result tool message `m` holds (`tool` if unknown).
+pub(crate) fn tool_of<'e>(env: &'e Env, m: &Message) -> &'e str {
+    let id = m.tool_call_id.as_deref().unwrap_or_default();
+    env.observations
+        .iter()
+        .find(|o| o.call_id == id)
+        .map_or("tool", |o| o.tool.as_str())
 }
 
 /// How a model with native tool calling is told to finish.
