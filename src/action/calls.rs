@@ -179,7 +179,7 @@ impl ToolCallReader {
     }
 
     fn step(&mut self, c: char, out: &mut Vec<ToolCallDraft>, captured: &mut String) {
-        if let Some(text) = &mut self.text {
+        if let Some(mut text) = self.text.take() {
             if text.escaped {
                 text.escaped = false;
                 if let Some(kept) = &mut text.kept {
@@ -192,11 +192,13 @@ impl ToolCallReader {
             } else if c == '\\' {
                 text.escaped = true;
             } else if c == text.quote {
-                let text = self.text.take().expect("checked above");
+                // The string ends here; it is not put back.
                 self.string_ended(text, out, captured);
+                return;
             } else if let Some(kept) = &mut text.kept {
                 kept.push(c);
             }
+            self.text = Some(text);
             return;
         }
         if self.stack.is_empty() {
