@@ -84,6 +84,8 @@ pub mod fit;
 pub mod layer;
 pub mod machine;
 pub mod model;
+#[cfg(feature = "redis")]
+mod redis_conn;
 pub mod replay;
 pub mod spec;
 #[cfg(feature = "sqlite")]

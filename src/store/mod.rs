@@ -8,8 +8,10 @@
 //! its last checkpoint; [`Machine::fork`](crate::Machine::fork) starts a new
 //! run from any step of an old one.
 //!
-//! Two stores come with the engine: [`MemoryStore`] and [`SqliteStore`] (the
-//! embedded on-disk default). Every store passes the same
+//! Four stores come with the engine: [`MemoryStore`], [`SqliteStore`] (the
+//! embedded on-disk default), and for runs shared by several processes or
+//! machines `RedisStore` (feature `redis`) and `PostgresStore` (feature
+//! `postgres`). Every store passes the same
 //! [`conformance`] suite, which a new backend runs against itself.
 //!
 //! ```
@@ -32,6 +34,10 @@
 
 pub mod conformance;
 mod memory;
+#[cfg(feature = "postgres")]
+mod postgres;
+#[cfg(feature = "redis")]
+mod redis;
 #[cfg(feature = "sqlite")]
 mod sqlite;
 
@@ -41,6 +47,10 @@ use serde::{Deserialize, Serialize};
 use crate::env::Env;
 use crate::state::Next;
 
+#[cfg(feature = "postgres")]
+pub use self::postgres::PostgresStore;
+#[cfg(feature = "redis")]
+pub use self::redis::RedisStore;
 pub use memory::MemoryStore;
 #[cfg(feature = "sqlite")]
 pub use sqlite::SqliteStore;

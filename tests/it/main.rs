@@ -3,6 +3,8 @@
 //! cost minutes of linking on a 2-core machine. `tests/spans.rs` keeps its
 //! own process because `tracing`'s callsite interest is process-wide.
 
+#[cfg(any(feature = "redis", feature = "postgres"))]
+mod services;
 mod support;
 
 mod agent_loop;

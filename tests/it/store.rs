@@ -37,6 +37,54 @@ async fn sqlite_store_conforms() {
         .unwrap();
 }
 
+#[cfg(feature = "redis")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_store_conforms() {
+    let redis = crate::services::Redis::shared_or_own();
+    let prefix = format!("conf{:08x}", fastrand::u32(..));
+    let open = || {
+        statewise::store::RedisStore::open(&redis.url)
+            .unwrap()
+            .with_prefix(&prefix)
+    };
+    conformance::check(open).await.unwrap();
+    // Twice on one database: the suite's runs do not collide.
+    conformance::check(open).await.unwrap();
+}
+
+/// The connection comes back by itself after the server restarts, and
+/// what was written before is still there (append-only file).
+#[cfg(feature = "redis")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_store_reconnects_after_a_restart() {
+    let mut redis = crate::services::Redis::own(true);
+    let store = statewise::store::RedisStore::open(&redis.url).unwrap();
+    let machine = agent().with_store(store.clone());
+    let out = machine
+        .run_as("before", Env::from_user("squares"))
+        .await
+        .unwrap();
+    redis.restart();
+    let saved = store.get("before", None).await.unwrap().unwrap();
+    assert_eq!(saved.env.answer, out.answer);
+    assert_eq!(saved.next, Next::End);
+    let again = machine
+        .run_as("after", Env::from_user("squares"))
+        .await
+        .unwrap();
+    assert_eq!(again.answer, out.answer);
+    assert_eq!(store.runs().await.unwrap(), ["after", "before"]);
+}
+
+#[cfg(feature = "postgres")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_store_conforms() {
+    let pg = crate::services::Postgres::shared_or_own();
+    let open = || statewise::store::PostgresStore::open(&pg.url).unwrap();
+    conformance::check(open).await.unwrap();
+    conformance::check(open).await.unwrap();
+}
+
 /// Squares 1 to 3 with the calculator, one call per step, then answers:
 /// deterministic from the request alone, so a resumed run must end alike.
 fn planner() -> Arc<FnModel> {

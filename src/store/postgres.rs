@@ -1,0 +1,266 @@
+//! [`PostgresStore`]: checkpoints in PostgreSQL tables.
+//!
+//! Every write is one SQL statement: a run's row in `statewise_runs` and its
+//! checkpoint go in together, and a fork claims its run id with that row's
+//! primary key, so no transaction (and no pooled connection) is needed.
+
+use std::str::FromStr;
+use std::sync::Arc;
+
+use futures::future::BoxFuture;
+use tokio::sync::Mutex;
+use tokio_postgres::{Client, Config, NoTls};
+
+use super::{Checkpoint, CheckpointMeta, Store, StoreError};
+use crate::state::Next;
+
+/// Taken while the schema is created, so processes starting together do
+/// not race on `CREATE TABLE IF NOT EXISTS` (which can fail on a unique
+/// index of the catalog when two create one table at once).
+const SCHEMA: &str = "
+SELECT pg_advisory_lock(7217700001);
+CREATE TABLE IF NOT EXISTS statewise_runs (run_id TEXT PRIMARY KEY);
+CREATE TABLE IF NOT EXISTS statewise_checkpoints (
+    run_id     TEXT   NOT NULL,
+    step       BIGINT NOT NULL,
+    state      TEXT,
+    next       TEXT   NOT NULL,
+    created_ms BIGINT NOT NULL,
+    body       TEXT   NOT NULL,
+    PRIMARY KEY (run_id, step)
+);
+SELECT pg_advisory_unlock(7217700001);";
+
+const PUT: &str = "
+WITH run AS (INSERT INTO statewise_runs (run_id) VALUES ($1) ON CONFLICT DO NOTHING)
+INSERT INTO statewise_checkpoints (run_id, step, state, next, created_ms, body)
+VALUES ($1, $2, $3, $4, $5, $6)
+ON CONFLICT (run_id, step) DO UPDATE SET state = EXCLUDED.state, next = EXCLUDED.next,
+    created_ms = EXCLUDED.created_ms, body = EXCLUDED.body";
+
+/// Inserts nothing when the run id is taken.
+const FORK: &str = "
+WITH run AS (
+    INSERT INTO statewise_runs (run_id)
+    SELECT $1::text WHERE NOT EXISTS (SELECT 1 FROM statewise_checkpoints WHERE run_id = $1::text)
+    ON CONFLICT DO NOTHING RETURNING run_id)
+INSERT INTO statewise_checkpoints (run_id, step, state, next, created_ms, body)
+SELECT run_id, $2::bigint, $3::text, $4::text, $5::bigint, $6::text FROM run";
+
+/// Checkpoints in PostgreSQL: every worker of a fleet reads and writes the
+/// same runs.
+///
+/// Creates its two tables, `statewise_runs` and `statewise_checkpoints`, on
+/// first use. Bodies are kept as JSON text, exactly as written. Clones share
+/// one connection (tokio-postgres pipelines concurrent queries over it),
+/// made on first use and made again if it closes. The connection is not
+/// encrypted; for TLS, put the server behind a local proxy or socket.
+///
+/// ```no_run
+/// use statewise::store::PostgresStore;
+/// use statewise::Machine;
+///
+/// let store = PostgresStore::open("postgres://agent@127.0.0.1:5432/agents")?;
+/// let machine = Machine::new("start").with_store(store);
+/// # Ok::<(), statewise::store::StoreError>(())
+/// ```
+#[derive(Clone)]
+pub struct PostgresStore {
+    config: Arc<Config>,
+    client: Arc<Mutex<Option<Arc<Client>>>>,
+}
+
+// The config can hold a password: never print it.
+impl std::fmt::Debug for PostgresStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PostgresStore")
+            .field("dbname", &self.config.get_dbname())
+            .finish_non_exhaustive()
+    }
+}
+
+impl PostgresStore {
+    /// A store on the database at `url` (`postgres://user[:password]@host[:port]/db`
+    /// or `host=... user=... dbname=...`); connects on first use.
+    pub fn open(url: &str) -> Result<Self, StoreError> {
+        Ok(PostgresStore {
+            config: Arc::new(Config::from_str(url).map_err(StoreError::backend)?),
+            client: Arc::default(),
+        })
+    }
+
+    /// The shared connection, (re)connecting and creating the tables when
+    /// there is none open.
+    async fn client(&self) -> Result<Arc<Client>, StoreError> {
+        let mut slot = self.client.lock().await;
+        if let Some(client) = slot.as_ref().filter(|c| !c.is_closed()) {
+            return Ok(Arc::clone(client));
+        }
+        let (client, connection) = self
+            .config
+            .connect(NoTls)
+            .await
+            .map_err(StoreError::backend)?;
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::warn!(error = %e, "PostgreSQL connection closed");
+            }
+        });
+        client
+            .batch_execute(SCHEMA)
+            .await
+            .map_err(StoreError::backend)?;
+        let client = Arc::new(client);
+        *slot = Some(Arc::clone(&client));
+        Ok(client)
+    }
+
+    async fn write(&self, sql: &str, checkpoint: &Checkpoint) -> Result<u64, StoreError> {
+        let run_id = &checkpoint.run_id;
+        let body = to_json(checkpoint, run_id)?;
+        let next = to_json(&checkpoint.next, run_id)?;
+        let client = self.client().await?;
+        client
+            .execute(
+                sql,
+                &[
+                    run_id,
+                    &i64::from(checkpoint.step),
+                    &checkpoint.state,
+                    &next,
+                    &(checkpoint.created_ms as i64),
+                    &body,
+                ],
+            )
+            .await
+            .map_err(StoreError::backend)
+    }
+}
+
+fn to_json<T: serde::Serialize>(value: &T, run_id: &str) -> Result<String, StoreError> {
+    serde_json::to_string(value).map_err(|source| StoreError::Corrupt {
+        run_id: run_id.to_owned(),
+        source,
+    })
+}
+
+fn from_json<T: serde::de::DeserializeOwned>(text: &str, run_id: &str) -> Result<T, StoreError> {
+    serde_json::from_str(text).map_err(|source| StoreError::Corrupt {
+        run_id: run_id.to_owned(),
+        source,
+    })
+}
+
+impl Store for PostgresStore {
+    fn put<'a>(&'a self, checkpoint: &'a Checkpoint) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(async move { self.write(PUT, checkpoint).await.map(drop) })
+    }
+
+    fn get<'a>(
+        &'a self,
+        run_id: &'a str,
+        step: Option<u32>,
+    ) -> BoxFuture<'a, Result<Option<Checkpoint>, StoreError>> {
+        Box::pin(async move {
+            let client = self.client().await?;
+            let row = match step {
+                Some(step) => client
+                    .query_opt(
+                        "SELECT body FROM statewise_checkpoints WHERE run_id = $1 AND step = $2",
+                        &[&run_id, &i64::from(step)],
+                    )
+                    .await,
+                None => {
+                    client
+                        .query_opt(
+                            "SELECT body FROM statewise_checkpoints WHERE run_id = $1
+                             ORDER BY step DESC LIMIT 1",
+                            &[&run_id],
+                        )
+                        .await
+                }
+            }
+            .map_err(StoreError::backend)?;
+            row.map(|r| from_json(r.get::<_, &str>(0), run_id))
+                .transpose()
+        })
+    }
+
+    fn list<'a>(
+        &'a self,
+        run_id: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<CheckpointMeta>, StoreError>> {
+        Box::pin(async move {
+            let client = self.client().await?;
+            let rows = client
+                .query(
+                    "SELECT step, state, next, created_ms FROM statewise_checkpoints
+                     WHERE run_id = $1 ORDER BY step",
+                    &[&run_id],
+                )
+                .await
+                .map_err(StoreError::backend)?;
+            rows.iter()
+                .map(|r| {
+                    let next: Next = from_json(r.get::<_, &str>(2), run_id)?;
+                    Ok(CheckpointMeta {
+                        run_id: run_id.to_owned(),
+                        step: r.get::<_, i64>(0) as u32,
+                        state: r.get(1),
+                        next,
+                        created_ms: r.get::<_, i64>(3) as u64,
+                    })
+                })
+                .collect()
+        })
+    }
+
+    fn runs(&self) -> BoxFuture<'_, Result<Vec<String>, StoreError>> {
+        Box::pin(async move {
+            let client = self.client().await?;
+            // Byte order, as Rust orders strings, whatever the database's
+            // collation.
+            let rows = client
+                .query(
+                    r#"SELECT run_id FROM statewise_runs ORDER BY run_id COLLATE "C""#,
+                    &[],
+                )
+                .await
+                .map_err(StoreError::backend)?;
+            Ok(rows.iter().map(|r| r.get(0)).collect())
+        })
+    }
+
+    fn delete<'a>(&'a self, run_id: &'a str) -> BoxFuture<'a, Result<bool, StoreError>> {
+        Box::pin(async move {
+            let client = self.client().await?;
+            let removed = client
+                .execute(
+                    "WITH run AS (DELETE FROM statewise_runs WHERE run_id = $1)
+                     DELETE FROM statewise_checkpoints WHERE run_id = $1",
+                    &[&run_id],
+                )
+                .await
+                .map_err(StoreError::backend)?;
+            Ok(removed > 0)
+        })
+    }
+
+    fn fork<'a>(
+        &'a self,
+        run_id: &'a str,
+        step: u32,
+        new_run_id: &'a str,
+    ) -> BoxFuture<'a, Result<Checkpoint, StoreError>> {
+        Box::pin(async move {
+            let origin = self.get(run_id, Some(step)).await?;
+            let fork = Checkpoint::fork_of(origin, run_id, step, new_run_id)?;
+            if self.write(FORK, &fork).await? == 0 {
+                return Err(StoreError::Exists {
+                    run_id: new_run_id.to_owned(),
+                });
+            }
+            Ok(fork)
+        })
+    }
+}

@@ -1,0 +1,281 @@
+//! [`RedisStore`]: checkpoints in Redis, for runs shared by a fleet.
+//!
+//! Each run has a hash of checkpoint bodies, a hash of their metadata and a
+//! sorted set of its steps; every write is one Lua script, so a reader never
+//! sees a body without its step, and a fork's check-then-write is atomic.
+
+use std::sync::LazyLock;
+
+use futures::future::BoxFuture;
+use redis::Script;
+
+use super::{Checkpoint, CheckpointMeta, Store, StoreError};
+use crate::redis_conn::RedisConn;
+
+/// Writes one checkpoint: body, metadata, step and run.
+/// KEYS: bodies, steps, metas, runs. ARGV: step, body, meta, run id.
+const PUT: &str = r"
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+redis.call('HSET', KEYS[3], ARGV[1], ARGV[3])
+redis.call('ZADD', KEYS[2], ARGV[1], ARGV[1])
+redis.call('ZADD', KEYS[4], 0, ARGV[4])
+return 1
+";
+
+/// [`PUT`], unless the run already has a step (then 0).
+const FORK: &str = r"
+if redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+redis.call('HSET', KEYS[3], ARGV[1], ARGV[3])
+redis.call('ZADD', KEYS[2], ARGV[1], ARGV[1])
+redis.call('ZADD', KEYS[4], 0, ARGV[4])
+return 1
+";
+
+/// The body of the latest step. KEYS: bodies, steps.
+const LATEST: &str = r"
+local s = redis.call('ZRANGE', KEYS[2], -1, -1)
+if #s == 0 then return false end
+return redis.call('HGET', KEYS[1], s[1])
+";
+
+/// The metadata of every step, in order. KEYS: steps, metas.
+const LIST: &str = r"
+local out = {}
+for _, s in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
+  out[#out + 1] = redis.call('HGET', KEYS[2], s)
+end
+return out
+";
+
+/// Removes a run; the number of its keys removed.
+/// KEYS: bodies, steps, metas, runs. ARGV: run id.
+const DELETE: &str = r"
+local n = redis.call('DEL', KEYS[1], KEYS[2], KEYS[3])
+redis.call('ZREM', KEYS[4], ARGV[1])
+return n
+";
+
+// Built once: a script hashes its source for EVALSHA.
+static PUT_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(PUT));
+static FORK_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(FORK));
+static LATEST_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(LATEST));
+static LIST_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(LIST));
+static DELETE_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(DELETE));
+
+/// Checkpoints in Redis: every worker of a fleet reads and writes the same
+/// runs.
+///
+/// Keys start with a prefix (`statewise` unless
+/// [`with_prefix`](Self::with_prefix) says otherwise), so several
+/// applications can share a database. Each write is atomic; for durability
+/// across a Redis restart, run the server with `appendonly yes`. Clones share
+/// one connection, made on first use, which reconnects by itself.
+///
+/// ```no_run
+/// use statewise::store::RedisStore;
+/// use statewise::Machine;
+///
+/// let store = RedisStore::open("redis://127.0.0.1:6379")?;
+/// let machine = Machine::new("start").with_store(store);
+/// # Ok::<(), statewise::store::StoreError>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct RedisStore {
+    conn: RedisConn,
+    prefix: String,
+}
+
+impl RedisStore {
+    /// A store on the server at `url` (`redis://[:password@]host[:port][/db]`,
+    /// or `rediss://` for TLS); connects on first use.
+    pub fn open(url: &str) -> Result<Self, StoreError> {
+        Ok(RedisStore {
+            conn: RedisConn::open(url)?,
+            prefix: "statewise".to_owned(),
+        })
+    }
+
+    /// Starts every key with `prefix` instead of `statewise`.
+    pub fn with_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.prefix = prefix.into();
+        self
+    }
+
+    /// The key prefix.
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    fn key(&self, run_id: &str, part: &str) -> String {
+        format!("{}:run:{run_id}:{part}", self.prefix)
+    }
+
+    fn runs_key(&self) -> String {
+        format!("{}:runs", self.prefix)
+    }
+
+    /// Runs `script` on `keys` of `run_id` (bodies, steps, metas, runs)
+    /// with the checkpoint's step, body, meta and run id.
+    async fn write(&self, script: &Script, checkpoint: &Checkpoint) -> Result<bool, StoreError> {
+        let run_id = &checkpoint.run_id;
+        let body = to_json(checkpoint, run_id)?;
+        let meta = to_json(&CheckpointMeta::from(checkpoint), run_id)?;
+        let keys = [
+            self.key(run_id, "bodies"),
+            self.key(run_id, "steps"),
+            self.key(run_id, "metas"),
+            self.runs_key(),
+        ];
+        let written: i64 = self
+            .conn
+            .run(|mut conn| {
+                let mut call = script.prepare_invoke();
+                call.key(&keys[..])
+                    .arg(checkpoint.step)
+                    .arg(&body)
+                    .arg(&meta)
+                    .arg(run_id);
+                async move { call.invoke_async(&mut conn).await }
+            })
+            .await?;
+        Ok(written == 1)
+    }
+}
+
+fn to_json<T: serde::Serialize>(value: &T, run_id: &str) -> Result<String, StoreError> {
+    serde_json::to_string(value).map_err(|source| StoreError::Corrupt {
+        run_id: run_id.to_owned(),
+        source,
+    })
+}
+
+fn from_json<T: serde::de::DeserializeOwned>(text: &str, run_id: &str) -> Result<T, StoreError> {
+    serde_json::from_str(text).map_err(|source| StoreError::Corrupt {
+        run_id: run_id.to_owned(),
+        source,
+    })
+}
+
+impl Store for RedisStore {
+    fn put<'a>(&'a self, checkpoint: &'a Checkpoint) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(async move { self.write(&PUT_SCRIPT, checkpoint).await.map(drop) })
+    }
+
+    fn get<'a>(
+        &'a self,
+        run_id: &'a str,
+        step: Option<u32>,
+    ) -> BoxFuture<'a, Result<Option<Checkpoint>, StoreError>> {
+        Box::pin(async move {
+            let (bodies, steps) = (self.key(run_id, "bodies"), self.key(run_id, "steps"));
+            let body: Option<String> = self
+                .conn
+                .run(|mut conn| {
+                    let (bodies, steps) = (&bodies, &steps);
+                    async move {
+                        match step {
+                            Some(step) => {
+                                redis::cmd("HGET")
+                                    .arg(bodies)
+                                    .arg(step)
+                                    .query_async(&mut conn)
+                                    .await
+                            }
+                            None => {
+                                LATEST_SCRIPT
+                                    .key(bodies)
+                                    .key(steps)
+                                    .invoke_async(&mut conn)
+                                    .await
+                            }
+                        }
+                    }
+                })
+                .await?;
+            body.map(|b| from_json(&b, run_id)).transpose()
+        })
+    }
+
+    fn list<'a>(
+        &'a self,
+        run_id: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<CheckpointMeta>, StoreError>> {
+        Box::pin(async move {
+            let keys = [self.key(run_id, "steps"), self.key(run_id, "metas")];
+            let metas: Vec<String> = self
+                .conn
+                .run(|mut conn| {
+                    let mut call = LIST_SCRIPT.prepare_invoke();
+                    call.key(&keys[..]);
+                    async move { call.invoke_async(&mut conn).await }
+                })
+                .await?;
+            metas.iter().map(|m| from_json(m, run_id)).collect()
+        })
+    }
+
+    fn runs(&self) -> BoxFuture<'_, Result<Vec<String>, StoreError>> {
+        Box::pin(async move {
+            let key = self.runs_key();
+            // One score for all: Redis orders them by their bytes, as Rust
+            // orders strings.
+            self.conn
+                .run(|mut conn| {
+                    let key = &key;
+                    async move {
+                        redis::cmd("ZRANGE")
+                            .arg(key)
+                            .arg(0)
+                            .arg(-1)
+                            .query_async(&mut conn)
+                            .await
+                    }
+                })
+                .await
+        })
+    }
+
+    fn delete<'a>(&'a self, run_id: &'a str) -> BoxFuture<'a, Result<bool, StoreError>> {
+        Box::pin(async move {
+            let keys = [
+                self.key(run_id, "bodies"),
+                self.key(run_id, "steps"),
+                self.key(run_id, "metas"),
+                self.runs_key(),
+            ];
+            let removed: i64 = self
+                .conn
+                .run(|mut conn| {
+                    let mut call = DELETE_SCRIPT.prepare_invoke();
+                    call.key(&keys[..]).arg(run_id);
+                    async move { call.invoke_async(&mut conn).await }
+                })
+                .await?;
+            Ok(removed > 0)
+        })
+    }
+
+    fn fork<'a>(
+        &'a self,
+        run_id: &'a str,
+        step: u32,
+        new_run_id: &'a str,
+    ) -> BoxFuture<'a, Result<Checkpoint, StoreError>> {
+        Box::pin(async move {
+            let origin = self.get(run_id, Some(step)).await?;
+            let fork = Checkpoint::fork_of(origin, run_id, step, new_run_id)?;
+            if !self.write(&FORK_SCRIPT, &fork).await? {
+                // A write sent again after a dropped connection finds its
+                // own first attempt: that is success, not a taken id.
+                let there = self.get(new_run_id, Some(step)).await?;
+                if there.as_ref() != Some(&fork) {
+                    return Err(StoreError::Exists {
+                        run_id: new_run_id.to_owned(),
+                    });
+                }
+            }
+            Ok(fork)
+        })
+    }
+}
