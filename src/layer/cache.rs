@@ -38,6 +38,19 @@ pub trait CacheStore: Send + Sync {
     ) -> BoxFuture<'a, Result<(), StoreError>>;
 }
 
+impl<C: CacheStore + ?Sized> CacheStore for Arc<C> {
+    fn get<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<Vec<Chunk>>, StoreError>> {
+        (**self).get(key)
+    }
+    fn put<'a>(
+        &'a self,
+        key: &'a str,
+        chunks: &'a [Chunk],
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        (**self).put(key, chunks)
+    }
+}
+
 /// Replies in memory, least recently used dropped first.
 #[derive(Debug)]
 pub struct MemoryCache {

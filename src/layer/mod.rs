@@ -32,8 +32,11 @@
 
 mod breaker;
 mod cache;
+pub mod cache_conformance;
 mod fallback;
 mod limit;
+#[cfg(feature = "redis")]
+mod redis_cache;
 mod retry;
 #[cfg(feature = "sqlite")]
 mod sqlite_cache;
@@ -45,6 +48,8 @@ pub use breaker::{BreakerConfig, BreakerHandle, BreakerState, BreakerStats, Circ
 pub use cache::{cache_key, Cache, CacheStats, CacheStore, MemoryCache};
 pub use fallback::Fallback;
 pub use limit::{Limit, Limits};
+#[cfg(feature = "redis")]
+pub use redis_cache::RedisCache;
 pub use retry::{Retry, RetryPolicy};
 #[cfg(feature = "sqlite")]
 pub use sqlite_cache::SqliteCache;

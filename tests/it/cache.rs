@@ -6,10 +6,13 @@ use crate::support;
 
 use std::process::Command;
 use std::sync::Arc;
+use std::time::Duration;
 
 use crate::support::{react_response, temp_dir, usage, MockServer};
 use futures::StreamExt;
-use statewise::layer::{cache_key, Cache, CacheStore, MemoryCache, ModelExt, SqliteCache};
+use statewise::layer::{
+    cache_conformance, cache_key, Cache, CacheStore, MemoryCache, ModelExt, SqliteCache,
+};
 use statewise::model::{ChatModel, ChatRequest, Chunk, Params, Reply, ScriptedModel};
 use statewise::tool::{ToolRegistry, Toolbox};
 use statewise::{Emit, Env, EventKind, Message, Usage};
@@ -226,4 +229,76 @@ async fn streamed_tokens_of_a_hit_match_the_original_events() {
     let second = tokens(r#"{"final_answer": "never streamed"}"#).await;
     assert!(first.len() > 4);
     assert_eq!(second, first);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memory_cache_conforms() {
+    let cache = Arc::new(MemoryCache::new(100));
+    cache_conformance::check(move || Arc::clone(&cache))
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_cache_conforms() {
+    let path = crate::support::temp_dir("sqlite-cache-conformance").join("cache.sqlite");
+    cache_conformance::check(|| SqliteCache::open(&path).unwrap())
+        .await
+        .unwrap();
+    cache_conformance::check(|| SqliteCache::open(&path).unwrap())
+        .await
+        .unwrap();
+}
+
+#[cfg(feature = "redis")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_cache_conforms() {
+    let redis = crate::services::Redis::shared_or_own();
+    let open = || statewise::layer::RedisCache::open(&redis.url).unwrap();
+    cache_conformance::check(open).await.unwrap();
+    cache_conformance::check(open).await.unwrap();
+}
+
+/// Replies expire after the time to live.
+#[cfg(feature = "redis")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_cache_entries_expire() {
+    let redis = crate::services::Redis::shared_or_own();
+    let cache = statewise::layer::RedisCache::open(&redis.url)
+        .unwrap()
+        .with_prefix(format!("ttl{:08x}", fastrand::u32(..)))
+        .with_ttl(Duration::from_millis(300));
+    let chunks = [statewise::model::Chunk::Text("4".into())];
+    cache.put("k", &chunks).await.unwrap();
+    assert_eq!(cache.get("k").await.unwrap().as_deref(), Some(&chunks[..]));
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(cache.get("k").await.unwrap(), None);
+}
+
+/// A cache that keeps at most 1,000 chunks of a reply, as a size-capped
+/// backend might: the suite must notice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cache_conformance_suite_catches_a_truncating_cache() {
+    struct Truncating(MemoryCache);
+    impl CacheStore for Truncating {
+        fn get<'a>(
+            &'a self,
+            key: &'a str,
+        ) -> futures::future::BoxFuture<'a, Result<Option<Vec<Chunk>>, statewise::store::StoreError>>
+        {
+            self.0.get(key)
+        }
+        fn put<'a>(
+            &'a self,
+            key: &'a str,
+            chunks: &'a [Chunk],
+        ) -> futures::future::BoxFuture<'a, Result<(), statewise::store::StoreError>> {
+            self.0.put(key, &chunks[..chunks.len().min(1000)])
+        }
+    }
+    let cache = Arc::new(Truncating(MemoryCache::new(100)));
+    let failure = cache_conformance::check(move || Arc::clone(&cache))
+        .await
+        .unwrap_err();
+    assert_eq!(failure.check, "large");
 }

@@ -1,0 +1,111 @@
+//! [`RedisCache`] (feature `redis`): replies shared by every process of a
+//! fleet, with an optional time to live.
+
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+
+use super::CacheStore;
+use crate::model::Chunk;
+use crate::redis_conn::RedisConn;
+use crate::store::StoreError;
+
+/// Replies in Redis, one string key each (`<prefix>:cache:<key>`, the
+/// prefix `statewise` unless [`with_prefix`](Self::with_prefix) says
+/// otherwise), kept until they expire ([`with_ttl`](Self::with_ttl)) or
+/// Redis evicts them under its `maxmemory` policy.
+///
+/// Clones share one connection, made on first use, which reconnects by
+/// itself; a failed read or write is a miss to the [`Cache`](super::Cache)
+/// layer, never a failed call.
+///
+/// ```no_run
+/// use std::sync::Arc;
+/// use std::time::Duration;
+/// use statewise::layer::{ModelExt, RedisCache};
+/// use statewise::model::ScriptedModel;
+///
+/// let cache = RedisCache::open("redis://127.0.0.1:6379")?.with_ttl(Duration::from_secs(86_400));
+/// let model = ScriptedModel::new().text("4").cache(Arc::new(cache));
+/// # Ok::<(), statewise::store::StoreError>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct RedisCache {
+    conn: RedisConn,
+    prefix: String,
+    ttl: Option<Duration>,
+}
+
+impl RedisCache {
+    /// A cache on the server at `url` (`redis://[:password@]host[:port][/db]`);
+    /// connects on first use.
+    pub fn open(url: &str) -> Result<Self, StoreError> {
+        Ok(RedisCache {
+            conn: RedisConn::open(url)?,
+            prefix: "statewise".to_owned(),
+            ttl: None,
+        })
+    }
+
+    /// Starts every key with `prefix` instead of `statewise`.
+    pub fn with_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.prefix = prefix.into();
+        self
+    }
+
+    /// Lets each reply expire `ttl` after it was stored (at least 1 ms).
+    pub fn with_ttl(mut self, ttl: Duration) -> Self {
+        self.ttl = Some(ttl.max(Duration::from_millis(1)));
+        self
+    }
+
+    fn key(&self, key: &str) -> String {
+        format!("{}:cache:{key}", self.prefix)
+    }
+}
+
+impl CacheStore for RedisCache {
+    fn get<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<Vec<Chunk>>, StoreError>> {
+        Box::pin(async move {
+            let k = self.key(key);
+            let text: Option<String> = self
+                .conn
+                .run(|mut conn| {
+                    let k = &k;
+                    async move { redis::cmd("GET").arg(k).query_async(&mut conn).await }
+                })
+                .await?;
+            text.map(|t| {
+                serde_json::from_str(&t).map_err(|source| StoreError::Corrupt {
+                    run_id: format!("cache entry {key}"),
+                    source,
+                })
+            })
+            .transpose()
+        })
+    }
+
+    fn put<'a>(
+        &'a self,
+        key: &'a str,
+        chunks: &'a [Chunk],
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(async move {
+            let text = serde_json::to_string(chunks).map_err(|source| StoreError::Corrupt {
+                run_id: format!("cache entry {key}"),
+                source,
+            })?;
+            let k = self.key(key);
+            self.conn
+                .run(|mut conn| {
+                    let mut set = redis::cmd("SET");
+                    set.arg(&k).arg(&text);
+                    if let Some(ttl) = self.ttl {
+                        set.arg("PX").arg(ttl.as_millis() as u64);
+                    }
+                    async move { set.query_async::<()>(&mut conn).await }
+                })
+                .await
+        })
+    }
+}
