@@ -1,5 +1,6 @@
 //! [`Cache`]: a response cache in front of a model.
 
+use std::collections::HashMap;
 use std::num::NonZeroUsize;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -8,9 +9,12 @@ use futures::future::BoxFuture;
 use futures::StreamExt;
 use lru::LruCache;
 use sha2::{Digest, Sha256};
+use tokio::sync::watch;
 
 use crate::env::Usage;
-use crate::model::{Capabilities, ChatModel, ChatRequest, Chunk, ChunkStream, ContextWindow};
+use crate::model::{
+    Capabilities, ChatModel, ChatRequest, Chunk, ChunkStream, ContextWindow, ModelError,
+};
 use crate::store::StoreError;
 
 /// The key of a request to `model`: a SHA-256 over the model's name and the
@@ -103,6 +107,7 @@ impl CacheStore for MemoryCache {
 pub struct CacheStats {
     hits: AtomicU64,
     misses: AtomicU64,
+    coalesced: AtomicU64,
 }
 
 impl CacheStats {
@@ -113,6 +118,11 @@ impl CacheStats {
     /// Calls passed to the model.
     pub fn misses(&self) -> u64 {
         self.misses.load(Ordering::Relaxed)
+    }
+    /// Calls that waited for the same request already in flight and got
+    /// its reply, without a call of their own.
+    pub fn coalesced(&self) -> u64 {
+        self.coalesced.load(Ordering::Relaxed)
     }
 }
 
@@ -125,6 +135,11 @@ impl CacheStats {
 /// [`Usage::cached_responses`] 1. Only complete replies are stored; a
 /// failed store read or write is logged (`tracing`) and the call goes on
 /// as a miss.
+///
+/// Calls for a request already in flight in this process are coalesced:
+/// they wait for that one call and get its reply as a hit (all at once,
+/// when it completes), or its error. If the call is dropped before it
+/// ends, one of the waiting callers makes the call instead.
 ///
 /// Put it outermost, around retries and limits, so a hit skips them all.
 /// Caching is per state by construction: give a state the cached model and
@@ -152,6 +167,75 @@ pub struct Cache<M> {
     inner: M,
     store: Arc<dyn CacheStore>,
     stats: Arc<CacheStats>,
+    flights: Flights,
+}
+
+/// The calls in flight, by cache key.
+type Flights = Arc<Mutex<HashMap<String, watch::Receiver<Flight>>>>;
+
+/// Where a call in flight is, as the callers waiting on it see it.
+#[derive(Clone)]
+enum Flight {
+    Running,
+    Done(Arc<Vec<Chunk>>),
+    Failed(Arc<ModelError>),
+    /// Dropped before it ended: a waiting caller makes the call itself.
+    Abandoned,
+}
+
+/// What a caller does about a request that missed the cache.
+enum Role {
+    /// Makes the call, and tells the waiting callers how it ended.
+    Lead(Leader),
+    /// Waits for the caller making it.
+    Follow(watch::Receiver<Flight>),
+}
+
+/// Decides the role of a caller of `key`: the first leads, later ones
+/// follow until the leader is done.
+fn role(flights: &Flights, key: &str) -> Role {
+    let mut map = flights.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(rx) = map.get(key) {
+        return Role::Follow(rx.clone());
+    }
+    let (tx, rx) = watch::channel(Flight::Running);
+    map.insert(key.to_owned(), rx);
+    Role::Lead(Leader {
+        key: key.to_owned(),
+        flights: Arc::clone(flights),
+        tx,
+    })
+}
+
+/// The caller making the call; tells the others it was abandoned if it is
+/// dropped before [`Leader::end`].
+struct Leader {
+    key: String,
+    flights: Flights,
+    tx: watch::Sender<Flight>,
+}
+
+impl Leader {
+    /// Publishes how the call ended and lets new callers lead again.
+    fn end(self, flight: Flight) {
+        self.tx.send_replace(flight);
+        // Drop removes the entry; Abandoned is not sent over an ending.
+    }
+}
+
+impl Drop for Leader {
+    fn drop(&mut self) {
+        if matches!(*self.tx.borrow(), Flight::Running) {
+            self.tx.send_replace(Flight::Abandoned);
+        }
+        let mut map = self.flights.lock().unwrap_or_else(|p| p.into_inner());
+        if map
+            .get(&self.key)
+            .is_some_and(|rx| rx.same_channel(&self.tx.subscribe()))
+        {
+            map.remove(&self.key);
+        }
+    }
 }
 
 impl<M> std::fmt::Debug for Cache<M> {
@@ -169,12 +253,23 @@ impl<M: ChatModel> Cache<M> {
             inner,
             store,
             stats: Arc::default(),
+            flights: Arc::default(),
         }
     }
 
     /// Hits and misses so far.
     pub fn stats(&self) -> &Arc<CacheStats> {
         &self.stats
+    }
+
+    /// The wrapped model.
+    pub fn get_ref(&self) -> &M {
+        &self.inner
+    }
+
+    /// The wrapped model, unwrapped.
+    pub fn into_inner(self) -> M {
+        self.inner
     }
 }
 
@@ -222,27 +317,61 @@ impl<M: ChatModel> ChatModel for Cache<M> {
     fn stream(&self, request: ChatRequest) -> ChunkStream<'_> {
         Box::pin(async_stream::try_stream! {
             let key = cache_key(self.inner.name(), &request);
-            match self.store.get(&key).await {
-                Ok(Some(chunks)) => {
-                    self.stats.hits.fetch_add(1, Ordering::Relaxed);
-                    for chunk in as_hit(chunks) {
-                        yield chunk;
+            loop {
+                match self.store.get(&key).await {
+                    Ok(Some(chunks)) => {
+                        self.stats.hits.fetch_add(1, Ordering::Relaxed);
+                        for chunk in as_hit(chunks) {
+                            yield chunk;
+                        }
+                        return;
                     }
-                    return;
+                    Ok(None) => {}
+                    Err(e) => tracing::warn!(model = self.inner.name(), error = %e, "response cache read failed"),
                 }
-                Ok(None) => {}
-                Err(e) => tracing::warn!(model = self.inner.name(), error = %e, "response cache read failed"),
-            }
-            self.stats.misses.fetch_add(1, Ordering::Relaxed);
-            let mut seen = Vec::new();
-            let mut chunks = self.inner.stream(request);
-            while let Some(chunk) = chunks.next().await {
-                let chunk = chunk?;
-                seen.push(chunk.clone());
-                yield chunk;
-            }
-            if let Err(e) = self.store.put(&key, &seen).await {
-                tracing::warn!(model = self.inner.name(), error = %e, "response cache write failed");
+                let leader = match role(&self.flights, &key) {
+                    Role::Lead(leader) => leader,
+                    Role::Follow(mut rx) => {
+                        let ended = rx
+                            .wait_for(|f| !matches!(f, Flight::Running))
+                            .await
+                            .map(|f| f.clone())
+                            .unwrap_or(Flight::Abandoned);
+                        match ended {
+                            Flight::Done(chunks) => {
+                                self.stats.coalesced.fetch_add(1, Ordering::Relaxed);
+                                for chunk in as_hit((*chunks).clone()) {
+                                    yield chunk;
+                                }
+                                return;
+                            }
+                            Flight::Failed(e) => Err(e.duplicate())?,
+                            // Look again: the reply may be stored by now.
+                            Flight::Running | Flight::Abandoned => continue,
+                        }
+                        return;
+                    }
+                };
+                self.stats.misses.fetch_add(1, Ordering::Relaxed);
+                let mut seen = Vec::new();
+                let mut chunks = self.inner.stream(request.clone());
+                while let Some(chunk) = chunks.next().await {
+                    let chunk = match chunk {
+                        Ok(chunk) => chunk,
+                        Err(e) => {
+                            leader.end(Flight::Failed(Arc::new(e.duplicate())));
+                            Err(e)?;
+                            return;
+                        }
+                    };
+                    seen.push(chunk.clone());
+                    yield chunk;
+                }
+                if let Err(e) = self.store.put(&key, &seen).await {
+                    tracing::warn!(model = self.inner.name(), error = %e, "response cache write failed");
+                }
+                leader.end(Flight::Done(Arc::new(seen)));
+                return;
             }
         })
     }

@@ -402,6 +402,101 @@ impl ModelError {
         }
     }
 
+    /// The same error again, for each caller that waited on one call (the
+    /// response cache's coalesced callers). [`ModelError::Other`] keeps its
+    /// message, not its source's type.
+    pub fn duplicate(&self) -> ModelError {
+        use ModelError as E;
+        match self {
+            E::ScriptExhausted {
+                model,
+                call,
+                scripted,
+            } => E::ScriptExhausted {
+                model: model.clone(),
+                call: *call,
+                scripted: *scripted,
+            },
+            E::Scripted(m) => E::Scripted(m.clone()),
+            E::Http {
+                provider,
+                status,
+                message,
+                retry_after,
+            } => E::Http {
+                provider: provider.clone(),
+                status: *status,
+                message: message.clone(),
+                retry_after: *retry_after,
+            },
+            E::ContextOverflow {
+                provider,
+                prompt_tokens,
+                window,
+                message,
+            } => E::ContextOverflow {
+                provider: provider.clone(),
+                prompt_tokens: *prompt_tokens,
+                window: *window,
+                message: message.clone(),
+            },
+            E::Connect { provider, message } => E::Connect {
+                provider: provider.clone(),
+                message: message.clone(),
+            },
+            E::StreamCut {
+                provider,
+                chunks,
+                message,
+            } => E::StreamCut {
+                provider: provider.clone(),
+                chunks: *chunks,
+                message: message.clone(),
+            },
+            E::Protocol {
+                provider,
+                chunks,
+                message,
+            } => E::Protocol {
+                provider: provider.clone(),
+                chunks: *chunks,
+                message: message.clone(),
+            },
+            E::Config { provider, message } => E::Config {
+                provider: provider.clone(),
+                message: message.clone(),
+            },
+            E::Request { provider, message } => E::Request {
+                provider: provider.clone(),
+                message: message.clone(),
+            },
+            E::Backend { provider, message } => E::Backend {
+                provider: provider.clone(),
+                message: message.clone(),
+            },
+            E::Timeout {
+                model,
+                stage,
+                after,
+                chunks,
+            } => E::Timeout {
+                model: model.clone(),
+                stage: *stage,
+                after: *after,
+                chunks: *chunks,
+            },
+            E::CircuitOpen { model, retry_in } => E::CircuitOpen {
+                model: model.clone(),
+                retry_in: *retry_in,
+            },
+            E::NotRecorded { model, recorded } => E::NotRecorded {
+                model: model.clone(),
+                recorded: *recorded,
+            },
+            E::Other(source) => E::Other(source.to_string().into()),
+        }
+    }
+
     /// A short stable code: the kind, with the status for HTTP errors
     /// (`http_429`, `context_overflow`, `stream_cut`, ...).
     pub fn code(&self) -> String {

@@ -302,3 +302,123 @@ async fn the_cache_conformance_suite_catches_a_truncating_cache() {
         .unwrap_err();
     assert_eq!(failure.check, "large");
 }
+
+/// Answers "4" after `delay`, or fails with HTTP 503; counts its calls.
+struct Slow {
+    calls: std::sync::atomic::AtomicUsize,
+    delay: Duration,
+    fail: bool,
+}
+
+impl Slow {
+    fn new(delay: Duration, fail: bool) -> Self {
+        Slow {
+            calls: Default::default(),
+            delay,
+            fail,
+        }
+    }
+    fn calls(&self) -> usize {
+        self.calls.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+impl ChatModel for Slow {
+    fn name(&self) -> &str {
+        "slow"
+    }
+    fn stream(&self, _request: ChatRequest) -> statewise::model::ChunkStream<'_> {
+        self.calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Box::pin(statewise::try_stream! {
+            tokio::time::sleep(self.delay).await;
+            if self.fail {
+                Err(statewise::model::ModelError::Http {
+                    provider: "slow".into(),
+                    status: 503,
+                    message: "overloaded".into(),
+                    retry_after: None,
+                })?;
+            }
+            yield Chunk::Text("4".into());
+            yield Chunk::Usage(usage(10, 1));
+        })
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn identical_requests_in_flight_make_one_call() {
+    let cached = Arc::new(
+        Slow::new(Duration::from_millis(200), false).cache(Arc::new(MemoryCache::new(10))),
+    );
+    let calls = (0..10).map(|_| {
+        let cached = Arc::clone(&cached);
+        tokio::spawn(async move { cached.complete(ask("2+2?")).await })
+    });
+    let replies: Vec<Reply> = futures::future::join_all(calls)
+        .await
+        .into_iter()
+        .map(|r| r.unwrap().unwrap())
+        .collect();
+    assert_eq!(cached.get_ref().calls(), 1);
+    assert!(replies.iter().all(|r| r.text == "4"));
+    // One paid call; the nine others are served as hits, at no cost.
+    let paid = replies
+        .iter()
+        .filter(|r| r.usage.cached_responses == 0)
+        .count();
+    assert_eq!(paid, 1);
+    // The nine waited for the call, unless a loaded machine started one
+    // only after it ended (then it is a plain hit).
+    let stats = cached.stats();
+    assert_eq!(stats.misses(), 1);
+    assert_eq!(stats.coalesced() + stats.hits(), 9);
+    assert!(stats.coalesced() >= 1);
+    // A different request is not held behind them.
+    cached.complete(ask("3+3?")).await.unwrap();
+    assert_eq!(cached.get_ref().calls(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn callers_waiting_on_a_failed_call_get_its_error() {
+    let cached =
+        Arc::new(Slow::new(Duration::from_millis(200), true).cache(Arc::new(MemoryCache::new(10))));
+    let calls = (0..5).map(|_| {
+        let cached = Arc::clone(&cached);
+        tokio::spawn(async move { cached.complete(ask("2+2?")).await })
+    });
+    for r in futures::future::join_all(calls).await {
+        match r.unwrap() {
+            Err(statewise::model::ModelError::Http { status: 503, .. }) => {}
+            other => panic!("expected the 503, got {other:?}"),
+        }
+    }
+    assert_eq!(cached.get_ref().calls(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_waiting_caller_makes_the_call_when_the_first_is_dropped() {
+    let cached = Arc::new(
+        Slow::new(Duration::from_millis(300), false).cache(Arc::new(MemoryCache::new(10))),
+    );
+    let first = {
+        let cached = Arc::clone(&cached);
+        tokio::spawn(async move { cached.complete(ask("2+2?")).await })
+    };
+    // The first is calling the model: the second can only wait for it.
+    while cached.get_ref().calls() == 0 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let second = {
+        let cached = Arc::clone(&cached);
+        tokio::spawn(async move { cached.complete(ask("2+2?")).await })
+    };
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    first.abort();
+    let reply = second.await.unwrap().unwrap();
+    assert_eq!(reply.text, "4");
+    assert_eq!(
+        reply.usage.cached_responses, 0,
+        "the waiting caller made the call itself"
+    );
+    assert_eq!(cached.get_ref().calls(), 2);
+}
