@@ -5,6 +5,7 @@
 
 mod branch;
 mod interrupt;
+mod journal;
 mod scratch;
 
 use std::collections::BTreeMap;
@@ -14,6 +15,7 @@ use serde_json::Value;
 
 pub use branch::BranchOutcome;
 pub use interrupt::Interrupt;
+pub use journal::{Journal, JournalError, MemoryJournal};
 pub use scratch::{Scratch, ScratchError, ScratchKey, ScratchName};
 
 /// Who wrote a [`Message`].
@@ -293,10 +295,15 @@ pub struct RunSettings {
     /// Cancelled once the run is dropped or ends: work a state started
     /// outside its stream (a tool's spawned task) stops when it fires.
     pub cancel: tokio_util::sync::CancellationToken,
+    /// Where completed tool calls are recorded, so a resumed run answers
+    /// them from the record instead of calling again
+    /// ([`Machine::with_journal`](crate::Machine::with_journal)).
+    pub journal: Option<std::sync::Arc<dyn Journal>>,
 }
 
 /// Equal when they describe the same run the same way; the cancellation
-/// signal is not compared (a token has no identity to compare).
+/// signal and the journal are not compared (they have no identity to
+/// compare).
 impl PartialEq for RunSettings {
     fn eq(&self, other: &Self) -> bool {
         self.record_model_calls == other.record_model_calls

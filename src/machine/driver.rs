@@ -32,6 +32,7 @@ impl Machine {
         let store = self.store.clone().filter(|_| !single_step);
         let tracer = self.tracer.clone().filter(|_| !single_step);
         let record_model_calls = self.record_calls || tracer.is_some();
+        let journal = self.journal.clone();
         let checked = if single_step {
             Ok(())
         } else {
@@ -56,6 +57,7 @@ impl Machine {
                 run_id: Arc::clone(&run_id),
                 deadline: None,
                 cancel,
+                journal,
             };
             // What this run has added to a shared tally (a branch's), so
             // each state adds only its own spending.

@@ -30,7 +30,7 @@ use futures::{Stream, StreamExt};
 
 use tokio::time::Instant;
 
-use crate::env::Env;
+use crate::env::{Env, Journal};
 use crate::event::{Event, EventKind, RunFailure, RunOutput};
 use crate::state::{Next, State};
 use crate::store::{new_run_id, Checkpoint, Store, StoreError};
@@ -89,6 +89,7 @@ pub struct Machine {
     entry: String,
     limits: Limits,
     store: Option<Arc<dyn Store>>,
+    journal: Option<Arc<dyn Journal>>,
     tracer: Option<Tracer>,
     record_calls: bool,
     /// Set once the declared edges were found registered; cleared by
@@ -104,6 +105,7 @@ impl std::fmt::Debug for Machine {
             .field("entry", &self.entry)
             .field("limits", &self.limits)
             .field("store", &self.store.is_some())
+            .field("journal", &self.journal.is_some())
             .field("tracer", &self.tracer)
             .finish()
     }
@@ -125,6 +127,7 @@ impl Machine {
                 max_cost: None,
             },
             store: None,
+            journal: None,
             tracer: None,
             record_calls: false,
             edges_checked: Arc::default(),
@@ -169,6 +172,7 @@ impl Machine {
     /// and writes to its tracer, so the parent's resume finds it.
     fn under(mut self, parent: &Machine) -> Machine {
         self.store.clone_from(&parent.store);
+        self.journal.clone_from(&parent.journal);
         self.tracer.clone_from(&parent.tracer);
         self.record_calls |= parent.record_calls;
         self
@@ -287,6 +291,17 @@ impl Machine {
     /// ([`MachineError::Store`]).
     pub fn with_store(mut self, store: impl Store + 'static) -> Self {
         self.store = Some(Arc::new(store));
+        self
+    }
+
+    /// Records every completed tool call in `journal` as it finishes, so a
+    /// run resumed after a crash answers those calls from the record
+    /// instead of calling the tools again (the toolbox reads it through
+    /// [`ToolContext::journal`](crate::tool::ToolContext::journal)).
+    /// Checkpoints alone are written between states, and a state can make
+    /// several calls.
+    pub fn with_journal(mut self, journal: impl Journal + 'static) -> Self {
+        self.journal = Some(Arc::new(journal));
         self
     }
 

@@ -10,6 +10,7 @@ use futures::future::BoxFuture;
 use redis::Script;
 
 use super::{Checkpoint, CheckpointMeta, Store, StoreError};
+use crate::env::{Journal, JournalError, Observation};
 use crate::redis_conn::RedisConn;
 
 /// Writes one checkpoint: body, metadata, step and run.
@@ -48,10 +49,11 @@ end
 return out
 ";
 
-/// Removes a run; the number of its keys removed.
-/// KEYS: bodies, steps, metas, runs. ARGV: run id.
+/// Removes a run and its tool journal; the number of its checkpoint keys
+/// removed. KEYS: bodies, steps, metas, runs, effects. ARGV: run id.
 const DELETE: &str = r"
 local n = redis.call('DEL', KEYS[1], KEYS[2], KEYS[3])
+redis.call('DEL', KEYS[5])
 redis.call('ZREM', KEYS[4], ARGV[1])
 return n
 ";
@@ -64,7 +66,9 @@ static LIST_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(LIST));
 static DELETE_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(DELETE));
 
 /// Checkpoints in Redis: every worker of a fleet reads and writes the same
-/// runs.
+/// runs. It is also a tool [`Journal`] (give it to
+/// [`Machine::with_journal`](crate::Machine::with_journal) too), keeping
+/// each run's completed calls beside its checkpoints.
 ///
 /// Keys start with a prefix (`statewise` unless
 /// [`with_prefix`](Self::with_prefix) says otherwise), so several
@@ -243,6 +247,7 @@ impl Store for RedisStore {
                 self.key(run_id, "steps"),
                 self.key(run_id, "metas"),
                 self.runs_key(),
+                self.key(run_id, "effects"),
             ];
             let removed: i64 = self
                 .conn
@@ -276,6 +281,60 @@ impl Store for RedisStore {
                 }
             }
             Ok(fork)
+        })
+    }
+}
+
+impl Journal for RedisStore {
+    fn recorded<'a>(
+        &'a self,
+        run_id: &'a str,
+        key: &'a str,
+    ) -> BoxFuture<'a, Result<Option<Observation>, JournalError>> {
+        Box::pin(async move {
+            let effects = self.key(run_id, "effects");
+            let text: Option<String> = self
+                .conn
+                .run(|mut conn| {
+                    let effects = &effects;
+                    async move {
+                        redis::cmd("HGET")
+                            .arg(effects)
+                            .arg(key)
+                            .query_async(&mut conn)
+                            .await
+                    }
+                })
+                .await
+                .map_err(|e| JournalError(Box::new(e)))?;
+            text.map(|t| from_json(&t, run_id).map_err(|e| JournalError(Box::new(e))))
+                .transpose()
+        })
+    }
+
+    fn record<'a>(
+        &'a self,
+        run_id: &'a str,
+        key: &'a str,
+        observation: &'a Observation,
+    ) -> BoxFuture<'a, Result<(), JournalError>> {
+        Box::pin(async move {
+            let text = to_json(observation, run_id).map_err(|e| JournalError(Box::new(e)))?;
+            let effects = self.key(run_id, "effects");
+            self.conn
+                .run(|mut conn| {
+                    let (effects, text) = (&effects, &text);
+                    async move {
+                        redis::cmd("HSET")
+                            .arg(effects)
+                            .arg(key)
+                            .arg(text)
+                            .query_async::<()>(&mut conn)
+                            .await
+                    }
+                })
+                .await
+                .map_err(|e| JournalError(Box::new(e)))
         })
     }
 }

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::env::RunSettings;
+use crate::env::{Journal, RunSettings};
 
 /// What a tool call knows of where it runs.
 #[derive(Debug, Clone, Default)]
@@ -37,6 +37,9 @@ pub struct ToolContext {
     /// tool doing work outside its future (a spawned task, a blocking
     /// thread) stops when it fires.
     pub cancel: CancellationToken,
+    /// Where the call's observation is recorded once it completes, and
+    /// looked up before it is made ([`crate::env::Journal`]).
+    pub journal: Option<Arc<dyn Journal>>,
 }
 
 impl ToolContext {
@@ -51,6 +54,7 @@ impl ToolContext {
             step,
             deadline: settings.deadline,
             cancel: settings.cancel.child_token(),
+            journal: settings.journal.clone(),
         }
     }
 

@@ -493,7 +493,30 @@ impl Toolbox {
     /// Runs `call` and records its outcome, failure included, as an
     /// observation. A tool that panics is reported the same way: one buggy
     /// tool must not take down the run, or the other runs of the process.
+    ///
+    /// With a journal in the context, a call recorded there (it completed
+    /// before the run was resumed) is answered from the record without
+    /// calling the tool, and a completed call is recorded.
     pub async fn observe(&self, call: &ToolCall, ctx: ToolContext) -> Observation {
+        let Some(journal) = ctx.journal.clone() else {
+            return self.observe_unjournaled(call, ctx).await;
+        };
+        let (run_id, key) = (Arc::clone(&ctx.run_id), ctx.idempotency_key.clone());
+        match journal.recorded(&run_id, &key).await {
+            Ok(Some(recorded)) => return recorded,
+            Ok(None) => {}
+            Err(e) => {
+                tracing::warn!(tool = %call.name, error = %e, "tool journal read failed; calling the tool")
+            }
+        }
+        let observation = self.observe_unjournaled(call, ctx).await;
+        if let Err(e) = journal.record(&run_id, &key, &observation).await {
+            tracing::warn!(tool = %call.name, error = %e, "tool journal write failed; a resume may call the tool again");
+        }
+        observation
+    }
+
+    async fn observe_unjournaled(&self, call: &ToolCall, ctx: ToolContext) -> Observation {
         let span = tracing::info_span!(
             "statewise.tool",
             tool = %call.name,

@@ -8,6 +8,7 @@ use std::time::Duration;
 use futures::StreamExt;
 use serde::Deserialize;
 use serde_json::json;
+use statewise::env::MemoryJournal;
 use statewise::model::ScriptedModel;
 use statewise::store::MemoryStore;
 use statewise::tool::{DynTool, Tool, ToolContext, ToolError, ToolPolicy, ToolRegistry, Toolbox};
@@ -237,4 +238,85 @@ async fn every_retry_of_a_call_has_the_same_key_and_its_own_deadline() {
     assert_eq!(seen[0].deadline, Some(started + Duration::from_secs(1)));
     assert!(seen[1].deadline > seen[0].deadline);
     assert!(seen.iter().all(ToolContext::is_cancelled));
+}
+
+/// Counts its calls.
+#[derive(Clone, Default)]
+struct Counter {
+    calls: Arc<AtomicU32>,
+}
+
+impl Tool for Counter {
+    type Args = serde_json::Value;
+    type Output = u32;
+    type Error = Never;
+
+    fn name(&self) -> &str {
+        "count"
+    }
+    fn description(&self) -> &str {
+        "Counts."
+    }
+    async fn call(&self, _: serde_json::Value, _: ToolContext) -> Result<u32, Never> {
+        Ok(self.calls.fetch_add(1, Ordering::SeqCst) + 1)
+    }
+}
+
+/// A state makes two calls; the run is dropped after `count` finished and
+/// while `transfer` hangs, then resumed. How often was `count` called?
+async fn count_calls_after_a_resume(journal: Option<MemoryJournal>) -> u32 {
+    let (counter, transfer) = (
+        Counter::default(),
+        Transfer {
+            hang_first: true,
+            ..Transfer::default()
+        },
+    );
+    let model = Arc::new(
+        ScriptedModel::new()
+            .text(r#"{"tool_calls": [{"name": "count", "arguments": {}}, {"name": "transfer", "arguments": {"amount": 5, "to": {"iban": "DE1"}}}]}"#)
+            .text(r#"{"final_answer": "Sent."}"#),
+    );
+    let tools = ToolRegistry::new()
+        .with(counter.clone())
+        .with(transfer.clone());
+    let mut machine =
+        statewise_states::agent(model, Toolbox::new(tools)).with_store(MemoryStore::new());
+    if let Some(journal) = journal {
+        machine = machine.with_journal(journal);
+    }
+    let mut events = machine.stream_as("run-8", Env::from_user("Count, then send 5 cents"));
+    while let Some(event) = events.next().await {
+        if matches!(&event.kind, EventKind::Emitted(Emit::ToolCallFinished { tool, .. }) if tool == "count")
+        {
+            break;
+        }
+    }
+    // The run goes on into the transfer, which hangs.
+    let polled = tokio::time::timeout(Duration::from_millis(100), events.next()).await;
+    assert!(polled.is_err(), "the run waits for the transfer");
+    assert_eq!(
+        transfer.calls.load(Ordering::SeqCst),
+        1,
+        "the transfer is under way"
+    );
+    drop(events);
+    let events: Vec<_> = machine.resume("run-8").await.unwrap().collect().await;
+    assert_eq!(crate::support::answer_text(&events), "Sent.");
+    assert_eq!(
+        transfer.calls.load(Ordering::SeqCst),
+        2,
+        "the unfinished call is made again"
+    );
+    counter.calls.load(Ordering::SeqCst)
+}
+
+#[tokio::test]
+async fn a_resumed_run_answers_completed_calls_from_the_journal() {
+    let journal = MemoryJournal::new();
+    assert_eq!(count_calls_after_a_resume(Some(journal.clone())).await, 1);
+    assert_eq!(journal.len(), 2, "both calls recorded once they completed");
+    // Without a journal the checkpoint (written after the state) knows
+    // nothing of the finished call, and it is made again.
+    assert_eq!(count_calls_after_a_resume(None).await, 2);
 }
