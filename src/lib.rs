@@ -95,6 +95,8 @@ pub mod store;
 pub mod testkit;
 pub mod tool;
 pub mod trace;
+#[cfg(feature = "redis")]
+pub mod worker;
 
 pub use env::{
     Action, BranchOutcome, Env, ErrorRecord, Interrupt, Message, Observation, Role, RunSettings,

@@ -12,7 +12,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use redis::aio::ConnectionManager;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{Client, RedisError, RedisResult, RetryMethod};
 use tokio::sync::OnceCell;
 
@@ -50,7 +50,15 @@ impl RedisConn {
     /// The shared connection, connecting if this is the first use.
     pub(crate) async fn get(&self) -> Result<ConnectionManager, StoreError> {
         self.manager
-            .get_or_try_init(|| ConnectionManager::new(self.client.clone()))
+            .get_or_try_init(|| {
+                // redis-rs gives up on a reply after 500 ms by default; a
+                // server fsyncing every write under load can take longer,
+                // and a command sent again after a timeout may run twice.
+                let config = ConnectionManagerConfig::new()
+                    .set_response_timeout(Some(Duration::from_secs(10)))
+                    .set_connection_timeout(Some(Duration::from_secs(2)));
+                ConnectionManager::new_with_config(self.client.clone(), config)
+            })
             .await
             .cloned()
             .map_err(StoreError::backend)

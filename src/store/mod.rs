@@ -174,6 +174,16 @@ pub enum StoreError {
         /// The run.
         run_id: String,
     },
+    /// A write of a run whose claim this process lost: another worker took
+    /// the run over (it was idle too long), so this one must stop. The
+    /// write was not made.
+    #[error("run `{run_id}` was claimed by another worker (fencing token {token} is stale); stop working on it")]
+    Fenced {
+        /// The run.
+        run_id: String,
+        /// The stale token the write carried.
+        token: u64,
+    },
     /// A saved record could not be read back.
     #[error("corrupt record for run `{run_id}`: {source}")]
     Corrupt {

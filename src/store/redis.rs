@@ -13,9 +13,19 @@ use super::{Checkpoint, CheckpointMeta, Store, StoreError};
 use crate::env::{Journal, JournalError, Observation};
 use crate::redis_conn::RedisConn;
 
-/// Writes one checkpoint: body, metadata, step and run.
-/// KEYS: bodies, steps, metas, runs. ARGV: step, body, meta, run id.
+/// Writes one checkpoint: body, metadata, step and run; with a fencing
+/// token, first checks it is the run's current one (else counts the
+/// rejection and returns -1) and notes it as the step's writer.
+/// KEYS: bodies, steps, metas, runs, fence, writers. ARGV: step, body, meta,
+/// run id, token or "".
 const PUT: &str = r"
+if ARGV[5] ~= '' then
+  if redis.call('GET', KEYS[5]) ~= ARGV[5] then
+    redis.call('INCR', KEYS[5] .. ':rejected')
+    return -1
+  end
+  redis.call('HSET', KEYS[6], ARGV[1], ARGV[5])
+end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
 redis.call('HSET', KEYS[3], ARGV[1], ARGV[3])
 redis.call('ZADD', KEYS[2], ARGV[1], ARGV[1])
@@ -25,6 +35,7 @@ return 1
 
 /// [`PUT`], unless the run already has a step (then 0).
 const FORK: &str = r"
+if ARGV[5] ~= '' and redis.call('GET', KEYS[5]) ~= ARGV[5] then return -1 end
 if redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
 redis.call('HSET', KEYS[3], ARGV[1], ARGV[3])
@@ -50,10 +61,12 @@ return out
 ";
 
 /// Removes a run and its tool journal; the number of its checkpoint keys
-/// removed. KEYS: bodies, steps, metas, runs, effects. ARGV: run id.
+/// removed, or -1 if fenced. KEYS: bodies, steps, metas, runs, effects,
+/// fence, writers. ARGV: run id, token or "".
 const DELETE: &str = r"
+if ARGV[2] ~= '' and redis.call('GET', KEYS[6]) ~= ARGV[2] then return -1 end
 local n = redis.call('DEL', KEYS[1], KEYS[2], KEYS[3])
-redis.call('DEL', KEYS[5])
+redis.call('DEL', KEYS[5], KEYS[7])
 redis.call('ZREM', KEYS[4], ARGV[1])
 return n
 ";
@@ -88,6 +101,14 @@ static DELETE_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(DELETE));
 pub struct RedisStore {
     conn: RedisConn,
     prefix: String,
+    fence: Option<Fence>,
+}
+
+/// The claim a fenced store writes under.
+#[derive(Debug, Clone)]
+struct Fence {
+    run_id: String,
+    token: u64,
 }
 
 impl RedisStore {
@@ -97,7 +118,99 @@ impl RedisStore {
         Ok(RedisStore {
             conn: RedisConn::open(url)?,
             prefix: "statewise".to_owned(),
+            fence: None,
         })
+    }
+
+    /// Takes a new claim on run `run_id`: its fencing token goes up by one
+    /// and is returned. Writes under an older token fail from now on with
+    /// [`StoreError::Fenced`].
+    pub async fn claim(&self, run_id: &str) -> Result<u64, StoreError> {
+        let fence = self.key(run_id, "fence");
+        // Not sent again after an error: a second INCR would fence this
+        // very claim. A failed claim is the worker's to retry.
+        let mut conn = self.conn.get().await?;
+        redis::cmd("INCR")
+            .arg(&fence)
+            .query_async(&mut conn)
+            .await
+            .map_err(StoreError::backend)
+    }
+
+    /// The current fencing token of run `run_id` (0 if never claimed).
+    pub async fn token(&self, run_id: &str) -> Result<u64, StoreError> {
+        let fence = self.key(run_id, "fence");
+        let token: Option<u64> = self
+            .conn
+            .run(|mut conn| {
+                let fence = &fence;
+                async move { redis::cmd("GET").arg(fence).query_async(&mut conn).await }
+            })
+            .await?;
+        Ok(token.unwrap_or(0))
+    }
+
+    /// This store writing under the claim `token` on run `run_id` (from
+    /// [`claim`](Self::claim)): every write (put, fork, delete) first checks,
+    /// in the same atomic script, that the token is still the run's
+    /// current one, and fails with [`StoreError::Fenced`] otherwise. A
+    /// worker that was paused past its lease cannot overwrite the
+    /// checkpoints of the worker that took the run over.
+    pub fn fenced(&self, run_id: &str, token: u64) -> RedisStore {
+        RedisStore {
+            fence: Some(Fence {
+                run_id: run_id.to_owned(),
+                token,
+            }),
+            ..self.clone()
+        }
+    }
+
+    /// The fencing token each step of run `run_id` was last written under
+    /// by a fenced store, by step: what an audit checks to see that no
+    /// stale claim wrote after a newer one.
+    pub async fn writers(&self, run_id: &str) -> Result<Vec<(u32, u64)>, StoreError> {
+        let key = self.key(run_id, "writers");
+        let mut pairs: Vec<(u32, u64)> = self
+            .conn
+            .run(|mut conn| {
+                let key = &key;
+                async move { redis::cmd("HGETALL").arg(key).query_async(&mut conn).await }
+            })
+            .await?;
+        pairs.sort_unstable();
+        Ok(pairs)
+    }
+
+    /// How many writes to run `run_id` were refused because their claim was
+    /// stale.
+    pub async fn rejected(&self, run_id: &str) -> Result<u64, StoreError> {
+        let key = format!("{}:rejected", self.key(run_id, "fence"));
+        let n: Option<u64> = self
+            .conn
+            .run(|mut conn| {
+                let key = &key;
+                async move { redis::cmd("GET").arg(key).query_async(&mut conn).await }
+            })
+            .await?;
+        Ok(n.unwrap_or(0))
+    }
+
+    /// The fence key and token the scripts check ("" for none).
+    fn fence_args(&self, run_id: &str) -> (String, String) {
+        match &self.fence {
+            Some(f) => (self.key(&f.run_id, "fence"), f.token.to_string()),
+            None => (self.key(run_id, "fence"), String::new()),
+        }
+    }
+
+    fn fenced_error(&self) -> StoreError {
+        let (run_id, token) = self
+            .fence
+            .as_ref()
+            .map(|f| (f.run_id.clone(), f.token))
+            .unwrap_or_default();
+        StoreError::Fenced { run_id, token }
     }
 
     /// Starts every key with `prefix` instead of `statewise`.
@@ -125,11 +238,14 @@ impl RedisStore {
         let run_id = &checkpoint.run_id;
         let body = to_json(checkpoint, run_id)?;
         let meta = to_json(&CheckpointMeta::from(checkpoint), run_id)?;
+        let (fence, token) = self.fence_args(run_id);
         let keys = [
             self.key(run_id, "bodies"),
             self.key(run_id, "steps"),
             self.key(run_id, "metas"),
             self.runs_key(),
+            fence,
+            self.key(run_id, "writers"),
         ];
         let written: i64 = self
             .conn
@@ -139,10 +255,14 @@ impl RedisStore {
                     .arg(checkpoint.step)
                     .arg(&body)
                     .arg(&meta)
-                    .arg(run_id);
+                    .arg(run_id)
+                    .arg(&token);
                 async move { call.invoke_async(&mut conn).await }
             })
             .await?;
+        if written == -1 {
+            return Err(self.fenced_error());
+        }
         Ok(written == 1)
     }
 }
@@ -242,21 +362,27 @@ impl Store for RedisStore {
 
     fn delete<'a>(&'a self, run_id: &'a str) -> BoxFuture<'a, Result<bool, StoreError>> {
         Box::pin(async move {
+            let (fence, token) = self.fence_args(run_id);
             let keys = [
                 self.key(run_id, "bodies"),
                 self.key(run_id, "steps"),
                 self.key(run_id, "metas"),
                 self.runs_key(),
                 self.key(run_id, "effects"),
+                fence,
+                self.key(run_id, "writers"),
             ];
             let removed: i64 = self
                 .conn
                 .run(|mut conn| {
                     let mut call = DELETE_SCRIPT.prepare_invoke();
-                    call.key(&keys[..]).arg(run_id);
+                    call.key(&keys[..]).arg(run_id).arg(&token);
                     async move { call.invoke_async(&mut conn).await }
                 })
                 .await?;
+            if removed == -1 {
+                return Err(self.fenced_error());
+            }
             Ok(removed > 0)
         })
     }

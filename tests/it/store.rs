@@ -76,6 +76,64 @@ async fn redis_store_reconnects_after_a_restart() {
     assert_eq!(store.runs().await.unwrap(), ["after", "before"]);
 }
 
+/// A worker paused past its lease holds a stale claim: once another
+/// worker claims the run, every write under the old token is refused, and
+/// a run on the stale store fails with `Fenced` instead of writing.
+#[cfg(feature = "redis")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stale_claim_cannot_write_over_the_new_owner() {
+    let redis = crate::services::Redis::shared_or_own();
+    let store = statewise::store::RedisStore::open(&redis.url)
+        .unwrap()
+        .with_prefix(format!("fence{:08x}", fastrand::u32(..)));
+    let first = store.claim("r").await.unwrap();
+    let paused = store.fenced("r", first);
+    let out = agent()
+        .with_store(paused.clone())
+        .run_as("r", Env::from_user("squares"))
+        .await
+        .unwrap();
+
+    let second = store.claim("r").await.unwrap();
+    assert_eq!(second, first + 1);
+    let owner = store.fenced("r", second);
+    let mut latest = owner.get("r", None).await.unwrap().unwrap();
+    latest.env.answer = Some("the new owner's".into());
+    owner.put(&latest).await.unwrap();
+
+    let mut stale = latest.clone();
+    stale.env.answer = Some("the paused worker's".into());
+    match paused.put(&stale).await {
+        Err(StoreError::Fenced { run_id, token }) => {
+            assert_eq!((run_id.as_str(), token), ("r", first))
+        }
+        other => panic!("a stale write gave {other:?}"),
+    }
+    assert!(matches!(
+        paused.delete("r").await,
+        Err(StoreError::Fenced { .. })
+    ));
+    let kept = store.get("r", None).await.unwrap().unwrap();
+    assert_eq!(kept.env.answer.as_deref(), Some("the new owner's"));
+    assert_ne!(out.answer, kept.env.answer);
+
+    // A run resumed on the stale store fails before writing anything.
+    let failure = agent()
+        .with_store(paused.clone())
+        .run_as("r2", Env::from_user("squares"))
+        .await
+        .unwrap_err();
+    assert!(matches!(
+        failure.error,
+        statewise::MachineError::Store(StoreError::Fenced { .. })
+    ));
+    assert!(store.get("r2", None).await.unwrap().is_none());
+    assert_eq!(store.rejected("r").await.unwrap(), 2);
+    let writers = store.writers("r").await.unwrap();
+    assert!(writers.iter().all(|&(_, t)| t <= second));
+    assert_eq!(writers.last().map(|w| w.1), Some(second));
+}
+
 #[cfg(feature = "postgres")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_store_conforms() {

@@ -1,0 +1,144 @@
+//! The worker's decisions, as plain functions: what a delivery's end means
+//! for the queue, and when a run is poison.
+
+use crate::event::EventKind;
+use crate::machine::MachineError;
+use crate::store::StoreError;
+
+use super::OutcomeStatus;
+
+/// What a worker does with a delivery once its run's stream ended.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Disposition {
+    /// Record this outcome and acknowledge the delivery.
+    Record {
+        status: OutcomeStatus,
+        answer: Option<String>,
+        error: Option<String>,
+        path: Vec<String>,
+    },
+    /// Leave the delivery unacknowledged, to be delivered again after the
+    /// lease, noting why: the run did not end, or the store failed.
+    Release(String),
+    /// Another worker took the run over: stop without writing anything.
+    Abandon,
+}
+
+/// The disposition of a run whose stream ended with `last` (its last event;
+/// `None` if it ended without one).
+pub(crate) fn disposition(last: Option<&EventKind>) -> Disposition {
+    match last {
+        Some(EventKind::Finished(out)) => Disposition::Record {
+            status: OutcomeStatus::Finished,
+            answer: out.answer.clone(),
+            error: None,
+            path: out.path.clone(),
+        },
+        Some(EventKind::Interrupted(out)) => Disposition::Record {
+            status: OutcomeStatus::Interrupted,
+            answer: out.answer.clone(),
+            error: None,
+            path: out.path.clone(),
+        },
+        Some(EventKind::Failed(failure)) => match &failure.error {
+            MachineError::Store(StoreError::Fenced { .. }) => Disposition::Abandon,
+            // The run did not fail; what keeps it failed. Another delivery
+            // resumes it from its last checkpoint.
+            MachineError::Store(e) => Disposition::Release(format!("store failed: {e}")),
+            MachineError::Trace(e) => Disposition::Release(format!("trace failed: {e}")),
+            e => Disposition::Record {
+                status: OutcomeStatus::Failed,
+                answer: None,
+                error: Some(e.to_string()),
+                path: failure.path.clone(),
+            },
+        },
+        _ => Disposition::Release("the run's stream ended before the run did".to_owned()),
+    }
+}
+
+/// Whether a run delivered `deliveries` times goes to the dead-letter
+/// stream instead of being run again.
+pub(crate) fn is_poison(deliveries: u64, max_deliveries: u64) -> bool {
+    deliveries > max_deliveries
+}
+
+/// What the dead-letter record says went wrong.
+pub(crate) fn dead_error(last_error: Option<String>, deliveries: u64) -> String {
+    last_error.unwrap_or_else(|| {
+        format!(
+            "delivered {deliveries} times without ending (its workers stopped while running it)"
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::env::Env;
+    use crate::event::{RunFailure, RunOutput};
+
+    fn failed(error: MachineError) -> EventKind {
+        EventKind::Failed(Box::new(RunFailure {
+            error,
+            path: vec!["reasoning".into()],
+            env: Env::default(),
+            run_id: "r".into(),
+        }))
+    }
+
+    #[test]
+    fn a_finished_run_is_recorded_with_its_answer() {
+        let out = RunOutput {
+            answer: Some("4".into()),
+            path: vec!["reasoning".into(), "answer".into()],
+            env: Env::default(),
+            run_id: "r".into(),
+        };
+        match disposition(Some(&EventKind::Finished(Box::new(out)))) {
+            Disposition::Record {
+                status,
+                answer,
+                path,
+                ..
+            } => {
+                assert_eq!(status, OutcomeStatus::Finished);
+                assert_eq!(answer.as_deref(), Some("4"));
+                assert_eq!(path.len(), 2);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_fenced_write_abandons_and_a_store_failure_releases() {
+        let fenced = failed(MachineError::Store(StoreError::Fenced {
+            run_id: "r".into(),
+            token: 3,
+        }));
+        assert_eq!(disposition(Some(&fenced)), Disposition::Abandon);
+        let down = failed(MachineError::Store(StoreError::NoStore));
+        assert!(matches!(disposition(Some(&down)), Disposition::Release(_)));
+        assert!(matches!(disposition(None), Disposition::Release(_)));
+    }
+
+    #[test]
+    fn the_run_s_own_failure_is_its_outcome() {
+        let failure = failed(MachineError::MaxSteps { limit: 3 });
+        match disposition(Some(&failure)) {
+            Disposition::Record { status, error, .. } => {
+                assert_eq!(status, OutcomeStatus::Failed);
+                assert!(error.unwrap().contains('3'));
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn poison_after_the_limit() {
+        assert!(!is_poison(5, 5));
+        assert!(is_poison(6, 5));
+        assert!(dead_error(None, 6).contains("6 times"));
+        assert_eq!(dead_error(Some("boom".into()), 6), "boom");
+    }
+}

@@ -1,0 +1,296 @@
+//! [`RunQueue`]: the client side of the queue: submit runs, await their
+//! outcomes, read their events and the dead letters.
+
+use std::sync::LazyLock;
+use std::time::Duration;
+
+use futures::Stream;
+use redis::streams::StreamRangeReply;
+use redis::Script;
+use serde_json::Value;
+
+use super::keys::{Keys, GROUP};
+use super::{DeadLetter, Outcome, QueueError};
+use crate::env::Env;
+use crate::redis_conn::RedisConn;
+use crate::store::StoreError;
+
+/// Queues a run once: the entry id, and 1 if it was queued now or 0 if it
+/// was already. KEYS: submitted, queue. ARGV: run id, machine, env.
+static SUBMIT: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+local id = redis.call('HGET', KEYS[1], ARGV[1])
+if id then return {0, id} end
+id = redis.call('XADD', KEYS[2], '*', 'run', ARGV[1], 'machine', ARGV[2], 'env', ARGV[3])
+redis.call('HSET', KEYS[1], ARGV[1], id)
+return {1, id}
+",
+    )
+});
+
+/// A run put on the queue.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Submitted {
+    /// The run.
+    pub run_id: String,
+    /// Its entry in the queue's stream.
+    pub entry: String,
+    /// False if the run id had been submitted before (nothing was queued).
+    pub new: bool,
+}
+
+/// Puts runs on a Redis queue for [`Worker`](super::Worker)s, and reads
+/// what became of them.
+///
+/// A run id is queued once: submitting it again returns the first entry.
+/// Clones share one connection, made on first use.
+#[derive(Debug, Clone)]
+pub struct RunQueue {
+    conn: RedisConn,
+    keys: Keys,
+}
+
+impl RunQueue {
+    /// The queue on the server at `url`, under the key prefix `statewise`.
+    pub fn open(url: &str) -> Result<Self, QueueError> {
+        Ok(RunQueue {
+            conn: RedisConn::open(url)?,
+            keys: Keys::new("statewise"),
+        })
+    }
+
+    /// Starts every key with `prefix` (the workers' prefix) instead.
+    pub fn with_prefix(mut self, prefix: &str) -> Self {
+        self.keys = Keys::new(prefix);
+        self
+    }
+
+    /// Queues run `run_id` of the machine a worker knows as `machine`,
+    /// starting from `env`.
+    pub async fn submit(
+        &self,
+        machine: &str,
+        run_id: &str,
+        env: &Env,
+    ) -> Result<Submitted, QueueError> {
+        let env = serde_json::to_string(env).map_err(|source| QueueError::Corrupt {
+            what: format!("the env of run `{run_id}`"),
+            source,
+        })?;
+        ensure_group(&self.conn, &self.keys).await?;
+        let keys = [self.keys.submitted(), self.keys.queue()];
+        let (new, entry): (i64, String) = self
+            .conn
+            .run(|mut conn| {
+                let mut call = SUBMIT.prepare_invoke();
+                call.key(&keys[..]).arg(run_id).arg(machine).arg(&env);
+                async move { call.invoke_async(&mut conn).await }
+            })
+            .await?;
+        Ok(Submitted {
+            run_id: run_id.to_owned(),
+            entry,
+            new: new == 1,
+        })
+    }
+
+    /// The outcome of run `run_id`, if it has one yet.
+    pub async fn outcome(&self, run_id: &str) -> Result<Option<Outcome>, QueueError> {
+        let key = self.keys.outcomes();
+        let text: Option<String> = self
+            .conn
+            .run(|mut conn| {
+                let key = &key;
+                async move {
+                    redis::cmd("HGET")
+                        .arg(key)
+                        .arg(run_id)
+                        .query_async(&mut conn)
+                        .await
+                }
+            })
+            .await?;
+        text.map(|t| parse(&t, &format!("the outcome of run `{run_id}`")))
+            .transpose()
+    }
+
+    /// Waits for run `run_id`'s outcome, up to `timeout`.
+    pub async fn wait(&self, run_id: &str, timeout: Duration) -> Result<Outcome, QueueError> {
+        let start = tokio::time::Instant::now();
+        let mut pause = Duration::from_millis(10);
+        loop {
+            if let Some(outcome) = self.outcome(run_id).await? {
+                return Ok(outcome);
+            }
+            if start.elapsed() >= timeout {
+                return Err(QueueError::Timeout {
+                    run_id: run_id.to_owned(),
+                    waited: timeout,
+                });
+            }
+            tokio::time::sleep(pause.min(timeout.saturating_sub(start.elapsed()))).await;
+            pause = (pause * 2).min(Duration::from_millis(200));
+        }
+    }
+
+    /// Run `run_id`'s events as its workers stream them (JSON, as
+    /// [`Event`](crate::Event) serializes), from its first, until its
+    /// outcome is recorded. A run resumed by another worker repeats the
+    /// events of the step it was in.
+    pub fn events<'a>(
+        &'a self,
+        run_id: &'a str,
+    ) -> impl Stream<Item = Result<Value, QueueError>> + Send + 'a {
+        async_stream::try_stream! {
+            let key = self.keys.events(run_id);
+            let mut after = "0-0".to_owned();
+            let mut pause = Duration::from_millis(10);
+            loop {
+                let start = format!("({after}");
+                let reply: StreamRangeReply = self
+                    .conn
+                    .run(|mut conn| {
+                        let (key, start) = (&key, &start);
+                        async move {
+                            redis::cmd("XRANGE").arg(key).arg(start).arg("+").arg("COUNT").arg(500)
+                                .query_async(&mut conn).await
+                        }
+                    })
+                    .await?;
+                let got = !reply.ids.is_empty();
+                for entry in reply.ids {
+                    after = entry.id.clone();
+                    let text: Option<String> = entry.get("event");
+                    if let Some(text) = text {
+                        yield parse::<Value>(&text, &format!("an event of run `{run_id}`"))?;
+                    }
+                }
+                if got {
+                    pause = Duration::from_millis(10);
+                    continue;
+                }
+                // Read to the end: stop once the run has its outcome (and
+                // no event came after the read).
+                if self.outcome(run_id).await?.is_some() {
+                    let last: StreamRangeReply = self
+                        .conn
+                        .run(|mut conn| {
+                            let (key, start) = (&key, format!("({after}"));
+                            async move {
+                                redis::cmd("XRANGE").arg(key).arg(start).arg("+").arg("COUNT").arg(1)
+                                    .query_async(&mut conn).await
+                            }
+                        })
+                        .await?;
+                    if last.ids.is_empty() {
+                        return;
+                    }
+                    continue;
+                }
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_millis(200));
+            }
+        }
+    }
+
+    /// The runs given up after too many deliveries, oldest first.
+    pub async fn dead_letters(&self) -> Result<Vec<DeadLetter>, QueueError> {
+        let key = self.keys.dead();
+        let reply: StreamRangeReply = self
+            .conn
+            .run(|mut conn| {
+                let key = &key;
+                async move {
+                    redis::cmd("XRANGE")
+                        .arg(key)
+                        .arg("-")
+                        .arg("+")
+                        .query_async(&mut conn)
+                        .await
+                }
+            })
+            .await?;
+        Ok(reply
+            .ids
+            .iter()
+            .map(|e| DeadLetter {
+                run_id: e.get("run").unwrap_or_default(),
+                machine: e.get("machine").unwrap_or_default(),
+                error: e.get("error").unwrap_or_default(),
+                deliveries: e.get("deliveries").unwrap_or_default(),
+            })
+            .collect())
+    }
+
+    /// Every outcome in the order recorded, from the outcome log: one entry
+    /// per run, however often it was delivered.
+    pub async fn recorded(&self) -> Result<Vec<Outcome>, QueueError> {
+        let key = self.keys.outcome_log();
+        let reply: StreamRangeReply = self
+            .conn
+            .run(|mut conn| {
+                let key = &key;
+                async move {
+                    redis::cmd("XRANGE")
+                        .arg(key)
+                        .arg("-")
+                        .arg("+")
+                        .query_async(&mut conn)
+                        .await
+                }
+            })
+            .await?;
+        reply
+            .ids
+            .iter()
+            .map(|e| {
+                let text: String = e.get("outcome").unwrap_or_default();
+                parse(&text, "an entry of the outcome log")
+            })
+            .collect()
+    }
+
+    /// How many runs are queued and not yet acknowledged (waiting or
+    /// running).
+    pub async fn backlog(&self) -> Result<u64, QueueError> {
+        let key = self.keys.queue();
+        self.conn
+            .run(|mut conn| {
+                let key = &key;
+                async move { redis::cmd("XLEN").arg(key).query_async(&mut conn).await }
+            })
+            .await
+            .map_err(QueueError::from)
+    }
+}
+
+/// Creates the queue's stream and consumer group if they are missing.
+pub(crate) async fn ensure_group(conn: &RedisConn, keys: &Keys) -> Result<(), StoreError> {
+    let queue = keys.queue();
+    conn.run(|mut conn| {
+        let queue = &queue;
+        async move {
+            let created: redis::RedisResult<()> = redis::cmd("XGROUP")
+                .arg("CREATE")
+                .arg(queue)
+                .arg(GROUP)
+                .arg("0")
+                .arg("MKSTREAM")
+                .query_async(&mut conn)
+                .await;
+            match created {
+                Err(e) if e.code() == Some("BUSYGROUP") => Ok(()),
+                other => other,
+            }
+        }
+    })
+    .await
+}
+
+fn parse<T: serde::de::DeserializeOwned>(text: &str, what: &str) -> Result<T, QueueError> {
+    serde_json::from_str(text).map_err(|source| QueueError::Corrupt {
+        what: what.to_owned(),
+        source,
+    })
+}

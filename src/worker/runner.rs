@@ -1,0 +1,738 @@
+//! [`Worker`]: claims queued runs, runs them under a fenced claim, records
+//! their outcomes and acknowledges them.
+//!
+//! The claim loop never drops a read it sent (a dropped XREADGROUP reply
+//! would strand its entries until their lease ran out), so it blocks for at
+//! most half a second at a time and checks for shutdown between reads;
+//! leases are renewed by a task of their own.
+
+use std::collections::{BTreeMap, HashMap};
+use std::panic::AssertUnwindSafe;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, LazyLock, Mutex};
+use std::time::Duration;
+
+use futures::{FutureExt, StreamExt};
+use redis::streams::{StreamAutoClaimReply, StreamId, StreamReadReply};
+use redis::Script;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use super::decide::{dead_error, disposition, is_poison, Disposition};
+use super::keys::{Keys, GROUP};
+use super::queue::ensure_group;
+use super::{Outcome, OutcomeStatus, QueueError};
+use crate::env::Env;
+use crate::event::EventKind;
+use crate::machine::Machine;
+use crate::redis_conn::RedisConn;
+use crate::store::{RedisStore, Store, StoreError};
+
+/// Records an outcome once, under the current claim, and acknowledges the
+/// delivery; with a machine name in ARGV[6], also writes a dead letter.
+/// Returns 1 if recorded now, 0 if it already was, -1 if fenced.
+/// KEYS: fence, outcomes, outcome log, queue, events, dead.
+/// ARGV: token, run, outcome, entry, group, machine or "", error, deliveries.
+static FINISH: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return -1 end
+local new = redis.call('HSETNX', KEYS[2], ARGV[2], ARGV[3])
+if new == 1 then
+  redis.call('XADD', KEYS[3], '*', 'run', ARGV[2], 'outcome', ARGV[3])
+  if ARGV[6] ~= '' then
+    redis.call('XADD', KEYS[6], '*', 'run', ARGV[2], 'machine', ARGV[6], 'error', ARGV[7], 'deliveries', ARGV[8])
+  end
+end
+redis.call('XACK', KEYS[4], ARGV[5], ARGV[4])
+redis.call('XDEL', KEYS[4], ARGV[4])
+redis.call('EXPIRE', KEYS[5], 86400)
+return new
+",
+    )
+});
+
+/// Renews a lease: resets the entry's idle time if this worker still owns
+/// it under the current token (1), else 0. KEYS: queue, fence.
+/// ARGV: entry, consumer, token, group.
+static RENEW: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+if redis.call('GET', KEYS[2]) ~= ARGV[3] then return 0 end
+local p = redis.call('XPENDING', KEYS[1], ARGV[4], ARGV[1], ARGV[1], 1)
+if #p == 0 or p[1][2] ~= ARGV[2] then return 0 end
+redis.call('XCLAIM', KEYS[1], ARGV[4], ARGV[2], 0, ARGV[1], 'JUSTID')
+return 1
+",
+    )
+});
+
+/// What a worker has done so far.
+#[derive(Debug, Default)]
+pub struct WorkerStats {
+    claimed: AtomicU64,
+    reclaimed: AtomicU64,
+    recorded: AtomicU64,
+    released: AtomicU64,
+    abandoned: AtomicU64,
+    dead: AtomicU64,
+}
+
+impl WorkerStats {
+    /// Runs taken from the queue as new deliveries.
+    pub fn claimed(&self) -> u64 {
+        self.claimed.load(Ordering::Relaxed)
+    }
+    /// Runs taken over from a worker whose lease ran out.
+    pub fn reclaimed(&self) -> u64 {
+        self.reclaimed.load(Ordering::Relaxed)
+    }
+    /// Outcomes this worker recorded.
+    pub fn recorded(&self) -> u64 {
+        self.recorded.load(Ordering::Relaxed)
+    }
+    /// Deliveries left for another try (the store failed, a panic).
+    pub fn released(&self) -> u64 {
+        self.released.load(Ordering::Relaxed)
+    }
+    /// Runs dropped because another worker had taken them over.
+    pub fn abandoned(&self) -> u64 {
+        self.abandoned.load(Ordering::Relaxed)
+    }
+    /// Runs this worker sent to the dead-letter stream.
+    pub fn dead(&self) -> u64 {
+        self.dead.load(Ordering::Relaxed)
+    }
+}
+
+/// A run a worker holds, as its lease renewal sees it.
+struct Lease {
+    run_id: String,
+    token: u64,
+    /// Fired when the lease is lost: the run stops.
+    lost: CancellationToken,
+}
+
+type Leases = Arc<Mutex<HashMap<String, Lease>>>;
+
+/// One delivery of a queued run.
+struct Delivery {
+    entry: String,
+    run_id: String,
+    machine: String,
+    env: String,
+    deliveries: u64,
+}
+
+/// Runs queued runs of the machines it knows: claims them from the queue
+/// (new ones, and those whose worker stopped renewing its lease), runs each
+/// under a fenced claim with the Redis store and tool journal, records the
+/// outcome once and acknowledges.
+///
+/// Run as many workers as you like, in as many processes; give them all
+/// the same machines under the same names.
+pub struct Worker {
+    conn: RedisConn,
+    /// Blocking reads only, so they never hold up other commands.
+    reader: RedisConn,
+    store: RedisStore,
+    keys: Keys,
+    id: String,
+    machines: BTreeMap<String, Machine>,
+    concurrency: usize,
+    lease: Duration,
+    max_deliveries: u64,
+    stats: Arc<WorkerStats>,
+    cursor: Mutex<String>,
+}
+
+impl std::fmt::Debug for Worker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Worker")
+            .field("id", &self.id)
+            .field("machines", &self.machines.keys().collect::<Vec<_>>())
+            .field("concurrency", &self.concurrency)
+            .field("lease", &self.lease)
+            .field("max_deliveries", &self.max_deliveries)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Worker {
+    /// A worker on the queue at `url`, under the key prefix `statewise`,
+    /// with a generated id, 8 runs at a time, a 30 s lease and at most 5
+    /// deliveries per run. Connects when it runs.
+    pub fn new(url: &str) -> Result<Self, QueueError> {
+        Ok(Worker {
+            conn: RedisConn::open(url)?,
+            reader: RedisConn::open(url)?,
+            store: RedisStore::open(url)?,
+            keys: Keys::new("statewise"),
+            id: format!("worker-{}-{:08x}", std::process::id(), fastrand::u32(..)),
+            machines: BTreeMap::new(),
+            concurrency: 8,
+            lease: Duration::from_secs(30),
+            max_deliveries: 5,
+            stats: Arc::default(),
+            cursor: Mutex::new("0-0".to_owned()),
+        })
+    }
+
+    /// Starts every key with `prefix` instead of `statewise` (the same as
+    /// the [`RunQueue`](super::RunQueue)'s).
+    pub fn with_prefix(mut self, prefix: &str) -> Self {
+        self.keys = Keys::new(prefix);
+        self.store = self.store.with_prefix(prefix);
+        self
+    }
+
+    /// Runs submitted for `name` on `machine` (its store and journal are
+    /// replaced by the worker's).
+    pub fn machine(mut self, name: impl Into<String>, machine: Machine) -> Self {
+        self.machines.insert(name.into(), machine);
+        self
+    }
+
+    /// Runs at most `runs` at once (at least 1).
+    pub fn concurrency(mut self, runs: usize) -> Self {
+        self.concurrency = runs.max(1);
+        self
+    }
+
+    /// How long a run may go without its worker renewing the claim before
+    /// another worker takes it over (at least 300 ms). The worker renews
+    /// every third of it.
+    pub fn lease(mut self, lease: Duration) -> Self {
+        self.lease = lease.max(Duration::from_millis(300));
+        self
+    }
+
+    /// Sends a run to the dead-letter stream instead of delivering it a
+    /// `(deliveries + 1)`th time.
+    pub fn max_deliveries(mut self, deliveries: u64) -> Self {
+        self.max_deliveries = deliveries.max(1);
+        self
+    }
+
+    /// Names this worker `id` in the consumer group and in the outcomes it
+    /// records (default: `worker-<pid>-<random>`).
+    pub fn with_id(mut self, id: impl Into<String>) -> Self {
+        self.id = id.into();
+        self
+    }
+
+    /// The worker's id.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// What it has done so far.
+    pub fn stats(&self) -> Arc<WorkerStats> {
+        Arc::clone(&self.stats)
+    }
+
+    /// Claims and runs queued runs until `shutdown` fires, then finishes
+    /// the runs it holds and returns.
+    pub async fn run(self, shutdown: CancellationToken) -> Result<(), QueueError> {
+        ensure_group(&self.conn, &self.keys).await?;
+        let worker = Arc::new(self);
+        let leases: Leases = Arc::default();
+        let stop_renewing = CancellationToken::new();
+        let renewer = tokio::spawn(
+            Arc::clone(&worker).renew_leases(Arc::clone(&leases), stop_renewing.clone()),
+        );
+        let mut tasks = JoinSet::new();
+        while !shutdown.is_cancelled() {
+            while tasks.try_join_next().is_some() {}
+            let free = worker.concurrency.saturating_sub(tasks.len());
+            if free == 0 {
+                tokio::select! {
+                    _ = tasks.join_next() => {}
+                    () = shutdown.cancelled() => {}
+                }
+                continue;
+            }
+            match worker.claim(free).await {
+                Ok(deliveries) => {
+                    for delivery in deliveries {
+                        tasks.spawn(Arc::clone(&worker).work(delivery, Arc::clone(&leases)));
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(worker = %worker.id, error = %e, "claiming runs failed; trying again");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+            }
+        }
+        while tasks.join_next().await.is_some() {}
+        stop_renewing.cancel();
+        renewer.await.ok();
+        Ok(())
+    }
+
+    /// Up to `count` deliveries: runs whose lease ran out first, else new
+    /// ones (waiting up to half a second for some).
+    async fn claim(&self, count: usize) -> Result<Vec<Delivery>, StoreError> {
+        let queue = self.keys.queue();
+        let idle = self.lease.as_millis() as u64;
+        let cursor = self
+            .cursor
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        let reply: StreamAutoClaimReply = self
+            .conn
+            .run(|mut conn| {
+                let (queue, cursor) = (&queue, &cursor);
+                async move {
+                    redis::cmd("XAUTOCLAIM")
+                        .arg(queue)
+                        .arg(GROUP)
+                        .arg(&self.id)
+                        .arg(idle)
+                        .arg(cursor)
+                        .arg("COUNT")
+                        .arg(count)
+                        .query_async(&mut conn)
+                        .await
+                }
+            })
+            .await?;
+        *self.cursor.lock().unwrap_or_else(|p| p.into_inner()) = reply.next_stream_id;
+        // Entries deleted while pending (their run was recorded): forget them.
+        for entry in &reply.deleted_ids {
+            self.ack(entry).await?;
+        }
+        if !reply.claimed.is_empty() {
+            let mut out = Vec::new();
+            for entry in reply.claimed {
+                let deliveries = self.deliveries(&entry.id).await?;
+                self.stats.reclaimed.fetch_add(1, Ordering::Relaxed);
+                if let Some(d) = self.delivery(entry, deliveries).await? {
+                    out.push(d);
+                }
+            }
+            return Ok(out);
+        }
+        let reply: Option<StreamReadReply> = self
+            .reader
+            .run(|mut conn| {
+                let queue = &queue;
+                async move {
+                    redis::cmd("XREADGROUP")
+                        .arg("GROUP")
+                        .arg(GROUP)
+                        .arg(&self.id)
+                        .arg("COUNT")
+                        .arg(count)
+                        .arg("BLOCK")
+                        .arg(500)
+                        .arg("STREAMS")
+                        .arg(queue)
+                        .arg(">")
+                        .query_async(&mut conn)
+                        .await
+                }
+            })
+            .await?;
+        let mut out = Vec::new();
+        for entry in reply.into_iter().flat_map(|r| r.keys).flat_map(|k| k.ids) {
+            self.stats.claimed.fetch_add(1, Ordering::Relaxed);
+            if let Some(d) = self.delivery(entry, 1).await? {
+                out.push(d);
+            }
+        }
+        Ok(out)
+    }
+
+    /// The delivery an entry describes; a malformed entry is acknowledged
+    /// and dropped (it can never run).
+    async fn delivery(
+        &self,
+        entry: StreamId,
+        deliveries: u64,
+    ) -> Result<Option<Delivery>, StoreError> {
+        let fields = (
+            entry.get::<String>("run"),
+            entry.get::<String>("machine"),
+            entry.get::<String>("env"),
+        );
+        match fields {
+            (Some(run_id), Some(machine), Some(env)) => Ok(Some(Delivery {
+                entry: entry.id,
+                run_id,
+                machine,
+                env,
+                deliveries,
+            })),
+            _ => {
+                tracing::warn!(entry = %entry.id, "queue entry without run, machine and env; dropped");
+                self.ack(&entry.id).await?;
+                Ok(None)
+            }
+        }
+    }
+
+    /// How many times the entry has been delivered.
+    async fn deliveries(&self, entry: &str) -> Result<u64, StoreError> {
+        let queue = self.keys.queue();
+        let pending: Vec<(String, String, u64, u64)> = self
+            .conn
+            .run(|mut conn| {
+                let queue = &queue;
+                async move {
+                    redis::cmd("XPENDING")
+                        .arg(queue)
+                        .arg(GROUP)
+                        .arg(entry)
+                        .arg(entry)
+                        .arg(1)
+                        .query_async(&mut conn)
+                        .await
+                }
+            })
+            .await?;
+        Ok(pending.first().map_or(1, |p| p.3))
+    }
+
+    async fn ack(&self, entry: &str) -> Result<(), StoreError> {
+        let queue = self.keys.queue();
+        self.conn
+            .run(|mut conn| {
+                let queue = &queue;
+                async move {
+                    redis::pipe()
+                        .cmd("XACK")
+                        .arg(queue)
+                        .arg(GROUP)
+                        .arg(entry)
+                        .ignore()
+                        .cmd("XDEL")
+                        .arg(queue)
+                        .arg(entry)
+                        .ignore()
+                        .query_async::<()>(&mut conn)
+                        .await
+                }
+            })
+            .await
+    }
+
+    /// Claims the run (a new fencing token) and runs it; a panic is noted
+    /// as the delivery's error and the delivery left for another try.
+    async fn work(self: Arc<Self>, delivery: Delivery, leases: Leases) {
+        let token = match self.store.claim(&delivery.run_id).await {
+            Ok(token) => token,
+            Err(e) => {
+                // Unacknowledged: delivered again once the lease runs out.
+                tracing::warn!(run_id = %delivery.run_id, error = %e, "claiming a run failed");
+                self.stats.released.fetch_add(1, Ordering::Relaxed);
+                return;
+            }
+        };
+        let lost = CancellationToken::new();
+        leases.lock().unwrap_or_else(|p| p.into_inner()).insert(
+            delivery.entry.clone(),
+            Lease {
+                run_id: delivery.run_id.clone(),
+                token,
+                lost: lost.clone(),
+            },
+        );
+        let ran = AssertUnwindSafe(self.execute(&delivery, token, &lost))
+            .catch_unwind()
+            .await;
+        leases
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&delivery.entry);
+        if let Err(panic) = ran {
+            let message = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown panic".to_owned());
+            self.release(&delivery.run_id, &format!("the run panicked: {message}"))
+                .await;
+        }
+    }
+
+    async fn execute(&self, d: &Delivery, token: u64, lost: &CancellationToken) {
+        if is_poison(d.deliveries, self.max_deliveries) {
+            let last = self.last_error(&d.run_id).await;
+            let error = dead_error(last, d.deliveries);
+            self.record(d, token, OutcomeStatus::Dead, None, Some(error), Vec::new())
+                .await;
+            return;
+        }
+        let Some(machine) = self.machines.get(&d.machine) else {
+            let known: Vec<&str> = self.machines.keys().map(String::as_str).collect();
+            let error = format!(
+                "no machine `{}` on this worker; it runs: {}",
+                d.machine,
+                known.join(", ")
+            );
+            self.record(
+                d,
+                token,
+                OutcomeStatus::Failed,
+                None,
+                Some(error),
+                Vec::new(),
+            )
+            .await;
+            return;
+        };
+        let env: Env = match serde_json::from_str(&d.env) {
+            Ok(env) => env,
+            Err(e) => {
+                let error = format!("the submitted env is not an Env: {e}");
+                self.record(
+                    d,
+                    token,
+                    OutcomeStatus::Failed,
+                    None,
+                    Some(error),
+                    Vec::new(),
+                )
+                .await;
+                return;
+            }
+        };
+        let store = self.store.fenced(&d.run_id, token);
+        let machine = machine
+            .clone()
+            .with_store(store.clone())
+            .with_journal(self.store.clone());
+        let events = match store.get(&d.run_id, None).await {
+            Ok(Some(_)) => match machine.resume(&d.run_id).await {
+                Ok(events) => events,
+                Err(e) => {
+                    return self
+                        .release(&d.run_id, &format!("resuming failed: {e}"))
+                        .await
+                }
+            },
+            Ok(None) => machine.stream_as(d.run_id.as_str(), env),
+            Err(e) => {
+                return self
+                    .release(&d.run_id, &format!("reading its checkpoint failed: {e}"))
+                    .await
+            }
+        };
+        let mut events = std::pin::pin!(events);
+        let mut last = None;
+        loop {
+            let event = tokio::select! {
+                () = lost.cancelled() => {
+                    self.stats.abandoned.fetch_add(1, Ordering::Relaxed);
+                    return;
+                }
+                event = events.next() => event,
+            };
+            let Some(event) = event else { break };
+            self.publish(&d.run_id, &event).await;
+            if matches!(
+                event.kind,
+                EventKind::Finished(_) | EventKind::Failed(_) | EventKind::Interrupted(_)
+            ) {
+                last = Some(event.kind);
+            }
+        }
+        match disposition(last.as_ref()) {
+            Disposition::Record {
+                status,
+                answer,
+                error,
+                path,
+            } => self.record(d, token, status, answer, error, path).await,
+            Disposition::Release(why) => self.release(&d.run_id, &why).await,
+            Disposition::Abandon => {
+                self.stats.abandoned.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// Appends an event to the run's event stream; a failure only loses
+    /// the event for watchers, not the run.
+    async fn publish(&self, run_id: &str, event: &crate::Event) {
+        let Ok(text) = serde_json::to_string(event) else {
+            return;
+        };
+        let key = self.keys.events(run_id);
+        let sent = self
+            .conn
+            .run(|mut conn| {
+                let (key, text) = (&key, &text);
+                async move {
+                    redis::cmd("XADD")
+                        .arg(key)
+                        .arg("MAXLEN")
+                        .arg("~")
+                        .arg(10_000)
+                        .arg("*")
+                        .arg("event")
+                        .arg(text)
+                        .query_async::<()>(&mut conn)
+                        .await
+                }
+            })
+            .await;
+        if let Err(e) = sent {
+            tracing::warn!(run_id, error = %e, "publishing a run's event failed");
+        }
+    }
+
+    /// Records the outcome (once, under the current claim) and acknowledges.
+    async fn record(
+        &self,
+        d: &Delivery,
+        token: u64,
+        status: OutcomeStatus,
+        answer: Option<String>,
+        error: Option<String>,
+        path: Vec<String>,
+    ) {
+        let outcome = Outcome {
+            run_id: d.run_id.clone(),
+            status,
+            answer,
+            error: error.clone(),
+            worker: self.id.clone(),
+            deliveries: d.deliveries,
+            token,
+            path,
+            recorded_ms: crate::store::now_ms(),
+        };
+        let Ok(text) = serde_json::to_string(&outcome) else {
+            return;
+        };
+        let dead = status == OutcomeStatus::Dead;
+        let keys = [
+            self.keys.fence(&d.run_id),
+            self.keys.outcomes(),
+            self.keys.outcome_log(),
+            self.keys.queue(),
+            self.keys.events(&d.run_id),
+            self.keys.dead(),
+        ];
+        let (machine, error) = if dead {
+            (d.machine.as_str(), error.unwrap_or_default())
+        } else {
+            ("", String::new())
+        };
+        let recorded: Result<i64, StoreError> = self
+            .conn
+            .run(|mut conn| {
+                let mut call = FINISH.prepare_invoke();
+                call.key(&keys[..])
+                    .arg(token)
+                    .arg(&d.run_id)
+                    .arg(&text)
+                    .arg(&d.entry)
+                    .arg(GROUP)
+                    .arg(machine)
+                    .arg(&error)
+                    .arg(d.deliveries);
+                async move { call.invoke_async(&mut conn).await }
+            })
+            .await;
+        match recorded {
+            Ok(-1) => {
+                self.stats.abandoned.fetch_add(1, Ordering::Relaxed);
+            }
+            Ok(_) if dead => {
+                self.stats.dead.fetch_add(1, Ordering::Relaxed);
+            }
+            Ok(_) => {
+                self.stats.recorded.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(e) => {
+                tracing::warn!(run_id = %d.run_id, error = %e, "recording a run's outcome failed; it will be delivered again");
+                self.stats.released.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// Leaves the delivery unacknowledged for another try, noting why.
+    async fn release(&self, run_id: &str, why: &str) {
+        tracing::warn!(run_id, why, "leaving a run for another delivery");
+        self.stats.released.fetch_add(1, Ordering::Relaxed);
+        let key = self.keys.error(run_id);
+        let noted = self
+            .conn
+            .run(|mut conn| {
+                let key = &key;
+                async move {
+                    redis::cmd("SET")
+                        .arg(key)
+                        .arg(why)
+                        .arg("EX")
+                        .arg(86_400)
+                        .query_async::<()>(&mut conn)
+                        .await
+                }
+            })
+            .await;
+        if let Err(e) = noted {
+            tracing::warn!(run_id, error = %e, "noting a run's error failed");
+        }
+    }
+
+    async fn last_error(&self, run_id: &str) -> Option<String> {
+        let key = self.keys.error(run_id);
+        self.conn
+            .run(|mut conn| {
+                let key = &key;
+                async move { redis::cmd("GET").arg(key).query_async(&mut conn).await }
+            })
+            .await
+            .ok()
+            .flatten()
+    }
+
+    /// Renews every lease a third of the lease time apart; a lease found
+    /// lost (another worker claimed the run) stops its run.
+    async fn renew_leases(self: Arc<Self>, leases: Leases, stop: CancellationToken) {
+        let every = self.lease / 3;
+        let queue = self.keys.queue();
+        loop {
+            tokio::select! {
+                () = stop.cancelled() => return,
+                () = tokio::time::sleep(every) => {}
+            }
+            let held: Vec<(String, String, u64, CancellationToken)> = leases
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .iter()
+                .map(|(entry, l)| (entry.clone(), l.run_id.clone(), l.token, l.lost.clone()))
+                .collect();
+            for (entry, run_id, token, lost) in held {
+                let keys = [queue.clone(), self.keys.fence(&run_id)];
+                let renewed: Result<i64, StoreError> = self
+                    .conn
+                    .run(|mut conn| {
+                        let mut call = RENEW.prepare_invoke();
+                        call.key(&keys[..])
+                            .arg(&entry)
+                            .arg(&self.id)
+                            .arg(token)
+                            .arg(GROUP);
+                        async move { call.invoke_async(&mut conn).await }
+                    })
+                    .await;
+                match renewed {
+                    Ok(1) => {}
+                    Ok(_) => {
+                        tracing::warn!(
+                            run_id,
+                            "lease lost: another worker claimed the run; stopping it"
+                        );
+                        lost.cancel();
+                    }
+                    Err(e) => tracing::warn!(run_id, error = %e, "renewing a lease failed"),
+                }
+            }
+        }
+    }
+}
