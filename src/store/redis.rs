@@ -15,7 +15,7 @@ use crate::redis_conn::RedisConn;
 
 /// Writes one checkpoint: body, metadata, step and run; with a fencing
 /// token, first checks it is the run's current one (else counts the
-/// rejection and returns -1) and notes it as the step's writer.
+/// rejection and returns -1) and appends `step:token` to the run's writes.
 /// KEYS: bodies, steps, metas, runs, fence, writers. ARGV: step, body, meta,
 /// run id, token or "".
 const PUT: &str = r"
@@ -24,7 +24,7 @@ if ARGV[5] ~= '' then
     redis.call('INCR', KEYS[5] .. ':rejected')
     return -1
   end
-  redis.call('HSET', KEYS[6], ARGV[1], ARGV[5])
+  redis.call('RPUSH', KEYS[6], ARGV[1] .. ':' .. ARGV[5])
 end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
 redis.call('HSET', KEYS[3], ARGV[1], ARGV[3])
@@ -166,20 +166,32 @@ impl RedisStore {
         }
     }
 
-    /// The fencing token each step of run `run_id` was last written under
-    /// by a fenced store, by step: what an audit checks to see that no
-    /// stale claim wrote after a newer one.
+    /// Every write a fenced store made to run `run_id`, in order, as
+    /// `(step, token)`: what an audit reads to see that no write came from
+    /// a claim older than one that had already written.
     pub async fn writers(&self, run_id: &str) -> Result<Vec<(u32, u64)>, StoreError> {
         let key = self.key(run_id, "writers");
-        let mut pairs: Vec<(u32, u64)> = self
+        let writes: Vec<String> = self
             .conn
             .run(|mut conn| {
                 let key = &key;
-                async move { redis::cmd("HGETALL").arg(key).query_async(&mut conn).await }
+                async move {
+                    redis::cmd("LRANGE")
+                        .arg(key)
+                        .arg(0)
+                        .arg(-1)
+                        .query_async(&mut conn)
+                        .await
+                }
             })
             .await?;
-        pairs.sort_unstable();
-        Ok(pairs)
+        Ok(writes
+            .iter()
+            .filter_map(|w| {
+                let (step, token) = w.split_once(':')?;
+                Some((step.parse().ok()?, token.parse().ok()?))
+            })
+            .collect())
     }
 
     /// How many writes to run `run_id` were refused because their claim was

@@ -35,3 +35,5 @@ mod store;
 mod tool_context;
 mod tool_policy;
 mod trace;
+#[cfg(feature = "redis")]
+mod worker;

@@ -129,9 +129,11 @@ async fn a_stale_claim_cannot_write_over_the_new_owner() {
     ));
     assert!(store.get("r2", None).await.unwrap().is_none());
     assert_eq!(store.rejected("r").await.unwrap(), 2);
+    // Every accepted write, in order: the first claim's, then the second's.
     let writers = store.writers("r").await.unwrap();
-    assert!(writers.iter().all(|&(_, t)| t <= second));
-    assert_eq!(writers.last().map(|w| w.1), Some(second));
+    assert!(writers.windows(2).all(|w| w[0].1 <= w[1].1), "{writers:?}");
+    assert_eq!(writers.first().map(|w| w.1), Some(first));
+    assert_eq!(writers.last(), Some(&(latest.step, second)));
 }
 
 #[cfg(feature = "postgres")]

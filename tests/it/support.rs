@@ -363,8 +363,28 @@ pub fn stream_pieces(pieces: Vec<String>, pause: Duration) -> Response {
 /// returns its path.
 pub fn example(name: &str) -> std::path::PathBuf {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    // The features this test binary was built with: under `cargo test
+    // --features ...` the examples are already built with them, so this
+    // build has nothing to do.
+    let features: Vec<&str> = [
+        ("local", cfg!(feature = "local")),
+        ("tiktoken", cfg!(feature = "tiktoken")),
+        ("mcp", cfg!(feature = "mcp")),
+        ("redis", cfg!(feature = "redis")),
+        ("postgres", cfg!(feature = "postgres")),
+    ]
+    .into_iter()
+    .filter_map(|(name, on)| on.then_some(name))
+    .collect();
     let status = std::process::Command::new(cargo)
-        .args(["build", "--quiet", "--example", name])
+        .args([
+            "build",
+            "--quiet",
+            "--example",
+            name,
+            "--features",
+            &features.join(","),
+        ])
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .status()
         .expect("cargo runs");

@@ -1,0 +1,361 @@
+//! The run queue and its workers against a real redis-server: worker
+//! processes killed and paused while they run, poison runs, and a Redis
+//! restart.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use statewise::model::{ChatRequest, FnModel, Reply};
+use statewise::state::FnState;
+use statewise::store::RedisStore;
+use statewise::worker::{OutcomeStatus, RunQueue, Worker};
+use statewise::{Env, Machine, Next};
+use tokio_util::sync::CancellationToken;
+
+use crate::services::Redis;
+
+/// A worker process of the `worker` example: its stand-in model takes
+/// `latency` per reply, and its `note` tool counts its effects in Redis.
+fn worker_process(url: &str, prefix: &str, id: &str, latency_ms: u64, lease_ms: u64) -> Child {
+    Command::new(crate::support::example("worker"))
+        .args(["--redis", url, "--prefix", prefix, "--id", id])
+        .args([
+            "--latency",
+            &latency_ms.to_string(),
+            "--lease",
+            &lease_ms.to_string(),
+        ])
+        .args(["--concurrency", "4", "--max-deliveries", "50"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("the worker example starts")
+}
+
+/// Kills the worker processes when the test ends, however it ends.
+struct Fleet(Vec<Child>);
+
+impl Drop for Fleet {
+    fn drop(&mut self) {
+        for child in &mut self.0 {
+            child.kill().ok();
+            child.wait().ok();
+        }
+    }
+}
+
+fn signal(child: &Child, name: &str) {
+    let ok = Command::new("kill")
+        .args([&format!("-{name}"), &child.id().to_string()])
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    assert!(ok, "kill -{name} of a worker");
+}
+
+async fn get_u64(conn: &mut redis::aio::ConnectionManager, key: &str) -> u64 {
+    let n: Option<u64> = redis::cmd("GET").arg(key).query_async(conn).await.unwrap();
+    n.unwrap_or(0)
+}
+
+/// Waits until every one of `runs` has an outcome.
+async fn wait_all(
+    queue: &RunQueue,
+    runs: usize,
+    limit: Duration,
+) -> Vec<statewise::worker::Outcome> {
+    let start = Instant::now();
+    loop {
+        let recorded = queue.recorded().await.unwrap();
+        if recorded.len() >= runs {
+            return recorded;
+        }
+        assert!(
+            start.elapsed() < limit,
+            "{} of {runs} runs recorded after {limit:?}",
+            recorded.len()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// 300 runs of a two-step agent through three worker processes; a random
+/// worker is killed (SIGKILL) and restarted five times while they run, and
+/// one is paused past its lease and let go on. Every run's outcome is
+/// recorded once, every tool effect happens once, and no checkpoint write
+/// came from a claim older than one that had already written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_and_paused_workers_lose_and_repeat_nothing() {
+    const RUNS: usize = 300;
+    const LEASE_MS: u64 = 1500;
+    let redis = Redis::own(true);
+    let prefix = "fleet";
+    let spawn = |n: usize| worker_process(&redis.url, prefix, &format!("w{n}"), 150, LEASE_MS);
+    let mut fleet = Fleet((0..3).map(spawn).collect());
+    let mut started = 3;
+
+    let queue = RunQueue::open(&redis.url).unwrap().with_prefix(prefix);
+    for i in 0..RUNS {
+        let submitted = queue
+            .submit(
+                "agent",
+                &format!("run-{i:03}"),
+                &Env::from_user(format!("Request {i}")),
+            )
+            .await
+            .unwrap();
+        assert!(submitted.new);
+    }
+    // Submitting a run again queues nothing.
+    assert!(
+        !queue
+            .submit("agent", "run-000", &Env::from_user("Request 0"))
+            .await
+            .unwrap()
+            .new
+    );
+
+    for _ in 0..5 {
+        tokio::time::sleep(Duration::from_millis(fastrand::u64(500..1200))).await;
+        let victim = fastrand::usize(..3);
+        fleet.0[victim].kill().unwrap();
+        fleet.0[victim].wait().unwrap();
+        fleet.0[victim] = spawn(started);
+        started += 1;
+    }
+    // Paused, not dead: its runs are taken over, and when it wakes its
+    // writes are refused.
+    let paused = fastrand::usize(..3);
+    signal(&fleet.0[paused], "STOP");
+    tokio::time::sleep(Duration::from_millis(LEASE_MS * 2)).await;
+    signal(&fleet.0[paused], "CONT");
+
+    let recorded = wait_all(&queue, RUNS, Duration::from_secs(300)).await;
+
+    // Every outcome once, each run's own.
+    assert_eq!(
+        recorded.len(),
+        RUNS,
+        "the outcome log has one entry per run"
+    );
+    let ids: BTreeSet<&str> = recorded.iter().map(|o| o.run_id.as_str()).collect();
+    assert_eq!(ids.len(), RUNS);
+    for outcome in &recorded {
+        let i: usize = outcome.run_id["run-".len()..].parse().unwrap();
+        assert_eq!(outcome.status, OutcomeStatus::Finished, "{outcome:?}");
+        assert_eq!(
+            outcome.answer.as_deref(),
+            Some(format!("Noted: Request {i}").as_str())
+        );
+        assert_eq!(
+            queue.outcome(&outcome.run_id).await.unwrap().as_ref(),
+            Some(outcome)
+        );
+    }
+    assert_eq!(
+        queue.backlog().await.unwrap(),
+        0,
+        "every delivery acknowledged"
+    );
+
+    // Every effect once; fenced writes never landed.
+    let store = RedisStore::open(&redis.url).unwrap().with_prefix(prefix);
+    let mut conn = redis::Client::open(redis.url.as_str())
+        .unwrap()
+        .get_connection_manager()
+        .await
+        .unwrap();
+    let (mut calls, mut rejected, mut taken_over) = (0, 0, 0);
+    for outcome in &recorded {
+        let run = &outcome.run_id;
+        let written = get_u64(&mut conn, &format!("{prefix}:notes-written:{run}")).await;
+        assert_eq!(written, 1, "{run}: the note was written {written} times");
+        calls += get_u64(&mut conn, &format!("{prefix}:note-calls:{run}")).await;
+        let writes = store.writers(run).await.unwrap();
+        assert!(
+            writes.windows(2).all(|w| w[0].1 <= w[1].1),
+            "{run}: a stale claim wrote after a newer one: {writes:?}"
+        );
+        assert_eq!(
+            outcome.token,
+            store.token(run).await.unwrap(),
+            "{run}: recorded under its last claim"
+        );
+        rejected += store.rejected(run).await.unwrap();
+        taken_over += usize::from(outcome.deliveries > 1);
+    }
+    println!(
+        "fleet: {RUNS} runs, {taken_over} taken over from a killed or paused worker, \
+         {calls} note calls for {RUNS} notes, {rejected} stale checkpoint writes refused"
+    );
+    assert!(taken_over > 0, "the kills hit runs in flight");
+}
+
+fn two_step_agent() -> Machine {
+    let model = Arc::new(FnModel::new("planner", |req: &ChatRequest| {
+        let done = req
+            .messages
+            .iter()
+            .any(|m| m.content.starts_with("Observation"));
+        Ok(Reply::text(if done {
+            r#"{"final_answer": "done"}"#.to_owned()
+        } else {
+            r#"{"name": "calculator", "arguments": {"expression": "6*7"}}"#.to_owned()
+        }))
+    }));
+    statewise_states::agent(
+        model,
+        statewise::tool::Toolbox::new(
+            statewise::tool::ToolRegistry::new().with(statewise_states::tools::Calculator),
+        ),
+    )
+}
+
+/// A run that panics its worker every time goes to the dead-letter stream
+/// after its last allowed delivery, with the panic as its error; the other
+/// runs are not held up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_poison_run_goes_to_the_dead_letters_with_its_error() {
+    let redis = Redis::shared_or_own();
+    let prefix = format!("poison{:08x}", fastrand::u32(..));
+    let poison = Machine::new("boom").with_state(FnState::new(
+        "boom",
+        |_: &mut Env| panic!("the disk is on fire"),
+        |_: &Env| Next::End,
+    ));
+    let worker = Worker::new(&redis.url)
+        .unwrap()
+        .with_prefix(&prefix)
+        .machine("poison", poison)
+        .machine("agent", two_step_agent())
+        .lease(Duration::from_millis(300))
+        .max_deliveries(2);
+    let stats = worker.stats();
+    let shutdown = CancellationToken::new();
+    let running = tokio::spawn(worker.run(shutdown.clone()));
+
+    let queue = RunQueue::open(&redis.url).unwrap().with_prefix(&prefix);
+    queue
+        .submit("poison", "bad", &Env::from_user("go"))
+        .await
+        .unwrap();
+    queue
+        .submit("agent", "good", &Env::from_user("6*7?"))
+        .await
+        .unwrap();
+    queue
+        .submit("nobody", "lost", &Env::from_user("?"))
+        .await
+        .unwrap();
+
+    let good = queue.wait("good", Duration::from_secs(30)).await.unwrap();
+    assert_eq!(
+        (good.status, good.answer.as_deref()),
+        (OutcomeStatus::Finished, Some("done"))
+    );
+    let lost = queue.wait("lost", Duration::from_secs(30)).await.unwrap();
+    assert_eq!(lost.status, OutcomeStatus::Failed);
+    assert!(
+        lost.error.unwrap().contains("agent, poison"),
+        "names the machines it knows"
+    );
+
+    let bad = queue.wait("bad", Duration::from_secs(30)).await.unwrap();
+    assert_eq!(bad.status, OutcomeStatus::Dead);
+    assert_eq!(bad.deliveries, 3);
+    assert!(
+        bad.error
+            .as_deref()
+            .unwrap()
+            .contains("the disk is on fire"),
+        "{bad:?}"
+    );
+    let dead = queue.dead_letters().await.unwrap();
+    assert_eq!(dead.len(), 1);
+    assert_eq!(
+        (
+            dead[0].run_id.as_str(),
+            dead[0].machine.as_str(),
+            dead[0].deliveries
+        ),
+        ("bad", "poison", 3)
+    );
+    assert!(dead[0].error.contains("the disk is on fire"));
+
+    shutdown.cancel();
+    running.await.unwrap().unwrap();
+    assert_eq!((stats.dead(), stats.released()), (1, 2));
+    assert_eq!(queue.backlog().await.unwrap(), 0);
+}
+
+/// A client follows a run's events as the worker streams them, to the end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_streams_a_run_s_events() {
+    let redis = Redis::shared_or_own();
+    let prefix = format!("events{:08x}", fastrand::u32(..));
+    let worker = Worker::new(&redis.url)
+        .unwrap()
+        .with_prefix(&prefix)
+        .machine("agent", two_step_agent());
+    let shutdown = CancellationToken::new();
+    let running = tokio::spawn(worker.run(shutdown.clone()));
+    let queue = RunQueue::open(&redis.url).unwrap().with_prefix(&prefix);
+    queue
+        .submit("agent", "r", &Env::from_user("6*7?"))
+        .await
+        .unwrap();
+    let events: Vec<serde_json::Value> = queue.events("r").map(|e| e.unwrap()).collect().await;
+    let kinds: Vec<&str> = events.iter().filter_map(|e| e["type"].as_str()).collect();
+    assert_eq!(kinds.first(), Some(&"state_entered"));
+    assert_eq!(kinds.last(), Some(&"finished"), "{kinds:?}");
+    let observed = events
+        .iter()
+        .any(|e| e["data"]["observation"]["content"] == serde_json::json!(42.0));
+    assert!(observed, "the tool's result is among the events");
+    shutdown.cancel();
+    running.await.unwrap().unwrap();
+}
+
+/// redis-server (appendonly yes) is killed and restarted while runs go
+/// through two workers: no run that was acknowledged as submitted is lost,
+/// and each still gets exactly one outcome.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_restart_loses_no_acknowledged_run() {
+    const RUNS: usize = 60;
+    let mut redis = Redis::own(true);
+    let prefix = "restart";
+    let spawn = |n: usize| worker_process(&redis.url, prefix, &format!("r{n}"), 100, 1500);
+    let _fleet = Fleet((0..2).map(spawn).collect());
+    let queue = RunQueue::open(&redis.url).unwrap().with_prefix(prefix);
+    let mut acknowledged = Vec::new();
+    for i in 0..RUNS {
+        let id = format!("run-{i:02}");
+        if i == RUNS / 2 {
+            redis.restart();
+        }
+        // A submit during the restart may fail; one that returned is kept.
+        match queue
+            .submit("agent", &id, &Env::from_user(format!("Request {i}")))
+            .await
+        {
+            Ok(_) => acknowledged.push(id),
+            Err(e) => println!("submit of {id} failed during the restart: {e}"),
+        }
+    }
+    assert!(
+        acknowledged.len() >= RUNS - 2,
+        "the client rides out the restart"
+    );
+    let mut by_run: BTreeMap<String, usize> = BTreeMap::new();
+    for outcome in wait_all(&queue, acknowledged.len(), Duration::from_secs(180)).await {
+        *by_run.entry(outcome.run_id).or_default() += 1;
+    }
+    for id in &acknowledged {
+        assert_eq!(by_run.get(id), Some(&1), "{id}: outcomes recorded");
+        let outcome = queue.outcome(id).await.unwrap().unwrap();
+        assert_eq!(outcome.status, OutcomeStatus::Finished, "{outcome:?}");
+    }
+}
