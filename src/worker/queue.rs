@@ -115,7 +115,8 @@ impl RunQueue {
             .transpose()
     }
 
-    /// Waits for run `run_id`'s outcome, up to `timeout`.
+    /// Waits for run `run_id`'s outcome, up to `timeout` (looking every
+    /// 10 ms at first, backing off to every 50 ms).
     pub async fn wait(&self, run_id: &str, timeout: Duration) -> Result<Outcome, QueueError> {
         let start = tokio::time::Instant::now();
         let mut pause = Duration::from_millis(10);
@@ -130,7 +131,7 @@ impl RunQueue {
                 });
             }
             tokio::time::sleep(pause.min(timeout.saturating_sub(start.elapsed()))).await;
-            pause = (pause * 2).min(Duration::from_millis(200));
+            pause = (pause * 2).min(Duration::from_millis(50));
         }
     }
 
