@@ -34,7 +34,10 @@ const THROUGHPUT_RUNS: usize = 2000;
 
 fn agent() -> Machine {
     let model = Arc::new(FnModel::new("planner", |req: &ChatRequest| {
-        let done = req.messages.iter().any(|m| m.content.starts_with("Observation"));
+        let done = req
+            .messages
+            .iter()
+            .any(|m| m.content.starts_with("Observation"));
         Ok(Reply::text(if done {
             r#"{"final_answer": "42"}"#.to_owned()
         } else {
@@ -63,7 +66,16 @@ fn start_redis() -> (String, OwnRedis) {
     let dir = std::env::temp_dir().join(format!("statewise-queue-bench-{port}"));
     std::fs::create_dir_all(&dir).expect("a temporary folder");
     let child = Command::new("redis-server")
-        .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+        .args([
+            "--port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ])
         .arg("--dir")
         .arg(&dir)
         .stdout(Stdio::null())
@@ -71,7 +83,10 @@ fn start_redis() -> (String, OwnRedis) {
         .expect("redis-server (scripts/setup installs it), or set REDIS_URL");
     let start = Instant::now();
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(start.elapsed() < Duration::from_secs(10), "redis-server did not start");
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "redis-server did not start"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
     (format!("redis://127.0.0.1:{port}"), OwnRedis(child, dir))
@@ -104,7 +119,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut in_process = Vec::with_capacity(LATENCY_RUNS);
     for i in 0..LATENCY_RUNS {
         let start = Instant::now();
-        direct.run_as(format!("direct-{i}"), Env::from_user("6*7?")).await?;
+        direct
+            .run_as(format!("direct-{i}"), Env::from_user("6*7?"))
+            .await?;
         in_process.push(start.elapsed());
     }
 
@@ -163,7 +180,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let (d_mean, d_p50, d_p99) = summary(in_process);
     let (q_mean, q_p50, q_p99) = summary(queued);
-    println!("run queue on {}", if _own.is_some() { "a redis-server of its own" } else { "REDIS_URL" });
+    println!(
+        "run queue on {}",
+        if _own.is_some() {
+            "a redis-server of its own"
+        } else {
+            "REDIS_URL"
+        }
+    );
     println!("  one run at a time ({LATENCY_RUNS} runs, 2 model calls and 5 checkpoints each):");
     println!("    in process     mean {d_mean:>9.2?}  p50 {d_p50:>9.2?}  p99 {d_p99:>9.2?}");
     println!("    through queue  mean {q_mean:>9.2?}  p50 {q_p50:>9.2?}  p99 {q_p99:>9.2?}");

@@ -34,6 +34,8 @@ mod breaker;
 mod cache;
 pub mod cache_conformance;
 mod fallback;
+#[cfg(feature = "redis")]
+mod fleet_limit;
 mod limit;
 #[cfg(feature = "redis")]
 mod redis_cache;
@@ -47,6 +49,8 @@ use std::sync::Arc;
 pub use breaker::{BreakerConfig, BreakerHandle, BreakerState, BreakerStats, CircuitBreaker};
 pub use cache::{cache_key, Cache, CacheStats, CacheStore, MemoryCache};
 pub use fallback::Fallback;
+#[cfg(feature = "redis")]
+pub use fleet_limit::FleetLimit;
 pub use limit::{Limit, Limits};
 #[cfg(feature = "redis")]
 pub use redis_cache::RedisCache;

@@ -14,6 +14,8 @@ mod cache;
 mod context_fit;
 mod fault_injection;
 mod fixtures;
+#[cfg(feature = "redis")]
+mod fleet_limit;
 mod fork;
 mod graph;
 mod interrupt;
