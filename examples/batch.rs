@@ -8,6 +8,11 @@
 //! resumes where it stopped. The model is any model string, or a model id of
 //! `OPENAI_BASE_URL`'s server (default `$OPENAI_MODEL`, else gpt-4o-mini).
 //! `--stream` prints the tokens as they arrive (off by default).
+//!
+//! `--queue redis://…` (built with `--features redis`) runs no model here:
+//! it feeds the items through the run queue to the workers serving
+//! `agent` (`cargo run --example worker --features redis`), keeping the same
+//! resumable output file.
 
 use std::process::ExitCode;
 
@@ -22,10 +27,12 @@ struct Args {
     concurrency: usize,
     model: String,
     stream: bool,
+    queue: Option<String>,
 }
 
 fn parse_args() -> Result<Args, String> {
-    let usage = "usage: batch INPUT.jsonl OUTPUT.jsonl [--concurrency N] [--model NAME] [--stream]";
+    let usage = "usage: batch INPUT.jsonl OUTPUT.jsonl [--concurrency N] [--model NAME] [--stream] [--queue redis://HOST]";
+    let mut queue = None;
     let mut files = Vec::new();
     let mut concurrency = 8;
     let mut stream = false;
@@ -41,6 +48,7 @@ fn parse_args() -> Result<Args, String> {
             }
             "--model" => model = args.next().ok_or(usage)?,
             "--stream" => stream = true,
+            "--queue" => queue = Some(args.next().ok_or(usage)?),
             flag if flag.starts_with("--") => {
                 return Err(format!("unknown option {flag}; {usage}"))
             }
@@ -57,6 +65,7 @@ fn parse_args() -> Result<Args, String> {
         concurrency,
         model,
         stream,
+        queue,
     })
 }
 
@@ -69,16 +78,26 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let model = match from_spec(&args.model) {
-        Ok(m) => m,
-        Err(e) => {
-            eprintln!("batch: {e}");
-            return ExitCode::from(2);
-        }
+    let batch = match &args.queue {
+        Some(url) => match on_queue(url) {
+            Ok(batch) => batch,
+            Err(e) => {
+                eprintln!("batch: {e}");
+                return ExitCode::from(2);
+            }
+        },
+        None => match from_spec(&args.model) {
+            Ok(model) => Batch::new(statewise_states::agent(
+                model,
+                Toolbox::new(ToolRegistry::new().with(Calculator)),
+            )),
+            Err(e) => {
+                eprintln!("batch: {e}");
+                return ExitCode::from(2);
+            }
+        },
     };
-    let machine =
-        statewise_states::agent(model, Toolbox::new(ToolRegistry::new().with(Calculator)));
-    let batch = Batch::new(machine)
+    let batch = batch
         .concurrency(args.concurrency)
         .stream_tokens(args.stream);
     match batch.run(&args.input, &args.output).await {
@@ -91,4 +110,16 @@ async fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// The batch fed through the run queue at `url` to the workers of `agent`.
+#[cfg(feature = "redis")]
+fn on_queue(url: &str) -> Result<Batch, String> {
+    let queue = statewise::worker::RunQueue::open(url).map_err(|e| e.to_string())?;
+    Ok(Batch::on_queue(queue, "agent"))
+}
+
+#[cfg(not(feature = "redis"))]
+fn on_queue(_url: &str) -> Result<Batch, String> {
+    Err("--queue needs the run queue: build with --features redis".into())
 }

@@ -145,7 +145,7 @@ fn io(path: &Path) -> impl Fn(std::io::Error) -> BatchError + '_ {
 /// ```
 #[derive(Clone)]
 pub struct Batch {
-    machine: Machine,
+    lane: Lane,
     concurrency: usize,
     checker: Checker,
     progress: Option<bool>,
@@ -160,12 +160,67 @@ impl std::fmt::Debug for Batch {
     }
 }
 
+/// Where a batch's items run.
+#[derive(Clone)]
+enum Lane {
+    /// In this process.
+    Local(Machine),
+    /// On a fleet's workers, through a run queue.
+    #[cfg(feature = "redis")]
+    Queue {
+        queue: crate::worker::RunQueue,
+        machine: String,
+        run_prefix: Option<String>,
+        timeout: Duration,
+    },
+}
+
 impl Batch {
     /// Runs `machine` on every item, 8 at a time, checking answers with
     /// [`contains_expected`].
     pub fn new(machine: Machine) -> Self {
+        Self::with_lane(Lane::Local(machine))
+    }
+
+    /// Feeds every item through `queue` to the workers running `machine`,
+    /// keeping the same resumable output file: an item's run id is
+    /// `<prefix>/<item id>` (the prefix derived from the output file's
+    /// path unless [`run_prefix`](Self::run_prefix) sets it), so a rerun
+    /// after a crash waits for the runs already queued instead of queueing
+    /// them again. `concurrency` is then the items waiting at once; the
+    /// workers' own concurrency bounds the runs.
+    #[cfg(feature = "redis")]
+    pub fn on_queue(queue: crate::worker::RunQueue, machine: impl Into<String>) -> Self {
+        Self::with_lane(Lane::Queue {
+            queue,
+            machine: machine.into(),
+            run_prefix: None,
+            timeout: Duration::from_secs(24 * 3600),
+        })
+    }
+
+    /// The run id prefix of a queued batch's items.
+    #[cfg(feature = "redis")]
+    pub fn run_prefix(mut self, prefix: impl Into<String>) -> Self {
+        if let Lane::Queue { run_prefix, .. } = &mut self.lane {
+            *run_prefix = Some(prefix.into());
+        }
+        self
+    }
+
+    /// How long a queued item may take before it is written as failed
+    /// (`queue_timeout`); 24 hours by default.
+    #[cfg(feature = "redis")]
+    pub fn queue_timeout(mut self, limit: Duration) -> Self {
+        if let Lane::Queue { timeout, .. } = &mut self.lane {
+            *timeout = limit;
+        }
+        self
+    }
+
+    fn with_lane(lane: Lane) -> Self {
         Batch {
-            machine,
+            lane,
             concurrency: 8,
             checker: contains_expected(),
             progress: None,
@@ -232,10 +287,12 @@ impl Batch {
             indicatif::ProgressBar::hidden()
         };
 
+        let prefix = run_prefix(output);
+        let prefix = prefix.as_str();
         let mut results = futures::stream::iter(items.by_ref())
             .map(|item| async move {
                 match item {
-                    Ok(item) => Ok(self.run_item(item).await),
+                    Ok(item) => Ok(self.run_item(item, prefix).await),
                     Err(e) => Err(e),
                 }
             })
@@ -257,9 +314,87 @@ impl Batch {
         Ok(summary)
     }
 
-    async fn run_item(&self, item: Item) -> ItemResult {
+    async fn run_item(&self, item: Item, _prefix: &str) -> ItemResult {
+        match &self.lane {
+            Lane::Local(machine) => self.run_here(machine, item).await,
+            #[cfg(feature = "redis")]
+            Lane::Queue {
+                queue,
+                machine,
+                run_prefix,
+                timeout,
+            } => {
+                let prefix = run_prefix.as_deref().unwrap_or(_prefix);
+                self.run_queued(queue, machine, prefix, *timeout, item)
+                    .await
+            }
+        }
+    }
+
+    /// Submits the item (a no-op if a run before a crash did) and waits for
+    /// its outcome.
+    #[cfg(feature = "redis")]
+    async fn run_queued(
+        &self,
+        queue: &crate::worker::RunQueue,
+        machine: &str,
+        prefix: &str,
+        timeout: Duration,
+        item: Item,
+    ) -> ItemResult {
+        use crate::worker::{OutcomeStatus, QueueError};
         let started = Instant::now();
-        let mut events = self.machine.stream(Env::from_user(&item.input));
+        let run_id = format!("{prefix}/{}", item.id);
+        let mut result = ItemResult {
+            id: item.id,
+            answer: None,
+            path: Vec::new(),
+            usage: Usage::default(),
+            latency_ms: 0.0,
+            error: None,
+            passed: None,
+        };
+        let outcome = match queue
+            .submit(machine, &run_id, &Env::from_user(&item.input))
+            .await
+        {
+            Ok(_) => queue.wait(&run_id, timeout).await,
+            Err(e) => Err(e),
+        };
+        match outcome {
+            Ok(outcome) => {
+                result.path = outcome.path;
+                result.usage = outcome.usage;
+                match outcome.status {
+                    OutcomeStatus::Finished => {
+                        result.passed = item
+                            .expected
+                            .as_ref()
+                            .map(|e| (self.checker)(e, outcome.answer.as_deref().unwrap_or("")));
+                        result.answer = outcome.answer;
+                    }
+                    OutcomeStatus::Interrupted => {
+                        result.error = Some("waiting_for_reply".to_owned());
+                    }
+                    _ => {
+                        result.error = Some(outcome.code.unwrap_or_else(|| "failed".to_owned()));
+                        result.passed = item.expected.as_ref().map(|_| false);
+                    }
+                }
+            }
+            Err(QueueError::Timeout { .. }) => result.error = Some("queue_timeout".to_owned()),
+            Err(e) => {
+                tracing::warn!(run_id, error = %e, "queueing a batch item failed");
+                result.error = Some("queue".to_owned());
+            }
+        }
+        result.latency_ms = started.elapsed().as_secs_f64() * 1000.0;
+        result
+    }
+
+    async fn run_here(&self, machine: &Machine, item: Item) -> ItemResult {
+        let started = Instant::now();
+        let mut events = machine.stream(Env::from_user(&item.input));
         let mut result = ItemResult {
             id: item.id,
             answer: None,
@@ -301,6 +436,16 @@ impl Batch {
         result.latency_ms = started.elapsed().as_secs_f64() * 1000.0;
         result
     }
+}
+
+/// The run id prefix of a queued batch writing to `output`: stable across
+/// reruns of one command, different for another output file.
+fn run_prefix(output: &Path) -> String {
+    use sha2::{Digest, Sha256};
+    let path = std::fs::canonicalize(output).unwrap_or_else(|_| output.to_path_buf());
+    let hash = Sha256::digest(path.to_string_lossy().as_bytes());
+    let hex: String = hash.iter().take(6).map(|b| format!("{b:02x}")).collect();
+    format!("batch-{hex}")
 }
 
 /// Reads items one line at a time.

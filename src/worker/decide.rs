@@ -1,6 +1,7 @@
 //! The worker's decisions, as plain functions: what a delivery's end means
 //! for the queue, and when a run is poison.
 
+use crate::env::Usage;
 use crate::event::EventKind;
 use crate::machine::MachineError;
 use crate::store::StoreError;
@@ -15,7 +16,9 @@ pub(crate) enum Disposition {
         status: OutcomeStatus,
         answer: Option<String>,
         error: Option<String>,
+        code: Option<String>,
         path: Vec<String>,
+        usage: Usage,
     },
     /// Leave the delivery unacknowledged, to be delivered again after the
     /// lease, noting why: the run did not end, or the store failed.
@@ -32,13 +35,17 @@ pub(crate) fn disposition(last: Option<&EventKind>) -> Disposition {
             status: OutcomeStatus::Finished,
             answer: out.answer.clone(),
             error: None,
+            code: None,
             path: out.path.clone(),
+            usage: out.env.usage,
         },
         Some(EventKind::Interrupted(out)) => Disposition::Record {
             status: OutcomeStatus::Interrupted,
             answer: out.answer.clone(),
             error: None,
+            code: None,
             path: out.path.clone(),
+            usage: out.env.usage,
         },
         Some(EventKind::Failed(failure)) => match &failure.error {
             MachineError::Store(StoreError::Fenced { .. }) => Disposition::Abandon,
@@ -50,7 +57,9 @@ pub(crate) fn disposition(last: Option<&EventKind>) -> Disposition {
                 status: OutcomeStatus::Failed,
                 answer: None,
                 error: Some(e.to_string()),
+                code: Some(e.code()),
                 path: failure.path.clone(),
+                usage: failure.env.usage,
             },
         },
         _ => Disposition::Release("the run's stream ended before the run did".to_owned()),

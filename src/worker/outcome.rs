@@ -2,6 +2,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::env::Usage;
+
 /// How a queued run ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -32,6 +34,11 @@ pub struct Outcome {
     /// Why it failed or was given up.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// The failure's stable code ([`MachineError::code`](crate::MachineError::code):
+    /// `max_steps`, `model:http_500`, ...; `dead` for a dead letter,
+    /// `unknown_machine`, `bad_env`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code: Option<String>,
     /// The worker that recorded it.
     pub worker: String,
     /// How many times the run was delivered to a worker.
@@ -41,6 +48,9 @@ pub struct Outcome {
     /// The states run, in order (with those of earlier deliveries).
     #[serde(default)]
     pub path: Vec<String>,
+    /// Tokens and cost of the run.
+    #[serde(default)]
+    pub usage: Usage,
     /// When it was recorded (ms since the Unix epoch).
     pub recorded_ms: u64,
 }

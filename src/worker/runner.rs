@@ -124,6 +124,30 @@ struct Delivery {
     deliveries: u64,
 }
 
+/// How a delivery ended, to be recorded.
+struct Ended {
+    status: OutcomeStatus,
+    answer: Option<String>,
+    error: Option<String>,
+    code: Option<String>,
+    path: Vec<String>,
+    usage: crate::env::Usage,
+}
+
+impl Ended {
+    /// Ended without running: given up, or it cannot run here.
+    fn failed(status: OutcomeStatus, code: &str, error: String) -> Self {
+        Ended {
+            status,
+            answer: None,
+            error: Some(error),
+            code: Some(code.to_owned()),
+            path: Vec::new(),
+            usage: crate::env::Usage::default(),
+        }
+    }
+}
+
 /// Runs queued runs of the machines it knows: claims them from the queue
 /// (new ones, and those whose worker stopped renewing its lease), runs each
 /// under a fenced claim with the Redis store and tool journal, records the
@@ -461,8 +485,8 @@ impl Worker {
         if is_poison(d.deliveries, self.max_deliveries) {
             let last = self.last_error(&d.run_id).await;
             let error = dead_error(last, d.deliveries);
-            self.record(d, token, OutcomeStatus::Dead, None, Some(error), Vec::new())
-                .await;
+            let ended = Ended::failed(OutcomeStatus::Dead, "dead", error);
+            self.record(d, token, ended).await;
             return;
         }
         let Some(machine) = self.machines.get(&d.machine) else {
@@ -472,30 +496,16 @@ impl Worker {
                 d.machine,
                 known.join(", ")
             );
-            self.record(
-                d,
-                token,
-                OutcomeStatus::Failed,
-                None,
-                Some(error),
-                Vec::new(),
-            )
-            .await;
+            let ended = Ended::failed(OutcomeStatus::Failed, "unknown_machine", error);
+            self.record(d, token, ended).await;
             return;
         };
         let env: Env = match serde_json::from_str(&d.env) {
             Ok(env) => env,
             Err(e) => {
                 let error = format!("the submitted env is not an Env: {e}");
-                self.record(
-                    d,
-                    token,
-                    OutcomeStatus::Failed,
-                    None,
-                    Some(error),
-                    Vec::new(),
-                )
-                .await;
+                let ended = Ended::failed(OutcomeStatus::Failed, "bad_env", error);
+                self.record(d, token, ended).await;
                 return;
             }
         };
@@ -544,8 +554,20 @@ impl Worker {
                 status,
                 answer,
                 error,
+                code,
                 path,
-            } => self.record(d, token, status, answer, error, path).await,
+                usage,
+            } => {
+                let ended = Ended {
+                    status,
+                    answer,
+                    error,
+                    code,
+                    path,
+                    usage,
+                };
+                self.record(d, token, ended).await;
+            }
             Disposition::Release(why) => self.release(&d.run_id, &why).await,
             Disposition::Abandon => {
                 self.stats.abandoned.fetch_add(1, Ordering::Relaxed);
@@ -584,24 +606,26 @@ impl Worker {
     }
 
     /// Records the outcome (once, under the current claim) and acknowledges.
-    async fn record(
-        &self,
-        d: &Delivery,
-        token: u64,
-        status: OutcomeStatus,
-        answer: Option<String>,
-        error: Option<String>,
-        path: Vec<String>,
-    ) {
+    async fn record(&self, d: &Delivery, token: u64, ended: Ended) {
+        let Ended {
+            status,
+            answer,
+            error,
+            code,
+            path,
+            usage,
+        } = ended;
         let outcome = Outcome {
             run_id: d.run_id.clone(),
             status,
             answer,
             error: error.clone(),
+            code,
             worker: self.id.clone(),
             deliveries: d.deliveries,
             token,
             path,
+            usage,
             recorded_ms: crate::store::now_ms(),
         };
         let Ok(text) = serde_json::to_string(&outcome) else {

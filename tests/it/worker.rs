@@ -359,3 +359,63 @@ async fn a_redis_restart_loses_no_acknowledged_run() {
         assert_eq!(outcome.status, OutcomeStatus::Finished, "{outcome:?}");
     }
 }
+
+/// The batch runner feeds a dataset through the queue and keeps its
+/// resumable output file: a rerun after a crash (the output cut mid-line)
+/// finishes the file without queueing any item twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_through_the_queue_resumes_without_queueing_twice() {
+    let redis = Redis::shared_or_own();
+    let prefix = format!("batch{:08x}", fastrand::u32(..));
+    let worker = Worker::new(&redis.url)
+        .unwrap()
+        .with_prefix(&prefix)
+        .machine("agent", two_step_agent());
+    let shutdown = CancellationToken::new();
+    let running = tokio::spawn(worker.run(shutdown.clone()));
+    let queue = RunQueue::open(&redis.url).unwrap().with_prefix(&prefix);
+
+    let dir = crate::support::temp_dir("queued-batch");
+    let input = dir.join("input.jsonl");
+    let output = dir.join("output.jsonl");
+    let lines: Vec<String> = (0..30)
+        .map(|i| serde_json::json!({"id": format!("q{i}"), "input": format!("question {i}"), "expected": "done"}).to_string())
+        .collect();
+    std::fs::write(&input, lines.join("\n") + "\n").unwrap();
+    let batch = || {
+        statewise::batch::Batch::on_queue(queue.clone(), "agent")
+            .concurrency(16)
+            .progress(false)
+    };
+    let summary = batch().run(&input, &output).await.unwrap();
+    assert_eq!((summary.total, summary.passed), (30, 30));
+
+    // A crash mid-write: twelve whole lines and a torn one survive.
+    let written = std::fs::read_to_string(&output).unwrap();
+    let kept: Vec<&str> = written.lines().take(13).collect();
+    let torn = format!("{}\n{}", kept[..12].join("\n"), &kept[12][..10]);
+    std::fs::write(&output, torn).unwrap();
+    let summary = batch().run(&input, &output).await.unwrap();
+    assert_eq!(
+        (summary.total, summary.resumed, summary.passed),
+        (30, 12, 30)
+    );
+    let ids: Vec<String> = std::fs::read_to_string(&output)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["id"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(ids, (0..30).map(|i| format!("q{i}")).collect::<Vec<_>>());
+    assert_eq!(
+        queue.recorded().await.unwrap().len(),
+        30,
+        "no item was queued twice"
+    );
+    shutdown.cancel();
+    running.await.unwrap().unwrap();
+}
