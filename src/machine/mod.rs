@@ -258,7 +258,7 @@ impl Machine {
     }
 
     /// The longest one state may run; past it the state fails with
-    /// [`StateError::TimedOut`] (which [`State::on_error`] may route).
+    /// [`StateError::TimedOut`](crate::StateError::TimedOut) (which [`State::on_error`] may route).
     pub fn state_timeout(mut self, limit: Duration) -> Self {
         self.limits.state_timeout = Some(limit);
         self

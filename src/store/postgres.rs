@@ -4,6 +4,7 @@
 //! checkpoint go in together, and a fork claims its run id with that row's
 //! primary key, so no transaction (and no pooled connection) is needed.
 
+use std::future::Future;
 use std::str::FromStr;
 use std::sync::Arc;
 
@@ -53,7 +54,8 @@ SELECT run_id, $2::bigint, $3::text, $4::text, $5::bigint, $6::text FROM run";
 /// Creates its two tables, `statewise_runs` and `statewise_checkpoints`, on
 /// first use. Bodies are kept as JSON text, exactly as written. Clones share
 /// one connection (tokio-postgres pipelines concurrent queries over it),
-/// made on first use and made again if it closes. The connection is not
+/// made on first use; a query that finds it closed (a restart, a cut idle
+/// connection) is sent again once on a new one. The connection is not
 /// encrypted; for TLS, put the server behind a local proxy or socket.
 ///
 /// ```no_run
@@ -115,26 +117,58 @@ impl PostgresStore {
         Ok(client)
     }
 
+    /// Runs `query` on the connection; if the connection turns out closed
+    /// (the server restarted, an idle connection was cut), once more on a
+    /// new one. Every query here can be sent twice.
+    async fn query<T, F, Fut>(&self, query: F) -> Result<T, StoreError>
+    where
+        F: Fn(Arc<Client>) -> Fut,
+        Fut: Future<Output = Result<T, tokio_postgres::Error>>,
+    {
+        let client = self.client().await?;
+        match query(Arc::clone(&client)).await {
+            Err(e) if session_ended(&e) || client.is_closed() => {
+                tracing::debug!(error = %e, "PostgreSQL connection closed; reconnecting");
+                // Forget it, unless another caller already has.
+                {
+                    let mut slot = self.client.lock().await;
+                    if slot.as_ref().is_some_and(|c| Arc::ptr_eq(c, &client)) {
+                        *slot = None;
+                    }
+                }
+                query(self.client().await?)
+                    .await
+                    .map_err(StoreError::backend)
+            }
+            other => other.map_err(StoreError::backend),
+        }
+    }
+
     async fn write(&self, sql: &str, checkpoint: &Checkpoint) -> Result<u64, StoreError> {
         let run_id = &checkpoint.run_id;
         let body = to_json(checkpoint, run_id)?;
         let next = to_json(&checkpoint.next, run_id)?;
-        let client = self.client().await?;
-        client
-            .execute(
-                sql,
-                &[
-                    run_id,
-                    &i64::from(checkpoint.step),
-                    &checkpoint.state,
-                    &next,
-                    &(checkpoint.created_ms as i64),
-                    &body,
-                ],
-            )
-            .await
-            .map_err(StoreError::backend)
+        let (step, created) = (i64::from(checkpoint.step), checkpoint.created_ms as i64);
+        let (state, body, next) = (&checkpoint.state, &body, &next);
+        self.query(|client| async move {
+            client
+                .execute(sql, &[run_id, &step, state, next, &created, body])
+                .await
+        })
+        .await
     }
+}
+
+/// Whether `e` ended the connection's session: it closed, or the server
+/// sent a FATAL error (an administrator's termination, a shutdown), after
+/// which it closes the connection.
+fn session_ended(e: &tokio_postgres::Error) -> bool {
+    use tokio_postgres::error::Severity;
+    // The parsed severity is the untranslated one (`lc_messages` changes
+    // the other).
+    e.is_closed()
+        || e.as_db_error()
+            .is_some_and(|d| matches!(d.parsed_severity(), Some(Severity::Fatal | Severity::Panic)))
 }
 
 fn to_json<T: serde::Serialize>(value: &T, run_id: &str) -> Result<String, StoreError> {
@@ -162,25 +196,29 @@ impl Store for PostgresStore {
         step: Option<u32>,
     ) -> BoxFuture<'a, Result<Option<Checkpoint>, StoreError>> {
         Box::pin(async move {
-            let client = self.client().await?;
-            let row = match step {
-                Some(step) => client
-                    .query_opt(
-                        "SELECT body FROM statewise_checkpoints WHERE run_id = $1 AND step = $2",
-                        &[&run_id, &i64::from(step)],
-                    )
-                    .await,
-                None => {
-                    client
-                        .query_opt(
-                            "SELECT body FROM statewise_checkpoints WHERE run_id = $1
-                             ORDER BY step DESC LIMIT 1",
-                            &[&run_id],
-                        )
-                        .await
-                }
-            }
-            .map_err(StoreError::backend)?;
+            let row = self
+                .query(|client| async move {
+                    match step {
+                        Some(step) => {
+                            client
+                                .query_opt(
+                                    "SELECT body FROM statewise_checkpoints WHERE run_id = $1 AND step = $2",
+                                    &[&run_id, &i64::from(step)],
+                                )
+                                .await
+                        }
+                        None => {
+                            client
+                                .query_opt(
+                                    "SELECT body FROM statewise_checkpoints WHERE run_id = $1
+                                     ORDER BY step DESC LIMIT 1",
+                                    &[&run_id],
+                                )
+                                .await
+                        }
+                    }
+                })
+                .await?;
             row.map(|r| from_json(r.get::<_, &str>(0), run_id))
                 .transpose()
         })
@@ -191,15 +229,17 @@ impl Store for PostgresStore {
         run_id: &'a str,
     ) -> BoxFuture<'a, Result<Vec<CheckpointMeta>, StoreError>> {
         Box::pin(async move {
-            let client = self.client().await?;
-            let rows = client
-                .query(
-                    "SELECT step, state, next, created_ms FROM statewise_checkpoints
-                     WHERE run_id = $1 ORDER BY step",
-                    &[&run_id],
-                )
-                .await
-                .map_err(StoreError::backend)?;
+            let rows = self
+                .query(|client| async move {
+                    client
+                        .query(
+                            "SELECT step, state, next, created_ms FROM statewise_checkpoints
+                             WHERE run_id = $1 ORDER BY step",
+                            &[&run_id],
+                        )
+                        .await
+                })
+                .await?;
             rows.iter()
                 .map(|r| {
                     let next: Next = from_json(r.get::<_, &str>(2), run_id)?;
@@ -217,31 +257,35 @@ impl Store for PostgresStore {
 
     fn runs(&self) -> BoxFuture<'_, Result<Vec<String>, StoreError>> {
         Box::pin(async move {
-            let client = self.client().await?;
             // Byte order, as Rust orders strings, whatever the database's
             // collation.
-            let rows = client
-                .query(
-                    r#"SELECT run_id FROM statewise_runs ORDER BY run_id COLLATE "C""#,
-                    &[],
-                )
-                .await
-                .map_err(StoreError::backend)?;
+            let rows = self
+                .query(|client| async move {
+                    client
+                        .query(
+                            r#"SELECT run_id FROM statewise_runs ORDER BY run_id COLLATE "C""#,
+                            &[],
+                        )
+                        .await
+                })
+                .await?;
             Ok(rows.iter().map(|r| r.get(0)).collect())
         })
     }
 
     fn delete<'a>(&'a self, run_id: &'a str) -> BoxFuture<'a, Result<bool, StoreError>> {
         Box::pin(async move {
-            let client = self.client().await?;
-            let removed = client
-                .execute(
-                    "WITH run AS (DELETE FROM statewise_runs WHERE run_id = $1)
-                     DELETE FROM statewise_checkpoints WHERE run_id = $1",
-                    &[&run_id],
-                )
-                .await
-                .map_err(StoreError::backend)?;
+            let removed = self
+                .query(|client| async move {
+                    client
+                        .execute(
+                            "WITH run AS (DELETE FROM statewise_runs WHERE run_id = $1)
+                             DELETE FROM statewise_checkpoints WHERE run_id = $1",
+                            &[&run_id],
+                        )
+                        .await
+                })
+                .await?;
             Ok(removed > 0)
         })
     }
@@ -256,9 +300,14 @@ impl Store for PostgresStore {
             let origin = self.get(run_id, Some(step)).await?;
             let fork = Checkpoint::fork_of(origin, run_id, step, new_run_id)?;
             if self.write(FORK, &fork).await? == 0 {
-                return Err(StoreError::Exists {
-                    run_id: new_run_id.to_owned(),
-                });
+                // A fork sent again after a dropped connection finds its
+                // own first attempt: that is success, not a taken id.
+                let there = self.get(new_run_id, Some(step)).await?;
+                if there.as_ref() != Some(&fork) {
+                    return Err(StoreError::Exists {
+                        run_id: new_run_id.to_owned(),
+                    });
+                }
             }
             Ok(fork)
         })

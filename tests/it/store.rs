@@ -145,6 +145,41 @@ async fn postgres_store_conforms() {
     conformance::check(open).await.unwrap();
 }
 
+/// The server cuts the store's connection (as a restart or an idle timeout
+/// would): the next call reconnects and succeeds.
+#[cfg(feature = "postgres")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_store_reconnects_after_its_connection_is_cut() {
+    let pg = crate::services::Postgres::shared_or_own();
+    let app = format!("statewise{:08x}", fastrand::u32(..));
+    let sep = if pg.url.contains('?') { '&' } else { '?' };
+    let store =
+        statewise::store::PostgresStore::open(&format!("{}{sep}application_name={app}", pg.url))
+            .unwrap();
+    let run = format!("{app}-run");
+    let out = agent()
+        .with_store(store.clone())
+        .run_as(run.as_str(), Env::from_user("squares"))
+        .await
+        .unwrap();
+
+    let (admin, connection) = tokio_postgres::connect(&pg.url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    let cut = admin
+        .query(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1",
+            &[&app],
+        )
+        .await
+        .unwrap();
+    assert_eq!(cut.len(), 1, "the store's one connection was cut");
+
+    let saved = store.get(&run, None).await.unwrap().unwrap();
+    assert_eq!(saved.env.answer, out.answer);
+}
+
 /// Squares 1 to 3 with the calculator, one call per step, then answers:
 /// deterministic from the request alone, so a resumed run must end alike.
 fn planner() -> Arc<FnModel> {

@@ -179,10 +179,12 @@ async fn killed_and_paused_workers_lose_and_repeat_nothing() {
             writes.windows(2).all(|w| w[0].1 <= w[1].1),
             "{run}: a stale claim wrote after a newer one: {writes:?}"
         );
-        assert_eq!(
-            outcome.token,
-            store.token(run).await.unwrap(),
-            "{run}: recorded under its last claim"
+        // Recorded under a claim that was current then: a worker may take
+        // the run over after that (its lease ran out just before the
+        // record), and then finds the outcome already there.
+        assert!(
+            outcome.token >= 1 && outcome.token <= store.token(run).await.unwrap(),
+            "{run}: {outcome:?}"
         );
         rejected += store.rejected(run).await.unwrap();
         taken_over += usize::from(outcome.deliveries > 1);
