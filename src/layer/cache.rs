@@ -30,6 +30,14 @@ pub fn cache_key(model: &str, request: &ChatRequest) -> String {
     hash.finalize().iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// A stored reply read back from its JSON.
+pub(crate) fn chunks_from_json(text: &str, key: &str) -> Result<Vec<Chunk>, StoreError> {
+    serde_json::from_str(text).map_err(|source| StoreError::Corrupt {
+        run_id: format!("cache entry {key}"),
+        source,
+    })
+}
+
 /// Where a [`Cache`] keeps replies: the chunks of each, as first streamed.
 pub trait CacheStore: Send + Sync {
     /// The chunks stored under `key`.

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use futures::future::BoxFuture;
 
+use super::cache::chunks_from_json;
 use super::CacheStore;
 use crate::model::Chunk;
 use crate::redis_conn::RedisConn;
@@ -75,13 +76,7 @@ impl CacheStore for RedisCache {
                     async move { redis::cmd("GET").arg(k).query_async(&mut conn).await }
                 })
                 .await?;
-            text.map(|t| {
-                serde_json::from_str(&t).map_err(|source| StoreError::Corrupt {
-                    run_id: format!("cache entry {key}"),
-                    source,
-                })
-            })
-            .transpose()
+            text.map(|t| chunks_from_json(&t, key)).transpose()
         })
     }
 

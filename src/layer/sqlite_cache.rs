@@ -6,6 +6,7 @@ use std::path::Path;
 use futures::future::BoxFuture;
 use rusqlite::{params, OptionalExtension};
 
+use super::cache::chunks_from_json;
 use super::CacheStore;
 use crate::model::Chunk;
 use crate::sqlite::Db;
@@ -50,13 +51,7 @@ impl CacheStore for SqliteCache {
                     .map_err(StoreError::backend)
                 })
                 .await?;
-            text.map(|t| {
-                serde_json::from_str(&t).map_err(|source| StoreError::Corrupt {
-                    run_id: format!("cache entry {key}"),
-                    source,
-                })
-            })
-            .transpose()
+            text.map(|t| chunks_from_json(&t, key)).transpose()
         })
     }
 

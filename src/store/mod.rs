@@ -291,6 +291,25 @@ impl<S: Store + ?Sized> Store for std::sync::Arc<S> {
     }
 }
 
+/// `value` as JSON, for a record of run `run_id`.
+pub(crate) fn to_json<T: Serialize>(value: &T, run_id: &str) -> Result<String, StoreError> {
+    serde_json::to_string(value).map_err(|source| StoreError::Corrupt {
+        run_id: run_id.to_owned(),
+        source,
+    })
+}
+
+/// A record of run `run_id` read back from JSON.
+pub(crate) fn from_json<T: serde::de::DeserializeOwned>(
+    text: &str,
+    run_id: &str,
+) -> Result<T, StoreError> {
+    serde_json::from_str(text).map_err(|source| StoreError::Corrupt {
+        run_id: run_id.to_owned(),
+        source,
+    })
+}
+
 /// Milliseconds since the Unix epoch.
 pub(crate) fn now_ms() -> u64 {
     std::time::SystemTime::now()

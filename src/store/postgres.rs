@@ -12,7 +12,7 @@ use futures::future::BoxFuture;
 use tokio::sync::Mutex;
 use tokio_postgres::{Client, Config, NoTls};
 
-use super::{Checkpoint, CheckpointMeta, Store, StoreError};
+use super::{from_json, to_json, Checkpoint, CheckpointMeta, Store, StoreError};
 use crate::state::Next;
 
 /// Taken while the schema is created, so processes starting together do
@@ -169,20 +169,6 @@ fn session_ended(e: &tokio_postgres::Error) -> bool {
     e.is_closed()
         || e.as_db_error()
             .is_some_and(|d| matches!(d.parsed_severity(), Some(Severity::Fatal | Severity::Panic)))
-}
-
-fn to_json<T: serde::Serialize>(value: &T, run_id: &str) -> Result<String, StoreError> {
-    serde_json::to_string(value).map_err(|source| StoreError::Corrupt {
-        run_id: run_id.to_owned(),
-        source,
-    })
-}
-
-fn from_json<T: serde::de::DeserializeOwned>(text: &str, run_id: &str) -> Result<T, StoreError> {
-    serde_json::from_str(text).map_err(|source| StoreError::Corrupt {
-        run_id: run_id.to_owned(),
-        source,
-    })
 }
 
 impl Store for PostgresStore {

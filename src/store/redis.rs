@@ -9,7 +9,7 @@ use std::sync::LazyLock;
 use futures::future::BoxFuture;
 use redis::Script;
 
-use super::{Checkpoint, CheckpointMeta, Store, StoreError};
+use super::{from_json, to_json, Checkpoint, CheckpointMeta, Store, StoreError};
 use crate::env::{Journal, JournalError, Observation};
 use crate::redis_conn::RedisConn;
 
@@ -277,20 +277,6 @@ impl RedisStore {
         }
         Ok(written == 1)
     }
-}
-
-fn to_json<T: serde::Serialize>(value: &T, run_id: &str) -> Result<String, StoreError> {
-    serde_json::to_string(value).map_err(|source| StoreError::Corrupt {
-        run_id: run_id.to_owned(),
-        source,
-    })
-}
-
-fn from_json<T: serde::de::DeserializeOwned>(text: &str, run_id: &str) -> Result<T, StoreError> {
-    serde_json::from_str(text).map_err(|source| StoreError::Corrupt {
-        run_id: run_id.to_owned(),
-        source,
-    })
 }
 
 impl Store for RedisStore {

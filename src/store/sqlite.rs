@@ -5,7 +5,7 @@ use std::path::Path;
 use futures::future::BoxFuture;
 use rusqlite::{params, OptionalExtension};
 
-use super::{Checkpoint, CheckpointMeta, Store, StoreError};
+use super::{to_json, Checkpoint, CheckpointMeta, Store, StoreError};
 use crate::sqlite::Db;
 use crate::state::Next;
 
@@ -43,13 +43,6 @@ impl SqliteStore {
             db: Db::in_memory(SCHEMA)?,
         })
     }
-}
-
-fn to_json<T: serde::Serialize>(value: &T, run_id: &str) -> Result<String, StoreError> {
-    serde_json::to_string(value).map_err(|source| StoreError::Corrupt {
-        run_id: run_id.to_owned(),
-        source,
-    })
 }
 
 impl Store for SqliteStore {

@@ -197,21 +197,7 @@ impl RunQueue {
 
     /// The runs given up after too many deliveries, oldest first.
     pub async fn dead_letters(&self) -> Result<Vec<DeadLetter>, QueueError> {
-        let key = self.keys.dead();
-        let reply: StreamRangeReply = self
-            .conn
-            .run(|mut conn| {
-                let key = &key;
-                async move {
-                    redis::cmd("XRANGE")
-                        .arg(key)
-                        .arg("-")
-                        .arg("+")
-                        .query_async(&mut conn)
-                        .await
-                }
-            })
-            .await?;
+        let reply = self.whole(&self.keys.dead()).await?;
         Ok(reply
             .ids
             .iter()
@@ -227,21 +213,7 @@ impl RunQueue {
     /// Every outcome in the order recorded, from the outcome log: one entry
     /// per run, however often it was delivered.
     pub async fn recorded(&self) -> Result<Vec<Outcome>, QueueError> {
-        let key = self.keys.outcome_log();
-        let reply: StreamRangeReply = self
-            .conn
-            .run(|mut conn| {
-                let key = &key;
-                async move {
-                    redis::cmd("XRANGE")
-                        .arg(key)
-                        .arg("-")
-                        .arg("+")
-                        .query_async(&mut conn)
-                        .await
-                }
-            })
-            .await?;
+        let reply = self.whole(&self.keys.outcome_log()).await?;
         reply
             .ids
             .iter()
@@ -250,6 +222,22 @@ impl RunQueue {
                 parse(&text, "an entry of the outcome log")
             })
             .collect()
+    }
+
+    /// Every entry of the stream `key`.
+    async fn whole(&self, key: &str) -> Result<StreamRangeReply, QueueError> {
+        let reply = self
+            .conn
+            .run(|mut conn| async move {
+                redis::cmd("XRANGE")
+                    .arg(key)
+                    .arg("-")
+                    .arg("+")
+                    .query_async(&mut conn)
+                    .await
+            })
+            .await?;
+        Ok(reply)
     }
 
     /// How many runs are queued and not yet acknowledged (waiting or
