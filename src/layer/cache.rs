@@ -4,6 +4,7 @@ use std::collections::HashMap;
 use std::num::NonZeroUsize;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use futures::future::BoxFuture;
 use futures::StreamExt;
@@ -48,6 +49,29 @@ pub trait CacheStore: Send + Sync {
         key: &'a str,
         chunks: &'a [Chunk],
     ) -> BoxFuture<'a, Result<(), StoreError>>;
+
+    /// Claims, for `ttl`, the call of the request `key` among the processes
+    /// sharing this store: true if `owner` may make it (it holds the claim,
+    /// now or already), false if another owner does (then its reply is
+    /// awaited with [`get`](Self::get)). A store no other process shares
+    /// grants every claim, as this default does.
+    fn claim<'a>(
+        &'a self,
+        _key: &'a str,
+        _owner: &'a str,
+        _ttl: Duration,
+    ) -> BoxFuture<'a, Result<bool, StoreError>> {
+        Box::pin(async { Ok(true) })
+    }
+
+    /// Gives up `owner`'s claim on `key`, if it still holds it.
+    fn release<'a>(
+        &'a self,
+        _key: &'a str,
+        _owner: &'a str,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(async { Ok(()) })
+    }
 }
 
 impl<C: CacheStore + ?Sized> CacheStore for Arc<C> {
@@ -60,6 +84,21 @@ impl<C: CacheStore + ?Sized> CacheStore for Arc<C> {
         chunks: &'a [Chunk],
     ) -> BoxFuture<'a, Result<(), StoreError>> {
         (**self).put(key, chunks)
+    }
+    fn claim<'a>(
+        &'a self,
+        key: &'a str,
+        owner: &'a str,
+        ttl: Duration,
+    ) -> BoxFuture<'a, Result<bool, StoreError>> {
+        (**self).claim(key, owner, ttl)
+    }
+    fn release<'a>(
+        &'a self,
+        key: &'a str,
+        owner: &'a str,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        (**self).release(key, owner)
     }
 }
 
@@ -147,7 +186,11 @@ impl CacheStats {
 /// Calls for a request already in flight in this process are coalesced:
 /// they wait for that one call and get its reply as a hit (all at once,
 /// when it completes), or its error. If the call is dropped before it
-/// ends, one of the waiting callers makes the call instead.
+/// ends, one of the waiting callers makes the call instead. Across
+/// processes sharing a store that coordinates claims
+/// ([`CacheStore::claim`]; `RedisCache` does), one process makes the call
+/// and the others wait for its reply in the store; if it fails or dies,
+/// another makes it.
 ///
 /// Put it outermost, around retries and limits, so a hit skips them all.
 /// Caching is per state by construction: give a state the cached model and
@@ -176,6 +219,47 @@ pub struct Cache<M> {
     store: Arc<dyn CacheStore>,
     stats: Arc<CacheStats>,
     flights: Flights,
+    /// This cache's name in claims shared with other processes.
+    owner: Arc<str>,
+    claim_ttl: Duration,
+}
+
+/// A claim on a request among processes, given up when the call ends or
+/// is dropped.
+struct Claim {
+    store: Arc<dyn CacheStore>,
+    key: String,
+    owner: Arc<str>,
+    held: bool,
+}
+
+impl Claim {
+    async fn release(mut self) {
+        self.held = false;
+        if let Err(e) = self.store.release(&self.key, &self.owner).await {
+            tracing::warn!(error = %e, "giving up a cache claim failed; it lapses by itself");
+        }
+    }
+}
+
+impl Drop for Claim {
+    fn drop(&mut self) {
+        if !self.held {
+            return;
+        }
+        // Dropped mid-call: give it up from a task, so the other processes
+        // need not wait for it to lapse.
+        let (store, key, owner) = (
+            Arc::clone(&self.store),
+            std::mem::take(&mut self.key),
+            Arc::clone(&self.owner),
+        );
+        if let Ok(handle) = tokio::runtime::Handle::try_current() {
+            handle.spawn(async move {
+                store.release(&key, &owner).await.ok();
+            });
+        }
+    }
 }
 
 /// The calls in flight, by cache key.
@@ -262,12 +346,50 @@ impl<M: ChatModel> Cache<M> {
             store,
             stats: Arc::default(),
             flights: Arc::default(),
+            owner: format!("{}-{:08x}", std::process::id(), fastrand::u32(..)).into(),
+            claim_ttl: Duration::from_secs(120),
         }
     }
 
     /// Hits and misses so far.
     pub fn stats(&self) -> &Arc<CacheStats> {
         &self.stats
+    }
+
+    /// How long another process waits for this one's call before making
+    /// it itself, should this process die mid-call (default 2 minutes;
+    /// make it longer than your slowest call).
+    pub fn claim_ttl(mut self, ttl: Duration) -> Self {
+        self.claim_ttl = ttl;
+        self
+    }
+
+    /// Claims the request `key` among processes; `Some(reply)` if another
+    /// process made the call meanwhile and stored its reply.
+    async fn claim(&self, key: &str) -> Result<Claim, Vec<Chunk>> {
+        let mut pause = Duration::from_millis(20);
+        loop {
+            match self.store.claim(key, &self.owner, self.claim_ttl).await {
+                Ok(true) => break,
+                Ok(false) => {}
+                Err(e) => {
+                    // Better a second call than none.
+                    tracing::warn!(error = %e, "claiming a cached request failed; calling the model");
+                    break;
+                }
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_millis(250));
+            if let Ok(Some(chunks)) = self.store.get(key).await {
+                return Err(chunks);
+            }
+        }
+        Ok(Claim {
+            store: Arc::clone(&self.store),
+            key: key.to_owned(),
+            owner: Arc::clone(&self.owner),
+            held: true,
+        })
     }
 
     /// The wrapped model.
@@ -360,6 +482,18 @@ impl<M: ChatModel> ChatModel for Cache<M> {
                         return;
                     }
                 };
+                let claim = match self.claim(&key).await {
+                    Ok(claim) => claim,
+                    Err(chunks) => {
+                        // Another process made the call.
+                        self.stats.coalesced.fetch_add(1, Ordering::Relaxed);
+                        leader.end(Flight::Done(Arc::new(chunks.clone())));
+                        for chunk in as_hit(chunks) {
+                            yield chunk;
+                        }
+                        return;
+                    }
+                };
                 self.stats.misses.fetch_add(1, Ordering::Relaxed);
                 let mut seen = Vec::new();
                 let mut chunks = self.inner.stream(request.clone());
@@ -367,6 +501,7 @@ impl<M: ChatModel> ChatModel for Cache<M> {
                     let chunk = match chunk {
                         Ok(chunk) => chunk,
                         Err(e) => {
+                            claim.release().await;
                             leader.end(Flight::Failed(Arc::new(e.duplicate())));
                             Err(e)?;
                             return;
@@ -378,6 +513,7 @@ impl<M: ChatModel> ChatModel for Cache<M> {
                 if let Err(e) = self.store.put(&key, &seen).await {
                     tracing::warn!(model = self.inner.name(), error = %e, "response cache write failed");
                 }
+                claim.release().await;
                 leader.end(Flight::Done(Arc::new(seen)));
                 return;
             }

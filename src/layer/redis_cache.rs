@@ -1,9 +1,11 @@
 //! [`RedisCache`] (feature `redis`): replies shared by every process of a
 //! fleet, with an optional time to live.
 
+use std::sync::LazyLock;
 use std::time::Duration;
 
 use futures::future::BoxFuture;
+use redis::Script;
 
 use super::cache::chunks_from_json;
 use super::CacheStore;
@@ -65,6 +67,30 @@ impl RedisCache {
     }
 }
 
+/// Claims a request for an owner: 1 if it holds the claim (now or
+/// already), 0 if another does. KEYS: claim. ARGV: owner, ttl ms.
+static CLAIM: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+local holder = redis.call('GET', KEYS[1])
+if holder == ARGV[1] then return 1 end
+if holder then return 0 end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return 1
+",
+    )
+});
+
+/// Deletes a claim if the owner still holds it. KEYS: claim. ARGV: owner.
+static RELEASE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
+return 0
+",
+    )
+});
+
 impl CacheStore for RedisCache {
     fn get<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<Vec<Chunk>>, StoreError>> {
         Box::pin(async move {
@@ -99,6 +125,44 @@ impl CacheStore for RedisCache {
                         set.arg("PX").arg(ttl.as_millis() as u64);
                     }
                     async move { set.query_async::<()>(&mut conn).await }
+                })
+                .await
+        })
+    }
+
+    fn claim<'a>(
+        &'a self,
+        key: &'a str,
+        owner: &'a str,
+        ttl: Duration,
+    ) -> BoxFuture<'a, Result<bool, StoreError>> {
+        Box::pin(async move {
+            let k = format!("{}:cache-claim:{key}", self.prefix);
+            let ttl = ttl.as_millis().max(1) as u64;
+            let held: i64 = self
+                .conn
+                .run(|mut conn| {
+                    let mut call = CLAIM.prepare_invoke();
+                    call.key(&k).arg(owner).arg(ttl);
+                    async move { call.invoke_async(&mut conn).await }
+                })
+                .await?;
+            Ok(held == 1)
+        })
+    }
+
+    fn release<'a>(
+        &'a self,
+        key: &'a str,
+        owner: &'a str,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(async move {
+            let k = format!("{}:cache-claim:{key}", self.prefix);
+            self.conn
+                .run(|mut conn| {
+                    let mut call = RELEASE.prepare_invoke();
+                    call.key(&k).arg(owner);
+                    async move { call.invoke_async::<()>(&mut conn).await }
                 })
                 .await
         })

@@ -422,3 +422,71 @@ async fn a_waiting_caller_makes_the_call_when_the_first_is_dropped() {
     );
     assert_eq!(cached.get_ref().calls(), 2);
 }
+
+/// Two processes (two caches on one Redis, each with its own connection)
+/// asked the same request at once make one provider call between them.
+#[cfg(feature = "redis")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn processes_sharing_a_redis_cache_make_one_call() {
+    let redis = crate::services::Redis::shared_or_own();
+    let prefix = format!("coalesce{:08x}", fastrand::u32(..));
+    let model = Arc::new(Slow::new(Duration::from_millis(500), false));
+    let process = || {
+        let store = statewise::layer::RedisCache::open(&redis.url)
+            .unwrap()
+            .with_prefix(&prefix);
+        Arc::new(Arc::clone(&model).cache(Arc::new(store)))
+    };
+    let (a, b) = (process(), process());
+    let calls = (0..8).map(|i| {
+        let cached = Arc::clone(if i % 2 == 0 { &a } else { &b });
+        tokio::spawn(async move { cached.complete(ask("2+2?")).await })
+    });
+    for r in futures::future::join_all(calls).await {
+        assert_eq!(r.unwrap().unwrap().text, "4");
+    }
+    assert_eq!(model.calls(), 1, "one call for both processes");
+    let waited =
+        a.stats().coalesced() + b.stats().coalesced() + a.stats().hits() + b.stats().hits();
+    assert_eq!(waited, 7);
+}
+
+/// A process whose call fails gives up its claim: the other makes the call
+/// itself rather than wait for the claim to lapse.
+#[cfg(feature = "redis")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_call_lets_another_process_make_it() {
+    let redis = crate::services::Redis::shared_or_own();
+    let prefix = format!("coalesce{:08x}", fastrand::u32(..));
+    let open = || {
+        Arc::new(
+            statewise::layer::RedisCache::open(&redis.url)
+                .unwrap()
+                .with_prefix(&prefix),
+        )
+    };
+    let failing = Arc::new(Slow::new(Duration::from_millis(300), true));
+    let working = Arc::new(Slow::new(Duration::from_millis(10), false));
+    let a = Arc::new(
+        Arc::clone(&failing)
+            .cache(open())
+            .claim_ttl(Duration::from_secs(600)),
+    );
+    let b = Arc::new(Arc::clone(&working).cache(open()));
+    let first = {
+        let a = Arc::clone(&a);
+        tokio::spawn(async move { a.complete(ask("2+2?")).await })
+    };
+    while failing.calls() == 0 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let started = std::time::Instant::now();
+    let second = b.complete(ask("2+2?")).await.unwrap();
+    assert!(first.await.unwrap().is_err());
+    assert_eq!(second.text, "4");
+    assert_eq!(working.calls(), 1);
+    assert!(
+        started.elapsed() < Duration::from_secs(60),
+        "it did not wait for the claim to lapse"
+    );
+}
