@@ -32,6 +32,7 @@ pub fn cache_key(model: &str, request: &ChatRequest) -> String {
 }
 
 /// A stored reply read back from its JSON.
+#[cfg(any(feature = "sqlite", feature = "redis"))]
 pub(crate) fn chunks_from_json(text: &str, key: &str) -> Result<Vec<Chunk>, StoreError> {
     serde_json::from_str(text).map_err(|source| StoreError::Corrupt {
         run_id: format!("cache entry {key}"),

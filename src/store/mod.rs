@@ -292,6 +292,7 @@ impl<S: Store + ?Sized> Store for std::sync::Arc<S> {
 }
 
 /// `value` as JSON, for a record of run `run_id`.
+#[cfg(any(feature = "sqlite", feature = "redis", feature = "postgres"))]
 pub(crate) fn to_json<T: Serialize>(value: &T, run_id: &str) -> Result<String, StoreError> {
     serde_json::to_string(value).map_err(|source| StoreError::Corrupt {
         run_id: run_id.to_owned(),
@@ -300,6 +301,7 @@ pub(crate) fn to_json<T: Serialize>(value: &T, run_id: &str) -> Result<String, S
 }
 
 /// A record of run `run_id` read back from JSON.
+#[cfg(any(feature = "redis", feature = "postgres"))]
 pub(crate) fn from_json<T: serde::de::DeserializeOwned>(
     text: &str,
     run_id: &str,
