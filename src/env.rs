@@ -182,6 +182,10 @@ pub struct Usage {
     /// so budgets behave the same; they cost nothing.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub cached_responses: u64,
+    /// Calls served on a vendor's batch lane (its Batch API), priced at its
+    /// batch price ([`Price::batch_factor`](crate::model::Price::batch_factor)).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub batched_requests: u64,
 }
 
 fn is_zero(n: &u64) -> bool {
@@ -202,6 +206,7 @@ impl Usage {
         self.cache_write_tokens += other.cache_write_tokens;
         self.cost += other.cost;
         self.cached_responses += other.cached_responses;
+        self.batched_requests += other.batched_requests;
     }
 
     /// What was used since `earlier` (a reading of the same counters).
@@ -219,6 +224,9 @@ impl Usage {
             cached_responses: self
                 .cached_responses
                 .saturating_sub(earlier.cached_responses),
+            batched_requests: self
+                .batched_requests
+                .saturating_sub(earlier.batched_requests),
         }
     }
 }

@@ -473,8 +473,7 @@ impl WireUsage {
             completion_tokens: self.output_tokens.unwrap_or(0),
             cached_tokens: read,
             cache_write_tokens: write,
-            cost: 0.0,
-            cached_responses: 0,
+            ..Usage::default()
         }
     }
 }

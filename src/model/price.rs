@@ -17,6 +17,9 @@ use crate::env::Usage;
 /// let price = Price::per_million(2.5, 10.0).cached(1.25);
 /// let usage = Usage { prompt_tokens: 1_000_000, cached_tokens: 400_000, completion_tokens: 100_000, ..Usage::default() };
 /// assert!((price.cost(&usage) - (0.6 * 2.5 + 0.4 * 1.25 + 0.1 * 10.0)).abs() < 1e-9);
+/// // The same call on the vendor's batch lane costs half.
+/// let batched = Usage { batched_requests: 1, ..usage };
+/// assert!((price.cost(&batched) - price.cost(&usage) / 2.0).abs() < 1e-9);
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Price {
@@ -28,6 +31,10 @@ pub struct Price {
     pub cached: Option<f64>,
     /// Per million prompt tokens written to the cache (default: `prompt`).
     pub cache_write: Option<f64>,
+    /// What a call on the vendor's batch lane costs, as a fraction of the
+    /// realtime price (default 0.5: OpenAI's and Anthropic's Batch APIs
+    /// charge half).
+    pub batch_factor: f64,
 }
 
 impl Price {
@@ -38,7 +45,14 @@ impl Price {
             completion,
             cached: None,
             cache_write: None,
+            batch_factor: 0.5,
         }
+    }
+
+    /// Sets the batch lane's price as a fraction of the realtime price.
+    pub fn batch_factor(mut self, factor: f64) -> Self {
+        self.batch_factor = factor;
+        self
     }
 
     /// Sets the price of cached prompt tokens.
@@ -53,16 +67,23 @@ impl Price {
         self
     }
 
-    /// The cost of `usage` in US dollars.
+    /// The cost of `usage` in US dollars: at the batch price when it is
+    /// the usage of calls on the batch lane
+    /// ([`Usage::batched_requests`]).
     pub fn cost(&self, usage: &Usage) -> f64 {
         let fresh = usage
             .prompt_tokens
             .saturating_sub(usage.cached_tokens + usage.cache_write_tokens);
-        (fresh as f64 * self.prompt
+        let realtime = (fresh as f64 * self.prompt
             + usage.cached_tokens as f64 * self.cached.unwrap_or(self.prompt)
             + usage.cache_write_tokens as f64 * self.cache_write.unwrap_or(self.prompt)
             + usage.completion_tokens as f64 * self.completion)
-            / 1e6
+            / 1e6;
+        if usage.batched_requests > 0 {
+            realtime * self.batch_factor
+        } else {
+            realtime
+        }
     }
 }
 

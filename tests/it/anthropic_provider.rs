@@ -41,6 +41,7 @@ const USAGE_TEXT: Usage = Usage {
     cache_write_tokens: 100,
     cost: 0.0,
     cached_responses: 0,
+    batched_requests: 0,
 };
 
 /// With `prompt_cache`, the wire request carries `cache_control`
