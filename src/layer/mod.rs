@@ -30,6 +30,7 @@
 //! duplicating text; the [`Machine`](crate::Machine) restarts the state from
 //! the env it started with instead ([`Machine::state_retries`](crate::Machine::state_retries)).
 
+pub mod batch;
 mod breaker;
 mod cache;
 pub mod cache_conformance;
@@ -91,6 +92,17 @@ pub trait ModelExt: ChatModel + Sized {
     /// Answers repeated requests from `store` ([`Cache`]).
     fn cache(self, store: Arc<dyn CacheStore>) -> Cache<Self> {
         Cache::new(self, store)
+    }
+
+    /// Sends each call as one request of a vendor batch, at the batch
+    /// price ([`batch::ViaBatch`]).
+    fn via_batch(
+        self,
+        vendor: Arc<dyn batch::BatchVendor>,
+        ledger: Arc<dyn batch::BatchLedger>,
+        config: batch::BatchConfig,
+    ) -> batch::ViaBatch<Self> {
+        batch::ViaBatch::new(self, vendor, ledger, config)
     }
 
     /// The model as a [`SharedModel`].

@@ -10,6 +10,7 @@ mod support;
 mod agent_loop;
 mod anthropic_provider;
 mod batch;
+mod batch_lane;
 mod cache;
 mod context_fit;
 mod fault_injection;
