@@ -9,9 +9,10 @@ use std::time::Duration;
 
 use futures::future::BoxFuture;
 use serde_json::json;
+use statewise::layer::batch::BatchLedger;
 use statewise::layer::batch::{
     BatchConfig, BatchLimits, BatchRequest, BatchState, BatchVendor, ItemOutcome, MemoryLedger,
-    OnExpired, ViaBatch,
+    OnExpired, SqliteLedger, ViaBatch,
 };
 use statewise::layer::ModelExt;
 use statewise::model::{ChatModel, ChatRequest, FnModel, ModelError, Price, Priced, Reply};
@@ -204,12 +205,12 @@ async fn every_step_of_every_run_goes_out_in_one_batch_at_half_price() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restarted_process_waits_for_the_batch_in_flight() {
     let vendor = Arc::new(Vendor::default());
-    let ledger = MemoryLedger::new();
+    let path = crate::support::temp_dir("batch-ledger-restart").join("ledger.sqlite");
     let calls = Arc::new(AtomicUsize::new(0));
     let ask = || ChatRequest::new(vec![Message::user("question")]);
     let first = realtime(&calls).via_batch(
         vendor.clone(),
-        Arc::new(ledger.clone()),
+        Arc::new(SqliteLedger::open(&path).unwrap()),
         config(OnExpired::Resubmit),
     );
     // The process dies with the batch out.
@@ -221,7 +222,7 @@ async fn a_restarted_process_waits_for_the_batch_in_flight() {
     let second = ViaBatch::new(
         realtime(&calls),
         vendor.clone(),
-        Arc::new(ledger),
+        Arc::new(SqliteLedger::open(&path).unwrap()),
         config(OnExpired::Resubmit),
     );
     assert_eq!(second.reattach().await.unwrap(), 1);
@@ -297,4 +298,52 @@ async fn a_request_the_vendor_failed_is_a_typed_error() {
         }) => assert_eq!(message, "invalid request"),
         other => panic!("expected the vendor's 400, got {other:?}"),
     }
+}
+
+/// What every ledger must do; the SQLite one also after reopening.
+async fn check_ledger(ledger: &dyn BatchLedger) {
+    use statewise::layer::batch::LedgerEntry;
+    let ids = ["a".to_owned(), "b".to_owned()];
+    assert_eq!(ledger.lookup("a").await.unwrap(), None);
+    ledger.submitted("batch_1", &ids).await.unwrap();
+    assert_eq!(ledger.in_flight().await.unwrap(), ["batch_1"]);
+    assert_eq!(
+        ledger.lookup("b").await.unwrap(),
+        Some(LedgerEntry::Submitted {
+            batch_id: "batch_1".into()
+        })
+    );
+    let done = ItemOutcome::Succeeded {
+        reply: Reply::text("4"),
+    };
+    ledger
+        .finished(
+            "batch_1",
+            &[
+                ("a".into(), done.clone()),
+                ("b".into(), ItemOutcome::Expired),
+            ],
+        )
+        .await
+        .unwrap();
+    assert!(ledger.in_flight().await.unwrap().is_empty());
+    assert_eq!(
+        ledger.lookup("a").await.unwrap(),
+        Some(LedgerEntry::Done(done))
+    );
+    ledger.forget("b").await.unwrap();
+    assert_eq!(ledger.lookup("b").await.unwrap(), None);
+}
+
+#[tokio::test]
+async fn the_ledgers_keep_batches_calls_and_outcomes() {
+    check_ledger(&MemoryLedger::new()).await;
+    let path = crate::support::temp_dir("batch-ledger").join("ledger.sqlite");
+    check_ledger(&SqliteLedger::open(&path).unwrap()).await;
+    // Reopened, as after a restart.
+    let again = SqliteLedger::open(&path).unwrap();
+    assert!(matches!(
+        again.lookup("a").await.unwrap(),
+        Some(statewise::layer::batch::LedgerEntry::Done(_))
+    ));
 }

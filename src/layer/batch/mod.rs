@@ -9,6 +9,8 @@
 
 mod ledger;
 mod plan;
+#[cfg(feature = "sqlite")]
+mod sqlite_ledger;
 mod vendor;
 
 use std::collections::HashMap;
@@ -21,6 +23,8 @@ use tokio::sync::{oneshot, Notify};
 use tokio::time::Instant;
 
 pub use ledger::{BatchLedger, LedgerEntry, MemoryLedger};
+#[cfg(feature = "sqlite")]
+pub use sqlite_ledger::SqliteLedger;
 pub use vendor::{BatchLimits, BatchRequest, BatchState, BatchVendor, ItemOutcome};
 
 use super::cache_key;
@@ -82,6 +86,8 @@ impl Default for BatchConfig {
 pub struct ViaBatch<M> {
     inner: M,
     shared: Arc<Shared>,
+    /// Stops the flushing and polling tasks when the layer is dropped.
+    _stop: tokio_util::sync::DropGuard,
 }
 
 impl<M> std::fmt::Debug for ViaBatch<M> {
@@ -100,6 +106,8 @@ struct Shared {
     state: Mutex<State>,
     /// A call started waiting: the flusher looks again.
     arrived: Notify,
+    /// Fired when the layer is dropped.
+    stop: tokio_util::sync::CancellationToken,
 }
 
 #[derive(Default)]
@@ -130,6 +138,7 @@ impl<M: ChatModel> ViaBatch<M> {
         ledger: Arc<dyn BatchLedger>,
         config: BatchConfig,
     ) -> Self {
+        let stop = tokio_util::sync::CancellationToken::new();
         ViaBatch {
             inner,
             shared: Arc::new(Shared {
@@ -138,7 +147,9 @@ impl<M: ChatModel> ViaBatch<M> {
                 config,
                 state: Mutex::new(State::default()),
                 arrived: Notify::new(),
+                stop: stop.clone(),
             }),
+            _stop: stop.drop_guard(),
         }
     }
 
@@ -236,6 +247,7 @@ impl Shared {
                 tokio::select! {
                     () = tokio::time::sleep_until(since + wait) => {}
                     () = arrived => {}
+                    () = self.stop.cancelled() => return,
                 }
                 continue;
             }
@@ -330,7 +342,11 @@ impl Shared {
                 }
                 let next = plan::next_poll(pause, shared.config.poll_min, shared.config.poll_max);
                 pause = Some(next);
-                tokio::time::sleep(next).await;
+                tokio::select! {
+                    () = tokio::time::sleep(next) => {}
+                    // The ledger keeps the batch; a new layer re-attaches.
+                    () = shared.stop.cancelled() => return,
+                }
             };
             // A call of the batch without a result expired.
             let members = shared.members_of(&batch_id);
