@@ -335,11 +335,26 @@ async fn check_ledger(ledger: &dyn BatchLedger) {
     assert_eq!(ledger.lookup("b").await.unwrap(), None);
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_ledgers_keep_batches_calls_and_outcomes() {
     check_ledger(&MemoryLedger::new()).await;
     let path = crate::support::temp_dir("batch-ledger").join("ledger.sqlite");
     check_ledger(&SqliteLedger::open(&path).unwrap()).await;
+    #[cfg(feature = "redis")]
+    {
+        let redis = crate::services::Redis::shared_or_own();
+        let prefix = format!("ledger{:08x}", fastrand::u32(..));
+        let open = || {
+            statewise::layer::batch::RedisLedger::open(&redis.url)
+                .unwrap()
+                .with_prefix(&prefix)
+        };
+        check_ledger(&open()).await;
+        assert!(matches!(
+            open().lookup("a").await.unwrap(),
+            Some(statewise::layer::batch::LedgerEntry::Done(_))
+        ));
+    }
     // Reopened, as after a restart.
     let again = SqliteLedger::open(&path).unwrap();
     assert!(matches!(

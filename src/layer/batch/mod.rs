@@ -9,6 +9,8 @@
 
 mod ledger;
 mod plan;
+#[cfg(feature = "redis")]
+mod redis_ledger;
 #[cfg(feature = "sqlite")]
 mod sqlite_ledger;
 mod vendor;
@@ -23,6 +25,8 @@ use tokio::sync::{oneshot, Notify};
 use tokio::time::Instant;
 
 pub use ledger::{BatchLedger, LedgerEntry, MemoryLedger};
+#[cfg(feature = "redis")]
+pub use redis_ledger::RedisLedger;
 #[cfg(feature = "sqlite")]
 pub use sqlite_ledger::SqliteLedger;
 pub use vendor::{BatchLimits, BatchRequest, BatchState, BatchVendor, ItemOutcome};
