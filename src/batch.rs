@@ -314,7 +314,8 @@ impl Batch {
         Ok(summary)
     }
 
-    async fn run_item(&self, item: Item, _prefix: &str) -> ItemResult {
+    #[cfg_attr(not(feature = "redis"), allow(unused_variables))]
+    async fn run_item(&self, item: Item, prefix: &str) -> ItemResult {
         match &self.lane {
             Lane::Local(machine) => self.run_here(machine, item).await,
             #[cfg(feature = "redis")]
@@ -324,7 +325,7 @@ impl Batch {
                 run_prefix,
                 timeout,
             } => {
-                let prefix = run_prefix.as_deref().unwrap_or(_prefix);
+                let prefix = run_prefix.as_deref().unwrap_or(prefix);
                 self.run_queued(queue, machine, prefix, *timeout, item)
                     .await
             }

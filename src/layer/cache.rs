@@ -225,6 +225,14 @@ pub struct Cache<M> {
     claim_ttl: Duration,
 }
 
+/// What claiming a request among processes came to.
+enum Claimed {
+    /// This process makes the call.
+    Ours(Claim),
+    /// Another made it meanwhile: its stored reply.
+    Answered(Vec<Chunk>),
+}
+
 /// A claim on a request among processes, given up when the call ends or
 /// is dropped.
 struct Claim {
@@ -365,9 +373,9 @@ impl<M: ChatModel> Cache<M> {
         self
     }
 
-    /// Claims the request `key` among processes; `Some(reply)` if another
-    /// process made the call meanwhile and stored its reply.
-    async fn claim(&self, key: &str) -> Result<Claim, Vec<Chunk>> {
+    /// Claims the request `key` among processes, or finds the reply
+    /// another process stored meanwhile.
+    async fn claim(&self, key: &str) -> Claimed {
         let mut pause = Duration::from_millis(20);
         loop {
             match self.store.claim(key, &self.owner, self.claim_ttl).await {
@@ -382,10 +390,10 @@ impl<M: ChatModel> Cache<M> {
             tokio::time::sleep(pause).await;
             pause = (pause * 2).min(Duration::from_millis(250));
             if let Ok(Some(chunks)) = self.store.get(key).await {
-                return Err(chunks);
+                return Claimed::Answered(chunks);
             }
         }
-        Ok(Claim {
+        Claimed::Ours(Claim {
             store: Arc::clone(&self.store),
             key: key.to_owned(),
             owner: Arc::clone(&self.owner),
@@ -484,8 +492,8 @@ impl<M: ChatModel> ChatModel for Cache<M> {
                     }
                 };
                 let claim = match self.claim(&key).await {
-                    Ok(claim) => claim,
-                    Err(chunks) => {
+                    Claimed::Ours(claim) => claim,
+                    Claimed::Answered(chunks) => {
                         // Another process made the call.
                         self.stats.coalesced.fetch_add(1, Ordering::Relaxed);
                         leader.end(Flight::Done(Arc::new(chunks.clone())));

@@ -343,7 +343,7 @@ impl<M: ChatModel> ChatModel for FleetLimit<M> {
 
     fn stream(&self, request: ChatRequest) -> ChunkStream<'_> {
         Box::pin(async_stream::try_stream! {
-            let estimate = request.messages.iter().map(|m| m.content.len()).sum::<usize>() as f64 / 4.0;
+            let estimate = super::limit::estimate_tokens(&request);
             if let Some(per_minute) = self.limits.requests_per_minute {
                 self.take(&self.keys.requests, 1.0, per_minute).await.map_err(|e| self.unavailable(e))?;
             }

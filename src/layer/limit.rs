@@ -25,6 +25,17 @@ pub struct Limits {
     pub adaptive: bool,
 }
 
+/// A request's tokens, estimated up front at 4 characters a token; the
+/// reported usage corrects it.
+pub(super) fn estimate_tokens(request: &ChatRequest) -> f64 {
+    request
+        .messages
+        .iter()
+        .map(|m| m.content.len())
+        .sum::<usize>() as f64
+        / 4.0
+}
+
 /// A token bucket refilled continuously, `per_minute` a minute.
 #[derive(Debug)]
 struct Bucket {
@@ -207,7 +218,7 @@ impl<M: ChatModel> ChatModel for Limit<M> {
     fn stream(&self, request: ChatRequest) -> ChunkStream<'_> {
         Box::pin(async_stream::try_stream! {
             let shared = &*self.shared;
-            let estimate = request.messages.iter().map(|m| m.content.len()).sum::<usize>() as f64 / 4.0;
+            let estimate = estimate_tokens(&request);
             if let Some(b) = &shared.requests {
                 Shared::wait_bucket(b, 1.0).await;
             }

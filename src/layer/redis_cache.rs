@@ -65,6 +65,10 @@ impl RedisCache {
     fn key(&self, key: &str) -> String {
         format!("{}:cache:{key}", self.prefix)
     }
+
+    fn claim_key(&self, key: &str) -> String {
+        format!("{}:cache-claim:{key}", self.prefix)
+    }
 }
 
 /// Claims a request for an owner: 1 if it holds the claim (now or
@@ -137,7 +141,7 @@ impl CacheStore for RedisCache {
         ttl: Duration,
     ) -> BoxFuture<'a, Result<bool, StoreError>> {
         Box::pin(async move {
-            let k = format!("{}:cache-claim:{key}", self.prefix);
+            let k = self.claim_key(key);
             let ttl = ttl.as_millis().max(1) as u64;
             let held: i64 = self
                 .conn
@@ -157,7 +161,7 @@ impl CacheStore for RedisCache {
         owner: &'a str,
     ) -> BoxFuture<'a, Result<(), StoreError>> {
         Box::pin(async move {
-            let k = format!("{}:cache-claim:{key}", self.prefix);
+            let k = self.claim_key(key);
             self.conn
                 .run(|mut conn| {
                     let mut call = RELEASE.prepare_invoke();

@@ -109,6 +109,24 @@ impl Checkpoint {
     }
 }
 
+/// The end of a fork whose atomic check-and-write found `fork.run_id`
+/// taken (`written` false): success if what is there is this very fork (a
+/// write sent again after a dropped connection finds its own first
+/// attempt), else [`StoreError::Exists`].
+#[cfg(any(feature = "redis", feature = "postgres"))]
+pub(crate) async fn confirm_fork<S: Store + ?Sized>(
+    store: &S,
+    fork: Checkpoint,
+    written: bool,
+) -> Result<Checkpoint, StoreError> {
+    if !written && store.get(&fork.run_id, Some(fork.step)).await?.as_ref() != Some(&fork) {
+        return Err(StoreError::Exists {
+            run_id: fork.run_id,
+        });
+    }
+    Ok(fork)
+}
+
 /// Where a forked run came from.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Parent {

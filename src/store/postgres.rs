@@ -285,17 +285,8 @@ impl Store for PostgresStore {
         Box::pin(async move {
             let origin = self.get(run_id, Some(step)).await?;
             let fork = Checkpoint::fork_of(origin, run_id, step, new_run_id)?;
-            if self.write(FORK, &fork).await? == 0 {
-                // A fork sent again after a dropped connection finds its
-                // own first attempt: that is success, not a taken id.
-                let there = self.get(new_run_id, Some(step)).await?;
-                if there.as_ref() != Some(&fork) {
-                    return Err(StoreError::Exists {
-                        run_id: new_run_id.to_owned(),
-                    });
-                }
-            }
-            Ok(fork)
+            let written = self.write(FORK, &fork).await? > 0;
+            super::confirm_fork(self, fork, written).await
         })
     }
 }

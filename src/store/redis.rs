@@ -13,36 +13,47 @@ use super::{from_json, to_json, Checkpoint, CheckpointMeta, Store, StoreError};
 use crate::env::{Journal, JournalError, Observation};
 use crate::redis_conn::RedisConn;
 
-/// Writes one checkpoint: body, metadata, step and run; with a fencing
-/// token, first checks it is the run's current one (else counts the
-/// rejection and returns -1) and appends `step:token` to the run's writes.
-/// KEYS: bodies, steps, metas, runs, fence, writers. ARGV: step, body, meta,
-/// run id, token or "".
-const PUT: &str = r"
-if ARGV[5] ~= '' then
-  if redis.call('GET', KEYS[5]) ~= ARGV[5] then
-    redis.call('INCR', KEYS[5] .. ':rejected')
-    return -1
-  end
-  redis.call('RPUSH', KEYS[6], ARGV[1] .. ':' .. ARGV[5])
+// The parts of the write scripts, shared so a fork is fenced, counted and
+// logged exactly as a put is. KEYS: bodies, steps, metas, runs, fence,
+// writers. ARGV: step, body, meta, run id, token or "".
+
+/// With a token: refuse (-1) unless it is the run's current one, counting
+/// the refusal.
+macro_rules! fence_check {
+    () => {
+        "
+if ARGV[5] ~= '' and redis.call('GET', KEYS[5]) ~= ARGV[5] then
+  redis.call('INCR', KEYS[5] .. ':rejected')
+  return -1
 end
+"
+    };
+}
+
+/// With a token: append `step:token` to the run's writes. Then the write:
+/// body, metadata, step and run.
+macro_rules! logged_write {
+    () => {
+        "
+if ARGV[5] ~= '' then redis.call('RPUSH', KEYS[6], ARGV[1] .. ':' .. ARGV[5]) end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
 redis.call('HSET', KEYS[3], ARGV[1], ARGV[3])
 redis.call('ZADD', KEYS[2], ARGV[1], ARGV[1])
 redis.call('ZADD', KEYS[4], 0, ARGV[4])
 return 1
-";
+"
+    };
+}
+
+/// Writes one checkpoint (1), or -1 if fenced.
+const PUT: &str = concat!(fence_check!(), logged_write!());
 
 /// [`PUT`], unless the run already has a step (then 0).
-const FORK: &str = r"
-if ARGV[5] ~= '' and redis.call('GET', KEYS[5]) ~= ARGV[5] then return -1 end
-if redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
-redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
-redis.call('HSET', KEYS[3], ARGV[1], ARGV[3])
-redis.call('ZADD', KEYS[2], ARGV[1], ARGV[1])
-redis.call('ZADD', KEYS[4], 0, ARGV[4])
-return 1
-";
+const FORK: &str = concat!(
+    fence_check!(),
+    "if redis.call('EXISTS', KEYS[2]) == 1 then return 0 end\n",
+    logged_write!()
+);
 
 /// The body of the latest step. KEYS: bodies, steps.
 const LATEST: &str = r"
@@ -126,7 +137,7 @@ impl RedisStore {
     /// and is returned. Writes under an older token fail from now on with
     /// [`StoreError::Fenced`].
     pub async fn claim(&self, run_id: &str) -> Result<u64, StoreError> {
-        let fence = self.key(run_id, "fence");
+        let fence = self.fence_key(run_id);
         // Not sent again after an error: a second INCR would fence this
         // very claim. A failed claim is the worker's to retry.
         let mut conn = self.conn.get().await?;
@@ -139,7 +150,7 @@ impl RedisStore {
 
     /// The current fencing token of run `run_id` (0 if never claimed).
     pub async fn token(&self, run_id: &str) -> Result<u64, StoreError> {
-        let fence = self.key(run_id, "fence");
+        let fence = self.fence_key(run_id);
         let token: Option<u64> = self
             .conn
             .run(|mut conn| {
@@ -197,7 +208,7 @@ impl RedisStore {
     /// How many writes to run `run_id` were refused because their claim was
     /// stale.
     pub async fn rejected(&self, run_id: &str) -> Result<u64, StoreError> {
-        let key = format!("{}:rejected", self.key(run_id, "fence"));
+        let key = format!("{}:rejected", self.fence_key(run_id));
         let n: Option<u64> = self
             .conn
             .run(|mut conn| {
@@ -211,8 +222,8 @@ impl RedisStore {
     /// The fence key and token the scripts check ("" for none).
     fn fence_args(&self, run_id: &str) -> (String, String) {
         match &self.fence {
-            Some(f) => (self.key(&f.run_id, "fence"), f.token.to_string()),
-            None => (self.key(run_id, "fence"), String::new()),
+            Some(f) => (self.fence_key(&f.run_id), f.token.to_string()),
+            None => (self.fence_key(run_id), String::new()),
         }
     }
 
@@ -238,6 +249,12 @@ impl RedisStore {
 
     fn key(&self, run_id: &str, part: &str) -> String {
         format!("{}:run:{run_id}:{part}", self.prefix)
+    }
+
+    /// The key of run `run_id`'s fencing token, which the run queue's
+    /// scripts check too.
+    pub(crate) fn fence_key(&self, run_id: &str) -> String {
+        self.key(run_id, "fence")
     }
 
     fn runs_key(&self) -> String {
@@ -394,17 +411,8 @@ impl Store for RedisStore {
         Box::pin(async move {
             let origin = self.get(run_id, Some(step)).await?;
             let fork = Checkpoint::fork_of(origin, run_id, step, new_run_id)?;
-            if !self.write(&FORK_SCRIPT, &fork).await? {
-                // A write sent again after a dropped connection finds its
-                // own first attempt: that is success, not a taken id.
-                let there = self.get(new_run_id, Some(step)).await?;
-                if there.as_ref() != Some(&fork) {
-                    return Err(StoreError::Exists {
-                        run_id: new_run_id.to_owned(),
-                    });
-                }
-            }
-            Ok(fork)
+            let written = self.write(&FORK_SCRIPT, &fork).await?;
+            super::confirm_fork(self, fork, written).await
         })
     }
 }

@@ -8,18 +8,36 @@ use crate::store::StoreError;
 
 use super::OutcomeStatus;
 
+/// How a delivery ended, to be recorded as the run's outcome.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Ended {
+    pub(crate) status: OutcomeStatus,
+    pub(crate) answer: Option<String>,
+    pub(crate) error: Option<String>,
+    pub(crate) code: Option<String>,
+    pub(crate) path: Vec<String>,
+    pub(crate) usage: Usage,
+}
+
+impl Ended {
+    /// Ended without running: given up, or it cannot run here.
+    pub(crate) fn failed(status: OutcomeStatus, code: &str, error: String) -> Self {
+        Ended {
+            status,
+            answer: None,
+            error: Some(error),
+            code: Some(code.to_owned()),
+            path: Vec::new(),
+            usage: Usage::default(),
+        }
+    }
+}
+
 /// What a worker does with a delivery once its run's stream ended.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum Disposition {
     /// Record this outcome and acknowledge the delivery.
-    Record {
-        status: OutcomeStatus,
-        answer: Option<String>,
-        error: Option<String>,
-        code: Option<String>,
-        path: Vec<String>,
-        usage: Usage,
-    },
+    Record(Ended),
     /// Leave the delivery unacknowledged, to be delivered again after the
     /// lease, noting why: the run did not end, or the store failed.
     Release(String),
@@ -31,36 +49,36 @@ pub(crate) enum Disposition {
 /// `None` if it ended without one).
 pub(crate) fn disposition(last: Option<&EventKind>) -> Disposition {
     match last {
-        Some(EventKind::Finished(out)) => Disposition::Record {
+        Some(EventKind::Finished(out)) => Disposition::Record(Ended {
             status: OutcomeStatus::Finished,
             answer: out.answer.clone(),
             error: None,
             code: None,
             path: out.path.clone(),
             usage: out.env.usage,
-        },
-        Some(EventKind::Interrupted(out)) => Disposition::Record {
+        }),
+        Some(EventKind::Interrupted(out)) => Disposition::Record(Ended {
             status: OutcomeStatus::Interrupted,
             answer: out.answer.clone(),
             error: None,
             code: None,
             path: out.path.clone(),
             usage: out.env.usage,
-        },
+        }),
         Some(EventKind::Failed(failure)) => match &failure.error {
             MachineError::Store(StoreError::Fenced { .. }) => Disposition::Abandon,
             // The run did not fail; what keeps it failed. Another delivery
             // resumes it from its last checkpoint.
             MachineError::Store(e) => Disposition::Release(format!("store failed: {e}")),
             MachineError::Trace(e) => Disposition::Release(format!("trace failed: {e}")),
-            e => Disposition::Record {
+            e => Disposition::Record(Ended {
                 status: OutcomeStatus::Failed,
                 answer: None,
                 error: Some(e.to_string()),
                 code: Some(e.code()),
                 path: failure.path.clone(),
                 usage: failure.env.usage,
-            },
+            }),
         },
         _ => Disposition::Release("the run's stream ended before the run did".to_owned()),
     }
@@ -105,15 +123,10 @@ mod tests {
             run_id: "r".into(),
         };
         match disposition(Some(&EventKind::Finished(Box::new(out)))) {
-            Disposition::Record {
-                status,
-                answer,
-                path,
-                ..
-            } => {
-                assert_eq!(status, OutcomeStatus::Finished);
-                assert_eq!(answer.as_deref(), Some("4"));
-                assert_eq!(path.len(), 2);
+            Disposition::Record(ended) => {
+                assert_eq!(ended.status, OutcomeStatus::Finished);
+                assert_eq!(ended.answer.as_deref(), Some("4"));
+                assert_eq!(ended.path.len(), 2);
             }
             other => panic!("{other:?}"),
         }
@@ -135,9 +148,9 @@ mod tests {
     fn the_run_s_own_failure_is_its_outcome() {
         let failure = failed(MachineError::MaxSteps { limit: 3 });
         match disposition(Some(&failure)) {
-            Disposition::Record { status, error, .. } => {
-                assert_eq!(status, OutcomeStatus::Failed);
-                assert!(error.unwrap().contains('3'));
+            Disposition::Record(ended) => {
+                assert_eq!(ended.status, OutcomeStatus::Failed);
+                assert!(ended.error.is_some_and(|e| e.contains('3')));
             }
             other => panic!("{other:?}"),
         }

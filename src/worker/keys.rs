@@ -50,9 +50,4 @@ impl Keys {
     pub(crate) fn error(&self, run_id: &str) -> String {
         format!("{}:run:{run_id}:error", self.prefix)
     }
-
-    /// A run's fencing token (the same key [`RedisStore`](crate::store::RedisStore) checks).
-    pub(crate) fn fence(&self, run_id: &str) -> String {
-        format!("{}:run:{run_id}:fence", self.prefix)
-    }
 }

@@ -147,6 +147,7 @@ impl RunQueue {
             let key = self.keys.events(run_id);
             let mut after = "0-0".to_owned();
             let mut pause = Duration::from_millis(10);
+            let mut ended = false;
             loop {
                 let start = format!("({after}");
                 let reply: StreamRangeReply = self
@@ -171,22 +172,13 @@ impl RunQueue {
                     pause = Duration::from_millis(10);
                     continue;
                 }
-                // Read to the end: stop once the run has its outcome (and
-                // no event came after the read).
+                if ended {
+                    return;
+                }
+                // The outcome is recorded after the run's last event is
+                // written: once it is there, one more read gets the rest.
                 if self.outcome(run_id).await?.is_some() {
-                    let last: StreamRangeReply = self
-                        .conn
-                        .run(|mut conn| {
-                            let (key, start) = (&key, format!("({after}"));
-                            async move {
-                                redis::cmd("XRANGE").arg(key).arg(start).arg("+").arg("COUNT").arg(1)
-                                    .query_async(&mut conn).await
-                            }
-                        })
-                        .await?;
-                    if last.ids.is_empty() {
-                        return;
-                    }
+                    ended = true;
                     continue;
                 }
                 tokio::time::sleep(pause).await;

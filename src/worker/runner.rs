@@ -18,7 +18,7 @@ use redis::Script;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use super::decide::{dead_error, disposition, is_poison, Disposition};
+use super::decide::{dead_error, disposition, is_poison, Disposition, Ended};
 use super::keys::{Keys, GROUP};
 use super::queue::ensure_group;
 use super::{Outcome, OutcomeStatus, QueueError};
@@ -124,30 +124,6 @@ struct Delivery {
     deliveries: u64,
 }
 
-/// How a delivery ended, to be recorded.
-struct Ended {
-    status: OutcomeStatus,
-    answer: Option<String>,
-    error: Option<String>,
-    code: Option<String>,
-    path: Vec<String>,
-    usage: crate::env::Usage,
-}
-
-impl Ended {
-    /// Ended without running: given up, or it cannot run here.
-    fn failed(status: OutcomeStatus, code: &str, error: String) -> Self {
-        Ended {
-            status,
-            answer: None,
-            error: Some(error),
-            code: Some(code.to_owned()),
-            path: Vec::new(),
-            usage: crate::env::Usage::default(),
-        }
-    }
-}
-
 /// Runs queued runs of the machines it knows: claims them from the queue
 /// (new ones, and those whose worker stopped renewing its lease), runs each
 /// under a fenced claim with the Redis store and tool journal, records the
@@ -167,7 +143,9 @@ pub struct Worker {
     lease: Duration,
     max_deliveries: u64,
     stats: Arc<WorkerStats>,
-    cursor: Mutex<String>,
+    /// Where the last scan for lapsed leases stopped, and when the next
+    /// is due.
+    reclaim: Mutex<(String, tokio::time::Instant)>,
 }
 
 impl std::fmt::Debug for Worker {
@@ -198,7 +176,7 @@ impl Worker {
             lease: Duration::from_secs(30),
             max_deliveries: 5,
             stats: Arc::default(),
-            cursor: Mutex::new("0-0".to_owned()),
+            reclaim: Mutex::new(("0-0".to_owned(), tokio::time::Instant::now())),
         })
     }
 
@@ -224,8 +202,8 @@ impl Worker {
     }
 
     /// How long a run may go without its worker renewing the claim before
-    /// another worker takes it over (at least 300 ms). The worker renews
-    /// every third of it.
+    /// another worker may take it over (at least 300 ms; workers look for
+    /// such runs every half lease). The worker renews every third of it.
     pub fn lease(mut self, lease: Duration) -> Self {
         self.lease = lease.max(Duration::from_millis(300));
         self
@@ -297,47 +275,17 @@ impl Worker {
     /// Up to `count` deliveries: runs whose lease ran out first, else new
     /// ones (waiting up to half a second for some).
     async fn claim(&self, count: usize) -> Result<Vec<Delivery>, StoreError> {
-        let queue = self.keys.queue();
-        let idle = self.lease.as_millis() as u64;
-        let cursor = self
-            .cursor
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone();
-        let reply: StreamAutoClaimReply = self
-            .conn
-            .run(|mut conn| {
-                let (queue, cursor) = (&queue, &cursor);
-                async move {
-                    redis::cmd("XAUTOCLAIM")
-                        .arg(queue)
-                        .arg(GROUP)
-                        .arg(&self.id)
-                        .arg(idle)
-                        .arg(cursor)
-                        .arg("COUNT")
-                        .arg(count)
-                        .query_async(&mut conn)
-                        .await
-                }
-            })
-            .await?;
-        *self.cursor.lock().unwrap_or_else(|p| p.into_inner()) = reply.next_stream_id;
-        // Entries deleted while pending (their run was recorded): forget them.
-        for entry in &reply.deleted_ids {
-            self.ack(entry).await?;
-        }
-        if !reply.claimed.is_empty() {
-            let mut out = Vec::new();
-            for entry in reply.claimed {
-                let deliveries = self.deliveries(&entry.id).await?;
-                self.stats.reclaimed.fetch_add(1, Ordering::Relaxed);
-                if let Some(d) = self.delivery(entry, deliveries).await? {
-                    out.push(d);
-                }
+        let due = {
+            let reclaim = self.reclaim.lock().unwrap_or_else(|p| p.into_inner());
+            tokio::time::Instant::now() >= reclaim.1
+        };
+        if due {
+            let taken = self.reclaim(count).await?;
+            if !taken.is_empty() {
+                return Ok(taken);
             }
-            return Ok(out);
         }
+        let queue = self.keys.queue();
         let reply: Option<StreamReadReply> = self
             .reader
             .run(|mut conn| {
@@ -363,6 +311,58 @@ impl Worker {
         for entry in reply.into_iter().flat_map(|r| r.keys).flat_map(|k| k.ids) {
             self.stats.claimed.fetch_add(1, Ordering::Relaxed);
             if let Some(d) = self.delivery(entry, 1).await? {
+                out.push(d);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Up to `count` runs whose lease lapsed (`XAUTOCLAIM`). A full scan
+    /// that found none is not repeated for half a lease: a lapsed lease is
+    /// taken over within one and a half leases.
+    async fn reclaim(&self, count: usize) -> Result<Vec<Delivery>, StoreError> {
+        let queue = self.keys.queue();
+        let idle = self.lease.as_millis() as u64;
+        let cursor = self
+            .reclaim
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .0
+            .clone();
+        let reply: StreamAutoClaimReply = self
+            .conn
+            .run(|mut conn| {
+                let (queue, cursor) = (&queue, &cursor);
+                async move {
+                    redis::cmd("XAUTOCLAIM")
+                        .arg(queue)
+                        .arg(GROUP)
+                        .arg(&self.id)
+                        .arg(idle)
+                        .arg(cursor)
+                        .arg("COUNT")
+                        .arg(count)
+                        .query_async(&mut conn)
+                        .await
+                }
+            })
+            .await?;
+        {
+            let mut reclaim = self.reclaim.lock().unwrap_or_else(|p| p.into_inner());
+            if reply.claimed.is_empty() && reply.next_stream_id == "0-0" {
+                reclaim.1 = tokio::time::Instant::now() + self.lease / 2;
+            }
+            reclaim.0 = reply.next_stream_id;
+        }
+        // Entries deleted while pending (their run was recorded): forget them.
+        for entry in &reply.deleted_ids {
+            self.ack(entry).await?;
+        }
+        let mut out = Vec::new();
+        for entry in reply.claimed {
+            let deliveries = self.deliveries(&entry.id).await?;
+            self.stats.reclaimed.fetch_add(1, Ordering::Relaxed);
+            if let Some(d) = self.delivery(entry, deliveries).await? {
                 out.push(d);
             }
         }
@@ -530,44 +530,31 @@ impl Worker {
                     .await
             }
         };
-        let mut events = std::pin::pin!(events);
+        // The events ready at once (a burst of tokens) go out in one round
+        // trip, in order.
+        let mut events = std::pin::pin!(events.ready_chunks(256));
         let mut last = None;
         loop {
-            let event = tokio::select! {
+            let ready = tokio::select! {
                 () = lost.cancelled() => {
                     self.stats.abandoned.fetch_add(1, Ordering::Relaxed);
                     return;
                 }
-                event = events.next() => event,
+                ready = events.next() => ready,
             };
-            let Some(event) = event else { break };
-            self.publish(&d.run_id, &event).await;
-            if matches!(
-                event.kind,
-                EventKind::Finished(_) | EventKind::Failed(_) | EventKind::Interrupted(_)
-            ) {
-                last = Some(event.kind);
+            let Some(ready) = ready else { break };
+            self.publish(&d.run_id, &ready).await;
+            for event in ready {
+                if matches!(
+                    event.kind,
+                    EventKind::Finished(_) | EventKind::Failed(_) | EventKind::Interrupted(_)
+                ) {
+                    last = Some(event.kind);
+                }
             }
         }
         match disposition(last.as_ref()) {
-            Disposition::Record {
-                status,
-                answer,
-                error,
-                code,
-                path,
-                usage,
-            } => {
-                let ended = Ended {
-                    status,
-                    answer,
-                    error,
-                    code,
-                    path,
-                    usage,
-                };
-                self.record(d, token, ended).await;
-            }
+            Disposition::Record(ended) => self.record(d, token, ended).await,
             Disposition::Release(why) => self.release(&d.run_id, &why).await,
             Disposition::Abandon => {
                 self.stats.abandoned.fetch_add(1, Ordering::Relaxed);
@@ -575,33 +562,37 @@ impl Worker {
         }
     }
 
-    /// Appends an event to the run's event stream; a failure only loses
-    /// the event for watchers, not the run.
-    async fn publish(&self, run_id: &str, event: &crate::Event) {
-        let Ok(text) = serde_json::to_string(event) else {
-            return;
-        };
+    /// Appends events to the run's event stream, in one round trip; a
+    /// failure only loses them for watchers, not the run.
+    async fn publish(&self, run_id: &str, events: &[crate::Event]) {
+        let texts: Vec<String> = events
+            .iter()
+            .filter_map(|e| serde_json::to_string(e).ok())
+            .collect();
         let key = self.keys.events(run_id);
         let sent = self
             .conn
             .run(|mut conn| {
-                let (key, text) = (&key, &text);
+                let (key, texts) = (&key, &texts);
                 async move {
-                    redis::cmd("XADD")
-                        .arg(key)
-                        .arg("MAXLEN")
-                        .arg("~")
-                        .arg(10_000)
-                        .arg("*")
-                        .arg("event")
-                        .arg(text)
-                        .query_async::<()>(&mut conn)
-                        .await
+                    let mut pipe = redis::pipe();
+                    for text in texts {
+                        pipe.cmd("XADD")
+                            .arg(key)
+                            .arg("MAXLEN")
+                            .arg("~")
+                            .arg(10_000)
+                            .arg("*")
+                            .arg("event")
+                            .arg(text)
+                            .ignore();
+                    }
+                    pipe.query_async::<()>(&mut conn).await
                 }
             })
             .await;
         if let Err(e) = sent {
-            tracing::warn!(run_id, error = %e, "publishing a run's event failed");
+            tracing::warn!(run_id, error = %e, "publishing a run's events failed");
         }
     }
 
@@ -633,7 +624,7 @@ impl Worker {
         };
         let dead = status == OutcomeStatus::Dead;
         let keys = [
-            self.keys.fence(&d.run_id),
+            self.store.fence_key(&d.run_id),
             self.keys.outcomes(),
             self.keys.outcome_log(),
             self.keys.queue(),
@@ -732,7 +723,7 @@ impl Worker {
                 .map(|(entry, l)| (entry.clone(), l.run_id.clone(), l.token, l.lost.clone()))
                 .collect();
             for (entry, run_id, token, lost) in held {
-                let keys = [queue.clone(), self.keys.fence(&run_id)];
+                let keys = [queue.clone(), self.store.fence_key(&run_id)];
                 let renewed: Result<i64, StoreError> = self
                     .conn
                     .run(|mut conn| {
