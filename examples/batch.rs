@@ -1,6 +1,6 @@
 //! The stock agent over a JSONL dataset, resumable.
 //!
-//!     cargo run --release --example batch -- INPUT.jsonl OUTPUT.jsonl [--concurrency N] [--model NAME] [--stream]
+//!     cargo run --release --example batch -- INPUT.jsonl OUTPUT.jsonl [--concurrency N] [--model NAME] [--stream] [--lane batch]
 //!
 //! Each input line is `{"id": ..., "input": "...", "expected": ...}`; each
 //! output line the item's answer, path, usage, latency and error kind, in
@@ -9,6 +9,14 @@
 //! `OPENAI_BASE_URL`'s server (default `$OPENAI_MODEL`, else gpt-4o-mini).
 //! `--stream` prints the tokens as they arrive (off by default).
 //!
+//! `--lane batch` sends the calls through the vendor's Batch API (an
+//! `openai:` or `anthropic:` model) at half the price: every item's first
+//! call goes in one batch, the second calls in the next, and so on. What
+//! is in flight is kept in `OUTPUT.jsonl.ledger.sqlite`, so a rerun after a
+//! kill waits for the same batches instead of paying twice. `--poll-ms N`
+//! sets the first pause between polls (default 5 s); `--price IN,OUT` the
+//! realtime dollars per million tokens, for the cost line.
+//!
 //! `--queue redis://…` (built with `--features redis`) runs no model here:
 //! it feeds the items through the run queue to the workers serving
 //! `agent` (`cargo run --example worker --features redis`), keeping the same
@@ -16,8 +24,12 @@
 
 use std::process::ExitCode;
 
+use std::sync::Arc;
+
 use statewise::batch::Batch;
-use statewise::spec::from_spec;
+use statewise::layer::batch::{BatchConfig, SqliteLedger};
+use statewise::model::{Price, Priced, SharedModel};
+use statewise::spec::{from_spec, ModelSpec, ModelSpecError};
 use statewise::tool::{ToolRegistry, Toolbox};
 use statewise_states::tools::Calculator;
 
@@ -28,13 +40,23 @@ struct Args {
     model: String,
     stream: bool,
     queue: Option<String>,
+    lane: Lane,
+    poll: Option<std::time::Duration>,
+    price: Option<Price>,
+}
+
+#[derive(PartialEq)]
+enum Lane {
+    Realtime,
+    Batch,
 }
 
 fn parse_args() -> Result<Args, String> {
-    let usage = "usage: batch INPUT.jsonl OUTPUT.jsonl [--concurrency N] [--model NAME] [--stream] [--queue redis://HOST]";
+    let usage = "usage: batch INPUT.jsonl OUTPUT.jsonl [--concurrency N] [--model NAME] [--stream] [--lane realtime|batch] [--poll-ms N] [--price IN,OUT] [--queue redis://HOST]";
     let mut queue = None;
+    let (mut lane, mut poll, mut price) = (Lane::Realtime, None, None);
+    let mut concurrency = None;
     let mut files = Vec::new();
-    let mut concurrency = 8;
     let mut stream = false;
     let mut model = std::env::var("OPENAI_MODEL").unwrap_or_else(|_| "gpt-4o-mini".to_owned());
     let mut args = std::env::args().skip(1);
@@ -42,13 +64,38 @@ fn parse_args() -> Result<Args, String> {
         match arg.as_str() {
             "--concurrency" => {
                 let n = args.next().ok_or(usage)?;
-                concurrency = n
-                    .parse()
-                    .map_err(|_| format!("--concurrency takes a number, not {n:?}"))?;
+                concurrency = Some(
+                    n.parse()
+                        .map_err(|_| format!("--concurrency takes a number, not {n:?}"))?,
+                );
             }
             "--model" => model = args.next().ok_or(usage)?,
             "--stream" => stream = true,
             "--queue" => queue = Some(args.next().ok_or(usage)?),
+            "--lane" => {
+                lane = match args.next().as_deref() {
+                    Some("realtime") => Lane::Realtime,
+                    Some("batch") => Lane::Batch,
+                    other => return Err(format!("--lane takes realtime or batch, not {other:?}")),
+                }
+            }
+            "--poll-ms" => {
+                let n = args.next().ok_or(usage)?;
+                let ms = n
+                    .parse()
+                    .map_err(|_| format!("--poll-ms takes a number, not {n:?}"))?;
+                poll = Some(std::time::Duration::from_millis(ms));
+            }
+            "--price" => {
+                let p = args.next().ok_or(usage)?;
+                let parsed = p
+                    .split_once(',')
+                    .and_then(|(i, o)| Some((i.trim().parse().ok()?, o.trim().parse().ok()?)));
+                let (input, output) = parsed.ok_or(format!(
+                    "--price takes dollars per million input and output tokens, as 0.15,0.60, not {p:?}"
+                ))?;
+                price = Some(Price::per_million(input, output));
+            }
             flag if flag.starts_with("--") => {
                 return Err(format!("unknown option {flag}; {usage}"))
             }
@@ -59,10 +106,19 @@ fn parse_args() -> Result<Args, String> {
     if !model.contains(':') {
         model = format!("openai:{model}");
     }
+    // On the batch lane every item runs at once, so that each step's calls
+    // go out together.
+    let concurrency = concurrency.unwrap_or(match lane {
+        Lane::Realtime => 8,
+        Lane::Batch => 100_000,
+    });
     Ok(Args {
         input,
         output,
         concurrency,
+        lane,
+        poll,
+        price,
         model,
         stream,
         queue,
@@ -86,7 +142,7 @@ async fn main() -> ExitCode {
                 return ExitCode::from(2);
             }
         },
-        None => match from_spec(&args.model) {
+        None => match model(&args) {
             Ok(model) => Batch::new(statewise_states::agent(
                 model,
                 Toolbox::new(ToolRegistry::new().with(Calculator)),
@@ -110,6 +166,32 @@ async fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// The model on the chosen lane, priced when a price was given.
+fn model(args: &Args) -> Result<SharedModel, String> {
+    let model = match args.lane {
+        Lane::Realtime => from_spec(&args.model).map_err(|e| e.to_string())?,
+        Lane::Batch => {
+            let spec: ModelSpec = args
+                .model
+                .parse()
+                .map_err(|e: ModelSpecError| e.to_string())?;
+            let ledger = SqliteLedger::open(format!("{}.ledger.sqlite", args.output))
+                .map_err(|e| e.to_string())?;
+            let defaults = BatchConfig::default();
+            let config = BatchConfig {
+                poll_min: args.poll.unwrap_or(defaults.poll_min),
+                ..defaults
+            };
+            spec.build_on_batch_lane(Arc::new(ledger), config)
+                .map_err(|e| e.to_string())?
+        }
+    };
+    Ok(match args.price {
+        Some(price) => Arc::new(Priced::new(model, price)),
+        None => model,
+    })
 }
 
 /// The batch fed through the run queue at `url` to the workers of `agent`.

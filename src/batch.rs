@@ -669,6 +669,13 @@ impl std::fmt::Display for Summary {
             "tokens:   {} prompt + {} completion, cost ${:.4}",
             self.usage.prompt_tokens, self.usage.completion_tokens, self.usage.cost
         )?;
+        if self.usage.batched_requests > 0 {
+            writeln!(
+                f,
+                "lane:     {} calls through a vendor's batch API",
+                self.usage.batched_requests
+            )?;
+        }
         writeln!(
             f,
             "latency:  p50 {:.0?}  p95 {:.0?}  p99 {:.0?}",

@@ -200,6 +200,48 @@ impl ModelSpec {
 }
 
 #[cfg(feature = "http")]
+impl ModelSpec {
+    /// Builds the model on its vendor's batch lane (OpenAI's or Anthropic's
+    /// Batch API, at the batch price): each call becomes one request of a
+    /// batch, kept in `ledger` ([`ViaBatch`](crate::layer::batch::ViaBatch));
+    /// the model with the default stack makes what falls back to real time.
+    pub fn build_on_batch_lane(
+        &self,
+        ledger: Arc<dyn crate::layer::batch::BatchLedger>,
+        config: crate::layer::batch::BatchConfig,
+    ) -> Result<SharedModel, ModelSpecError> {
+        use crate::layer::batch::{AnthropicBatch, BatchVendor, OpenAiBatch, ViaBatch};
+        let (realtime, vendor): (SharedModel, Arc<dyn BatchVendor>) = match self {
+            ModelSpec::OpenAi { model, base_url } => {
+                let mut b = OpenAi::builder(model).from_env().streaming(false);
+                if let Some(url) = base_url {
+                    b = b.base_url(url);
+                }
+                let model = b.build()?;
+                let vendor = Arc::new(OpenAiBatch::new(&model));
+                (crate::layer::default_stack(model), vendor)
+            }
+            ModelSpec::Anthropic { model, base_url } => {
+                let mut b = Anthropic::builder(model).from_env().streaming(false);
+                if let Some(url) = base_url {
+                    b = b.base_url(url);
+                }
+                let model = b.build()?;
+                let vendor = Arc::new(AnthropicBatch::new(&model));
+                (crate::layer::default_stack(model), vendor)
+            }
+            ModelSpec::Local { .. } | ModelSpec::Scripted => {
+                return Err(ModelSpecError::Unavailable {
+                    provider: self.to_string(),
+                    reason: "only openai: and anthropic: models have a batch lane".to_owned(),
+                })
+            }
+        };
+        Ok(Arc::new(ViaBatch::new(realtime, vendor, ledger, config)))
+    }
+}
+
+#[cfg(feature = "http")]
 fn build_openai(model: &str, base_url: &Option<String>) -> Result<SharedModel, ModelSpecError> {
     let mut b = OpenAi::builder(model).from_env();
     if let Some(url) = base_url {

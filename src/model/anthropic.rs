@@ -9,12 +9,12 @@ use futures::{FutureExt, StreamExt};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
-use super::http::{error_chain, error_message, json_body, send, Endpoint, Resolved};
+use super::http::{error_chain, error_message, json_body, send, Api, Auth, Endpoint, Resolved};
 use super::secret::{redact, Secret};
 use super::window::anthropic_window;
 use super::{
     Capabilities, ChatModel, ChatRequest, Chunk, ChunkStream, ContextWindow, FinishReason,
-    ModelError, ToolCallDelta,
+    ModelError, Reply, ReplyBuilder, ToolCallDelta,
 };
 use crate::env::{Message, Role, Usage};
 use reqwest::header::CONTENT_TYPE;
@@ -112,6 +112,41 @@ impl Anthropic {
         }
         body
     }
+}
+
+/// What the batch lane needs: a call's `params` as a batch request carries
+/// them, and the vendor's other endpoints.
+impl Anthropic {
+    pub(crate) fn whole_body(&self, request: &ChatRequest) -> Value {
+        let mut body = self.body(request);
+        if let Some(fields) = body.as_object_mut() {
+            // Batch requests may not stream.
+            fields.remove("stream");
+        }
+        body
+    }
+
+    pub(crate) fn api(&self) -> Api {
+        Api {
+            provider: PROVIDER,
+            client: self.client.clone(),
+            base: self.url.trim_end_matches("/v1/messages").to_owned(),
+            key: Some(self.key.clone()),
+            auth: Auth::Anthropic(API_VERSION),
+            connect_timeout: self.connect_timeout,
+        }
+    }
+}
+
+/// The reply in a whole Messages API message (a batch result's).
+pub(crate) fn message_reply(message: Value) -> Result<Reply, ModelError> {
+    let message: WireMessage =
+        serde_json::from_value(message).map_err(|e| protocol(0, e.to_string()))?;
+    let mut reply = ReplyBuilder::default();
+    for chunk in message.into_chunks() {
+        reply.push(chunk);
+    }
+    Ok(reply.finish())
 }
 
 impl AnthropicBuilder {

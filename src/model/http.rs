@@ -227,6 +227,84 @@ impl Endpoint {
     }
 }
 
+/// How a vendor takes its key.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Auth {
+    /// `Authorization: Bearer` (OpenAI and compatible servers).
+    Bearer,
+    /// `x-api-key` and `anthropic-version` (Anthropic).
+    Anthropic(&'static str),
+}
+
+/// Where and how a provider reaches its vendor, for the vendor's other
+/// endpoints (the Batch APIs): same client, key and errors as its calls.
+#[derive(Debug, Clone)]
+pub(crate) struct Api {
+    pub(crate) provider: &'static str,
+    pub(crate) client: reqwest::Client,
+    /// The base URL, without a trailing `/`.
+    pub(crate) base: String,
+    pub(crate) key: Option<Secret>,
+    pub(crate) auth: Auth,
+    pub(crate) connect_timeout: Duration,
+}
+
+impl Api {
+    /// A request to `url` carrying the key.
+    pub(crate) fn request(&self, method: reqwest::Method, url: &str) -> reqwest::RequestBuilder {
+        let http = self.client.request(method, url);
+        match (&self.key, self.auth) {
+            (None, _) => http,
+            (Some(key), Auth::Bearer) => http.bearer_auth(key.expose()),
+            (Some(key), Auth::Anthropic(version)) => http
+                .header("x-api-key", key.expose())
+                .header("anthropic-version", version),
+        }
+    }
+
+    /// Sends what `make` builds; a failure is a typed error, redacted.
+    pub(crate) async fn send(
+        &self,
+        make: impl Fn() -> reqwest::RequestBuilder,
+    ) -> Result<reqwest::Response, ModelError> {
+        send(
+            make,
+            self.provider,
+            self.key.as_ref(),
+            Some(self.connect_timeout),
+        )
+        .await
+    }
+
+    /// The whole body of `response`; a cut one is a typed error.
+    pub(crate) async fn bytes(&self, response: reqwest::Response) -> Result<Bytes, ModelError> {
+        response.bytes().await.map_err(|e| ModelError::StreamCut {
+            provider: self.provider.to_owned(),
+            chunks: 0,
+            message: redact(&error_chain(&e), self.key.as_ref()),
+        })
+    }
+
+    /// Sends what `make` builds and reads the answer as JSON.
+    pub(crate) async fn json<T: serde::de::DeserializeOwned>(
+        &self,
+        make: impl Fn() -> reqwest::RequestBuilder,
+    ) -> Result<T, ModelError> {
+        let body = self.bytes(self.send(make).await?).await?;
+        serde_json::from_slice(&body).map_err(|e| ModelError::Protocol {
+            provider: self.provider.to_owned(),
+            chunks: 0,
+            message: redact(
+                &format!(
+                    "{e} in {}",
+                    String::from_utf8_lossy(&body[..body.len().min(200)])
+                ),
+                self.key.as_ref(),
+            ),
+        })
+    }
+}
+
 /// An error and its sources, on one line.
 pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
     let mut text = error.to_string();

@@ -8,7 +8,7 @@
 mod anthropic;
 mod context;
 #[cfg(feature = "http")]
-mod http;
+pub(crate) mod http;
 #[cfg(feature = "local")]
 mod local;
 #[cfg(feature = "http")]
@@ -36,6 +36,8 @@ use crate::env::{Message, Usage};
 use crate::tool::ToolSpec;
 
 #[cfg(feature = "http")]
+pub(crate) use anthropic::message_reply;
+#[cfg(feature = "http")]
 pub use anthropic::{Anthropic, AnthropicBuilder, ANTHROPIC_BASE_URL};
 pub use context::{
     fixed_tokens, message_tokens, request_tokens, ContextWindow, Estimate, Fitted, TokenCounter,
@@ -43,6 +45,8 @@ pub use context::{
 };
 #[cfg(feature = "local")]
 pub use local::{default_model_path, LocalModel, LocalOptions, DEFAULT_MODEL_FILE};
+#[cfg(feature = "http")]
+pub(crate) use openai::completion_reply;
 #[cfg(feature = "http")]
 pub use openai::{OpenAi, OpenAiBuilder, OPENAI_BASE_URL};
 pub use price::{Price, PriceTable, Priced};

@@ -16,13 +16,13 @@ use serde::Deserialize;
 use serde_json::Value;
 use tokio::sync::OnceCell;
 
-use super::http::{error_chain, json_body, send, Endpoint, Resolved};
+use super::http::{error_chain, json_body, send, Api, Auth, Endpoint, Resolved};
 use super::openai_body::{Body, Settings};
 use super::secret::{redact, Secret};
 use super::window::{ask_server, openai_window};
 use super::{
     Capabilities, ChatModel, ChatRequest, Chunk, ChunkStream, ContextWindow, FinishReason,
-    ModelError, TokenCounter, ToolCallDelta,
+    ModelError, Reply, ReplyBuilder, TokenCounter, ToolCallDelta,
 };
 use crate::env::Usage;
 use reqwest::header::CONTENT_TYPE;
@@ -101,6 +101,45 @@ impl OpenAi {
         };
         Body::new(&settings, request)
     }
+}
+
+/// What the batch lane needs: the body of a call made whole, as a batch
+/// line carries it, and the vendor's other endpoints.
+impl OpenAi {
+    pub(crate) fn whole_body(&self, request: &ChatRequest) -> Result<Value, ModelError> {
+        let settings = Settings {
+            model: &self.model,
+            streaming: false,
+            include_usage: false,
+            capabilities: self.capabilities,
+        };
+        serde_json::to_value(Body::new(&settings, request)).map_err(|e| ModelError::Config {
+            provider: PROVIDER.to_owned(),
+            message: format!("the request cannot be written as JSON: {e}"),
+        })
+    }
+
+    pub(crate) fn api(&self) -> Api {
+        Api {
+            provider: PROVIDER,
+            client: self.client.clone(),
+            base: self.base.clone(),
+            key: self.key.clone(),
+            auth: Auth::Bearer,
+            connect_timeout: self.connect_timeout,
+        }
+    }
+}
+
+/// The reply in a whole chat completion's body (a batch result's).
+pub(crate) fn completion_reply(body: Value) -> Result<Reply, ModelError> {
+    let completion: Completion =
+        serde_json::from_value(body).map_err(|e| protocol(0, e.to_string()))?;
+    let mut reply = ReplyBuilder::default();
+    for chunk in completion.into_chunks() {
+        reply.push(chunk);
+    }
+    Ok(reply.finish())
 }
 
 impl OpenAiBuilder {

@@ -131,6 +131,7 @@ fn config(on_expired: OnExpired) -> BatchConfig {
     BatchConfig {
         max_requests: 1000,
         max_wait: Duration::from_millis(300),
+        quiet: Duration::from_millis(300),
         poll_min: Duration::from_millis(10),
         poll_max: Duration::from_millis(50),
         on_expired,
@@ -166,7 +167,8 @@ async fn every_step_of_every_run_goes_out_in_one_batch_at_half_price() {
             // Long enough for every run's call of a step to arrive, on a
             // loaded machine too.
             BatchConfig {
-                max_wait: Duration::from_secs(1),
+                max_wait: Duration::from_secs(5),
+                quiet: Duration::from_secs(1),
                 ..config(OnExpired::Resubmit)
             },
         ),

@@ -11,6 +11,8 @@ mod agent_loop;
 mod anthropic_provider;
 mod batch;
 mod batch_lane;
+mod batch_mock;
+mod batch_vendors;
 mod cache;
 mod context_fit;
 mod fault_injection;

@@ -4,15 +4,30 @@ use std::time::Duration;
 
 use super::vendor::BatchLimits;
 
-/// Whether the calls waiting now go out: when there are `max_requests` of
-/// them, or the first has waited `max_wait`.
-pub(crate) fn should_flush(
+/// How long before the calls waiting now go out: at once when there are
+/// `max_requests` of them, else when the first has waited `max_wait` or
+/// none has arrived for `quiet`, whichever comes first; `None` when none
+/// waits. `oldest` and `newest` are how long ago the first and the last
+/// arrived.
+pub(crate) fn flush_in(
     waiting: usize,
     oldest: Duration,
+    newest: Duration,
     max_requests: usize,
     max_wait: Duration,
-) -> bool {
-    waiting > 0 && (waiting >= max_requests || oldest >= max_wait)
+    quiet: Duration,
+) -> Option<Duration> {
+    if waiting == 0 {
+        return None;
+    }
+    if waiting >= max_requests {
+        return Some(Duration::ZERO);
+    }
+    Some(
+        max_wait
+            .saturating_sub(oldest)
+            .min(quiet.saturating_sub(newest)),
+    )
 }
 
 /// Cuts requests of the given sizes (bytes), in order, into batches within
@@ -51,12 +66,18 @@ mod tests {
     };
 
     #[test]
-    fn flushes_when_full_or_when_the_oldest_waited_long_enough() {
-        let wait = Duration::from_secs(5);
-        assert!(!should_flush(0, Duration::from_secs(60), 10, wait));
-        assert!(!should_flush(9, Duration::from_secs(1), 10, wait));
-        assert!(should_flush(10, Duration::ZERO, 10, wait));
-        assert!(should_flush(1, wait, 10, wait));
+    fn flushes_when_full_when_the_oldest_waited_or_when_arrivals_stop() {
+        let s = Duration::from_secs;
+        let (wait, quiet) = (s(60), s(2));
+        assert_eq!(flush_in(0, s(90), s(90), 10, wait, quiet), None);
+        assert_eq!(flush_in(10, s(0), s(0), 10, wait, quiet), Some(s(0)));
+        // Calls still arriving: wait for a quiet moment.
+        assert_eq!(flush_in(9, s(10), s(0), 10, wait, quiet), Some(s(2)));
+        assert_eq!(flush_in(9, s(10), s(1), 10, wait, quiet), Some(s(1)));
+        assert_eq!(flush_in(9, s(10), s(2), 10, wait, quiet), Some(s(0)));
+        // Arriving without a pause: the oldest's wait bounds it.
+        assert_eq!(flush_in(9, s(59), s(0), 10, wait, quiet), Some(s(1)));
+        assert_eq!(flush_in(9, s(60), s(0), 10, wait, quiet), Some(s(0)));
     }
 
     #[test]
