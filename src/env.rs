@@ -307,6 +307,11 @@ pub struct RunSettings {
     /// them from the record instead of calling again
     /// ([`Machine::with_journal`](crate::Machine::with_journal)).
     pub journal: Option<std::sync::Arc<dyn Journal>>,
+    /// Whether spans carry message content (prompts, replies, tool
+    /// arguments and results), redacted with this
+    /// ([`Machine::span_content`](crate::Machine::span_content)); off by
+    /// default.
+    pub span_content: Option<std::sync::Arc<crate::redact::Redactor>>,
 }
 
 /// Equal when they describe the same run the same way; the cancellation
@@ -317,6 +322,7 @@ impl PartialEq for RunSettings {
         self.record_model_calls == other.record_model_calls
             && self.run_id == other.run_id
             && self.deadline == other.deadline
+            && self.span_content.is_some() == other.span_content.is_some()
     }
 }
 

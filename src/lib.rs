@@ -84,9 +84,11 @@ pub mod fit;
 pub mod layer;
 pub mod machine;
 pub mod model;
+mod redact;
 #[cfg(feature = "redis")]
 mod redis_conn;
 pub mod replay;
+pub mod semconv;
 pub mod spec;
 #[cfg(feature = "sqlite")]
 mod sqlite;

@@ -16,6 +16,7 @@ use super::record::Recorder;
 use super::{Driven, Machine, MachineError, RunCtx};
 use crate::env::{Env, ErrorRecord, Interrupt, RunSettings};
 use crate::event::{Event, EventKind, RunFailure, RunOutput};
+use crate::semconv;
 use crate::state::{Next, StateError};
 
 impl Machine {
@@ -33,6 +34,8 @@ impl Machine {
         let tracer = self.tracer.clone().filter(|_| !single_step);
         let record_model_calls = self.record_calls || tracer.is_some();
         let journal = self.journal.clone();
+        let span_content = self.span_content.clone();
+        let machine_name = Arc::clone(&self.name);
         let checked = if single_step {
             Ok(())
         } else {
@@ -41,7 +44,18 @@ impl Machine {
         async_stream::stream! {
             let RunCtx { run_id, parent, mut path, resumed_at, mut from, branch, spent, deadline, keep_failure } = ctx;
             let start_name = start.states().first().map(|s| s.to_string()).unwrap_or_default();
-            let run_span = tracing::info_span!("statewise.run", run_id = %run_id, start = %start_name);
+            let run_span = tracing::info_span!(
+                "invoke_agent",
+                { semconv::OTEL_NAME } = %format_args!("invoke_agent {machine_name}"),
+                { semconv::OTEL_KIND } = "internal",
+                { semconv::GEN_AI_OPERATION_NAME } = "invoke_agent",
+                { semconv::GEN_AI_AGENT_NAME } = %machine_name,
+                { semconv::GEN_AI_CONVERSATION_ID } = %run_id,
+                statewise.run_id = %run_id,
+                statewise.start = %start_name,
+                statewise.outcome = tracing::field::Empty,
+                { semconv::ERROR_TYPE } = tracing::field::Empty,
+            );
             let family = parent.zip(branch.clone());
             let mut recorder = Recorder::new(Arc::clone(&run_id), family, store, tracer);
             let mut env = env;
@@ -58,6 +72,7 @@ impl Machine {
                 deadline: None,
                 cancel,
                 journal,
+                span_content,
             };
             // What this run has added to a shared tally (a branch's), so
             // each state adds only its own spending.
@@ -349,6 +364,15 @@ impl Machine {
             }
             let run_id = run_id.to_string();
             let interrupted = env.interrupt.is_some();
+            let outcome = match (&error, interrupted) {
+                (Some(_), _) => "failed",
+                (None, true) => "interrupted",
+                (None, false) => "finished",
+            };
+            run_span.record("statewise.outcome", outcome);
+            if let Some(error) = &error {
+                run_span.record(semconv::ERROR_TYPE, error.code());
+            }
             let kind = match error {
                 None => {
                     let out = Box::new(RunOutput { answer: env.answer.clone(), path, env, run_id });

@@ -92,6 +92,8 @@ pub struct Machine {
     journal: Option<Arc<dyn Journal>>,
     tracer: Option<Tracer>,
     record_calls: bool,
+    name: Arc<str>,
+    span_content: Option<Arc<crate::redact::Redactor>>,
     /// Set once the declared edges were found registered; cleared by
     /// every change of the states.
     edges_checked: Arc<OnceLock<()>>,
@@ -102,6 +104,7 @@ impl std::fmt::Debug for Machine {
         f.debug_struct("Machine")
             .field("states", &self.states.keys().collect::<Vec<_>>())
             .field("machines", &self.subs.keys().collect::<Vec<_>>())
+            .field("name", &self.name)
             .field("entry", &self.entry)
             .field("limits", &self.limits)
             .field("store", &self.store.is_some())
@@ -130,6 +133,8 @@ impl Machine {
             journal: None,
             tracer: None,
             record_calls: false,
+            name: Arc::from("agent"),
+            span_content: None,
             edges_checked: Arc::default(),
         }
     }
@@ -320,6 +325,27 @@ impl Machine {
     /// keeps a copy of each prompt while its call runs.
     pub fn record_model_calls(mut self, on: bool) -> Self {
         self.record_calls = on;
+        self
+    }
+
+    /// Names the machine (`agent` by default): its runs are
+    /// `invoke_agent {name}` spans.
+    pub fn named(mut self, name: impl Into<String>) -> Self {
+        self.name = Arc::from(name.into());
+        self
+    }
+
+    /// The machine's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Makes spans carry message content: a model call's prompt and reply
+    /// (`gen_ai.input.messages`, `gen_ai.output.messages`) and a tool
+    /// call's arguments and result, with `redactor`'s secrets removed. Off
+    /// by default: prompts hold what users typed.
+    pub fn span_content(mut self, redactor: crate::trace::Redactor) -> Self {
+        self.span_content = Some(Arc::new(redactor));
         self
     }
 

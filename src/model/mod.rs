@@ -19,6 +19,7 @@ mod price;
 mod reply;
 mod scripted;
 pub mod secret;
+mod span;
 #[cfg(feature = "tiktoken")]
 mod tiktoken;
 #[cfg(feature = "http")]

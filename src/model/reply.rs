@@ -311,6 +311,8 @@ struct Pending {
     started: std::time::Instant,
     first_token: Option<Duration>,
     span: tracing::Span,
+    /// Set when the span carries the reply too.
+    content: Option<std::sync::Arc<crate::redact::Redactor>>,
 }
 
 /// One model call as it happened: the request, the whole reply, timings.
@@ -354,22 +356,15 @@ impl<'a> ReplyStream<'a> {
 
     /// Calls `model` with `request` and streams the reply. Unlike
     /// [`ReplyStream::new`], the call is described: it runs in a
-    /// `gen_ai.chat` tracing span (model, token counts, finish reason) and,
+    /// `chat` tracing span after the OpenTelemetry GenAI conventions
+    /// (provider, model, token counts, finish reason, error type, and the
+    /// messages when [`RunSettings::span_content`] says so) and,
     /// when `settings` (the env's, [`Env::settings`](crate::Env::settings))
     /// say the machine records model calls, a last [`Streamed::Call`]
     /// carries the request and reply for traces and replays. States should
     /// call models this way.
     pub fn call(model: &'a dyn ChatModel, request: ChatRequest, settings: &RunSettings) -> Self {
-        let span = tracing::info_span!(
-            "gen_ai.chat",
-            gen_ai.operation.name = "chat",
-            gen_ai.request.model = model.name(),
-            gen_ai.usage.input_tokens = tracing::field::Empty,
-            gen_ai.usage.output_tokens = tracing::field::Empty,
-            gen_ai.response.finish_reasons = tracing::field::Empty,
-            statewise.cached = tracing::field::Empty,
-            error = tracing::field::Empty,
-        );
+        let span = super::span::chat_span(model, &request, settings);
         let (request, chunks) = span.in_scope(|| match settings.record_model_calls {
             true => (Some(request.clone()), model.stream(request)),
             false => (None, model.stream(request)),
@@ -384,6 +379,7 @@ impl<'a> ReplyStream<'a> {
                 started: std::time::Instant::now(),
                 first_token: None,
                 span,
+                content: settings.span_content.clone(),
             })),
             done: None,
         }
@@ -404,15 +400,7 @@ impl<'a> ReplyStream<'a> {
         let span = &pending.span;
         // Set before the early return below: finish() must see the reply.
         let reply = &*self.done.insert(reply);
-        span.record("gen_ai.usage.input_tokens", reply.usage.prompt_tokens);
-        span.record("gen_ai.usage.output_tokens", reply.usage.completion_tokens);
-        if let Some(finish) = &reply.finish {
-            span.record(
-                "gen_ai.response.finish_reasons",
-                format!("{finish:?}").to_lowercase(),
-            );
-        }
-        span.record("statewise.cached", reply.usage.cached_responses > 0);
+        super::span::record_reply(span, reply, pending.content.as_deref());
         let request = pending.request?;
         Some(ModelCall {
             model: pending.model,
@@ -442,7 +430,7 @@ impl Stream for ReplyStream<'_> {
                 Some(Ok(chunk)) => chunk,
                 Some(Err(e)) => {
                     if let Some(p) = self.record.take() {
-                        p.span.record("error", tracing::field::display(&e));
+                        super::span::record_error(&p.span, &e);
                     }
                     return Poll::Ready(Some(Err(e)));
                 }

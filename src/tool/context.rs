@@ -40,6 +40,9 @@ pub struct ToolContext {
     /// Where the call's observation is recorded once it completes, and
     /// looked up before it is made ([`crate::env::Journal`]).
     pub journal: Option<Arc<dyn Journal>>,
+    /// Whether the call's span carries its arguments and result, redacted
+    /// with this ([`RunSettings::span_content`]).
+    pub span_content: Option<Arc<crate::redact::Redactor>>,
 }
 
 impl ToolContext {
@@ -55,6 +58,7 @@ impl ToolContext {
             deadline: settings.deadline,
             cancel: settings.cancel.child_token(),
             journal: settings.journal.clone(),
+            span_content: settings.span_content.clone(),
         }
     }
 

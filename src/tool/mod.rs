@@ -27,6 +27,7 @@ use serde_json::{json, Value};
 use tracing::Instrument;
 
 use crate::env::{Observation, ToolCall};
+use crate::semconv as sc;
 
 pub use context::ToolContext;
 pub use policy::{Blocking, BlockingTool, ToolPolicy};
@@ -105,6 +106,22 @@ pub enum ToolError {
         /// What serde said.
         message: String,
     },
+}
+
+impl ToolError {
+    /// The error's kind in snake_case (`unknown`, `not_allowed`,
+    /// `invalid_arguments`, `failed`, `timed_out`, `output`): the
+    /// `error.type` of its span and the `outcome` of its metric.
+    pub fn kind_name(&self) -> &'static str {
+        match self {
+            ToolError::Unknown { .. } => "unknown",
+            ToolError::NotAllowed { .. } => "not_allowed",
+            ToolError::InvalidArguments { .. } => "invalid_arguments",
+            ToolError::Failed { .. } => "failed",
+            ToolError::TimedOut { .. } => "timed_out",
+            ToolError::Output { .. } => "output",
+        }
+    }
 }
 
 /// A tool with typed arguments and output. Its JSON Schema is derived from
@@ -518,31 +535,55 @@ impl Toolbox {
 
     async fn observe_unjournaled(&self, call: &ToolCall, ctx: ToolContext) -> Observation {
         let span = tracing::info_span!(
-            "statewise.tool",
-            tool = %call.name,
-            call_id = %call.id,
-            is_error = tracing::field::Empty,
+            "execute_tool",
+            { sc::OTEL_NAME } = %format_args!("execute_tool {}", call.name),
+            { sc::OTEL_KIND } = "internal",
+            { sc::GEN_AI_OPERATION_NAME } = "execute_tool",
+            { sc::GEN_AI_TOOL_NAME } = %call.name,
+            { sc::GEN_AI_TOOL_CALL_ID } = %call.id,
+            { sc::GEN_AI_TOOL_TYPE } = "function",
+            { sc::GEN_AI_TOOL_CALL_ARGUMENTS } = tracing::field::Empty,
+            { sc::GEN_AI_TOOL_CALL_RESULT } = tracing::field::Empty,
+            { sc::ERROR_TYPE } = tracing::field::Empty,
+            statewise.is_error = tracing::field::Empty,
         );
+        let content_redactor = ctx.span_content.clone();
+        if let Some(redactor) = &content_redactor {
+            span.record(
+                sc::GEN_AI_TOOL_CALL_ARGUMENTS,
+                redactor.apply(&call.arguments.to_string()),
+            );
+        }
         let outcome = AssertUnwindSafe(self.call(&call.name, call.arguments.clone(), ctx))
             .catch_unwind()
             .instrument(span.clone())
             .await;
         let (content, is_error) = match outcome {
             Ok(Ok(v)) => (v, false),
-            Ok(Err(e)) => (json!({ "error": e.to_string() }), true),
+            Ok(Err(e)) => {
+                span.record(sc::ERROR_TYPE, e.kind_name());
+                (json!({ "error": e.to_string() }), true)
+            }
             Err(panic) => {
                 let message = panic
                     .downcast_ref::<&str>()
                     .map(|s| s.to_string())
                     .or_else(|| panic.downcast_ref::<String>().cloned())
                     .unwrap_or_else(|| "unknown panic".to_owned());
+                span.record(sc::ERROR_TYPE, "panic");
                 (
                     json!({ "error": format!("`{}` panicked: {message}", call.name) }),
                     true,
                 )
             }
         };
-        span.record("is_error", is_error);
+        span.record("statewise.is_error", is_error);
+        if let Some(redactor) = &content_redactor {
+            span.record(
+                sc::GEN_AI_TOOL_CALL_RESULT,
+                redactor.apply(&content.to_string()),
+            );
+        }
         Observation {
             call_id: call.id.clone(),
             tool: call.name.clone(),

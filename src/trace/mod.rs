@@ -15,9 +15,13 @@
 //! (`*_API_KEY`, `*_TOKEN`, `*_SECRET`, `*_PASSWORD`), secrets you add,
 //! and bearer tokens and `sk-` keys wherever they appear.
 //!
-//! The engine also emits `tracing` spans, with or without a `Tracer`:
-//! `statewise.run` (run id), `statewise.state` (state, step, next),
-//! `gen_ai.chat` (model, token counts, finish reason) and `statewise.tool`.
+//! The engine also emits `tracing` spans, with or without a `Tracer`,
+//! after the OpenTelemetry GenAI conventions ([`crate::semconv`]):
+//! `invoke_agent` for a run (machine name, run id, outcome),
+//! `statewise.state` (state, step, next), `chat` for a model call
+//! (provider, model, token counts, finish reason, error type) and
+//! `execute_tool` for a tool call. Message content goes on them only with
+//! [`Machine::span_content`](crate::Machine::span_content), redacted.
 //!
 //! ```no_run
 //! use statewise::trace::Tracer;
@@ -29,7 +33,6 @@
 
 mod jsonl;
 mod record;
-mod redact;
 #[cfg(feature = "sqlite")]
 mod sqlite;
 
@@ -38,10 +41,10 @@ use std::sync::Arc;
 
 use futures::future::BoxFuture;
 
+pub use crate::redact::Redactor;
 pub use jsonl::{read_jsonl, JsonlSink};
 pub(crate) use record::StepTrace;
 pub use record::{EndRecord, RunRecord, StepRecord, ToolRecord, TraceRecord, TracedError};
-pub use redact::Redactor;
 #[cfg(feature = "sqlite")]
 pub use sqlite::SqliteSink;
 

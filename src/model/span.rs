@@ -1,0 +1,172 @@
+//! The `chat {model}` span of a model call, after the OpenTelemetry GenAI
+//! conventions: what is known when the call starts is set at once, the
+//! reply's usage and finish reason (or the error's type) when it ends.
+//!
+//! Message content goes on the span only when the run opted in
+//! ([`RunSettings::span_content`]), and then through its redactor: a
+//! prompt holds what users typed.
+
+use serde_json::{json, Value};
+use tracing::field::Empty;
+
+use super::{ChatModel, ChatRequest, FinishReason, ModelError, Reply};
+use crate::env::{Message, Role, RunSettings};
+use crate::redact::Redactor;
+use crate::semconv as sc;
+
+/// The provider and the model of a model's name: `openai:gpt-4o-mini` is
+/// OpenAI's `gpt-4o-mini`; a name without a provider is both.
+pub(crate) fn provider_and_model(name: &str) -> (&str, &str) {
+    name.split_once(':').unwrap_or((name, name))
+}
+
+/// The span of a call of `model` with `request`, opened now.
+pub(super) fn chat_span(
+    model: &dyn ChatModel,
+    request: &ChatRequest,
+    settings: &RunSettings,
+) -> tracing::Span {
+    let (provider, model_id) = provider_and_model(model.name());
+    let span = tracing::info_span!(
+        "chat",
+        { sc::OTEL_NAME } = %format_args!("chat {model_id}"),
+        { sc::OTEL_KIND } = "client",
+        { sc::GEN_AI_OPERATION_NAME } = "chat",
+        { sc::GEN_AI_PROVIDER_NAME } = provider,
+        { sc::GEN_AI_REQUEST_MODEL } = model_id,
+        { sc::GEN_AI_REQUEST_MAX_TOKENS } = request.params.max_tokens,
+        { sc::GEN_AI_REQUEST_TEMPERATURE } = request.params.temperature,
+        { sc::GEN_AI_RESPONSE_FINISH_REASONS } = Empty,
+        { sc::GEN_AI_USAGE_INPUT_TOKENS } = Empty,
+        { sc::GEN_AI_USAGE_OUTPUT_TOKENS } = Empty,
+        { sc::GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS } = Empty,
+        { sc::GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS } = Empty,
+        { sc::GEN_AI_INPUT_MESSAGES } = Empty,
+        { sc::GEN_AI_OUTPUT_MESSAGES } = Empty,
+        { sc::ERROR_TYPE } = Empty,
+        statewise.cached = Empty,
+        statewise.batched = Empty,
+    );
+    if let Some(redactor) = &settings.span_content {
+        let messages = Value::Array(request.messages.iter().map(message).collect());
+        span.record(
+            sc::GEN_AI_INPUT_MESSAGES,
+            redactor.apply(&messages.to_string()),
+        );
+    }
+    span
+}
+
+/// Records how the call ended with `reply`.
+pub(super) fn record_reply(span: &tracing::Span, reply: &Reply, content: Option<&Redactor>) {
+    let usage = &reply.usage;
+    span.record(sc::GEN_AI_USAGE_INPUT_TOKENS, usage.prompt_tokens);
+    span.record(sc::GEN_AI_USAGE_OUTPUT_TOKENS, usage.completion_tokens);
+    if usage.cached_tokens > 0 {
+        span.record(
+            sc::GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS,
+            usage.cached_tokens,
+        );
+    }
+    if usage.cache_write_tokens > 0 {
+        span.record(
+            sc::GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS,
+            usage.cache_write_tokens,
+        );
+    }
+    if let Some(finish) = &reply.finish {
+        span.record(sc::GEN_AI_RESPONSE_FINISH_REASONS, finish_reason(finish));
+    }
+    span.record("statewise.cached", usage.cached_responses > 0);
+    span.record("statewise.batched", usage.batched_requests > 0);
+    if let Some(redactor) = content {
+        let mut parts: Vec<Value> = Vec::new();
+        if !reply.reasoning.is_empty() {
+            parts.push(json!({"type": "reasoning", "content": reply.reasoning}));
+        }
+        if !reply.text.is_empty() {
+            parts.push(json!({"type": "text", "content": reply.text}));
+        }
+        parts.extend(reply.tool_calls.iter().map(
+            |c| json!({"type": "tool_call", "id": c.id, "name": c.name, "arguments": c.arguments}),
+        ));
+        let mut output = json!({"role": "assistant", "parts": parts});
+        if let Some(finish) = &reply.finish {
+            output["finish_reason"] = json!(finish_reason(finish));
+        }
+        span.record(
+            sc::GEN_AI_OUTPUT_MESSAGES,
+            redactor.apply(&json!([output]).to_string()),
+        );
+    }
+}
+
+/// Records that the call failed with `error`.
+pub(super) fn record_error(span: &tracing::Span, error: &ModelError) {
+    span.record(sc::ERROR_TYPE, error.code());
+}
+
+/// The conventions' words: `stop`, `length`, `tool_call`, `content_filter`.
+fn finish_reason(finish: &FinishReason) -> &str {
+    match finish {
+        FinishReason::Stop => "stop",
+        FinishReason::Length => "length",
+        FinishReason::ToolCalls => "tool_call",
+        FinishReason::ContentFilter => "content_filter",
+        FinishReason::Other(other) => other,
+    }
+}
+
+/// A message in the conventions' shape: a role and its parts.
+fn message(m: &Message) -> Value {
+    let role = match m.role {
+        Role::System => "system",
+        Role::User => "user",
+        Role::Assistant => "assistant",
+        Role::Tool => "tool",
+    };
+    let mut parts = Vec::new();
+    match (&m.role, &m.tool_call_id) {
+        (Role::Tool, Some(id)) => {
+            parts.push(json!({"type": "tool_call_response", "id": id, "result": m.content}))
+        }
+        _ if !m.content.is_empty() => parts.push(json!({"type": "text", "content": m.content})),
+        _ => {}
+    }
+    parts.extend(m.tool_calls.iter().map(
+        |c| json!({"type": "tool_call", "id": c.id, "name": c.name, "arguments": c.arguments}),
+    ));
+    json!({"role": role, "parts": parts})
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_split_into_provider_and_model() {
+        assert_eq!(
+            provider_and_model("openai:gpt-4o-mini"),
+            ("openai", "gpt-4o-mini")
+        );
+        assert_eq!(
+            provider_and_model("local:/m/smol.gguf"),
+            ("local", "/m/smol.gguf")
+        );
+        assert_eq!(provider_and_model("scripted"), ("scripted", "scripted"));
+    }
+
+    #[test]
+    fn messages_take_the_conventions_shape() {
+        let mut call = Message::assistant("");
+        call.tool_calls = vec![crate::env::ToolCall::new("c1", "calc", json!({"x": 1}))];
+        assert_eq!(
+            message(&call),
+            json!({"role": "assistant", "parts": [{"type": "tool_call", "id": "c1", "name": "calc", "arguments": {"x": 1}}]})
+        );
+        assert_eq!(
+            message(&Message::tool("c1", "2")),
+            json!({"role": "tool", "parts": [{"type": "tool_call_response", "id": "c1", "result": "2"}]})
+        );
+    }
+}
