@@ -84,6 +84,8 @@ pub mod fit;
 pub mod layer;
 pub mod machine;
 pub mod model;
+#[cfg(feature = "otel")]
+pub mod otel;
 mod redact;
 #[cfg(feature = "redis")]
 mod redis_conn;

@@ -10,6 +10,22 @@ use statewise::tool::{ToolRegistry, Toolbox};
 use statewise::{Env, Machine, Usage};
 use statewise_states::tools::Calculator;
 
+#[cfg(all(feature = "otel", feature = "redis"))]
+#[allow(dead_code)]
+#[path = "it/services.rs"]
+mod services;
+
+/// What `services` needs of the integration tests' support module.
+#[cfg(all(feature = "otel", feature = "redis"))]
+mod support {
+    pub fn temp_dir(name: &str) -> std::path::PathBuf {
+        let dir =
+            std::env::temp_dir().join(format!("statewise-spans-{name}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+}
+
 fn agent() -> Machine {
     let usage = |prompt, completion| Usage {
         prompt_tokens: prompt,
@@ -167,4 +183,277 @@ async fn content_is_on_spans_only_when_asked_and_then_redacted() {
     let tool = get("execute_tool");
     assert!(tool["gen_ai.tool.call.arguments"].contains("1234 * 5678"));
     assert!(tool["gen_ai.tool.call.result"].contains("7006652"));
+}
+
+/// The spans as OpenTelemetry sees them: through the SDK's in-memory
+/// exporter, and over OTLP/HTTP to a receiver this test starts.
+#[cfg(feature = "otel")]
+mod otel {
+    use super::*;
+    use opentelemetry::trace::SpanKind;
+    use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider, SpanData};
+    use tracing_subscriber::layer::SubscriberExt;
+
+    fn attribute(span: &SpanData, key: &str) -> Option<String> {
+        span.attributes
+            .iter()
+            .find(|kv| kv.key.as_str() == key)
+            .map(|kv| kv.value.to_string())
+    }
+
+    #[tokio::test]
+    async fn spans_reach_opentelemetry_with_names_attributes_and_parents() {
+        let exporter = InMemorySpanExporter::default();
+        let provider = SdkTracerProvider::builder()
+            .with_simple_exporter(exporter.clone())
+            .build();
+        let subscriber = tracing_subscriber::registry().with(statewise::otel::layer(&provider));
+        let _guard = tracing::subscriber::set_default(subscriber);
+        let out = agent()
+            .named("calculator-agent")
+            .run(Env::from_user("1234 * 5678?"))
+            .await
+            .unwrap();
+        provider.force_flush().unwrap();
+
+        let spans = exporter.get_finished_spans().unwrap();
+        let named = |n: &str| -> Vec<&SpanData> { spans.iter().filter(|s| s.name == n).collect() };
+        let run = named("invoke_agent calculator-agent");
+        assert_eq!(
+            run.len(),
+            1,
+            "{:?}",
+            spans.iter().map(|s| &s.name).collect::<Vec<_>>()
+        );
+        let run = run[0];
+        assert_eq!(
+            attribute(run, "gen_ai.operation.name").as_deref(),
+            Some("invoke_agent")
+        );
+        assert_eq!(
+            attribute(run, "gen_ai.conversation.id"),
+            Some(out.run_id.clone())
+        );
+        assert_eq!(
+            attribute(run, "statewise.outcome").as_deref(),
+            Some("finished")
+        );
+        let chats = named("chat scripted");
+        assert_eq!(chats.len(), 2);
+        let chat = chats[0];
+        assert_eq!(chat.span_kind, SpanKind::Client);
+        assert_eq!(
+            attribute(chat, "gen_ai.provider.name").as_deref(),
+            Some("scripted")
+        );
+        assert_eq!(
+            attribute(chat, "gen_ai.usage.input_tokens").as_deref(),
+            Some("210")
+        );
+        assert_eq!(
+            attribute(chat, "gen_ai.response.finish_reasons").as_deref(),
+            Some("stop")
+        );
+        let tool = named("execute_tool calculator")[0];
+        assert_eq!(
+            attribute(tool, "gen_ai.tool.name").as_deref(),
+            Some("calculator")
+        );
+        assert_eq!(tool.span_kind, SpanKind::Internal);
+
+        // One trace: model and tool calls under a state, the states under the run.
+        let trace = run.span_context.trace_id();
+        assert!(spans.iter().all(|s| s.span_context.trace_id() == trace));
+        let states = named("statewise.state");
+        assert_eq!(states.len(), out.path.len());
+        assert!(states
+            .iter()
+            .all(|s| s.parent_span_id == run.span_context.span_id()));
+        let state_ids: Vec<_> = states.iter().map(|s| s.span_context.span_id()).collect();
+        assert!(chats.iter().all(|c| state_ids.contains(&c.parent_span_id)));
+        assert!(state_ids.contains(&tool.parent_span_id));
+    }
+
+    #[tokio::test]
+    async fn a_traceparent_continues_another_process_trace() {
+        let exporter = InMemorySpanExporter::default();
+        let provider = SdkTracerProvider::builder()
+            .with_simple_exporter(exporter.clone())
+            .build();
+        let subscriber = tracing_subscriber::registry().with(statewise::otel::layer(&provider));
+        let _guard = tracing::subscriber::set_default(subscriber);
+        // The submitter's side.
+        let sent = tracing::info_span!("submit");
+        let traceparent = sent.in_scope(statewise::otel::current_traceparent).unwrap();
+        let sender_trace = traceparent.split('-').nth(1).unwrap().to_owned();
+        assert!(traceparent.starts_with("00-"), "{traceparent}");
+        // The worker's side.
+        let received = tracing::info_span!("job");
+        statewise::otel::continue_trace(&received, &traceparent);
+        use tracing::Instrument;
+        agent()
+            .run(Env::from_user("1234 * 5678?"))
+            .instrument(received)
+            .await
+            .unwrap();
+        drop(sent);
+        provider.force_flush().unwrap();
+        let spans = exporter.get_finished_spans().unwrap();
+        let run = spans
+            .iter()
+            .find(|s| s.name == "invoke_agent agent")
+            .unwrap();
+        assert_eq!(run.span_context.trace_id().to_string(), sender_trace);
+    }
+
+    /// What an OTLP/HTTP receiver got: the decoded export requests.
+    type Received = std::sync::Arc<
+        Mutex<Vec<opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest>>,
+    >;
+
+    /// Starts an OTLP/HTTP receiver on a free port: `POST /v1/traces`
+    /// with a protobuf body, decoded as the collector would.
+    async fn receiver() -> (String, Received) {
+        use axum::body::Bytes;
+        use prost::Message;
+        let received = Received::default();
+        let seen = received.clone();
+        let app = axum::Router::new().route(
+            "/v1/traces",
+            axum::routing::post(move |headers: axum::http::HeaderMap, body: Bytes| {
+                let seen = seen.clone();
+                async move {
+                    let protobuf = headers.get("content-type").and_then(|v| v.to_str().ok())
+                        == Some("application/x-protobuf");
+                    let Ok(request) = opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest::decode(body) else {
+                        return (axum::http::StatusCode::BAD_REQUEST, Vec::new());
+                    };
+                    if !protobuf {
+                        return (axum::http::StatusCode::UNSUPPORTED_MEDIA_TYPE, Vec::new());
+                    }
+                    seen.lock().unwrap().push(request);
+                    let response = opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceResponse::default();
+                    (axum::http::StatusCode::OK, response.encode_to_vec())
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/v1/traces", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        (url, received)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn spans_arrive_at_an_otlp_http_receiver() {
+        let (url, received) = receiver().await;
+        let provider = statewise::otel::otlp_provider("statewise-test", Some(&url)).unwrap();
+        let subscriber = tracing_subscriber::registry().with(statewise::otel::layer(&provider));
+        let dispatch = tracing::Dispatch::new(subscriber);
+        let machine = agent();
+        // The run's spans go to this subscriber on whichever thread polls it.
+        let run = async move { machine.run(Env::from_user("1234 * 5678?")).await };
+        let out = tracing::dispatcher::with_default(&dispatch, || {
+            use tracing::instrument::WithSubscriber;
+            run.with_subscriber(dispatch.clone())
+        })
+        .await
+        .unwrap();
+        // Flushing blocks on the exporter's HTTP call: off the runtime.
+        tokio::task::spawn_blocking(move || provider.force_flush())
+            .await
+            .unwrap()
+            .unwrap();
+
+        let requests = received.lock().unwrap().clone();
+        let mut names = Vec::new();
+        let mut service = None;
+        let mut conversation = None;
+        for resource_spans in requests.iter().flat_map(|r| &r.resource_spans) {
+            let resource = resource_spans.resource.as_ref().unwrap();
+            for kv in &resource.attributes {
+                if kv.key == "service.name" {
+                    service = Some(format!("{:?}", kv.value));
+                }
+            }
+            for scope in &resource_spans.scope_spans {
+                for span in &scope.spans {
+                    names.push(span.name.clone());
+                    for kv in &span.attributes {
+                        if kv.key == "gen_ai.conversation.id" {
+                            conversation = Some(format!("{:?}", kv.value));
+                        }
+                    }
+                }
+            }
+        }
+        let count = |n: &str| names.iter().filter(|m| *m == n).count();
+        assert_eq!(count("invoke_agent agent"), 1);
+        assert_eq!(count("chat scripted"), 2);
+        assert_eq!(count("execute_tool calculator"), 1);
+        assert_eq!(count("statewise.state"), out.path.len());
+        assert_eq!(names.len(), 4 + out.path.len(), "{names:?}");
+        assert!(service.unwrap().contains("statewise-test"));
+        assert!(conversation.unwrap().contains(&out.run_id));
+    }
+
+    /// A run queued in one trace is run by a worker in the same trace: the
+    /// submitter's traceparent travels with the queue entry.
+    #[cfg(feature = "redis")]
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_queued_run_continues_the_submitters_trace() {
+        use statewise::worker::{RunQueue, Worker};
+        use tracing::instrument::WithSubscriber;
+        use tracing::Instrument;
+        let exporter = InMemorySpanExporter::default();
+        let provider = SdkTracerProvider::builder()
+            .with_simple_exporter(exporter.clone())
+            .build();
+        let dispatch = tracing::Dispatch::new(
+            tracing_subscriber::registry().with(statewise::otel::layer(&provider)),
+        );
+        let redis = crate::services::Redis::shared_or_own();
+        let prefix = format!("otel{:08x}", fastrand::u32(..));
+        let worker = Worker::new(&redis.url)
+            .unwrap()
+            .with_prefix(&prefix)
+            .machine("agent", agent());
+        let shutdown = tokio_util::sync::CancellationToken::new();
+        let running = tokio::spawn(
+            worker
+                .run(shutdown.clone())
+                .with_subscriber(dispatch.clone()),
+        );
+
+        let queue = RunQueue::open(&redis.url).unwrap().with_prefix(&prefix);
+        let submit = tracing::dispatcher::with_default(&dispatch, || tracing::info_span!("submit"));
+        let traceparent = tracing::dispatcher::with_default(&dispatch, || {
+            submit.in_scope(statewise::otel::current_traceparent)
+        })
+        .unwrap();
+        queue
+            .submit("agent", "traced-run", &Env::from_user("1234 * 5678?"))
+            .instrument(submit.clone())
+            .with_subscriber(dispatch.clone())
+            .await
+            .unwrap();
+        let outcome = queue
+            .wait("traced-run", std::time::Duration::from_secs(30))
+            .await
+            .unwrap();
+        assert!(outcome.answer.is_some(), "{outcome:?}");
+        shutdown.cancel();
+        running.await.unwrap().unwrap();
+        drop(submit);
+        provider.force_flush().unwrap();
+
+        let spans = exporter.get_finished_spans().unwrap();
+        let trace = traceparent.split('-').nth(1).unwrap();
+        let run = spans
+            .iter()
+            .find(|s| s.name == "invoke_agent agent")
+            .unwrap();
+        assert_eq!(run.span_context.trace_id().to_string(), trace);
+        let job = spans.iter().find(|s| s.name == "statewise.job").unwrap();
+        assert_eq!(run.parent_span_id, job.span_context.span_id());
+    }
 }

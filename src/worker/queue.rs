@@ -16,13 +16,14 @@ use crate::redis_conn::RedisConn;
 use crate::store::StoreError;
 
 /// Queues a run once: the entry id, and 1 if it was queued now or 0 if it
-/// was already. KEYS: submitted, queue. ARGV: run id, machine, env.
+/// was already. KEYS: submitted, queue. ARGV: run id, machine, env, W3C
+/// traceparent (empty without one).
 static SUBMIT: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
 local id = redis.call('HGET', KEYS[1], ARGV[1])
 if id then return {0, id} end
-id = redis.call('XADD', KEYS[2], '*', 'run', ARGV[1], 'machine', ARGV[2], 'env', ARGV[3])
+id = redis.call('XADD', KEYS[2], '*', 'run', ARGV[1], 'machine', ARGV[2], 'env', ARGV[3], 'trace', ARGV[4])
 redis.call('HSET', KEYS[1], ARGV[1], id)
 return {1, id}
 ",
@@ -67,7 +68,8 @@ impl RunQueue {
     }
 
     /// Queues run `run_id` of the machine a worker knows as `machine`,
-    /// starting from `env`.
+    /// starting from `env`. With the `otel` feature, the current span's
+    /// trace goes with it, and the worker's spans of the run continue it.
     pub async fn submit(
         &self,
         machine: &str,
@@ -79,12 +81,20 @@ impl RunQueue {
             source,
         })?;
         ensure_group(&self.conn, &self.keys).await?;
+        #[cfg(feature = "otel")]
+        let trace = crate::otel::current_traceparent().unwrap_or_default();
+        #[cfg(not(feature = "otel"))]
+        let trace = String::new();
         let keys = [self.keys.submitted(), self.keys.queue()];
         let (new, entry): (i64, String) = self
             .conn
             .run(|mut conn| {
                 let mut call = SUBMIT.prepare_invoke();
-                call.key(&keys[..]).arg(run_id).arg(machine).arg(&env);
+                call.key(&keys[..])
+                    .arg(run_id)
+                    .arg(machine)
+                    .arg(&env)
+                    .arg(&trace);
                 async move { call.invoke_async(&mut conn).await }
             })
             .await?;

@@ -17,6 +17,8 @@ use redis::streams::{StreamAutoClaimReply, StreamId, StreamReadReply};
 use redis::Script;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
+use tracing::instrument::WithSubscriber;
+use tracing::Instrument;
 
 use super::decide::{dead_error, disposition, is_poison, Disposition, Ended};
 use super::keys::{Keys, GROUP};
@@ -122,6 +124,8 @@ struct Delivery {
     machine: String,
     env: String,
     deliveries: u64,
+    /// The submitter's W3C traceparent, if it sent one.
+    trace: Option<String>,
 }
 
 /// Runs queued runs of the machines it knows: claims them from the queue
@@ -240,8 +244,12 @@ impl Worker {
         let worker = Arc::new(self);
         let leases: Leases = Arc::default();
         let stop_renewing = CancellationToken::new();
+        // Spawned work logs where the worker's caller does (a scoped
+        // subscriber too, not only the global one).
         let renewer = tokio::spawn(
-            Arc::clone(&worker).renew_leases(Arc::clone(&leases), stop_renewing.clone()),
+            Arc::clone(&worker)
+                .renew_leases(Arc::clone(&leases), stop_renewing.clone())
+                .with_current_subscriber(),
         );
         let mut tasks = JoinSet::new();
         while !shutdown.is_cancelled() {
@@ -257,7 +265,8 @@ impl Worker {
             match worker.claim(free).await {
                 Ok(deliveries) => {
                     for delivery in deliveries {
-                        tasks.spawn(Arc::clone(&worker).work(delivery, Arc::clone(&leases)));
+                        let work = Arc::clone(&worker).work(delivery, Arc::clone(&leases));
+                        tasks.spawn(work.with_current_subscriber());
                     }
                 }
                 Err(e) => {
@@ -381,6 +390,7 @@ impl Worker {
             entry.get::<String>("machine"),
             entry.get::<String>("env"),
         );
+        let trace = entry.get::<String>("trace").filter(|t| !t.is_empty());
         match fields {
             (Some(run_id), Some(machine), Some(env)) => Ok(Some(Delivery {
                 entry: entry.id,
@@ -388,6 +398,7 @@ impl Worker {
                 machine,
                 env,
                 deliveries,
+                trace,
             })),
             _ => {
                 tracing::warn!(entry = %entry.id, "queue entry without run, machine and env; dropped");
@@ -530,6 +541,18 @@ impl Worker {
                     .await
             }
         };
+        // The run's spans belong to this delivery, in the submitter's trace.
+        let span = tracing::info_span!(
+            "statewise.job",
+            run_id = %d.run_id,
+            machine = %d.machine,
+            deliveries = d.deliveries,
+            traceparent = d.trace.as_deref(),
+        );
+        #[cfg(feature = "otel")]
+        if let Some(trace) = &d.trace {
+            crate::otel::continue_trace(&span, trace);
+        }
         // The events ready at once (a burst of tokens) go out in one round
         // trip, in order.
         let mut events = std::pin::pin!(events.ready_chunks(256));
@@ -540,7 +563,7 @@ impl Worker {
                     self.stats.abandoned.fetch_add(1, Ordering::Relaxed);
                     return;
                 }
-                ready = events.next() => ready,
+                ready = events.next().instrument(span.clone()) => ready,
             };
             let Some(ready) = ready else { break };
             self.publish(&d.run_id, &ready).await;

@@ -372,6 +372,7 @@ pub fn example(name: &str) -> std::path::PathBuf {
         ("mcp", cfg!(feature = "mcp")),
         ("redis", cfg!(feature = "redis")),
         ("postgres", cfg!(feature = "postgres")),
+        ("otel", cfg!(feature = "otel")),
     ]
     .into_iter()
     .filter_map(|(name, on)| on.then_some(name))
