@@ -83,6 +83,7 @@ pub mod event;
 pub mod fit;
 pub mod layer;
 pub mod machine;
+pub mod metric;
 pub mod model;
 #[cfg(feature = "otel")]
 pub mod otel;

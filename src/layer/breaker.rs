@@ -234,6 +234,16 @@ impl<M: ChatModel> CircuitBreaker<M> {
         CircuitBreaker { inner, handle }
     }
 
+    /// Sets the breaker's state gauge ([`crate::metric::CIRCUIT_BREAKER_STATE`]).
+    fn publish_state(&self) {
+        let state = match self.handle.state() {
+            BreakerState::Closed => 0,
+            BreakerState::HalfOpen => 1,
+            BreakerState::Open => 2,
+        };
+        crate::metric::breaker_state(self.inner.name(), state);
+    }
+
     /// The breaker, to watch its state.
     pub fn handle(&self) -> &BreakerHandle {
         &self.handle
@@ -274,7 +284,9 @@ impl<M: ChatModel> ChatModel for CircuitBreaker<M> {
 
     fn stream(&self, request: ChatRequest) -> ChunkStream<'_> {
         Box::pin(async_stream::try_stream! {
-            let probe = match self.handle.admit() {
+            let admitted = self.handle.admit();
+            self.publish_state();
+            let probe = match admitted {
                 Ok(probe) => probe,
                 Err(retry_in) => Err(ModelError::CircuitOpen {
                     model: self.inner.name().to_owned(),
@@ -289,12 +301,14 @@ impl<M: ChatModel> ChatModel for CircuitBreaker<M> {
                     Err(e) => {
                         guard.settled = true;
                         self.handle.record(counts_as_failure(&e), probe);
+                        self.publish_state();
                         Err(e)?;
                     }
                 }
             }
             guard.settled = true;
             self.handle.record(false, probe);
+            self.publish_state();
         })
     }
 }

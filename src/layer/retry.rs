@@ -97,6 +97,7 @@ impl<M: ChatModel> ChatModel for Retry<M> {
                         Err(e) => match self.policy.delay(attempt, &e).filter(|_| !delivered) {
                             Some(wait) => {
                                 drop(chunks);
+                                crate::metric::retry(self.inner.name());
                                 tokio::time::sleep(wait).await;
                                 attempt += 1;
                                 continue 'attempts;

@@ -154,6 +154,7 @@ impl Machine {
                 let step = env.step;
                 path.push(name.to_string());
                 let event = |kind| Driven::Event(Event { step, state: name.clone(), branch: branch.clone(), kind });
+                let state_started = Instant::now();
                 let state_span = tracing::info_span!(
                     parent: &run_span,
                     "statewise.state",
@@ -324,6 +325,7 @@ impl Machine {
                     }
                 }
 
+                crate::metric::state_ran(&machine_name, &name, state_started.elapsed());
                 yield event(EventKind::StateExited { next });
                 from = Some(name.to_string());
                 at = match then {
@@ -370,6 +372,7 @@ impl Machine {
                 (None, false) => "finished",
             };
             run_span.record("statewise.outcome", outcome);
+            crate::metric::run_ended(&machine_name, outcome);
             if let Some(error) = &error {
                 run_span.record(semconv::ERROR_TYPE, error.code());
             }

@@ -20,6 +20,7 @@ mod reply;
 mod scripted;
 pub mod secret;
 mod span;
+pub(crate) use span::provider_and_model;
 #[cfg(feature = "tiktoken")]
 mod tiktoken;
 #[cfg(feature = "http")]

@@ -401,6 +401,8 @@ impl<'a> ReplyStream<'a> {
         // Set before the early return below: finish() must see the reply.
         let reply = &*self.done.insert(reply);
         super::span::record_reply(span, reply, pending.content.as_deref());
+        let elapsed = pending.started.elapsed();
+        crate::metric::model_call(&pending.model, reply, elapsed, pending.first_token);
         let request = pending.request?;
         Some(ModelCall {
             model: pending.model,
@@ -431,6 +433,7 @@ impl Stream for ReplyStream<'_> {
                 Some(Err(e)) => {
                     if let Some(p) = self.record.take() {
                         super::span::record_error(&p.span, &e);
+                        crate::metric::model_error(&p.model, e.code());
                     }
                     return Poll::Ready(Some(Err(e)));
                 }

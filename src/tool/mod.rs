@@ -548,6 +548,7 @@ impl Toolbox {
             statewise.is_error = tracing::field::Empty,
         );
         let content_redactor = ctx.span_content.clone();
+        let started = std::time::Instant::now();
         if let Some(redactor) = &content_redactor {
             span.record(
                 sc::GEN_AI_TOOL_CALL_ARGUMENTS,
@@ -559,9 +560,13 @@ impl Toolbox {
             .instrument(span.clone())
             .await;
         let (content, is_error) = match outcome {
-            Ok(Ok(v)) => (v, false),
+            Ok(Ok(v)) => {
+                crate::metric::tool_call(&call.name, "ok", started.elapsed());
+                (v, false)
+            }
             Ok(Err(e)) => {
                 span.record(sc::ERROR_TYPE, e.kind_name());
+                crate::metric::tool_call(&call.name, e.kind_name(), started.elapsed());
                 (json!({ "error": e.to_string() }), true)
             }
             Err(panic) => {
@@ -571,6 +576,7 @@ impl Toolbox {
                     .or_else(|| panic.downcast_ref::<String>().cloned())
                     .unwrap_or_else(|| "unknown panic".to_owned());
                 span.record(sc::ERROR_TYPE, "panic");
+                crate::metric::tool_call(&call.name, "panic", started.elapsed());
                 (
                     json!({ "error": format!("`{}` panicked: {message}", call.name) }),
                     true,

@@ -319,6 +319,7 @@ impl Worker {
         let mut out = Vec::new();
         for entry in reply.into_iter().flat_map(|r| r.keys).flat_map(|k| k.ids) {
             self.stats.claimed.fetch_add(1, Ordering::Relaxed);
+            crate::metric::queue_claims("new", 1);
             if let Some(d) = self.delivery(entry, 1).await? {
                 out.push(d);
             }
@@ -338,12 +339,15 @@ impl Worker {
             .unwrap_or_else(|p| p.into_inner())
             .0
             .clone();
-        let reply: StreamAutoClaimReply = self
+        // The queue's depth comes back in the same round trip, for the
+        // depth gauge.
+        let (reply, depth): (StreamAutoClaimReply, u64) = self
             .conn
             .run(|mut conn| {
                 let (queue, cursor) = (&queue, &cursor);
                 async move {
-                    redis::cmd("XAUTOCLAIM")
+                    redis::pipe()
+                        .cmd("XAUTOCLAIM")
                         .arg(queue)
                         .arg(GROUP)
                         .arg(&self.id)
@@ -351,11 +355,15 @@ impl Worker {
                         .arg(cursor)
                         .arg("COUNT")
                         .arg(count)
+                        .cmd("XLEN")
+                        .arg(queue)
                         .query_async(&mut conn)
                         .await
                 }
             })
             .await?;
+        crate::metric::queue_depth(depth);
+        crate::metric::queue_claims("reclaimed", reply.claimed.len() as u64);
         {
             let mut reclaim = self.reclaim.lock().unwrap_or_else(|p| p.into_inner());
             if reply.claimed.is_empty() && reply.next_stream_id == "0-0" {

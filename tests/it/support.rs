@@ -373,6 +373,7 @@ pub fn example(name: &str) -> std::path::PathBuf {
         ("redis", cfg!(feature = "redis")),
         ("postgres", cfg!(feature = "postgres")),
         ("otel", cfg!(feature = "otel")),
+        ("prometheus", cfg!(feature = "prometheus")),
     ]
     .into_iter()
     .filter_map(|(name, on)| on.then_some(name))

@@ -1,0 +1,205 @@
+//! Metrics of runs, states, model and tool calls, retries, circuit
+//! breakers and the run queue, recorded through the `metrics` facade.
+//!
+//! The engine only records; the application chooses where metrics go by
+//! installing a recorder (Prometheus with [`serve_prometheus`], feature
+//! `prometheus`, or any `metrics` exporter). Without one, recording is a
+//! no-op. The names below are the Prometheus names; labels are few and
+//! bounded (machine, state, provider, model, tool, outcome, kind), never a
+//! run id or any content.
+
+use std::time::Duration;
+
+use crate::model::Reply;
+
+/// Runs that ended, by `machine` and `outcome` (`finished`, `interrupted`,
+/// `failed`).
+pub const RUNS_TOTAL: &str = "statewise_runs_total";
+/// How long a state ran, by `machine` and `state`.
+pub const STATE_DURATION_SECONDS: &str = "statewise_state_duration_seconds";
+/// How long a model call took, by `provider` and `model`.
+pub const MODEL_CALL_DURATION_SECONDS: &str = "statewise_model_call_duration_seconds";
+/// Time to a call's first token, by `provider` and `model`.
+pub const MODEL_TIME_TO_FIRST_TOKEN_SECONDS: &str = "statewise_model_time_to_first_token_seconds";
+/// Model calls that failed, by `provider`, `model` and `error` (its code).
+pub const MODEL_ERRORS_TOTAL: &str = "statewise_model_errors_total";
+/// Tokens, by `provider`, `model` and `kind` (`input`, `output`,
+/// `cache_read`, `cache_creation`).
+pub const TOKENS_TOTAL: &str = "statewise_tokens_total";
+/// Cost of each priced call in US dollars, by `provider` and `model`; its
+/// sum is the total spent.
+pub const MODEL_CALL_COST_DOLLARS: &str = "statewise_model_call_cost_dollars";
+/// Tool calls, by `tool` and `outcome` (`ok`, or the error's kind).
+pub const TOOL_CALLS_TOTAL: &str = "statewise_tool_calls_total";
+/// How long a tool call took, by `tool`.
+pub const TOOL_CALL_DURATION_SECONDS: &str = "statewise_tool_call_duration_seconds";
+/// Model calls made again after a transient failure, by `provider` and
+/// `model`.
+pub const MODEL_RETRIES_TOTAL: &str = "statewise_model_retries_total";
+/// A circuit breaker's state by `provider` and `model`: 0 closed, 1 half
+/// open, 2 open.
+pub const CIRCUIT_BREAKER_STATE: &str = "statewise_circuit_breaker_state";
+/// Runs queued and not yet claimed, as a worker last saw.
+pub const QUEUE_DEPTH: &str = "statewise_queue_depth";
+/// Runs a worker claimed, by `kind` (`new`, or `reclaimed` from a worker
+/// whose lease lapsed).
+pub const QUEUE_CLAIMS_TOTAL: &str = "statewise_queue_claims_total";
+
+pub(crate) fn run_ended(machine: &str, outcome: &'static str) {
+    metrics::counter!(RUNS_TOTAL, "machine" => machine.to_owned(), "outcome" => outcome)
+        .increment(1);
+}
+
+pub(crate) fn state_ran(machine: &str, state: &str, elapsed: Duration) {
+    metrics::histogram!(
+        STATE_DURATION_SECONDS,
+        "machine" => machine.to_owned(),
+        "state" => state.to_owned()
+    )
+    .record(elapsed);
+}
+
+pub(crate) fn model_call(name: &str, reply: &Reply, elapsed: Duration, first: Option<Duration>) {
+    let labels = model_labels(name);
+    metrics::histogram!(MODEL_CALL_DURATION_SECONDS, &labels).record(elapsed);
+    if let Some(first) = first {
+        metrics::histogram!(MODEL_TIME_TO_FIRST_TOKEN_SECONDS, &labels).record(first);
+    }
+    let usage = &reply.usage;
+    for (kind, tokens) in [
+        ("input", usage.prompt_tokens),
+        ("output", usage.completion_tokens),
+        ("cache_read", usage.cached_tokens),
+        ("cache_creation", usage.cache_write_tokens),
+    ] {
+        if tokens > 0 {
+            let mut labels = labels.to_vec();
+            labels.push(("kind", kind.to_owned()));
+            metrics::counter!(TOKENS_TOTAL, &labels).increment(tokens);
+        }
+    }
+    if usage.cost > 0.0 {
+        metrics::histogram!(MODEL_CALL_COST_DOLLARS, &labels).record(usage.cost);
+    }
+}
+
+pub(crate) fn model_error(name: &str, code: String) {
+    let [provider, model] = model_labels(name);
+    metrics::counter!(MODEL_ERRORS_TOTAL, &[provider, model, ("error", code)]).increment(1);
+}
+
+pub(crate) fn tool_call(tool: &str, outcome: &'static str, elapsed: Duration) {
+    metrics::counter!(TOOL_CALLS_TOTAL, "tool" => tool.to_owned(), "outcome" => outcome)
+        .increment(1);
+    metrics::histogram!(TOOL_CALL_DURATION_SECONDS, "tool" => tool.to_owned()).record(elapsed);
+}
+
+pub(crate) fn retry(name: &str) {
+    metrics::counter!(MODEL_RETRIES_TOTAL, &model_labels(name)).increment(1);
+}
+
+pub(crate) fn breaker_state(name: &str, state: u8) {
+    metrics::gauge!(CIRCUIT_BREAKER_STATE, &model_labels(name)).set(f64::from(state));
+}
+
+/// The `provider` and `model` labels of the model named `name`.
+fn model_labels(name: &str) -> [(&'static str, String); 2] {
+    let (provider, model) = crate::model::provider_and_model(name);
+    [
+        ("provider", provider.to_owned()),
+        ("model", model.to_owned()),
+    ]
+}
+
+#[cfg_attr(not(feature = "redis"), allow(dead_code))]
+pub(crate) fn queue_depth(depth: u64) {
+    metrics::gauge!(QUEUE_DEPTH).set(depth as f64);
+}
+
+#[cfg_attr(not(feature = "redis"), allow(dead_code))]
+pub(crate) fn queue_claims(kind: &'static str, runs: u64) {
+    metrics::counter!(QUEUE_CLAIMS_TOTAL, "kind" => kind).increment(runs);
+}
+
+/// Why the Prometheus endpoint could not be started.
+#[cfg(feature = "prometheus")]
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum MetricsError {
+    /// The listener or the recorder could not be installed.
+    #[error("cannot serve Prometheus metrics on {addr}: {message}; is the port free, and no other recorder installed?")]
+    Install {
+        /// The address asked for.
+        addr: std::net::SocketAddr,
+        /// What the exporter said.
+        message: String,
+    },
+}
+
+/// Installs a Prometheus recorder as the process's metrics recorder and
+/// serves its exposition at `http://{addr}/metrics` (any path answers).
+/// Durations get buckets from 5 ms to 2 min. Call it from within a Tokio
+/// runtime, once.
+#[cfg(feature = "prometheus")]
+pub fn serve_prometheus(addr: std::net::SocketAddr) -> Result<(), MetricsError> {
+    use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
+    let install = |message: String| MetricsError::Install { addr, message };
+    const SECONDS: [f64; 13] = [
+        0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 120.0,
+    ];
+    PrometheusBuilder::new()
+        .with_http_listener(addr)
+        .set_buckets_for_metric(Matcher::Suffix("seconds".to_owned()), &SECONDS)
+        .map_err(|e| install(e.to_string()))?
+        .install()
+        .map_err(|e| install(e.to_string()))?;
+    describe();
+    Ok(())
+}
+
+/// Help texts for the exposition.
+#[cfg(feature = "prometheus")]
+fn describe() {
+    use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
+    describe_counter!(RUNS_TOTAL, "Runs that ended, by machine and outcome");
+    describe_histogram!(
+        STATE_DURATION_SECONDS,
+        Unit::Seconds,
+        "How long a state ran"
+    );
+    describe_histogram!(
+        MODEL_CALL_DURATION_SECONDS,
+        Unit::Seconds,
+        "How long a model call took"
+    );
+    describe_histogram!(
+        MODEL_TIME_TO_FIRST_TOKEN_SECONDS,
+        Unit::Seconds,
+        "Time to a model call's first token"
+    );
+    describe_counter!(MODEL_ERRORS_TOTAL, "Model calls that failed, by error code");
+    describe_counter!(TOKENS_TOTAL, "Tokens by model and kind");
+    describe_histogram!(
+        MODEL_CALL_COST_DOLLARS,
+        "Cost of each priced model call in US dollars"
+    );
+    describe_counter!(TOOL_CALLS_TOTAL, "Tool calls by tool and outcome");
+    describe_histogram!(
+        TOOL_CALL_DURATION_SECONDS,
+        Unit::Seconds,
+        "How long a tool call took"
+    );
+    describe_counter!(
+        MODEL_RETRIES_TOTAL,
+        "Model calls made again after a transient failure"
+    );
+    describe_gauge!(
+        CIRCUIT_BREAKER_STATE,
+        "Circuit breaker state: 0 closed, 1 half open, 2 open"
+    );
+    describe_gauge!(QUEUE_DEPTH, "Runs queued and not yet claimed");
+    describe_counter!(
+        QUEUE_CLAIMS_TOTAL,
+        "Runs claimed by workers, new or reclaimed"
+    );
+}
