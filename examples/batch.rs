@@ -21,6 +21,13 @@
 //! it feeds the items through the run queue to the workers serving
 //! `agent` (`cargo run --example worker --features redis`), keeping the same
 //! resumable output file.
+//!
+//! `--log-json` writes structured logs (JSON lines, spans included) to
+//! stderr; `RUST_LOG` filters them. `--otlp` (with `--features otel`)
+//! sends the spans to `OTEL_EXPORTER_OTLP_ENDPOINT`.
+
+#[path = "common/logs.rs"]
+mod logs;
 
 use std::process::ExitCode;
 
@@ -70,6 +77,7 @@ fn parse_args() -> Result<Args, String> {
                 );
             }
             "--model" => model = args.next().ok_or(usage)?,
+            "--log-json" | "--otlp" => {} // logs::init_from_args
             "--stream" => stream = true,
             "--queue" => queue = Some(args.next().ok_or(usage)?),
             "--lane" => {
@@ -127,6 +135,7 @@ fn parse_args() -> Result<Args, String> {
 
 #[tokio::main]
 async fn main() -> ExitCode {
+    let _telemetry = logs::init_from_args("statewise-batch");
     let args = match parse_args() {
         Ok(a) => a,
         Err(e) => {

@@ -10,6 +10,13 @@
 //! `OPENAI_API_KEY` or `OPENAI_BASE_URL` set it uses that endpoint
 //! (`OPENAI_MODEL`, default gpt-4o-mini); with `ANTHROPIC_API_KEY`, Claude
 //! (`ANTHROPIC_MODEL`, default claude-sonnet-4-5).
+//!
+//! `--log-json` writes structured logs (JSON lines, spans included) to
+//! stderr; `RUST_LOG` filters them. `--otlp` (with `--features otel`)
+//! sends the spans to `OTEL_EXPORTER_OTLP_ENDPOINT`.
+
+#[path = "common/logs.rs"]
+mod logs;
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -33,6 +40,7 @@ fn parse_args() -> Result<Args, String> {
     let mut show_reasoning = false;
     for arg in std::env::args().skip(1) {
         match arg.as_str() {
+            "--log-json" | "--otlp" => {} // logs::init_from_args
             "--show-reasoning" => show_reasoning = true,
             flag if flag.starts_with("--") => return Err(format!("unknown option {flag}")),
             _ if question.is_none() => question = Some(arg),
@@ -99,6 +107,7 @@ fn fetch_model() -> Result<PathBuf, String> {
 
 #[tokio::main]
 async fn main() -> ExitCode {
+    let _telemetry = logs::init_from_args("statewise-chat");
     let args = match parse_args() {
         Ok(a) => a,
         Err(e) => {

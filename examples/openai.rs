@@ -10,6 +10,13 @@
 //! view it with the `trace_view` example). `--cache DIR` keeps replies in
 //! `DIR/responses.sqlite`: asking the same again makes no request and
 //! streams the same tokens.
+//!
+//! `--log-json` writes structured logs (JSON lines, spans included) to
+//! stderr; `RUST_LOG` filters them. `--otlp` (with `--features otel`)
+//! sends the spans to `OTEL_EXPORTER_OTLP_ENDPOINT`.
+
+#[path = "common/logs.rs"]
+mod logs;
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -40,6 +47,7 @@ fn parse_args() -> Result<Args, String> {
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match arg.as_str() {
+            "--log-json" | "--otlp" => {} // logs::init_from_args
             "--model" => model = args.next().ok_or("--model needs a value")?,
             "--verbose" | "-v" => verbose = true,
             "--trace" => trace = Some(args.next().ok_or("--trace needs a file")?.into()),
@@ -67,6 +75,7 @@ fn parse_args() -> Result<Args, String> {
 
 #[tokio::main]
 async fn main() -> ExitCode {
+    let _telemetry = logs::init_from_args("statewise-openai");
     let args = match parse_args() {
         Ok(a) => a,
         Err(e) => {

@@ -8,6 +8,13 @@
 //! `--runs N` submits N runs of the request (ids `<id>-1` to `<id>-N`);
 //! `--follow` prints the first run's events as its workers stream them.
 //! Submitting a run id again does not queue it twice.
+//!
+//! `--log-json` writes structured logs (JSON lines, spans included) to
+//! stderr; `RUST_LOG` filters them. `--otlp` (with `--features otel`)
+//! sends the spans to `OTEL_EXPORTER_OTLP_ENDPOINT`.
+
+#[path = "common/logs.rs"]
+mod logs;
 
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
@@ -42,6 +49,7 @@ fn parse_args() -> Result<Args, String> {
     while let Some(arg) = it.next() {
         let mut value = || it.next().ok_or(format!("{arg} needs a value"));
         match arg.as_str() {
+            "--log-json" | "--otlp" => {} // logs::init_from_args
             "--redis" => args.redis = value()?,
             "--prefix" => args.prefix = value()?,
             "--machine" => args.machine = value()?,
@@ -64,6 +72,7 @@ fn parse_args() -> Result<Args, String> {
 
 #[tokio::main]
 async fn main() -> ExitCode {
+    let _telemetry = logs::init_from_args("statewise-submit");
     let args = match parse_args() {
         Ok(a) => a,
         Err(e) => {

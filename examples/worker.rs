@@ -14,6 +14,13 @@
 //! local`, ...), or by default a deterministic stand-in (no network, no
 //! model file) that notes the request, then answers; `--latency MS` makes
 //! each of its replies take that long.
+//!
+//! `--log-json` writes structured logs (JSON lines, spans included) to
+//! stderr; `RUST_LOG` filters them. `--otlp` (with `--features otel`)
+//! sends the spans to `OTEL_EXPORTER_OTLP_ENDPOINT`.
+
+#[path = "common/logs.rs"]
+mod logs;
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -147,6 +154,7 @@ fn parse_args() -> Result<Args, String> {
                 .map_err(|_| format!("{arg} takes a number"))
         };
         match arg.as_str() {
+            "--log-json" | "--otlp" => {} // logs::init_from_args
             "--redis" => args.redis = value()?,
             "--prefix" => args.prefix = value()?,
             "--model" => args.model = Some(value()?),
@@ -163,6 +171,7 @@ fn parse_args() -> Result<Args, String> {
 
 #[tokio::main]
 async fn main() -> ExitCode {
+    let _telemetry = logs::init_from_args("statewise-worker");
     let args = match parse_args() {
         Ok(a) => a,
         Err(e) => {

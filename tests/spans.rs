@@ -10,6 +10,10 @@ use statewise::tool::{ToolRegistry, Toolbox};
 use statewise::{Env, Machine, Usage};
 use statewise_states::tools::Calculator;
 
+#[cfg(feature = "otel")]
+#[path = "it/otlp_receiver.rs"]
+mod otlp_receiver;
+
 #[cfg(all(feature = "otel", feature = "redis"))]
 #[allow(dead_code)]
 #[path = "it/services.rs"]
@@ -306,46 +310,9 @@ mod otel {
         assert_eq!(run.span_context.trace_id().to_string(), sender_trace);
     }
 
-    /// What an OTLP/HTTP receiver got: the decoded export requests.
-    type Received = std::sync::Arc<
-        Mutex<Vec<opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest>>,
-    >;
-
-    /// Starts an OTLP/HTTP receiver on a free port: `POST /v1/traces`
-    /// with a protobuf body, decoded as the collector would.
-    async fn receiver() -> (String, Received) {
-        use axum::body::Bytes;
-        use prost::Message;
-        let received = Received::default();
-        let seen = received.clone();
-        let app = axum::Router::new().route(
-            "/v1/traces",
-            axum::routing::post(move |headers: axum::http::HeaderMap, body: Bytes| {
-                let seen = seen.clone();
-                async move {
-                    let protobuf = headers.get("content-type").and_then(|v| v.to_str().ok())
-                        == Some("application/x-protobuf");
-                    let Ok(request) = opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest::decode(body) else {
-                        return (axum::http::StatusCode::BAD_REQUEST, Vec::new());
-                    };
-                    if !protobuf {
-                        return (axum::http::StatusCode::UNSUPPORTED_MEDIA_TYPE, Vec::new());
-                    }
-                    seen.lock().unwrap().push(request);
-                    let response = opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceResponse::default();
-                    (axum::http::StatusCode::OK, response.encode_to_vec())
-                }
-            }),
-        );
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}/v1/traces", listener.local_addr().unwrap());
-        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-        (url, received)
-    }
-
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn spans_arrive_at_an_otlp_http_receiver() {
-        let (url, received) = receiver().await;
+        let (url, received) = crate::otlp_receiver::start().await;
         let provider = statewise::otel::otlp_provider("statewise-test", Some(&url)).unwrap();
         let subscriber = tracing_subscriber::registry().with(statewise::otel::layer(&provider));
         let dispatch = tracing::Dispatch::new(subscriber);
@@ -364,36 +331,18 @@ mod otel {
             .unwrap()
             .unwrap();
 
-        let requests = received.lock().unwrap().clone();
-        let mut names = Vec::new();
-        let mut service = None;
-        let mut conversation = None;
-        for resource_spans in requests.iter().flat_map(|r| &r.resource_spans) {
-            let resource = resource_spans.resource.as_ref().unwrap();
-            for kv in &resource.attributes {
-                if kv.key == "service.name" {
-                    service = Some(format!("{:?}", kv.value));
-                }
-            }
-            for scope in &resource_spans.scope_spans {
-                for span in &scope.spans {
-                    names.push(span.name.clone());
-                    for kv in &span.attributes {
-                        if kv.key == "gen_ai.conversation.id" {
-                            conversation = Some(format!("{:?}", kv.value));
-                        }
-                    }
-                }
-            }
-        }
+        let (names, services) = crate::otlp_receiver::spans(&received);
         let count = |n: &str| names.iter().filter(|m| *m == n).count();
         assert_eq!(count("invoke_agent agent"), 1);
         assert_eq!(count("chat scripted"), 2);
         assert_eq!(count("execute_tool calculator"), 1);
         assert_eq!(count("statewise.state"), out.path.len());
         assert_eq!(names.len(), 4 + out.path.len(), "{names:?}");
-        assert!(service.unwrap().contains("statewise-test"));
-        assert!(conversation.unwrap().contains(&out.run_id));
+        assert!(
+            services.iter().all(|s| s.contains("statewise-test")),
+            "{services:?}"
+        );
+        assert!(!services.is_empty());
     }
 
     /// A run queued in one trace is run by a worker in the same trace: the

@@ -29,6 +29,8 @@ mod local_model;
 mod mcp;
 mod models;
 mod openai_provider;
+#[cfg(feature = "otel")]
+mod otlp_receiver;
 mod reliability;
 mod repair_cli;
 mod repair_conformance;

@@ -190,8 +190,10 @@ async fn the_api_key_never_reaches_the_trace() {
     let out = Command::new(support::example("openai"))
         .args([&format!("What is 6 * 7? My key is {KEY}"), "--trace"])
         .arg(&trace)
+        .arg("--log-json")
         .env("OPENAI_BASE_URL", server.url("/v1"))
         .env("OPENAI_API_KEY", KEY)
+        .env("RUST_LOG", "trace")
         .output()
         .unwrap();
     assert!(
@@ -213,6 +215,24 @@ async fn the_api_key_never_reaches_the_trace() {
     assert!(text.contains("My key is [redacted]"));
     let records = read_jsonl(&trace).unwrap();
     assert_eq!(steps(&records).len(), 4);
+
+    // The structured logs: JSON lines, spans with their attributes, and
+    // no key, though every log level is on.
+    let logs = String::from_utf8_lossy(&out.stderr);
+    let lines: Vec<serde_json::Value> = logs
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    let chat = lines
+        .iter()
+        .find(|l| l["span"]["name"] == "chat")
+        .unwrap_or_else(|| panic!("no chat span in the logs: {logs}"));
+    assert_eq!(chat["span"]["gen_ai.request.model"], "gpt-4o-mini");
+    assert!(!logs.contains(KEY), "the key leaked into the logs");
+    assert!(
+        !logs.contains("Zq8Xw3Lm9Pv2"),
+        "part of the key leaked into the logs"
+    );
 }
 
 /// Model calls are reported only when asked for (or traced): keeping each
@@ -258,4 +278,41 @@ async fn a_line_torn_by_a_crash_is_skipped_and_a_bad_line_is_an_error() {
         read_jsonl(&path),
         Err(TraceError::Format { line: 1, .. })
     ));
+}
+
+/// The openai example with `--otlp`: its spans reach the OTLP/HTTP
+/// endpoint `OTEL_EXPORTER_OTLP_ENDPOINT` names, flushed before it exits.
+#[cfg(feature = "otel")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_otlp_flag_sends_the_examples_spans_to_the_endpoint() {
+    let server = MockServer::start(|req| react_response(req, usage(30, 10))).await;
+    let (url, received) = crate::otlp_receiver::start().await;
+    let endpoint = url.trim_end_matches("/v1/traces").to_owned();
+    let exe = support::example("openai");
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new(exe)
+            .args(["What is 6 * 7?", "--otlp"])
+            .env("OPENAI_BASE_URL", server.url("/v1"))
+            .env_remove("OPENAI_API_KEY")
+            .env("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (names, services) = crate::otlp_receiver::spans(&received);
+    assert!(
+        names.contains(&"invoke_agent agent".to_owned()),
+        "{names:?}"
+    );
+    assert!(names.iter().any(|n| n == "chat gpt-4o-mini"), "{names:?}");
+    assert!(
+        services.iter().all(|s| s.contains("statewise-openai")),
+        "{services:?}"
+    );
 }
