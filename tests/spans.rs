@@ -406,3 +406,50 @@ mod otel {
         assert_eq!(run.parent_span_id, job.span_context.span_id());
     }
 }
+
+/// A provider puts on its call's span the server it called, the model that
+/// answered and the reasoning tokens the vendor reported.
+#[tokio::test]
+async fn a_providers_call_names_its_server_and_the_model_that_answered() {
+    use statewise::model::{ChatRequest, OpenAi, ReplyStream};
+    use tracing_subscriber::layer::SubscriberExt;
+    let app = axum::Router::new().route(
+        "/v1/chat/completions",
+        axum::routing::post(|| async {
+            axum::Json(serde_json::json!({
+                "model": "gpt-test-2026-01-01",
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": "4"}, "finish_reason": "stop"}],
+                "usage": {"prompt_tokens": 9, "completion_tokens": 20,
+                    "completion_tokens_details": {"reasoning_tokens": 17}}
+            }))
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let model = OpenAi::builder("gpt-test")
+        .base_url(format!("http://127.0.0.1:{port}/v1"))
+        .streaming(false)
+        .build()
+        .unwrap();
+
+    let spans = Spans::default();
+    let subscriber = tracing_subscriber::registry().with(spans.clone());
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let request = ChatRequest::new(vec![statewise::Message::user("2+2?")]);
+    let mut call = ReplyStream::call(&model, request, &Default::default());
+    use futures::StreamExt;
+    while let Some(item) = call.next().await {
+        item.unwrap();
+    }
+    assert_eq!(call.finish().text, "4");
+
+    let spans = spans.0.lock().unwrap().clone();
+    let chat = &spans.iter().find(|s| s.0 == "chat").unwrap().1;
+    assert_eq!(chat["server.address"], "\"127.0.0.1\"");
+    assert_eq!(chat["server.port"], port.to_string());
+    assert_eq!(chat["gen_ai.provider.name"], "\"openai\"");
+    assert_eq!(chat["gen_ai.response.model"], "\"gpt-test-2026-01-01\"");
+    assert_eq!(chat["gen_ai.usage.reasoning.output_tokens"], "17");
+    assert_eq!(chat["gen_ai.usage.output_tokens"], "20");
+}

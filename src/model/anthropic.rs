@@ -268,6 +268,7 @@ impl ChatModel for Anthropic {
                     .header("anthropic-version", API_VERSION)
                     .body(body.clone())
             };
+            super::span::record_server(&self.url);
             let response = send(make, PROVIDER, Some(&self.key), Some(self.connect_timeout)).await?;
             if !self.streaming {
                 let body = response.bytes().await.map_err(|e| cut(0, &e, &self.key))?;
@@ -293,6 +294,9 @@ impl ChatModel for Anthropic {
                     .map_err(|e| protocol(sent, format!("{e} in event {:?}", event.event)))?;
                 let piece = match data.kind.as_str() {
                     "message_start" => {
+                        if let Some(model) = data.message.as_ref().and_then(|m| m.model.as_deref()) {
+                            super::span::record_response_model(model);
+                        }
                         if let Some(u) = data.message.and_then(|m| m.usage) {
                             usage = u.into_usage();
                         }
@@ -516,6 +520,7 @@ impl WireUsage {
 #[derive(Deserialize, Default)]
 #[serde(default)]
 struct WireMessage {
+    model: Option<String>,
     content: Vec<Block>,
     stop_reason: Option<String>,
     usage: Option<WireUsage>,
@@ -524,6 +529,9 @@ struct WireMessage {
 impl WireMessage {
     /// The whole reply as the same chunks a stream would have carried.
     fn into_chunks(self) -> Vec<Chunk> {
+        if let Some(model) = &self.model {
+            super::span::record_response_model(model);
+        }
         let mut chunks = Vec::new();
         let mut tools = 0;
         for block in self.content {

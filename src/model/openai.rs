@@ -303,6 +303,7 @@ impl ChatModel for OpenAi {
                     None => http,
                 }
             };
+            super::span::record_server(&self.url);
             let response = send(make, PROVIDER, self.key.as_ref(), Some(self.connect_timeout)).await?;
             if !self.streaming {
                 let body = response.bytes().await.map_err(|e| cut(0, &e, self.key.as_ref()))?;
@@ -317,6 +318,7 @@ impl ChatModel for OpenAi {
             let mut sent = 0usize;
             let mut finished = false;
             let mut usage = None;
+            let mut model_seen = false;
             while let Some(event) = events.next().await {
                 let event = event.map_err(|e| cut(sent, &e, self.key.as_ref()))?;
                 let data = event.data.trim();
@@ -332,9 +334,14 @@ impl ChatModel for OpenAi {
                 if let Some(error) = chunk.error {
                     Err(protocol(sent, redact(&super::http::error_message(&error.to_string()), self.key.as_ref())))?;
                 }
+                if let (Some(model), false) = (&chunk.model, model_seen) {
+                    model_seen = true;
+                    super::span::record_response_model(model);
+                }
                 if let Some(u) = chunk.usage {
                     // Some servers repeat the running total on every chunk:
                     // keep the last and report it once.
+                    u.record_reasoning();
                     usage = Some(u.into_usage());
                 }
                 for choice in chunk.choices.into_iter().filter(|c| c.index.unwrap_or(0) == 0) {
@@ -404,6 +411,7 @@ fn finish_reason(reason: Option<String>) -> Option<FinishReason> {
 #[derive(Deserialize, Default)]
 #[serde(default)]
 struct StreamChunk {
+    model: Option<String>,
     choices: Vec<StreamChoice>,
     usage: Option<WireUsage>,
     error: Option<Value>,
@@ -486,6 +494,7 @@ struct WireUsage {
     prompt_tokens: Option<u64>,
     completion_tokens: Option<u64>,
     prompt_tokens_details: Option<PromptDetails>,
+    completion_tokens_details: Option<CompletionDetails>,
     /// DeepSeek's name for cached prompt tokens.
     prompt_cache_hit_tokens: Option<u64>,
 }
@@ -496,7 +505,25 @@ struct PromptDetails {
     cached_tokens: Option<u64>,
 }
 
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct CompletionDetails {
+    reasoning_tokens: Option<u64>,
+}
+
 impl WireUsage {
+    /// Puts the reasoning tokens, which [`Usage`] does not count apart, on
+    /// the call's span.
+    fn record_reasoning(&self) {
+        if let Some(n) = self
+            .completion_tokens_details
+            .as_ref()
+            .and_then(|d| d.reasoning_tokens)
+        {
+            super::span::record_reasoning_tokens(n);
+        }
+    }
+
     fn into_usage(self) -> Usage {
         Usage {
             prompt_tokens: self.prompt_tokens.unwrap_or(0),
@@ -514,6 +541,7 @@ impl WireUsage {
 #[derive(Deserialize, Default)]
 #[serde(default)]
 struct Completion {
+    model: Option<String>,
     choices: Vec<CompletionChoice>,
     usage: Option<WireUsage>,
 }
@@ -528,6 +556,12 @@ struct CompletionChoice {
 impl Completion {
     /// The whole reply as the same chunks a stream would have carried.
     fn into_chunks(self) -> Vec<Chunk> {
+        if let Some(model) = &self.model {
+            super::span::record_response_model(model);
+        }
+        if let Some(usage) = &self.usage {
+            usage.record_reasoning();
+        }
         let mut chunks = Vec::new();
         if let Some(choice) = self.choices.into_iter().next() {
             chunks.extend(choice.message.into_chunks());

@@ -36,11 +36,15 @@ pub(super) fn chat_span(
         { sc::GEN_AI_REQUEST_MODEL } = model_id,
         { sc::GEN_AI_REQUEST_MAX_TOKENS } = request.params.max_tokens,
         { sc::GEN_AI_REQUEST_TEMPERATURE } = request.params.temperature,
+        { sc::GEN_AI_RESPONSE_MODEL } = Empty,
         { sc::GEN_AI_RESPONSE_FINISH_REASONS } = Empty,
         { sc::GEN_AI_USAGE_INPUT_TOKENS } = Empty,
         { sc::GEN_AI_USAGE_OUTPUT_TOKENS } = Empty,
         { sc::GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS } = Empty,
         { sc::GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS } = Empty,
+        { sc::GEN_AI_USAGE_REASONING_OUTPUT_TOKENS } = Empty,
+        { sc::SERVER_ADDRESS } = Empty,
+        { sc::SERVER_PORT } = Empty,
         { sc::GEN_AI_INPUT_MESSAGES } = Empty,
         { sc::GEN_AI_OUTPUT_MESSAGES } = Empty,
         { sc::ERROR_TYPE } = Empty,
@@ -55,6 +59,35 @@ pub(super) fn chat_span(
         );
     }
     span
+}
+
+/// Records on the current span (a call's `chat` span while its provider
+/// streams) the server the provider calls, from its URL.
+#[cfg(feature = "http")]
+pub(crate) fn record_server(url: &str) {
+    let Ok(url) = reqwest::Url::parse(url) else {
+        return;
+    };
+    let span = tracing::Span::current();
+    if let Some(host) = url.host_str() {
+        span.record(sc::SERVER_ADDRESS, host);
+    }
+    if let Some(port) = url.port_or_known_default() {
+        span.record(sc::SERVER_PORT, port);
+    }
+}
+
+/// Records on the current span the model that answered, as the provider
+/// named it.
+#[cfg(feature = "http")]
+pub(crate) fn record_response_model(model: &str) {
+    tracing::Span::current().record(sc::GEN_AI_RESPONSE_MODEL, model);
+}
+
+/// Records on the current span the output tokens spent on reasoning.
+#[cfg(feature = "http")]
+pub(crate) fn record_reasoning_tokens(tokens: u64) {
+    tracing::Span::current().record(sc::GEN_AI_USAGE_REASONING_OUTPUT_TOKENS, tokens);
 }
 
 /// Records how the call ended with `reply`.
