@@ -409,6 +409,7 @@ mod otel {
 
 /// A provider puts on its call's span the server it called, the model that
 /// answered and the reasoning tokens the vendor reported.
+#[cfg(feature = "http")]
 #[tokio::test]
 async fn a_providers_call_names_its_server_and_the_model_that_answered() {
     use statewise::model::{ChatRequest, OpenAi, ReplyStream};
