@@ -189,7 +189,10 @@ fn model(args: &Args) -> Result<SharedModel, String> {
             let ledger = SqliteLedger::open(format!("{}.ledger.sqlite", args.output))
                 .map_err(|e| e.to_string())?;
             let defaults = BatchConfig::default();
+            // A step's calls go out together however many items there are
+            // (the layer still splits them to the vendor's limits).
             let config = BatchConfig {
+                max_requests: usize::MAX,
                 poll_min: args.poll.unwrap_or(defaults.poll_min),
                 ..defaults
             };

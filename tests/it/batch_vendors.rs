@@ -317,3 +317,53 @@ async fn a_ledger_on_disk_and_a_wrong_key_fail_cleanly() {
     }
     assert!(mock.books().batches.is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_batch_fails_its_calls_and_a_cancelled_one_goes_out_again() {
+    let mock = Arc::new(batch_mock::openai::start().await);
+    let model = openai(&mock);
+    let lane = ViaBatch::new(
+        model.clone(),
+        Arc::new(OpenAiBatch::new(&model)),
+        Arc::new(MemoryLedger::new()),
+        BatchConfig {
+            quiet: Duration::from_millis(100),
+            ..config(OnExpired::Resubmit)
+        },
+    );
+    let ask = |q: &str| ChatRequest::new(vec![Message::user(q)]);
+    let clock = mock.run_clock(MINUTE);
+
+    // Failed at validation: the call is the vendor's error, typed.
+    mock.books().fail_next = true;
+    match lane.complete(ask("refused")).await {
+        Err(ModelError::Backend { provider, message }) => {
+            assert_eq!(provider, "openai");
+            assert!(message.contains("refused at validation"), "{message}");
+        }
+        other => panic!("expected the failed batch's error, got {other:?}"),
+    }
+
+    // Cancelled before it ran (the clock stands still until then): its
+    // call goes out in the next batch.
+    drop(clock);
+    let call = tokio::spawn({
+        let lane = Arc::new(lane);
+        async move { lane.complete(ask("cancelled once")).await }
+    });
+    mock.until_batches(2, Duration::from_secs(30)).await;
+    {
+        let mut books = mock.books();
+        let now = books.now;
+        books.batches[1].cancelled = Some(now);
+    }
+    let _clock = mock.run_clock(MINUTE);
+    let reply = call.await.unwrap().unwrap();
+    assert_eq!(reply.usage.batched_requests, 1);
+    let books = mock.books();
+    assert_eq!(books.batches.len(), 3);
+    assert_eq!(
+        books.batches[1].requests[0].0,
+        books.batches[2].requests[0].0
+    );
+}

@@ -130,6 +130,8 @@ pub struct Books {
     pub stall: HashSet<String>,
     /// Requests the vendor fails with a 400.
     pub reject: HashSet<String>,
+    /// Fail the next batch created at validation (OpenAI's `failed`).
+    pub fail_next: bool,
     /// Calls made in real time.
     pub realtime: usize,
     /// Polls of a batch's status.

@@ -175,10 +175,13 @@ async fn create(
             &format!("No such File object: {input}"),
         );
     };
-    let (requests, invalid) = match lines(file) {
+    let (requests, mut invalid) = match lines(file) {
         Ok(requests) => (requests, None),
         Err(why) => (Vec::new(), Some(why)),
     };
+    if std::mem::take(&mut books.fail_next) {
+        invalid = Some("the batch was refused at validation".to_owned());
+    }
     let batch = books.create("batch", requests, invalid);
     Json(object(&mut books, &batch, input)).into_response()
 }
