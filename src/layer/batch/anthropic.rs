@@ -152,12 +152,7 @@ fn status_of(kind: &str) -> Option<u16> {
 /// The outcomes in a results file's lines.
 fn result_lines(text: &str) -> Result<Vec<(String, ItemOutcome)>, ModelError> {
     let mut outcomes = Vec::new();
-    for line in text.lines().filter(|l| !l.trim().is_empty()) {
-        let line: WireLine = serde_json::from_str(line).map_err(|e| ModelError::Protocol {
-            provider: "anthropic".to_owned(),
-            chunks: 0,
-            message: format!("a batch result line is not one: {e}"),
-        })?;
+    for line in super::vendor::jsonl::<WireLine>("anthropic", text)? {
         let outcome = match line.result {
             WireResult::Succeeded { message } => ItemOutcome::Succeeded {
                 reply: message_reply(message)?,

@@ -219,12 +219,7 @@ struct WireResponse {
 /// The outcomes in an output or error file's lines.
 fn result_lines(text: &str) -> Result<Vec<(String, ItemOutcome)>, ModelError> {
     let mut outcomes = Vec::new();
-    for line in text.lines().filter(|l| !l.trim().is_empty()) {
-        let line: WireLine = serde_json::from_str(line).map_err(|e| ModelError::Protocol {
-            provider: "openai".to_owned(),
-            chunks: 0,
-            message: format!("a batch result line is not one: {e}"),
-        })?;
+    for line in super::vendor::jsonl::<WireLine>("openai", text)? {
         let outcome = match (line.error, line.response) {
             (Some(error), _) if error.code.as_deref() == Some("batch_expired") => {
                 ItemOutcome::Expired

@@ -1,6 +1,7 @@
 //! [`BatchVendor`]: what the batch layer needs of a vendor's Batch API.
 
 use futures::future::BoxFuture;
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::model::{ChatRequest, ModelError, Reply};
@@ -81,4 +82,20 @@ pub trait BatchVendor: Send + Sync {
         &'a self,
         batch_id: &'a str,
     ) -> BoxFuture<'a, Result<Vec<(String, ItemOutcome)>, ModelError>>;
+}
+
+/// The lines of a vendor's JSONL results file, each read as a `T`; a line
+/// that is not one is a protocol error.
+#[cfg_attr(not(feature = "http"), allow(dead_code))]
+pub(super) fn jsonl<T: DeserializeOwned>(provider: &str, text: &str) -> Result<Vec<T>, ModelError> {
+    text.lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|line| {
+            serde_json::from_str(line).map_err(|e| ModelError::Protocol {
+                provider: provider.to_owned(),
+                chunks: 0,
+                message: format!("a batch result line is not one: {e}"),
+            })
+        })
+        .collect()
 }

@@ -166,12 +166,9 @@ async fn cancel(State(s): State<Shared>, headers: HeaderMap, Path(id): Path<Stri
         return refusal;
     }
     let mut books = s.books.lock().unwrap();
-    let now = books.now;
-    let Some(batch) = books.batches.iter_mut().find(|b| b.id == id) else {
+    let Some(batch) = books.cancel(&id) else {
         return error(404, "not_found_error", &format!("no batch {id}"));
     };
-    batch.cancelled.get_or_insert(now);
-    let batch = batch.clone();
     Json(object(&books, &batch, &s.url.lock().unwrap())).into_response()
 }
 

@@ -167,6 +167,14 @@ impl Books {
         self.batches.iter().find(|b| b.id == id)
     }
 
+    /// Asks to cancel batch `id` now (once); the batch, if there is one.
+    pub fn cancel(&mut self, id: &str) -> Option<MockBatch> {
+        let now = self.now;
+        let batch = self.batches.iter_mut().find(|b| b.id == id)?;
+        batch.cancelled.get_or_insert(now);
+        Some(batch.clone())
+    }
+
     /// The outcome of each request of an ended batch, shuffled.
     pub fn served(
         &self,

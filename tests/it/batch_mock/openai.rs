@@ -215,16 +215,13 @@ async fn cancel(
         return refusal;
     }
     let mut books = books.lock().unwrap();
-    let now = books.now;
-    let Some(batch) = books.batches.iter_mut().find(|b| b.id == id) else {
+    let Some(batch) = books.cancel(&id) else {
         return error(
             404,
             "invalid_request_error",
             &format!("No such batch: {id}"),
         );
     };
-    batch.cancelled.get_or_insert(now);
-    let batch = batch.clone();
     Json(object(&mut books, &batch, "")).into_response()
 }
 
