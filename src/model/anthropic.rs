@@ -14,7 +14,7 @@ use super::secret::{redact, Secret};
 use super::window::anthropic_window;
 use super::{
     Capabilities, ChatModel, ChatRequest, Chunk, ChunkStream, ContextWindow, FinishReason,
-    ModelError, Reply, ReplyBuilder, ToolCallDelta,
+    ModelError, Reply, ToolCallDelta,
 };
 use crate::env::{Message, Role, Usage};
 use reqwest::header::CONTENT_TYPE;
@@ -142,11 +142,7 @@ impl Anthropic {
 pub(crate) fn message_reply(message: Value) -> Result<Reply, ModelError> {
     let message: WireMessage =
         serde_json::from_value(message).map_err(|e| protocol(0, e.to_string()))?;
-    let mut reply = ReplyBuilder::default();
-    for chunk in message.into_chunks() {
-        reply.push(chunk);
-    }
-    Ok(reply.finish())
+    Ok(Reply::from_chunks(message.into_chunks()))
 }
 
 impl AnthropicBuilder {

@@ -22,7 +22,7 @@ use super::secret::{redact, Secret};
 use super::window::{ask_server, openai_window};
 use super::{
     Capabilities, ChatModel, ChatRequest, Chunk, ChunkStream, ContextWindow, FinishReason,
-    ModelError, Reply, ReplyBuilder, TokenCounter, ToolCallDelta,
+    ModelError, Reply, TokenCounter, ToolCallDelta,
 };
 use crate::env::Usage;
 use reqwest::header::CONTENT_TYPE;
@@ -135,11 +135,7 @@ impl OpenAi {
 pub(crate) fn completion_reply(body: Value) -> Result<Reply, ModelError> {
     let completion: Completion =
         serde_json::from_value(body).map_err(|e| protocol(0, e.to_string()))?;
-    let mut reply = ReplyBuilder::default();
-    for chunk in completion.into_chunks() {
-        reply.push(chunk);
-    }
-    Ok(reply.finish())
+    Ok(Reply::from_chunks(completion.into_chunks()))
 }
 
 impl OpenAiBuilder {

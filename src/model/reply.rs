@@ -66,6 +66,15 @@ impl Reply {
         self
     }
 
+    /// The reply `chunks` make, assembled as a [`ReplyBuilder`] does.
+    pub fn from_chunks(chunks: impl IntoIterator<Item = Chunk>) -> Self {
+        let mut reply = ReplyBuilder::default();
+        for chunk in chunks {
+            reply.push(chunk);
+        }
+        reply.finish()
+    }
+
     /// The reply as a provider would stream it: text and reasoning split
     /// into word-sized chunks, each tool call's arguments split in two, then
     /// usage and the finish reason.
