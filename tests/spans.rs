@@ -454,3 +454,64 @@ async fn a_providers_call_names_its_server_and_the_model_that_answered() {
     assert_eq!(chat["gen_ai.usage.reasoning.output_tokens"], "17");
     assert_eq!(chat["gen_ai.usage.output_tokens"], "20");
 }
+
+/// A fork's branches are runs of their own, traced beneath a fork span in
+/// the run: one trace for the whole fan-out.
+#[tokio::test]
+async fn a_forks_branches_are_spans_beneath_the_fork() {
+    use serde_json::json;
+    use statewise::state::{FnState, Fork};
+    use statewise::Next;
+    use tracing_subscriber::layer::SubscriberExt;
+    let spans = Spans::default();
+    let subscriber = tracing_subscriber::registry().with(spans.clone());
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let machine = Machine::new("plan")
+        .with_state(FnState::new(
+            "plan",
+            |_: &mut Env| Ok(()),
+            |_: &Env| {
+                Next::fork(
+                    ["a", "b", "c"]
+                        .iter()
+                        .fold(Fork::join_at("join"), |f, q| f.branch("leaf", json!(q))),
+                )
+            },
+        ))
+        .with_state(FnState::new(
+            "leaf",
+            |env: &mut Env| {
+                env.answer = Some("leaf".into());
+                Ok(())
+            },
+            |_: &Env| Next::End,
+        ))
+        .with_state(FnState::new(
+            "join",
+            |env: &mut Env| {
+                env.answer = Some(format!("{} branches", env.branches.len()));
+                Ok(())
+            },
+            |_: &Env| Next::End,
+        ));
+    let out = machine.run(Env::new()).await.unwrap();
+    assert_eq!(out.answer.as_deref(), Some("3 branches"));
+
+    let spans = spans.0.lock().unwrap().clone();
+    let runs: Vec<_> = spans.iter().filter(|s| s.0 == "invoke_agent").collect();
+    assert_eq!(runs.len(), 4, "the run and its three branches");
+    let branches: Vec<_> = runs.iter().filter(|s| s.2.is_some()).collect();
+    assert_eq!(branches.len(), 3, "{runs:?}");
+    assert!(
+        branches
+            .iter()
+            .all(|b| b.2.as_deref() == Some("statewise.fork")),
+        "{branches:?}"
+    );
+    let fork = spans.iter().find(|s| s.0 == "statewise.fork").unwrap();
+    assert_eq!(fork.2.as_deref(), Some("invoke_agent"));
+    assert_eq!(fork.1["branches"], "3");
+    assert!(branches
+        .iter()
+        .all(|b| b.1["statewise.run_id"].starts_with(&out.run_id)));
+}

@@ -96,9 +96,16 @@ impl Machine {
                     // The branches run as child runs; their events pass through.
                     let shared = spent.clone().unwrap_or_else(|| Spent::new(env.usage));
                     let forking = from.clone().unwrap_or_default();
+                    // The branches' runs are traced beneath the fork.
+                    let fork_span = tracing::info_span!(
+                        parent: &run_span,
+                        "statewise.fork",
+                        from = %forking,
+                        branches = fork.branches.len(),
+                    );
                     let mut branches = machine.run_fork(&fork, &env, &forking, &run_id, &branch, &shared, run_deadline);
                     let mut joined = None;
-                    while let Some(item) = branches.next().await {
+                    while let Some(item) = branches.next().instrument(fork_span.clone()).await {
                         match item {
                             ChildItem::Event(e) => yield Driven::Event(*e),
                             // Kept boxed: the generator every run carries stays small.
@@ -170,7 +177,8 @@ impl Machine {
                         let shared = spent.clone().unwrap_or_else(|| Spent::new(env.usage));
                         let mut child = machine.run_sub(&sub, &env, &run_id, &branch, &shared, run_deadline);
                         let mut ended = None;
-                        while let Some(item) = child.next().await {
+                        // The sub-machine's run is traced beneath this state.
+                        while let Some(item) = child.next().instrument(state_span.clone()).await {
                             match item {
                                 ChildItem::Event(e) => yield Driven::Event(*e),
                                 // Kept boxed, as a fork's result is.
