@@ -515,3 +515,38 @@ async fn a_forks_branches_are_spans_beneath_the_fork() {
         .iter()
         .all(|b| b.1["statewise.run_id"].starts_with(&out.run_id)));
 }
+
+/// A sub-machine's run is traced beneath the parent's state that runs it.
+#[tokio::test]
+async fn a_sub_machines_run_is_a_span_beneath_its_state() {
+    use statewise::machine::SubMachine;
+    use statewise::state::FnState;
+    use statewise::Next;
+    use tracing_subscriber::layer::SubscriberExt;
+    let spans = Spans::default();
+    let subscriber = tracing_subscriber::registry().with(spans.clone());
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let inner = Machine::new("look")
+        .named("researcher")
+        .with_state(FnState::new(
+            "look",
+            |env: &mut Env| {
+                env.answer = Some("found".into());
+                Ok(())
+            },
+            |_: &Env| Next::End,
+        ));
+    let machine = Machine::new("research")
+        .with_machine(SubMachine::new("research", inner).transition(|_: &Env| Next::End));
+    let out = machine.run(Env::new()).await.unwrap();
+    assert_eq!(out.answer.as_deref(), Some("found"));
+
+    let spans = spans.0.lock().unwrap().clone();
+    let runs: Vec<_> = spans.iter().filter(|s| s.0 == "invoke_agent").collect();
+    assert_eq!(runs.len(), 2, "{runs:?}");
+    let sub = runs
+        .iter()
+        .find(|s| s.2.is_some())
+        .expect("the sub-machine's run has a parent");
+    assert_eq!(sub.2.as_deref(), Some("statewise.state"));
+}
