@@ -91,6 +91,18 @@ impl RedisConn {
             }
         }
     }
+
+    /// The value of `field` in hash `key` (`HGET`), sent as [`run`](Self::run) does.
+    pub(crate) async fn hget(&self, key: &str, field: &str) -> Result<Option<String>, StoreError> {
+        self.run(|mut conn| async move {
+            redis::cmd("HGET")
+                .arg(key)
+                .arg(field)
+                .query_async(&mut conn)
+                .await
+        })
+        .await
+    }
 }
 
 /// Whether sending the command again may succeed.

@@ -424,19 +424,9 @@ impl Journal for RedisStore {
         key: &'a str,
     ) -> BoxFuture<'a, Result<Option<Observation>, JournalError>> {
         Box::pin(async move {
-            let effects = self.key(run_id, "effects");
-            let text: Option<String> = self
+            let text = self
                 .conn
-                .run(|mut conn| {
-                    let effects = &effects;
-                    async move {
-                        redis::cmd("HGET")
-                            .arg(effects)
-                            .arg(key)
-                            .query_async(&mut conn)
-                            .await
-                    }
-                })
+                .hget(&self.key(run_id, "effects"), key)
                 .await
                 .map_err(|e| JournalError(Box::new(e)))?;
             text.map(|t| from_json(&t, run_id).map_err(|e| JournalError(Box::new(e))))

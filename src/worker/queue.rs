@@ -107,20 +107,7 @@ impl RunQueue {
 
     /// The outcome of run `run_id`, if it has one yet.
     pub async fn outcome(&self, run_id: &str) -> Result<Option<Outcome>, QueueError> {
-        let key = self.keys.outcomes();
-        let text: Option<String> = self
-            .conn
-            .run(|mut conn| {
-                let key = &key;
-                async move {
-                    redis::cmd("HGET")
-                        .arg(key)
-                        .arg(run_id)
-                        .query_async(&mut conn)
-                        .await
-                }
-            })
-            .await?;
+        let text = self.conn.hget(&self.keys.outcomes(), run_id).await?;
         text.map(|t| parse(&t, &format!("the outcome of run `{run_id}`")))
             .transpose()
     }

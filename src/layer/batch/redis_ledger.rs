@@ -64,20 +64,7 @@ impl BatchLedger for RedisLedger {
         custom_id: &'a str,
     ) -> BoxFuture<'a, Result<Option<LedgerEntry>, StoreError>> {
         Box::pin(async move {
-            let key = self.calls();
-            let text: Option<String> = self
-                .conn
-                .run(|mut conn| {
-                    let key = &key;
-                    async move {
-                        redis::cmd("HGET")
-                            .arg(key)
-                            .arg(custom_id)
-                            .query_async(&mut conn)
-                            .await
-                    }
-                })
-                .await?;
+            let text = self.conn.hget(&self.calls(), custom_id).await?;
             let Some(text) = text else { return Ok(None) };
             let stored: Stored =
                 serde_json::from_str(&text).map_err(|source| StoreError::Corrupt {
