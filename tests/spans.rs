@@ -54,6 +54,16 @@ type SeenSpan = (String, HashMap<String, String>, Option<String>);
 #[derive(Default, Clone)]
 struct Spans(Arc<Mutex<Vec<SeenSpan>>>);
 
+impl Spans {
+    /// Spans seen on this thread from now until the guard drops.
+    fn capture() -> (Spans, tracing::subscriber::DefaultGuard) {
+        use tracing_subscriber::layer::SubscriberExt;
+        let spans = Spans::default();
+        let subscriber = tracing_subscriber::registry().with(spans.clone());
+        (spans, tracing::subscriber::set_default(subscriber))
+    }
+}
+
 struct Fields<'a>(&'a mut HashMap<String, String>);
 
 impl tracing::field::Visit for Fields<'_> {
@@ -104,10 +114,7 @@ where
 
 #[tokio::test]
 async fn runs_states_model_calls_and_tools_are_tracing_spans() {
-    use tracing_subscriber::layer::SubscriberExt;
-    let spans = Spans::default();
-    let subscriber = tracing_subscriber::registry().with(spans.clone());
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let (spans, _guard) = Spans::capture();
     let out = agent().run(Env::from_user("1234 * 5678?")).await.unwrap();
 
     let spans = spans.0.lock().unwrap().clone();
@@ -153,10 +160,7 @@ async fn runs_states_model_calls_and_tools_are_tracing_spans() {
 
 #[tokio::test]
 async fn content_is_on_spans_only_when_asked_and_then_redacted() {
-    use tracing_subscriber::layer::SubscriberExt;
-    let spans = Spans::default();
-    let subscriber = tracing_subscriber::registry().with(spans.clone());
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let (spans, _guard) = Spans::capture();
     let mut redactor = statewise::trace::Redactor::default();
     redactor.add("hunter2-hunter2");
     let machine = agent().named("calculator-agent").span_content(redactor);
@@ -198,6 +202,15 @@ mod otel {
     use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider, SpanData};
     use tracing_subscriber::layer::SubscriberExt;
 
+    /// A provider exporting to memory, at once as each span ends.
+    fn in_memory() -> (InMemorySpanExporter, SdkTracerProvider) {
+        let exporter = InMemorySpanExporter::default();
+        let provider = SdkTracerProvider::builder()
+            .with_simple_exporter(exporter.clone())
+            .build();
+        (exporter, provider)
+    }
+
     fn attribute(span: &SpanData, key: &str) -> Option<String> {
         span.attributes
             .iter()
@@ -207,10 +220,7 @@ mod otel {
 
     #[tokio::test]
     async fn spans_reach_opentelemetry_with_names_attributes_and_parents() {
-        let exporter = InMemorySpanExporter::default();
-        let provider = SdkTracerProvider::builder()
-            .with_simple_exporter(exporter.clone())
-            .build();
+        let (exporter, provider) = in_memory();
         let subscriber = tracing_subscriber::registry().with(statewise::otel::layer(&provider));
         let _guard = tracing::subscriber::set_default(subscriber);
         let out = agent()
@@ -280,10 +290,7 @@ mod otel {
 
     #[tokio::test]
     async fn a_traceparent_continues_another_process_trace() {
-        let exporter = InMemorySpanExporter::default();
-        let provider = SdkTracerProvider::builder()
-            .with_simple_exporter(exporter.clone())
-            .build();
+        let (exporter, provider) = in_memory();
         let subscriber = tracing_subscriber::registry().with(statewise::otel::layer(&provider));
         let _guard = tracing::subscriber::set_default(subscriber);
         // The submitter's side.
@@ -353,10 +360,7 @@ mod otel {
         use statewise::worker::{RunQueue, Worker};
         use tracing::instrument::WithSubscriber;
         use tracing::Instrument;
-        let exporter = InMemorySpanExporter::default();
-        let provider = SdkTracerProvider::builder()
-            .with_simple_exporter(exporter.clone())
-            .build();
+        let (exporter, provider) = in_memory();
         let dispatch = tracing::Dispatch::new(
             tracing_subscriber::registry().with(statewise::otel::layer(&provider)),
         );
@@ -413,7 +417,6 @@ mod otel {
 #[tokio::test]
 async fn a_providers_call_names_its_server_and_the_model_that_answered() {
     use statewise::model::{ChatRequest, OpenAi, ReplyStream};
-    use tracing_subscriber::layer::SubscriberExt;
     let app = axum::Router::new().route(
         "/v1/chat/completions",
         axum::routing::post(|| async {
@@ -434,9 +437,7 @@ async fn a_providers_call_names_its_server_and_the_model_that_answered() {
         .build()
         .unwrap();
 
-    let spans = Spans::default();
-    let subscriber = tracing_subscriber::registry().with(spans.clone());
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let (spans, _guard) = Spans::capture();
     let request = ChatRequest::new(vec![statewise::Message::user("2+2?")]);
     let mut call = ReplyStream::call(&model, request, &Default::default());
     use futures::StreamExt;
@@ -462,10 +463,7 @@ async fn a_forks_branches_are_spans_beneath_the_fork() {
     use serde_json::json;
     use statewise::state::{FnState, Fork};
     use statewise::Next;
-    use tracing_subscriber::layer::SubscriberExt;
-    let spans = Spans::default();
-    let subscriber = tracing_subscriber::registry().with(spans.clone());
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let (spans, _guard) = Spans::capture();
     let machine = Machine::new("plan")
         .with_state(FnState::new(
             "plan",
@@ -522,10 +520,7 @@ async fn a_sub_machines_run_is_a_span_beneath_its_state() {
     use statewise::machine::SubMachine;
     use statewise::state::FnState;
     use statewise::Next;
-    use tracing_subscriber::layer::SubscriberExt;
-    let spans = Spans::default();
-    let subscriber = tracing_subscriber::registry().with(spans.clone());
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let (spans, _guard) = Spans::capture();
     let inner = Machine::new("look")
         .named("researcher")
         .with_state(FnState::new(
