@@ -55,6 +55,20 @@ fn openai(mock: &Mock) -> OpenAi {
         .unwrap()
 }
 
+/// `model` on OpenAI's batch lane with a ledger in memory, sending each
+/// batch once calls have stopped arriving for 100 ms.
+fn openai_lane(model: &OpenAi, on_expired: OnExpired) -> ViaBatch<OpenAi> {
+    ViaBatch::new(
+        model.clone(),
+        Arc::new(OpenAiBatch::new(model)),
+        Arc::new(MemoryLedger::new()),
+        BatchConfig {
+            quiet: Duration::from_millis(100),
+            ..config(on_expired)
+        },
+    )
+}
+
 fn anthropic(mock: &Mock) -> Anthropic {
     Anthropic::builder("claude-mock")
         .base_url(&mock.url)
@@ -237,15 +251,7 @@ async fn the_runner_killed_mid_batch_resumes_without_paying_twice() {
 async fn an_expired_request_falls_back_to_realtime_and_a_rejected_one_is_the_vendors_error() {
     let mock = Arc::new(batch_mock::openai::start().await);
     let model = openai(&mock);
-    let lane = ViaBatch::new(
-        model.clone(),
-        Arc::new(OpenAiBatch::new(&model)),
-        Arc::new(MemoryLedger::new()),
-        BatchConfig {
-            quiet: Duration::from_millis(300),
-            ..config(OnExpired::Realtime)
-        },
-    );
+    let lane = openai_lane(&model, OnExpired::Realtime);
     let ask = |q: &str| ChatRequest::new(vec![Message::user(q)]);
     let key = |q: &str| statewise::layer::cache_key(model.name(), &ask(q));
     mock.books().stall.insert(key("late"));
@@ -322,15 +328,7 @@ async fn a_ledger_on_disk_and_a_wrong_key_fail_cleanly() {
 async fn a_failed_batch_fails_its_calls_and_a_cancelled_one_goes_out_again() {
     let mock = Arc::new(batch_mock::openai::start().await);
     let model = openai(&mock);
-    let lane = ViaBatch::new(
-        model.clone(),
-        Arc::new(OpenAiBatch::new(&model)),
-        Arc::new(MemoryLedger::new()),
-        BatchConfig {
-            quiet: Duration::from_millis(100),
-            ..config(OnExpired::Resubmit)
-        },
-    );
+    let lane = openai_lane(&model, OnExpired::Resubmit);
     let ask = |q: &str| ChatRequest::new(vec![Message::user(q)]);
     let clock = mock.run_clock(MINUTE);
 
