@@ -7,6 +7,7 @@
 //! [`approval`]).
 
 pub mod approval;
+pub mod client;
 mod context;
 #[cfg(feature = "mcp")]
 pub mod mcp;
@@ -351,6 +352,8 @@ pub struct Toolbox {
     allow: Option<BTreeSet<String>>,
     /// Tools whose calls wait for a person's approval.
     approval: Arc<BTreeSet<String>>,
+    /// Tools the caller runs ([`client`]), by name.
+    client: Arc<BTreeMap<String, ToolSpec>>,
     /// Time limits and retries by tool name, and for the rest.
     policies: Arc<BTreeMap<String, ToolPolicy>>,
     default_policy: ToolPolicy,
@@ -377,6 +380,7 @@ impl Toolbox {
             source,
             allow: None,
             approval: Arc::default(),
+            client: Arc::default(),
             policies: Arc::default(),
             default_policy: ToolPolicy::default(),
             listing: Arc::default(),
@@ -397,6 +401,21 @@ impl Toolbox {
     pub fn require_approval<S: Into<String>>(mut self, names: impl IntoIterator<Item = S>) -> Self {
         Arc::make_mut(&mut self.approval).extend(names.into_iter().map(Into::into));
         self
+    }
+
+    /// Offers `tools` to the model as tools the caller runs
+    /// ([`client`]): the stock tool state pauses the run on their calls
+    /// with a [`client::client_request`] and records the results the
+    /// caller replies with. A client tool hides a registered tool of the
+    /// same name.
+    pub fn with_client_tools(mut self, tools: impl IntoIterator<Item = ToolSpec>) -> Self {
+        Arc::make_mut(&mut self.client).extend(tools.into_iter().map(|t| (t.name.clone(), t)));
+        self.relisted()
+    }
+
+    /// Whether tool `name` is one the caller runs.
+    pub fn is_client_tool(&self, name: &str) -> bool {
+        self.client.contains_key(name)
     }
 
     /// Runs tool `name`'s calls under `policy` (time limit, retries).
@@ -434,12 +453,15 @@ impl Toolbox {
     }
 
     fn specs_of(&self, registry: &ToolRegistry) -> Arc<[ToolSpec]> {
-        registry
+        let mut specs: Vec<ToolSpec> = registry
             .tools
             .iter()
-            .filter(|(n, _)| self.allowed(n))
+            .filter(|(n, _)| self.allowed(n) && !self.client.contains_key(*n))
             .map(|(_, t)| t.spec())
-            .collect()
+            .chain(self.client.values().cloned())
+            .collect();
+        specs.sort_by(|a, b| a.name.cmp(&b.name));
+        specs.into()
     }
 
     /// The registry as the source has it now, with the specs read from it.
@@ -570,11 +592,7 @@ impl Toolbox {
                 (json!({ "error": e.to_string() }), true)
             }
             Err(panic) => {
-                let message = panic
-                    .downcast_ref::<&str>()
-                    .map(|s| s.to_string())
-                    .or_else(|| panic.downcast_ref::<String>().cloned())
-                    .unwrap_or_else(|| "unknown panic".to_owned());
+                let message = crate::panic::panic_message(&*panic);
                 span.record(sc::ERROR_TYPE, "panic");
                 crate::metric::tool_call(&call.name, "panic", started.elapsed());
                 (

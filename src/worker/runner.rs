@@ -490,11 +490,7 @@ impl Worker {
             .unwrap_or_else(|p| p.into_inner())
             .remove(&delivery.entry);
         if let Err(panic) = ran {
-            let message = panic
-                .downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| panic.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "unknown panic".to_owned());
+            let message = crate::panic::panic_message(&*panic);
             self.release(&delivery.run_id, &format!("the run panicked: {message}"))
                 .await;
         }

@@ -326,7 +326,7 @@ impl State for Decide {
                 }
             };
             let Some(spec) = tool else { return };
-            let call = ToolCall::new(format!("call_{}_0", env.step), spec.name.clone(), arguments);
+            let call = ToolCall::new(format!("{}0", crate::reasoning::call_id_prefix(env)), spec.name.clone(), arguments);
             // Written as the call alone: the conversation shows it as the
             // action it stands for.
             let mut message = Message::assistant("");

@@ -387,7 +387,8 @@ impl State for Reasoning {
             // The answer's text as it is written, for JSON actions.
             let mut answer = (!native && self.stream_answer).then(AnswerReader::default);
             // Its tool calls as they are written (native ones come drafted).
-            let mut drafts = ToolCallReader::new(call_id_prefix(env.step));
+            let prefix = call_id_prefix(env);
+            let mut drafts = ToolCallReader::new(prefix.clone());
             let mut streamed = String::new();
             while let Some(piece) = call.next().await {
                 let emit = Emit::from(piece?);
@@ -423,7 +424,7 @@ impl State for Reasoning {
                 }
             } else {
                 match reader.finish() {
-                    Ok(action) => Ok(renumber(action, env.step)),
+                    Ok(action) => Ok(renumber(action, &prefix)),
                     Err(ParseError::Repair(RepairError::NoJson { .. })) if self.prose_is_answer => {
                         Ok(Action::FinalAnswer(reply.text.trim().to_owned()))
                     }
@@ -529,16 +530,16 @@ impl State for Reasoning {
     }
 }
 
-/// Gives JSON-action calls ids unique within the run, so every observation
-/// points at exactly one call.
-fn renumber(action: Action, step: u32) -> Action {
+/// Gives JSON-action calls ids unique within the conversation, so every
+/// observation points at exactly one call.
+fn renumber(action: Action, prefix: &str) -> Action {
     match action {
         Action::ToolCalls(calls) => Action::ToolCalls(
             calls
                 .into_iter()
                 .enumerate()
                 .map(|(i, mut c)| {
-                    c.id = format!("{}{i}", call_id_prefix(step));
+                    c.id = format!("{prefix}{i}");
                     c
                 })
                 .collect(),
@@ -547,7 +548,24 @@ fn renumber(action: Action, step: u32) -> Action {
     }
 }
 
-/// What the ids of a step's JSON-action calls begin with.
-fn call_id_prefix(step: u32) -> String {
-    format!("call_{step}_")
+/// What the ids of a step's JSON-action calls begin with: `call_{step}_`,
+/// unless an earlier run of the conversation (a web client's thread, say)
+/// already used it; then the message count makes it unique.
+pub(crate) fn call_id_prefix(env: &Env) -> String {
+    let plain = format!("call_{}_", env.step);
+    let used = env
+        .messages
+        .iter()
+        .flat_map(|m| {
+            m.tool_calls
+                .iter()
+                .map(|c| c.id.as_str())
+                .chain(m.tool_call_id.as_deref())
+        })
+        .any(|id| id.starts_with(&plain));
+    if used {
+        format!("call_{}_{}_", env.step, env.messages.len())
+    } else {
+        plain
+    }
 }

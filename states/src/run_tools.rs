@@ -4,6 +4,7 @@ use std::time::Instant;
 
 use futures::stream::{FuturesUnordered, StreamExt};
 use statewise::tool::approval::{approval_request, Approvals, Verdict};
+use statewise::tool::client::{client_request, ClientResults};
 use statewise::tool::{ToolContext, Toolbox};
 use statewise::{Emit, EmitStream, Env, Message, Next, Observation, State, StateError, ToolCall};
 
@@ -21,6 +22,12 @@ use crate::{ACTION, REASONING};
 /// (with edited arguments where the person edited them), and turns each
 /// rejected one into the error observation "rejected by the user:
 /// <reason>". Nothing runs before the reply, so nothing runs twice.
+///
+/// Calls of client tools ([`Toolbox::with_client_tools`]) are the caller's
+/// to run: once approvals are settled, the run pauses with one
+/// [`client_request`] for them, and the results in the reply
+/// ([`ClientResults`]) become their observations, beside those of the
+/// tools run here.
 ///
 /// Its name is `action` unless renamed ([`ACTION`](crate::ACTION)), as the
 /// stock Reasoning state routes tool calls there.
@@ -86,10 +93,30 @@ impl State for RunTools {
                     Some(reply) => Some(Approvals::from_reply(reply).map_err(StateError::custom)?),
                 }
             };
+            // Calls the caller runs: ask for their results once, after the
+            // approvals (so a rejected call is never handed out).
+            let client: Vec<&ToolCall> =
+                calls.iter().filter(|c| self.tools.is_client_tool(&c.name)).collect();
+            let client_results = if client.is_empty() {
+                None
+            } else {
+                let request = client_request(&client);
+                match env.reply(&request.id) {
+                    None => {
+                        yield Emit::Interrupt(Box::new(request));
+                        return;
+                    }
+                    Some(reply) => Some(ClientResults::from_reply(reply)),
+                }
+            };
             env.action = None;
             let mut done: Vec<Option<Observation>> = vec![None; calls.len()];
             let mut approved = Vec::with_capacity(calls.len());
             for (i, call) in calls.iter().enumerate() {
+                if let (Some(results), true) = (&client_results, self.tools.is_client_tool(&call.name)) {
+                    done[i] = Some(results.observe(call));
+                    continue;
+                }
                 match approvals.as_ref().filter(|_| self.tools.needs_approval(&call.name)) {
                     None => approved.push((i, call.clone())),
                     Some(approvals) => match approvals.apply(call) {
