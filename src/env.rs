@@ -3,6 +3,7 @@
 //! States hold configuration only; every fact a run learns lives here, so a
 //! run can be checkpointed, inspected and replayed from any step.
 
+mod background;
 mod branch;
 mod interrupt;
 mod journal;
@@ -13,6 +14,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+pub use background::Background;
 pub use branch::BranchOutcome;
 pub use interrupt::Interrupt;
 pub use journal::{Journal, JournalError, MemoryJournal};
@@ -312,6 +314,10 @@ pub struct RunSettings {
     /// ([`Machine::span_content`](crate::Machine::span_content)); off by
     /// default.
     pub span_content: Option<std::sync::Arc<crate::redact::Redactor>>,
+    /// Where a state hands off work it does not wait for (a notification,
+    /// a log line): errors are logged and counted, never lost silently
+    /// ([`Machine::with_background`](crate::Machine::with_background)).
+    pub background: Background,
 }
 
 /// Equal when they describe the same run the same way; the cancellation

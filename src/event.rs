@@ -75,6 +75,9 @@ pub enum EventKind {
         /// The error, as recorded in the env.
         error: crate::env::ErrorRecord,
     },
+    /// The env as the state left it, just before `StateExited`; only with
+    /// [`Machine::snapshots`](crate::Machine::snapshots).
+    Snapshot(Box<Env>),
     /// The state ended, and the machine goes to `next`.
     StateExited {
         /// Where the run goes.

@@ -74,6 +74,8 @@
 #![forbid(unsafe_code)]
 
 pub mod action;
+#[cfg(feature = "server")]
+pub mod agui;
 #[cfg(feature = "batch")]
 pub mod batch;
 #[cfg(feature = "console")]
@@ -87,11 +89,14 @@ pub mod metric;
 pub mod model;
 #[cfg(feature = "otel")]
 pub mod otel;
+mod panic;
 mod redact;
 #[cfg(feature = "redis")]
 mod redis_conn;
 pub mod replay;
 pub mod semconv;
+#[cfg(feature = "server")]
+pub mod server;
 pub mod spec;
 #[cfg(feature = "sqlite")]
 mod sqlite;

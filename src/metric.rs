@@ -44,6 +44,9 @@ pub const QUEUE_DEPTH: &str = "statewise_queue_depth";
 /// Runs a worker claimed, by `kind` (`new`, or `reclaimed` from a worker
 /// whose lease lapsed).
 pub const QUEUE_CLAIMS_TOTAL: &str = "statewise_queue_claims_total";
+/// Counter: background tasks that failed, by task name
+/// ([`Background`](crate::env::Background)).
+pub const BACKGROUND_FAILURES_TOTAL: &str = "statewise_background_failures_total";
 
 pub(crate) fn run_ended(machine: &str, outcome: &'static str) {
     metrics::counter!(RUNS_TOTAL, "machine" => machine.to_owned(), "outcome" => outcome)
@@ -100,6 +103,10 @@ pub(crate) fn retry(name: &str) {
 
 pub(crate) fn breaker_state(name: &str, state: u8) {
     metrics::gauge!(CIRCUIT_BREAKER_STATE, &model_labels(name)).set(f64::from(state));
+}
+
+pub(crate) fn background_failed(task: &str) {
+    metrics::counter!(BACKGROUND_FAILURES_TOTAL, "task" => task.to_owned()).increment(1);
 }
 
 /// The `provider` and `model` labels of the model named `name`.

@@ -36,6 +36,8 @@ impl Machine {
         let journal = self.journal.clone();
         let span_content = self.span_content.clone();
         let machine_name = Arc::clone(&self.name);
+        let snapshots = self.snapshots;
+        let background = self.background.clone();
         let checked = if single_step {
             Ok(())
         } else {
@@ -73,6 +75,7 @@ impl Machine {
                 cancel,
                 journal,
                 span_content,
+                background,
             };
             // What this run has added to a shared tally (a branch's), so
             // each state adds only its own spending.
@@ -334,6 +337,9 @@ impl Machine {
                 }
 
                 crate::metric::state_ran(&machine_name, &name, state_started.elapsed());
+                if snapshots {
+                    yield event(EventKind::Snapshot(Box::new(env.clone())));
+                }
                 yield event(EventKind::StateExited { next });
                 from = Some(name.to_string());
                 at = match then {

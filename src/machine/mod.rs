@@ -92,6 +92,8 @@ pub struct Machine {
     journal: Option<Arc<dyn Journal>>,
     tracer: Option<Tracer>,
     record_calls: bool,
+    snapshots: bool,
+    background: crate::env::Background,
     name: Arc<str>,
     span_content: Option<Arc<crate::redact::Redactor>>,
     /// Set once the declared edges were found registered; cleared by
@@ -133,6 +135,8 @@ impl Machine {
             journal: None,
             tracer: None,
             record_calls: false,
+            snapshots: false,
+            background: crate::env::Background::new(),
             name: Arc::from("agent"),
             span_content: None,
             edges_checked: Arc::default(),
@@ -178,6 +182,7 @@ impl Machine {
     fn under(mut self, parent: &Machine) -> Machine {
         self.store.clone_from(&parent.store);
         self.journal.clone_from(&parent.journal);
+        self.background.clone_from(&parent.background);
         self.tracer.clone_from(&parent.tracer);
         self.record_calls |= parent.record_calls;
         self
@@ -326,6 +331,29 @@ impl Machine {
     pub fn record_model_calls(mut self, on: bool) -> Self {
         self.record_calls = on;
         self
+    }
+
+    /// Makes each state end with [`EventKind::Snapshot`]: the env as the
+    /// state left it, for clients that show a run's state as it changes
+    /// (an AG-UI server's `STATE_DELTA`). Off by default, as each one is a
+    /// copy of the env.
+    pub fn snapshots(mut self, on: bool) -> Self {
+        self.snapshots = on;
+        self
+    }
+
+    /// Hands states `background` for the work they do not wait for
+    /// ([`RunSettings::background`](crate::RunSettings::background)); a
+    /// server shares one across its machines and waits for it on shutdown.
+    /// By default each machine has its own.
+    pub fn with_background(mut self, background: crate::env::Background) -> Self {
+        self.background = background;
+        self
+    }
+
+    /// The tracker of the machine's background work.
+    pub fn background(&self) -> &crate::env::Background {
+        &self.background
     }
 
     /// Names the machine (`agent` by default): its runs are

@@ -209,6 +209,7 @@ type ReplyFn = dyn Fn(&ChatRequest) -> Result<Reply, ModelError> + Send + Sync;
 pub struct FnModel {
     name: String,
     reply: Box<ReplyFn>,
+    pace: Option<std::time::Duration>,
 }
 
 impl FnModel {
@@ -220,7 +221,15 @@ impl FnModel {
         FnModel {
             name: name.into(),
             reply: Box::new(reply),
+            pace: None,
         }
+    }
+
+    /// Waits `per_chunk` before each chunk of a reply, as a model that
+    /// takes its time (for demos and load tests; needs a tokio runtime).
+    pub fn paced(mut self, per_chunk: std::time::Duration) -> Self {
+        self.pace = Some(per_chunk);
+        self
     }
 }
 
@@ -238,9 +247,15 @@ impl ChatModel for FnModel {
     }
 
     fn stream(&self, request: ChatRequest) -> ChunkStream<'_> {
-        match (self.reply)(&request) {
-            Ok(reply) => stream::iter(reply.to_chunks().into_iter().map(Ok)).boxed(),
-            Err(e) => stream::once(async { Err(e) }).boxed(),
+        match ((self.reply)(&request), self.pace) {
+            (Ok(reply), None) => stream::iter(reply.to_chunks().into_iter().map(Ok)).boxed(),
+            (Ok(reply), Some(pace)) => stream::iter(reply.to_chunks())
+                .then(move |chunk| async move {
+                    tokio::time::sleep(pace).await;
+                    Ok(chunk)
+                })
+                .boxed(),
+            (Err(e), _) => stream::once(async { Err(e) }).boxed(),
         }
     }
 }
