@@ -8,6 +8,8 @@ mod services;
 mod support;
 
 mod agent_loop;
+#[cfg(feature = "server")]
+mod agui;
 mod anthropic_provider;
 mod batch;
 mod batch_lane;

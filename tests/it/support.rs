@@ -374,6 +374,7 @@ pub fn example(name: &str) -> std::path::PathBuf {
         ("postgres", cfg!(feature = "postgres")),
         ("otel", cfg!(feature = "otel")),
         ("prometheus", cfg!(feature = "prometheus")),
+        ("server", cfg!(feature = "server")),
     ]
     .into_iter()
     .filter_map(|(name, on)| on.then_some(name))

@@ -1,0 +1,102 @@
+//! An agent on the web: an AG-UI server and a page to talk to it.
+//!
+//!     cargo run --features server --example serve
+//!     # then open http://127.0.0.1:3000
+//!
+//! Ask what time it is (a tool call, shown with its arguments and result),
+//! or to email the team (a call that waits for your approval on the page).
+//! Any AG-UI client can use the same agent at `POST /agent`; background
+//! runs are under `/runs`, a WebSocket at `/ws`.
+//!
+//! The model is a deterministic stand-in that streams word by word (no
+//! network, no model file); `--model SPEC` uses a real one
+//! (`openai:gpt-4o-mini`, `local:PATH.gguf` with feature `local`).
+//! `--port N` changes the port (0 picks a free one; the address is
+//! printed either way).
+
+mod demo;
+
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use statewise::model::{FnModel, SharedModel};
+use statewise::server::Server;
+use statewise::tool::{ToolRegistry, Toolbox};
+
+const PAGE: &str = include_str!("page.html");
+
+struct Args {
+    port: u16,
+    model: Option<String>,
+}
+
+fn parse_args() -> Result<Args, String> {
+    let mut args = Args {
+        port: 3000,
+        model: None,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(arg) = it.next() {
+        let mut value = || it.next().ok_or(format!("{arg} needs a value"));
+        match arg.as_str() {
+            "--port" => args.port = value()?.parse().map_err(|e| format!("--port: {e}"))?,
+            "--model" => args.model = Some(value()?),
+            other => {
+                return Err(format!(
+                    "unknown argument {other} (try --port N, --model SPEC)"
+                ))
+            }
+        }
+    }
+    Ok(args)
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let args = match parse_args() {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("serve: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let model: SharedModel = match &args.model {
+        Some(spec) => match statewise::spec::from_spec(spec) {
+            Ok(m) => m,
+            Err(e) => {
+                eprintln!("serve: {e}");
+                return ExitCode::FAILURE;
+            }
+        },
+        None => Arc::new(FnModel::new("demo", demo::assistant).paced(Duration::from_millis(40))),
+    };
+    let registry = Arc::new(
+        ToolRegistry::new()
+            .with(statewise_states::tools::Clock)
+            .with(demo::SendEmail),
+    );
+    let server = Server::new(move |input| {
+        let tools = Toolbox::new(Arc::clone(&registry))
+            .require_approval(["send_email"])
+            .with_client_tools(input.client_tools());
+        statewise_states::agent(Arc::clone(&model), tools)
+    })
+    .with_page(PAGE);
+    let listener = match tokio::net::TcpListener::bind(("127.0.0.1", args.port)).await {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("serve: cannot listen on 127.0.0.1:{}: {e}", args.port);
+            return ExitCode::FAILURE;
+        }
+    };
+    match listener.local_addr() {
+        Ok(addr) => println!("serving on http://{addr}"),
+        Err(e) => eprintln!("serve: {e}"),
+    }
+    if let Err(e) = server.serve(listener).await {
+        eprintln!("serve: {e}");
+        return ExitCode::FAILURE;
+    }
+    ExitCode::SUCCESS
+}

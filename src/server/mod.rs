@@ -1,0 +1,370 @@
+//! The AG-UI web server (feature `server`): agents on the web, over
+//! Server-Sent Events and WebSockets, with runs that outlive a request.
+//!
+//! Every run, direct or background, writes its AG-UI events to a
+//! [`RunLog`]; clients read the log. So a direct `POST /agent` and a
+//! reconnecting `GET /runs/{id}/events` are the same code, a late client
+//! gets the run from its start (or from `Last-Event-ID`), and whether a
+//! run stops when its clients leave is one setting per kind of run
+//! (default: a direct run stops, a background run goes on). Pauses are
+//! checkpoints in the server's [`Store`]: the next request on the thread
+//! resumes them ([`plan`] decides how).
+//!
+//! Routes ([`Server::router`]):
+//!
+//! | route | what |
+//! |---|---|
+//! | `POST /agent` | AG-UI: a `RunAgentInput` in, `text/event-stream` out |
+//! | `POST /runs` | starts a background run; answers `{"runId", "threadId"}` |
+//! | `GET /runs/{id}` | its status |
+//! | `GET /runs/{id}/events` | its events, replayed, then live (`Last-Event-ID`) |
+//! | `DELETE /runs/{id}` | cancels it |
+//! | `GET /ws` | a WebSocket: run, resume and cancel messages in, events out |
+//! | `GET /` | the page, if one is set ([`Server::with_page`]) |
+//! | `GET /metrics` | the metrics, if set ([`Server::with_metrics`]) |
+
+mod http;
+mod log;
+mod plan;
+mod schedule;
+mod ws;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use futures::StreamExt;
+use tracing::Instrument;
+
+use crate::agui::{AgUiEvent, RunAgentInput, RunFinishedOutcome, Translator};
+use crate::env::Background;
+use crate::event::EventKind;
+use crate::machine::Machine;
+use crate::store::{MemoryStore, Store, StoreError};
+
+pub use log::{RunInfo, RunLog, RunStatus};
+pub use schedule::{Overlap, Schedule, ScheduleError, ScheduleHandle};
+
+/// What builds the machine for a request (its client tools, say).
+pub type Agent = dyn Fn(&RunAgentInput) -> Machine + Send + Sync;
+
+/// Why a request could not start a run.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ServerError {
+    /// Resume entries came for a thread that is not paused.
+    #[error("thread {thread_id} has no paused run to resume; send the request without `resume`")]
+    NothingToResume {
+        /// The thread.
+        thread_id: String,
+    },
+    /// The resume entries do not answer what the run waits for.
+    #[error("the run waits for interrupt {waiting:?}, and the resume entries answer {answered:?}")]
+    UnknownInterrupt {
+        /// The ids the entries answer.
+        answered: Vec<String>,
+        /// The id the run waits for.
+        waiting: String,
+    },
+    /// A run of that id is under way.
+    #[error("run {run_id} is already running; start a new run with a new runId")]
+    RunExists {
+        /// The run.
+        run_id: String,
+    },
+    /// No run of that id is known (it never was, or was forgotten).
+    #[error("no run {run_id}; runs are kept for {kept_secs} s after they end")]
+    UnknownRun {
+        /// The run.
+        run_id: String,
+        /// How long ended runs are kept.
+        kept_secs: u64,
+    },
+    /// The request was not a valid `RunAgentInput`.
+    #[error("the request is not an AG-UI RunAgentInput: {0}")]
+    BadInput(String),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl ServerError {
+    /// The error's kind, as a short code (for the response's `code`).
+    pub fn code(&self) -> &'static str {
+        match self {
+            ServerError::NothingToResume { .. } => "nothing_to_resume",
+            ServerError::UnknownInterrupt { .. } => "unknown_interrupt",
+            ServerError::RunExists { .. } => "run_exists",
+            ServerError::UnknownRun { .. } => "unknown_run",
+            ServerError::BadInput(_) => "bad_input",
+            ServerError::Store(_) => "store",
+        }
+    }
+}
+
+/// An AG-UI server for one agent.
+///
+/// ```no_run
+/// use std::sync::Arc;
+/// use statewise::model::ScriptedModel;
+/// use statewise::server::Server;
+/// use statewise::tool::{Toolbox, ToolRegistry};
+///
+/// # async fn run(model: Arc<ScriptedModel>) -> std::io::Result<()> {
+/// let server = Server::new(move |input| {
+///     let tools = Toolbox::new(ToolRegistry::new()).with_client_tools(input.client_tools());
+///     statewise_states::agent(model.clone(), tools)
+/// });
+/// let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
+/// server.serve(listener).await
+/// # }
+/// # mod statewise_states { pub fn agent(_: std::sync::Arc<statewise::model::ScriptedModel>, _: statewise::tool::Toolbox) -> statewise::Machine { unimplemented!() } }
+/// ```
+#[derive(Clone)]
+pub struct Server {
+    agent: Arc<Agent>,
+    store: Arc<dyn Store>,
+    shared: Arc<Shared>,
+    answer_states: Arc<[String]>,
+    direct_stops_when_unread: bool,
+    background_stops_when_unread: bool,
+    keep_ended: Duration,
+    page: Option<Arc<str>>,
+    metrics: Option<Arc<dyn Fn() -> String + Send + Sync>>,
+    background: Background,
+}
+
+impl std::fmt::Debug for Server {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Server")
+            .field("answer_states", &self.answer_states)
+            .field("direct_stops_when_unread", &self.direct_stops_when_unread)
+            .field(
+                "background_stops_when_unread",
+                &self.background_stops_when_unread,
+            )
+            .field("keep_ended", &self.keep_ended)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Default)]
+struct Shared {
+    /// Runs by AG-UI run id.
+    runs: Mutex<HashMap<String, Arc<RunLog>>>,
+    /// The statewise run each paused thread waits in.
+    paused: Mutex<HashMap<String, String>>,
+}
+
+fn locked<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Only inserts and lookups happen under these locks; none panics
+    // halfway.
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl Server {
+    /// A server whose runs `agent` builds, one machine per request, with
+    /// checkpoints in memory; answers come from the `answer` state.
+    pub fn new(agent: impl Fn(&RunAgentInput) -> Machine + Send + Sync + 'static) -> Self {
+        Server {
+            agent: Arc::new(agent),
+            store: Arc::new(MemoryStore::new()),
+            shared: Arc::default(),
+            answer_states: Arc::from(vec!["answer".to_owned()]),
+            direct_stops_when_unread: true,
+            background_stops_when_unread: false,
+            keep_ended: Duration::from_secs(600),
+            page: None,
+            metrics: None,
+            background: Background::new(),
+        }
+    }
+
+    /// Keeps checkpoints (and so pauses) in `store`.
+    pub fn with_store(mut self, store: impl Store + 'static) -> Self {
+        self.store = Arc::new(store);
+        self
+    }
+
+    /// The states whose tokens are the answer's text (default `answer`).
+    pub fn answers_from<S: Into<String>>(mut self, states: impl IntoIterator<Item = S>) -> Self {
+        self.answer_states = states.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Whether a run stops once its last client disconnects: for direct
+    /// runs (`POST /agent`, default yes) and background ones (`POST /runs`,
+    /// default no).
+    pub fn stop_when_unread(mut self, direct: bool, background: bool) -> Self {
+        self.direct_stops_when_unread = direct;
+        self.background_stops_when_unread = background;
+        self
+    }
+
+    /// How long an ended run's events stay readable (default 10 min).
+    pub fn keep_ended(mut self, keep: Duration) -> Self {
+        self.keep_ended = keep;
+        self
+    }
+
+    /// Serves `html` at `/`.
+    pub fn with_page(mut self, html: impl Into<Arc<str>>) -> Self {
+        self.page = Some(html.into());
+        self
+    }
+
+    /// Serves `render()` at `/metrics` (a Prometheus exposition, say:
+    /// `move || handle.render()`).
+    pub fn with_metrics(mut self, render: impl Fn() -> String + Send + Sync + 'static) -> Self {
+        self.metrics = Some(Arc::new(render));
+        self
+    }
+
+    /// The tracker of the states' fire-and-forget work, shared by every
+    /// run's machine; [`serve`](Self::serve) waits for it on shutdown.
+    pub fn background(&self) -> &Background {
+        &self.background
+    }
+
+    /// The run `run_id`, while it is kept.
+    pub fn run(&self, run_id: &str) -> Result<Arc<RunLog>, ServerError> {
+        locked(&self.shared.runs)
+            .get(run_id)
+            .cloned()
+            .ok_or_else(|| ServerError::UnknownRun {
+                run_id: run_id.to_owned(),
+                kept_secs: self.keep_ended.as_secs(),
+            })
+    }
+
+    /// Serves the routes on `listener` until the process ends, then waits
+    /// for background work.
+    pub async fn serve(self, listener: tokio::net::TcpListener) -> std::io::Result<()> {
+        let background = self.background.clone();
+        let served = axum::serve(listener, self.router()).await;
+        background.idle().await;
+        served
+    }
+
+    /// Starts the run `input` asks for (a new one, or the thread's paused
+    /// run resumed) on a task of its own, writing its events to the
+    /// returned log. With `stop_when_unread`, it stops once nobody reads
+    /// them.
+    pub async fn start(
+        &self,
+        input: RunAgentInput,
+        stop_when_unread: bool,
+    ) -> Result<Arc<RunLog>, ServerError> {
+        if let Ok(existing) = self.run(&input.run_id) {
+            if existing.info().status == RunStatus::Running {
+                return Err(ServerError::RunExists {
+                    run_id: input.run_id,
+                });
+            }
+        }
+        let paused_run = locked(&self.shared.paused).get(&input.thread_id).cloned();
+        let paused = match &paused_run {
+            Some(run_id) => self
+                .store
+                .get(run_id, None)
+                .await?
+                .and_then(|c| c.env.interrupt.map(|i| (run_id.clone(), *i))),
+            None => None,
+        };
+        let start = plan::start(&input, paused.as_ref().map(|(id, i)| (id.as_str(), i)))?;
+        let machine = (self.agent)(&input)
+            .with_store(Arc::clone(&self.store))
+            .with_background(self.background.clone())
+            .snapshots(true);
+        let events = match start {
+            plan::Start::Fresh => machine.stream_as(input.run_id.clone(), input.env()),
+            plan::Start::Resume { run_id, reply } => machine.resume_with(&run_id, reply).await?,
+        };
+        let translator = Translator::new(
+            &input.thread_id,
+            &input.run_id,
+            self.answer_states.iter().cloned(),
+        )
+        .known_calls(input.tool_call_ids())
+        .with_state(input.state.clone().filter(|s| !s.is_null()));
+        let log = Arc::new(RunLog::new(
+            input.run_id.clone(),
+            input.thread_id.clone(),
+            stop_when_unread,
+        ));
+        locked(&self.shared.runs).insert(input.run_id.clone(), Arc::clone(&log));
+        let span = tracing::info_span!("statewise.agui_run", thread_id = %input.thread_id, run_id = %input.run_id);
+        tokio::spawn(
+            self.clone()
+                .drive(Arc::clone(&log), events, translator, input.thread_id)
+                .instrument(span),
+        );
+        Ok(log)
+    }
+
+    /// Moves a run's events into its log until it ends or is cancelled.
+    async fn drive(
+        self,
+        log: Arc<RunLog>,
+        mut events: crate::machine::EventStream,
+        mut translator: Translator,
+        thread_id: String,
+    ) {
+        let mut out = vec![translator.start()];
+        log.append(out.drain(..), None);
+        let cancelled = log.cancelled().clone();
+        while !translator.ended() {
+            tokio::select! {
+                biased;
+                () = cancelled.cancelled() => translator.cancel(&mut out),
+                event = events.next() => match event {
+                    Some(event) => {
+                        match &event.kind {
+                            EventKind::Interrupted(output) => {
+                                locked(&self.shared.paused).insert(thread_id.clone(), output.run_id.clone());
+                            }
+                            EventKind::Finished(_) | EventKind::Failed(_) => {
+                                locked(&self.shared.paused).remove(&thread_id);
+                            }
+                            _ => {}
+                        }
+                        translator.push(&event, &mut out);
+                    }
+                    None => translator.cut(&mut out),
+                },
+            }
+            let status = out.last().and_then(status_of);
+            log.append(out.drain(..), status);
+        }
+        // Dropping the machine's stream stops a cancelled run's work.
+        drop(events);
+        let (shared, run_id, keep) = (
+            Arc::clone(&self.shared),
+            log.run_id().to_owned(),
+            self.keep_ended,
+        );
+        tokio::spawn(async move {
+            tokio::time::sleep(keep).await;
+            let mut runs = locked(&shared.runs);
+            if runs.get(&run_id).is_some_and(|l| Arc::ptr_eq(l, &log)) {
+                runs.remove(&run_id);
+            }
+        });
+    }
+}
+
+/// The status a run's last event sets.
+fn status_of(event: &AgUiEvent) -> Option<RunStatus> {
+    match event {
+        AgUiEvent::RunError { .. } => Some(RunStatus::Failed),
+        AgUiEvent::RunFinished { outcome, .. } => Some(match outcome {
+            Some(RunFinishedOutcome::Cancelled) => RunStatus::Cancelled,
+            Some(RunFinishedOutcome::Interrupt { .. }) => RunStatus::Interrupted,
+            Some(RunFinishedOutcome::Success {
+                pending_tool_call_ids,
+            }) if !pending_tool_call_ids.is_empty() => RunStatus::Interrupted,
+            _ => RunStatus::Finished,
+        }),
+        _ => None,
+    }
+}

@@ -1,0 +1,56 @@
+// Drives Debian's Chromium headless through the serve example's page:
+// ask for the time (a tool call, streamed answer), then ask to email the
+// team and approve the call; saves a screenshot.
+//
+//   node browser.mjs '{"url": "...", "screenshot": "...png", "chromium": "/usr/bin/chromium"}'
+//
+// Prints what the page showed, as JSON.
+import { chromium } from "playwright-core";
+
+const args = JSON.parse(process.argv[2]);
+const browser = await chromium.launch({
+  executablePath: args.chromium,
+  args: ["--no-sandbox", "--disable-gpu"],
+});
+const out = {};
+try {
+  const page = await browser.newPage({ viewport: { width: 900, height: 900 } });
+  page.setDefaultTimeout(20000);
+  await page.goto(args.url);
+
+  await page.fill("#question", "What time is it?");
+  await page.click("#send");
+  // A streamed answer: its text grows over several frames.
+  const answer = page.locator(".turn").nth(0).locator(".answer");
+  await answer.waitFor();
+  const lengths = new Set();
+  for (let i = 0; i < 40; i++) {
+    lengths.add((await answer.textContent()).length);
+    if (/Z\.$/.test(await answer.textContent())) break;
+    await page.waitForTimeout(25);
+  }
+  await page.waitForFunction(() => /Z\.$/.test(document.querySelector(".answer")?.textContent ?? ""));
+  out.firstAnswer = await answer.textContent();
+  out.answerLengthsSeen = lengths.size;
+  out.firstToolCall = await page.locator(".turn").nth(0).locator(".tool-call .tool-name").textContent();
+  out.firstToolResult = await page.locator(".turn").nth(0).locator(".tool-result").textContent();
+
+  await page.fill("#question", "Please email the team");
+  await page.click("#send");
+  await page.locator(".approval").waitFor();
+  out.secondToolCall = await page.locator(".turn").nth(1).locator(".tool-call .tool-name").first().textContent();
+  out.approvalQuestion = await page.locator(".approval .question").textContent();
+  out.approvalCall = await page.locator(".approval code").textContent();
+  await page.click(".approval button.approve");
+  await page.waitForFunction(() => [...document.querySelectorAll(".answer")].some((a) => /^Done: .*\)\.$/.test(a.textContent)));
+  const answers = await page.locator(".answer").allTextContents();
+  out.lastAnswer = answers[answers.length - 1];
+  out.toolResults = await page.locator(".turn").nth(1).locator(".tool-result").allTextContents();
+  await page.screenshot({ path: args.screenshot, fullPage: true });
+  out.screenshot = args.screenshot;
+} catch (e) {
+  out.error = String(e && e.message ? e.message : e);
+} finally {
+  await browser.close();
+}
+console.log(JSON.stringify(out));
