@@ -141,27 +141,72 @@ pub enum MetricsError {
         /// What the exporter said.
         message: String,
     },
+    /// The recorder could not be installed (another one is).
+    #[error(
+        "cannot install the Prometheus recorder: {message}; is another metrics recorder installed?"
+    )]
+    Recorder {
+        /// What the exporter said.
+        message: String,
+    },
 }
 
-/// Installs a Prometheus recorder as the process's metrics recorder and
-/// serves its exposition at `http://{addr}/metrics` (any path answers).
-/// Durations get buckets from 5 ms to 2 min. Call it from within a Tokio
-/// runtime, once.
+/// The Prometheus builder with duration buckets from 5 ms to 2 min.
 #[cfg(feature = "prometheus")]
-pub fn serve_prometheus(addr: std::net::SocketAddr) -> Result<(), MetricsError> {
+fn prometheus() -> Result<metrics_exporter_prometheus::PrometheusBuilder, String> {
     use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
-    let install = |message: String| MetricsError::Install { addr, message };
     const SECONDS: [f64; 13] = [
         0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 120.0,
     ];
     PrometheusBuilder::new()
-        .with_http_listener(addr)
         .set_buckets_for_metric(Matcher::Suffix("seconds".to_owned()), &SECONDS)
-        .map_err(|e| install(e.to_string()))?
-        .install()
+        .map_err(|e| e.to_string())
+}
+
+/// Installs a Prometheus recorder as the process's metrics recorder and
+/// serves its exposition at `http://{addr}/metrics` (any path answers).
+/// Call it from within a Tokio runtime, once. The handle renders the same
+/// exposition, for another endpoint
+/// (the web server's `Server::with_metrics`, say).
+#[cfg(feature = "prometheus")]
+pub fn serve_prometheus(
+    addr: std::net::SocketAddr,
+) -> Result<metrics_exporter_prometheus::PrometheusHandle, MetricsError> {
+    let install = |message: String| MetricsError::Install { addr, message };
+    let (recorder, exporter) = prometheus()
+        .map_err(install)?
+        .with_http_listener(addr)
+        .build()
         .map_err(|e| install(e.to_string()))?;
+    let handle = recorder.handle();
+    tokio::spawn(exporter);
+    metrics::set_global_recorder(recorder).map_err(|e| install(e.to_string()))?;
     describe();
-    Ok(())
+    Ok(handle)
+}
+
+/// Installs a Prometheus recorder as the process's metrics recorder,
+/// without a listener of its own: the handle renders the exposition for
+/// an endpoint of yours (the web server's `/metrics`:
+/// `server.with_metrics(move || handle.render())`). A thread runs the
+/// recorder's upkeep every 5 s.
+#[cfg(feature = "prometheus")]
+pub fn install_prometheus() -> Result<metrics_exporter_prometheus::PrometheusHandle, MetricsError> {
+    let recorder = |message: String| MetricsError::Recorder { message };
+    let handle = prometheus()
+        .map_err(recorder)?
+        .install_recorder()
+        .map_err(|e| recorder(e.to_string()))?;
+    let upkeep = handle.clone();
+    std::thread::Builder::new()
+        .name("statewise-prometheus-upkeep".to_owned())
+        .spawn(move || loop {
+            std::thread::sleep(std::time::Duration::from_secs(5));
+            upkeep.run_upkeep();
+        })
+        .map_err(|e| recorder(e.to_string()))?;
+    describe();
+    Ok(handle)
 }
 
 /// Help texts for the exposition.

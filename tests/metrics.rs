@@ -109,7 +109,7 @@ async fn the_prometheus_endpoint_shows_runs_calls_tokens_tools_and_the_queue() {
         .unwrap()
         .port();
     let addr: std::net::SocketAddr = ([127, 0, 0, 1], port).into();
-    metric::serve_prometheus(addr).unwrap();
+    let handle = metric::serve_prometheus(addr).unwrap();
 
     let agent = statewise_states::agent(
         Arc::new(model()),
@@ -186,6 +186,53 @@ async fn the_prometheus_endpoint_shows_runs_calls_tokens_tools_and_the_queue() {
         assert!(v(metric::QUEUE_CLAIMS_TOTAL, &[("kind", "new")]).unwrap() >= 3.0);
         assert!(v(metric::QUEUE_DEPTH, &[]).is_some(), "{text}");
     }
+    #[cfg(feature = "server")]
+    web_server_metrics(handle).await;
+    #[cfg(not(feature = "server"))]
+    drop(handle);
+}
+
+/// The web server's `/metrics` renders the same recorder, its runs
+/// counted under the server's machine name.
+#[cfg(feature = "server")]
+async fn web_server_metrics(handle: metrics_exporter_prometheus::PrometheusHandle) {
+    use statewise::server::Server;
+    let server = Server::new(|_| {
+        statewise_states::agent(
+            Arc::new(FnModel::new("openai:gpt-web", |_: &ChatRequest| {
+                Ok(Reply::text(r#"{"final_answer": "hi"}"#))
+            })),
+            Toolbox::new(ToolRegistry::new()),
+        )
+        .named("web")
+    })
+    .with_metrics(move || handle.render());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(server.serve(listener));
+    let http = reqwest::Client::new();
+    let input = serde_json::json!({"threadId": "t", "runId": "web-1", "messages": [{"id": "u", "role": "user", "content": "hi"}]});
+    let body = http
+        .post(format!("{url}/agent"))
+        .json(&input)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(body.contains("RUN_FINISHED"), "{body}");
+    let text = http
+        .get(format!("{url}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let s = samples(&text);
+    let web = [("machine", "web"), ("outcome", "finished")];
+    assert_eq!(value(&s, metric::RUNS_TOTAL, &web), Some(1.0), "{text}");
 }
 
 /// Three runs through the Redis queue and a worker, so the queue's

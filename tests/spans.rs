@@ -352,6 +352,46 @@ mod otel {
         assert!(!services.is_empty());
     }
 
+    /// A request to the web server with a W3C `traceparent` header is run
+    /// in the client's trace.
+    #[cfg(feature = "server")]
+    #[tokio::test]
+    async fn the_web_server_continues_the_clients_trace() {
+        let (exporter, provider) = in_memory();
+        let subscriber = tracing_subscriber::registry().with(statewise::otel::layer(&provider));
+        let _guard = tracing::subscriber::set_default(subscriber);
+        let server = statewise::server::Server::new(|_| agent());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/agent", listener.local_addr().unwrap());
+        tokio::spawn(server.serve(listener));
+        let (trace, parent) = ("4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7");
+        let input = serde_json::json!({"threadId": "t", "runId": "traced",
+            "messages": [{"id": "u", "role": "user", "content": "1234 * 5678?"}]});
+        let body = reqwest::Client::new()
+            .post(url)
+            .header("traceparent", format!("00-{trace}-{parent}-01"))
+            .json(&input)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(body.contains("RUN_FINISHED"), "{body}");
+        provider.force_flush().unwrap();
+        let spans = exporter.get_finished_spans().unwrap();
+        let run = spans
+            .iter()
+            .find(|s| s.name == "invoke_agent agent")
+            .unwrap();
+        assert_eq!(run.span_context.trace_id().to_string(), trace);
+        let request = spans
+            .iter()
+            .find(|s| s.name == "statewise.request")
+            .unwrap();
+        assert_eq!(request.parent_span_id.to_string(), parent);
+    }
+
     /// A run queued in one trace is run by a worker in the same trace: the
     /// submitter's traceparent travels with the queue entry.
     #[cfg(feature = "redis")]

@@ -34,6 +34,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use futures::StreamExt;
+use tracing::instrument::WithSubscriber;
 use tracing::Instrument;
 
 use crate::agui::{AgUiEvent, RunAgentInput, RunFinishedOutcome, Translator};
@@ -294,10 +295,13 @@ impl Server {
         ));
         locked(&self.shared.runs).insert(input.run_id.clone(), Arc::clone(&log));
         let span = tracing::info_span!("statewise.agui_run", thread_id = %input.thread_id, run_id = %input.run_id);
+        // In the request's span, with the caller's subscriber (a scoped
+        // one, too): the run's spans join the request's trace.
         tokio::spawn(
             self.clone()
                 .drive(Arc::clone(&log), events, translator, input.thread_id)
-                .instrument(span),
+                .instrument(span)
+                .with_current_subscriber(),
         );
         Ok(log)
     }
