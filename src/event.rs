@@ -95,7 +95,7 @@ pub enum EventKind {
 }
 
 /// The result of a finished run.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 pub struct RunOutput {
     /// The final answer, if a state gave one.
     pub answer: Option<String>,

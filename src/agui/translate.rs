@@ -12,13 +12,15 @@
 //! is closed before the run's last event, as clients require.
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 
+use serde::Deserialize;
 use serde_json::Value;
 
 use super::event::{AgUiEvent, Interrupt, RunFinishedOutcome, TokenUsage};
-use crate::env::{Env, Usage};
-use crate::event::{Event, EventKind};
-use crate::state::Emit;
+use crate::env::{Env, ErrorRecord, Usage};
+use crate::event::{Event, EventKind, RunOutput};
+use crate::state::{Emit, Next};
 use crate::tool::client::is_client_request;
 
 /// The AG-UI version this crate speaks.
@@ -172,6 +174,49 @@ impl Translator {
             | EventKind::StateRetried { .. }
             | EventKind::StateFailed { .. } => {}
         }
+    }
+
+    /// The AG-UI events of a run's event as JSON, the way [`Event`]
+    /// serializes (the Redis workers stream them so), appended to `out`.
+    pub fn push_json(
+        &mut self,
+        event: &Value,
+        out: &mut Vec<AgUiEvent>,
+    ) -> Result<(), serde_json::Error> {
+        let wire = WireEvent::deserialize(event)?;
+        let kind = match wire.kind {
+            WireKind::StateEntered => EventKind::StateEntered,
+            WireKind::Emitted(emit) => EventKind::Emitted(emit),
+            WireKind::StateRetried { attempt, reason } => {
+                EventKind::StateRetried { attempt, reason }
+            }
+            WireKind::StateFailed { error } => EventKind::StateFailed { error },
+            WireKind::StateExited { next } => EventKind::StateExited { next },
+            WireKind::Snapshot(env) => EventKind::Snapshot(env),
+            WireKind::Finished(output) => EventKind::Finished(output),
+            WireKind::Interrupted(output) => EventKind::Interrupted(output),
+            // A failure's error is only text and a code on the wire.
+            WireKind::Failed(failure) => {
+                if !self.ended {
+                    self.close_all(out);
+                    self.ended = true;
+                    out.push(AgUiEvent::RunError {
+                        message: failure.error,
+                        code: Some(failure.kind),
+                        usage: Some(usage_of(&failure.env.usage)),
+                    });
+                }
+                return Ok(());
+            }
+        };
+        let event = Event {
+            step: wire.step,
+            state: wire.state,
+            branch: wire.branch,
+            kind,
+        };
+        self.push(&event, out);
+        Ok(())
     }
 
     /// The events that end a run stopped before its end: what is open is
@@ -388,6 +433,40 @@ impl Translator {
     }
 }
 
+/// An [`Event`] as it serializes.
+#[derive(Deserialize)]
+struct WireEvent {
+    step: u32,
+    state: Arc<str>,
+    #[serde(default)]
+    branch: Option<Arc<str>>,
+    #[serde(flatten)]
+    kind: WireKind,
+}
+
+/// [`EventKind`] as it serializes; a failure keeps only its text.
+#[derive(Deserialize)]
+#[serde(tag = "type", content = "data", rename_all = "snake_case")]
+enum WireKind {
+    StateEntered,
+    Emitted(Emit),
+    StateRetried { attempt: u32, reason: String },
+    StateFailed { error: ErrorRecord },
+    StateExited { next: Next },
+    Snapshot(Box<Env>),
+    Finished(Box<RunOutput>),
+    Failed(Box<WireFailure>),
+    Interrupted(Box<RunOutput>),
+}
+
+#[derive(Deserialize)]
+struct WireFailure {
+    kind: String,
+    error: String,
+    #[serde(default)]
+    env: Env,
+}
+
 /// The AG-UI state of a run: its env without the conversation (which
 /// travels as messages) and without the pending request.
 pub fn state_of(env: &Env) -> Value {
@@ -486,9 +565,90 @@ mod tests {
 
     #[test]
     fn a_tool_loop_maps_to_steps_calls_results_and_one_answer_message() {
+        let (events, out) = tool_loop();
+        assert_eq!(
+            types(&out),
+            [
+                "RUN_STARTED",
+                "STEP_STARTED",
+                "TOOL_CALL_START",
+                "TOOL_CALL_ARGS",
+                "TOOL_CALL_END",
+                "STATE_SNAPSHOT",
+                "STEP_FINISHED",
+                "STEP_STARTED",
+                "TOOL_CALL_RESULT",
+                "STEP_FINISHED",
+                "STEP_STARTED",
+                "TEXT_MESSAGE_START",
+                "TEXT_MESSAGE_CONTENT",
+                "STEP_FINISHED",
+                "STEP_STARTED",
+                "TEXT_MESSAGE_CONTENT",
+                "TEXT_MESSAGE_END",
+                "STEP_FINISHED",
+                "STATE_DELTA",
+                "RUN_FINISHED"
+            ]
+        );
+        // The raw JSON the model wrote is not the answer's text.
+        let text: String = out
+            .iter()
+            .filter_map(|e| match e {
+                AgUiEvent::TextMessageContent { delta, .. } => Some(delta.as_str()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(text, "It is noon.");
+        let AgUiEvent::StateDelta { delta } = &out[18] else {
+            panic!("a delta")
+        };
+        let ops = serde_json::to_value(delta).unwrap();
+        assert!(
+            ops.as_array()
+                .unwrap()
+                .iter()
+                .any(|op| op["path"] == "/answer"),
+            "{ops}"
+        );
+
+        // The same events as JSON (as a Redis worker streams them) make
+        // the same AG-UI events.
+        let mut t = Translator::new("t", "r", ["answer"]);
+        let mut again = vec![t.start()];
+        for e in &events {
+            t.push_json(&serde_json::to_value(e).unwrap(), &mut again)
+                .unwrap();
+        }
+        assert_eq!(again, out);
+    }
+
+    #[test]
+    fn a_failure_as_json_is_a_run_error_with_its_code() {
+        let failure = crate::RunFailure {
+            error: crate::MachineError::Interrupted,
+            path: vec![],
+            env: Env::new(),
+            run_id: "r".into(),
+        };
+        let code = failure.error.code();
+        let event = serde_json::to_value(at("s", EventKind::Failed(Box::new(failure)))).unwrap();
+        let mut t = Translator::new("t", "r", ["answer"]);
+        let mut out = Vec::new();
+        t.push_json(&event, &mut out).unwrap();
+        assert!(
+            matches!(&out[..], [AgUiEvent::RunError { code: Some(c), .. }] if *c == code),
+            "{out:?}"
+        );
+        assert!(t.push_json(&json!({"step": "x"}), &mut out).is_err());
+    }
+
+    /// The events of a tool loop, and the AG-UI events they make.
+    fn tool_loop() -> (Vec<Event>, Vec<AgUiEvent>) {
         let mut t = Translator::new("t", "r", ["answer"]);
         let call = ToolCall::new("c1", "clock", json!({}));
         let mut out = vec![t.start()];
+        let mut events = Vec::new();
         let mut env = Env::from_user("time?");
         for e in [
             at("reasoning", EventKind::StateEntered),
@@ -547,62 +707,18 @@ mod tests {
             emit("answer", Emit::Token("noon.".into())),
         ] {
             t.push(&e, &mut out);
+            events.push(e);
         }
         env.answer = Some("It is noon.".into());
         env.step = 4;
-        t.push(
-            &at(
-                "answer",
-                EventKind::Finished(output(Some("It is noon."), env)),
-            ),
-            &mut out,
+        let end = at(
+            "answer",
+            EventKind::Finished(output(Some("It is noon."), env)),
         );
-        assert_eq!(
-            types(&out),
-            [
-                "RUN_STARTED",
-                "STEP_STARTED",
-                "TOOL_CALL_START",
-                "TOOL_CALL_ARGS",
-                "TOOL_CALL_END",
-                "STATE_SNAPSHOT",
-                "STEP_FINISHED",
-                "STEP_STARTED",
-                "TOOL_CALL_RESULT",
-                "STEP_FINISHED",
-                "STEP_STARTED",
-                "TEXT_MESSAGE_START",
-                "TEXT_MESSAGE_CONTENT",
-                "STEP_FINISHED",
-                "STEP_STARTED",
-                "TEXT_MESSAGE_CONTENT",
-                "TEXT_MESSAGE_END",
-                "STEP_FINISHED",
-                "STATE_DELTA",
-                "RUN_FINISHED"
-            ]
-        );
-        // The raw JSON the model wrote is not the answer's text.
-        let text: String = out
-            .iter()
-            .filter_map(|e| match e {
-                AgUiEvent::TextMessageContent { delta, .. } => Some(delta.as_str()),
-                _ => None,
-            })
-            .collect();
-        assert_eq!(text, "It is noon.");
-        let AgUiEvent::StateDelta { delta } = &out[18] else {
-            panic!("a delta")
-        };
-        let ops = serde_json::to_value(delta).unwrap();
-        assert!(
-            ops.as_array()
-                .unwrap()
-                .iter()
-                .any(|op| op["path"] == "/answer"),
-            "{ops}"
-        );
+        t.push(&end, &mut out);
+        events.push(end);
         assert!(t.ended());
+        (events, out)
     }
 
     #[test]

@@ -41,10 +41,13 @@ impl IntoResponse for ServerError {
         let status = match &self {
             ServerError::NothingToResume { .. }
             | ServerError::UnknownInterrupt { .. }
-            | ServerError::RunExists { .. } => StatusCode::CONFLICT,
+            | ServerError::RunExists { .. }
+            | ServerError::NotCancellable { .. } => StatusCode::CONFLICT,
             ServerError::UnknownRun { .. } => StatusCode::NOT_FOUND,
             ServerError::BadInput(_) => StatusCode::BAD_REQUEST,
             ServerError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            #[cfg(feature = "redis")]
+            ServerError::Queue(_) => StatusCode::SERVICE_UNAVAILABLE,
         };
         (
             status,
@@ -92,8 +95,7 @@ async fn start_background(
     let input = input_of(&body)?;
     let thread_id = input.thread_id.clone();
     let span = request_span(&headers);
-    let stop = server.background_stops_when_unread;
-    let log = tracing::Instrument::instrument(server.start(input, stop), span).await?;
+    let log = tracing::Instrument::instrument(server.start_background(input), span).await?;
     let body = json!({"runId": log.run_id(), "threadId": thread_id});
     Ok((
         StatusCode::ACCEPTED,
@@ -114,9 +116,7 @@ async fn cancel(
     State(server): State<Server>,
     Path(id): Path<String>,
 ) -> Result<Response, ServerError> {
-    let log = server.run(&id)?;
-    log.cancel();
-    Ok((StatusCode::ACCEPTED, Json(log.info())).into_response())
+    Ok((StatusCode::ACCEPTED, Json(server.cancel(&id)?)).into_response())
 }
 
 async fn events(

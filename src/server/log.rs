@@ -41,6 +41,8 @@ pub struct RunLog {
     readers: AtomicUsize,
     /// Whether the last reader leaving before the end cancels the run.
     stop_when_unread: bool,
+    /// Whether a queue worker runs it.
+    queued: bool,
 }
 
 #[derive(Debug)]
@@ -66,7 +68,12 @@ pub struct RunInfo {
 }
 
 impl RunLog {
-    pub(crate) fn new(run_id: String, thread_id: String, stop_when_unread: bool) -> Self {
+    pub(crate) fn new(
+        run_id: String,
+        thread_id: String,
+        stop_when_unread: bool,
+        queued: bool,
+    ) -> Self {
         RunLog {
             run_id,
             thread_id,
@@ -78,6 +85,7 @@ impl RunLog {
             cancel: CancellationToken::new(),
             readers: AtomicUsize::new(0),
             stop_when_unread,
+            queued,
         }
     }
 
@@ -106,8 +114,13 @@ impl RunLog {
         }
     }
 
+    /// Whether a queue worker runs it (and the server only follows it).
+    pub fn queued(&self) -> bool {
+        self.queued
+    }
+
     /// Asks the run to stop; it ends with `RUN_FINISHED` (cancelled).
-    pub fn cancel(&self) {
+    pub(crate) fn cancel(&self) {
         self.cancel.cancel();
     }
 
@@ -213,7 +226,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_reader_gets_what_was_sent_then_what_comes_and_ends_with_the_run() {
-        let log = Arc::new(RunLog::new("r".into(), "t".into(), STOP));
+        let log = Arc::new(RunLog::new("r".into(), "t".into(), STOP, false));
         log.append([step("a"), step("b")], None);
         let reading = tokio::spawn({
             let log = Arc::clone(&log);
@@ -230,7 +243,7 @@ mod tests {
 
     #[tokio::test]
     async fn the_last_reader_leaving_cancels_a_run_that_stops_when_unread() {
-        let log = Arc::new(RunLog::new("r".into(), "t".into(), STOP));
+        let log = Arc::new(RunLog::new("r".into(), "t".into(), STOP, false));
         log.append([step("a")], None);
         let mut first = Box::pin(log.events(0));
         assert!(first.next().await.is_some());
@@ -240,7 +253,7 @@ mod tests {
         drop(second);
         assert!(log.cancelled().is_cancelled());
 
-        let kept = Arc::new(RunLog::new("r2".into(), "t".into(), false));
+        let kept = Arc::new(RunLog::new("r2".into(), "t".into(), false, false));
         drop(Box::pin(kept.events(0)));
         assert!(!kept.cancelled().is_cancelled(), "a background run goes on");
     }

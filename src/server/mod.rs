@@ -8,7 +8,12 @@
 //! run stops when its clients leave is one setting per kind of run
 //! (default: a direct run stops, a background run goes on). Pauses are
 //! checkpoints in the server's [`Store`]: the next request on the thread
-//! resumes them ([`plan`] decides how).
+//! resumes them (`plan.rs` decides how). With a Redis [`RunQueue`]
+//! (feature `redis`, [`Server::with_queue`]), background runs go to the
+//! queue's workers instead, and their logs follow the events the workers
+//! stream.
+//!
+//! [`RunQueue`]: crate::worker::RunQueue
 //!
 //! Routes ([`Server::router`]):
 //!
@@ -81,6 +86,17 @@ pub enum ServerError {
         /// How long ended runs are kept.
         kept_secs: u64,
     },
+    /// The run is on the Redis queue; its worker cannot be stopped from
+    /// here.
+    #[error("run {run_id} runs on a queue worker and cannot be cancelled from the server")]
+    NotCancellable {
+        /// The run.
+        run_id: String,
+    },
+    /// The Redis queue refused the run.
+    #[cfg(feature = "redis")]
+    #[error(transparent)]
+    Queue(#[from] crate::worker::QueueError),
     /// The request was not a valid `RunAgentInput`.
     #[error("the request is not an AG-UI RunAgentInput: {0}")]
     BadInput(String),
@@ -97,6 +113,9 @@ impl ServerError {
             ServerError::UnknownInterrupt { .. } => "unknown_interrupt",
             ServerError::RunExists { .. } => "run_exists",
             ServerError::UnknownRun { .. } => "unknown_run",
+            ServerError::NotCancellable { .. } => "not_cancellable",
+            #[cfg(feature = "redis")]
+            ServerError::Queue(_) => "queue",
             ServerError::BadInput(_) => "bad_input",
             ServerError::Store(_) => "store",
         }
@@ -133,6 +152,10 @@ pub struct Server {
     page: Option<Arc<str>>,
     metrics: Option<Arc<dyn Fn() -> String + Send + Sync>>,
     background: Background,
+    /// Where background runs go, and the name the workers know the
+    /// machine by.
+    #[cfg(feature = "redis")]
+    queue: Option<(crate::worker::RunQueue, Arc<str>)>,
 }
 
 impl std::fmt::Debug for Server {
@@ -178,7 +201,25 @@ impl Server {
             page: None,
             metrics: None,
             background: Background::new(),
+            #[cfg(feature = "redis")]
+            queue: None,
         }
+    }
+
+    /// Sends new background runs (`POST /runs`, schedules) to `queue`'s
+    /// workers as runs of the machine they know as `machine`, instead of
+    /// running them here; their events are those the workers stream. A
+    /// queued run that pauses is resumed here, from the store: give the
+    /// server the workers' [`RedisStore`](crate::store::RedisStore) (same
+    /// prefix). Queued runs cannot be cancelled from the server.
+    #[cfg(feature = "redis")]
+    pub fn with_queue(
+        mut self,
+        queue: crate::worker::RunQueue,
+        machine: impl Into<String>,
+    ) -> Self {
+        self.queue = Some((queue, Arc::from(machine.into())));
+        self
     }
 
     /// Keeps checkpoints (and so pauses) in `store`.
@@ -247,6 +288,18 @@ impl Server {
         served
     }
 
+    /// Cancels run `run_id`: it ends with `RUN_FINISHED` (cancelled).
+    pub fn cancel(&self, run_id: &str) -> Result<RunInfo, ServerError> {
+        let log = self.run(run_id)?;
+        if log.queued() {
+            return Err(ServerError::NotCancellable {
+                run_id: run_id.to_owned(),
+            });
+        }
+        log.cancel();
+        Ok(log.info())
+    }
+
     /// Starts the run `input` asks for (a new one, or the thread's paused
     /// run resumed) on a task of its own, writing its events to the
     /// returned log. With `stop_when_unread`, it stops once nobody reads
@@ -255,6 +308,24 @@ impl Server {
         &self,
         input: RunAgentInput,
         stop_when_unread: bool,
+    ) -> Result<Arc<RunLog>, ServerError> {
+        self.start_as(input, stop_when_unread, false).await
+    }
+
+    /// Starts a background run: on the Redis queue if the server has one
+    /// and the request starts a new run, else here (going on without
+    /// clients unless [`stop_when_unread`](Self::stop_when_unread) says
+    /// otherwise).
+    pub async fn start_background(&self, input: RunAgentInput) -> Result<Arc<RunLog>, ServerError> {
+        self.start_as(input, self.background_stops_when_unread, true)
+            .await
+    }
+
+    async fn start_as(
+        &self,
+        input: RunAgentInput,
+        stop_when_unread: bool,
+        enqueue: bool,
     ) -> Result<Arc<RunLog>, ServerError> {
         if let Ok(existing) = self.run(&input.run_id) {
             if existing.info().status == RunStatus::Running {
@@ -273,6 +344,12 @@ impl Server {
             None => None,
         };
         let start = plan::start(&input, paused.as_ref().map(|(id, i)| (id.as_str(), i)))?;
+        #[cfg(feature = "redis")]
+        if let (Some((queue, machine)), plan::Start::Fresh, true) = (&self.queue, &start, enqueue) {
+            return self.enqueue(queue.clone(), machine, input).await;
+        }
+        #[cfg(not(feature = "redis"))]
+        let _ = enqueue;
         let machine = (self.agent)(&input)
             .with_store(Arc::clone(&self.store))
             .with_background(self.background.clone())
@@ -292,6 +369,7 @@ impl Server {
             input.run_id.clone(),
             input.thread_id.clone(),
             stop_when_unread,
+            false,
         ));
         locked(&self.shared.runs).insert(input.run_id.clone(), Arc::clone(&log));
         let span = tracing::info_span!("statewise.agui_run", thread_id = %input.thread_id, run_id = %input.run_id);
@@ -342,6 +420,89 @@ impl Server {
         }
         // Dropping the machine's stream stops a cancelled run's work.
         drop(events);
+        self.forget_later(log);
+    }
+
+    /// Submits a new run to the Redis queue, and follows its events.
+    #[cfg(feature = "redis")]
+    async fn enqueue(
+        &self,
+        queue: crate::worker::RunQueue,
+        machine: &str,
+        input: RunAgentInput,
+    ) -> Result<Arc<RunLog>, ServerError> {
+        let span = tracing::info_span!("statewise.agui_run", thread_id = %input.thread_id, run_id = %input.run_id);
+        // In the request's span: the queue entry carries its trace.
+        queue
+            .submit(machine, &input.run_id, &input.env())
+            .instrument(span.clone())
+            .await?;
+        let translator = Translator::new(
+            &input.thread_id,
+            &input.run_id,
+            self.answer_states.iter().cloned(),
+        )
+        .known_calls(input.tool_call_ids())
+        .with_state(input.state.clone().filter(|s| !s.is_null()));
+        let log = Arc::new(RunLog::new(
+            input.run_id.clone(),
+            input.thread_id.clone(),
+            false,
+            true,
+        ));
+        locked(&self.shared.runs).insert(input.run_id.clone(), Arc::clone(&log));
+        tokio::spawn(
+            self.clone()
+                .follow(Arc::clone(&log), queue, translator, input.thread_id)
+                .instrument(span)
+                .with_current_subscriber(),
+        );
+        Ok(log)
+    }
+
+    /// Moves the events a queue worker streams for a run into its log.
+    #[cfg(feature = "redis")]
+    async fn follow(
+        self,
+        log: Arc<RunLog>,
+        queue: crate::worker::RunQueue,
+        mut translator: Translator,
+        thread_id: String,
+    ) {
+        let mut out = vec![translator.start()];
+        log.append(out.drain(..), None);
+        let run_id = log.run_id().to_owned();
+        let mut events = std::pin::pin!(queue.events(&run_id));
+        while !translator.ended() {
+            match events.next().await {
+                Some(Ok(event)) => {
+                    match event["type"].as_str() {
+                        Some("interrupted") => {
+                            locked(&self.shared.paused).insert(thread_id.clone(), run_id.clone());
+                        }
+                        Some("finished" | "failed") => {
+                            locked(&self.shared.paused).remove(&thread_id);
+                        }
+                        _ => {}
+                    }
+                    if let Err(e) = translator.push_json(&event, &mut out) {
+                        tracing::warn!(run_id = %run_id, error = %e, "an event from the queue could not be read; skipped");
+                    }
+                }
+                Some(Err(e)) => {
+                    tracing::error!(run_id = %run_id, error = %e, "the queue's events could not be read");
+                    translator.cut(&mut out);
+                }
+                None => translator.cut(&mut out),
+            }
+            let status = out.last().and_then(status_of);
+            log.append(out.drain(..), status);
+        }
+        self.forget_later(log);
+    }
+
+    /// Forgets an ended run once it has been kept long enough.
+    fn forget_later(&self, log: Arc<RunLog>) {
         let (shared, run_id, keep) = (
             Arc::clone(&self.shared),
             log.run_id().to_owned(),

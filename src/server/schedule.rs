@@ -181,7 +181,7 @@ async fn fire(server: Server, schedule: Schedule, counts: Arc<Counts>) {
                 let mut input = schedule.input.clone();
                 input.thread_id = schedule.name.clone();
                 input.run_id = format!("{}-{}-{n}", schedule.name, now.timestamp_millis());
-                match server.start(input, false).await {
+                match server.start_background(input).await {
                     Ok(log) => {
                         counts.started.fetch_add(1, Ordering::SeqCst);
                         last = Some(log);

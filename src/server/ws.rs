@@ -119,7 +119,7 @@ async fn follow(
             )
         }
         Control::Cancel { run_id } => {
-            server.run(&run_id)?.cancel();
+            server.cancel(&run_id)?;
             return Ok(());
         }
         Control::Subscribe { run_id, after } => (server.run(&run_id)?, after.map_or(0, |a| a + 1)),

@@ -319,3 +319,134 @@ async fn fire_and_forget_work_does_not_hold_the_run_and_its_failure_is_counted()
     machine.background().idle().await;
     assert_eq!(machine.background().failed(), 1);
 }
+
+/// With the Redis queue, `POST /runs` hands a new run to a worker (which
+/// may be another process) and streams what the worker streams; the pause
+/// it ends on resumes on the server, from the shared store; a queued run
+/// cannot be cancelled from the server, and says so.
+#[cfg(feature = "redis")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn background_runs_go_to_the_redis_queue_and_stream_the_workers_events() {
+    use statewise::model::{FnModel, Reply};
+    use statewise::store::RedisStore;
+    use statewise::tool::{ToolRegistry, Toolbox};
+    use statewise::worker::{RunQueue, Worker};
+    use std::sync::Arc;
+
+    let redis = crate::services::Redis::shared_or_own();
+    let prefix = format!("agui{:08x}", fastrand::u32(..));
+    // The worker's agent: the test model, with the approval tool.
+    let tools =
+        Toolbox::new(ToolRegistry::new().with(super::SendEmail)).require_approval(["send_email"]);
+    let worker_agent =
+        statewise_states::agent(Arc::new(super::model(Duration::ZERO)), tools).snapshots(true);
+    let worker = Worker::new(&redis.url)
+        .unwrap()
+        .with_prefix(&prefix)
+        .machine("agent", worker_agent);
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let running = tokio::spawn(worker.run(shutdown.clone()));
+
+    // The server's own agent answers differently: whose answer arrives
+    // tells who ran the run.
+    let in_process = Arc::new(FnModel::new("here", |_| {
+        Ok(Reply::text(r#"{"final_answer": "in-process"}"#))
+    }));
+    let server = statewise::server::Server::new(move |_| {
+        let tools = Toolbox::new(ToolRegistry::new().with(super::SendEmail))
+            .require_approval(["send_email"]);
+        statewise_states::agent(in_process.clone(), tools)
+    })
+    .with_store(
+        RedisStore::open(&redis.url)
+            .unwrap()
+            .with_prefix(prefix.clone()),
+    )
+    .with_queue(
+        RunQueue::open(&redis.url).unwrap().with_prefix(&prefix),
+        "agent",
+    );
+    let url = serve(server).await;
+    let http = reqwest::Client::new();
+
+    http.post(format!("{url}/runs"))
+        .json(&input("tq", "queued-1", "hello"))
+        .send()
+        .await
+        .unwrap();
+    let body = http
+        .get(format!("{url}/runs/queued-1/events"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let events = sse_events(&body);
+    assert_eq!(
+        types(&events).first().map(String::as_str),
+        Some("RUN_STARTED")
+    );
+    assert_eq!(
+        events.last().unwrap().1["result"],
+        "You said: hello",
+        "{body}"
+    );
+    assert!(
+        types(&events).contains(&"STATE_SNAPSHOT".to_owned()),
+        "{body}"
+    );
+    let queue = RunQueue::open(&redis.url).unwrap().with_prefix(&prefix);
+    assert!(
+        queue.outcome("queued-1").await.unwrap().is_some(),
+        "a worker recorded it"
+    );
+
+    // A queued run that pauses, resumed on the server.
+    http.post(format!("{url}/runs"))
+        .json(&input("tq2", "queued-2", "email the team"))
+        .send()
+        .await
+        .unwrap();
+    let cancel = http
+        .delete(format!("{url}/runs/queued-2"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(cancel.status(), 409);
+    let body = http
+        .get(format!("{url}/runs/queued-2/events"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let paused = sse_events(&body);
+    let asked = &paused.last().unwrap().1["outcome"]["interrupts"][0]["id"];
+    assert!(asked.as_str().unwrap().starts_with("approve:"), "{body}");
+    let resume = json!({"threadId": "tq2", "runId": "queued-2b", "messages": [],
+        "resume": [{"interruptId": asked, "status": "resolved", "payload": true}]});
+    let body = http
+        .post(format!("{url}/agent"))
+        .json(&resume)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let resumed = sse_events(&body);
+    // The server's machine resumed the worker's checkpoint: the email went
+    // out, and the server's own model wrote the answer.
+    let results: Vec<&Value> = resumed
+        .iter()
+        .filter(|(_, e)| e["type"] == "TOOL_CALL_RESULT")
+        .map(|(_, e)| &e["content"])
+        .collect();
+    assert_eq!(results, [&json!("sent to team@example.com")], "{body}");
+    assert_eq!(resumed.last().unwrap().1["result"], "in-process");
+
+    shutdown.cancel();
+    running.await.unwrap().unwrap();
+}
