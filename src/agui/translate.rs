@@ -123,8 +123,12 @@ impl Translator {
             EventKind::StateEntered => {
                 self.close_reasoning(out);
                 let step_name = event.path();
-                self.open_steps.push(step_name.clone());
-                out.push(AgUiEvent::StepStarted { step_name });
+                // A step entered again while open (a queued run resumed by
+                // another worker repeats its step's events) is one step.
+                if !self.open_steps.contains(&step_name) {
+                    self.open_steps.push(step_name.clone());
+                    out.push(AgUiEvent::StepStarted { step_name });
+                }
             }
             EventKind::StateExited { .. } => {
                 self.close_reasoning(out);
@@ -774,6 +778,7 @@ mod tests {
     fn reasoning_text_is_a_reasoning_message_and_a_cancel_closes_what_is_open() {
         let mut t = Translator::new("t", "r", ["answer"]).known_calls(["old"]);
         let mut out = Vec::new();
+        t.push(&at("think", EventKind::StateEntered), &mut out);
         t.push(&at("think", EventKind::StateEntered), &mut out);
         t.push(&emit("think", Emit::Reasoning("hmm".into())), &mut out);
         t.push(&emit("think", Emit::AnswerToken("Yes".into())), &mut out);

@@ -358,6 +358,26 @@ impl Server {
             plan::Start::Fresh => machine.stream_as(input.run_id.clone(), input.env()),
             plan::Start::Resume { run_id, reply } => machine.resume_with(&run_id, reply).await?,
         };
+        let (translator, log) = self.open(&input, stop_when_unread, false);
+        let span = tracing::info_span!("statewise.agui_run", thread_id = %input.thread_id, run_id = %input.run_id);
+        // In the request's span, with the caller's subscriber (a scoped
+        // one, too): the run's spans join the request's trace.
+        tokio::spawn(
+            self.clone()
+                .drive(Arc::clone(&log), events, translator, input.thread_id)
+                .instrument(span)
+                .with_current_subscriber(),
+        );
+        Ok(log)
+    }
+
+    /// A run's translator, and its log, registered under its run id.
+    fn open(
+        &self,
+        input: &RunAgentInput,
+        stop_when_unread: bool,
+        queued: bool,
+    ) -> (Translator, Arc<RunLog>) {
         let translator = Translator::new(
             &input.thread_id,
             &input.run_id,
@@ -369,19 +389,10 @@ impl Server {
             input.run_id.clone(),
             input.thread_id.clone(),
             stop_when_unread,
-            false,
+            queued,
         ));
         locked(&self.shared.runs).insert(input.run_id.clone(), Arc::clone(&log));
-        let span = tracing::info_span!("statewise.agui_run", thread_id = %input.thread_id, run_id = %input.run_id);
-        // In the request's span, with the caller's subscriber (a scoped
-        // one, too): the run's spans join the request's trace.
-        tokio::spawn(
-            self.clone()
-                .drive(Arc::clone(&log), events, translator, input.thread_id)
-                .instrument(span)
-                .with_current_subscriber(),
-        );
-        Ok(log)
+        (translator, log)
     }
 
     /// Moves a run's events into its log until it ends or is cancelled.
@@ -437,20 +448,7 @@ impl Server {
             .submit(machine, &input.run_id, &input.env())
             .instrument(span.clone())
             .await?;
-        let translator = Translator::new(
-            &input.thread_id,
-            &input.run_id,
-            self.answer_states.iter().cloned(),
-        )
-        .known_calls(input.tool_call_ids())
-        .with_state(input.state.clone().filter(|s| !s.is_null()));
-        let log = Arc::new(RunLog::new(
-            input.run_id.clone(),
-            input.thread_id.clone(),
-            false,
-            true,
-        ));
-        locked(&self.shared.runs).insert(input.run_id.clone(), Arc::clone(&log));
+        let (translator, log) = self.open(&input, false, true);
         tokio::spawn(
             self.clone()
                 .follow(Arc::clone(&log), queue, translator, input.thread_id)

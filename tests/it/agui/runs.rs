@@ -16,6 +16,16 @@ fn input(thread: &str, run: &str, text: &str) -> Value {
     json!({"threadId": thread, "runId": run, "messages": [{"id": "u1", "role": "user", "content": text}]})
 }
 
+/// Run `run`'s events, read whole (after the run ends).
+async fn read_events(http: &reqwest::Client, url: &str, run: &str) -> Vec<(Option<usize>, Value)> {
+    let response = http
+        .get(format!("{url}/runs/{run}/events"))
+        .send()
+        .await
+        .unwrap();
+    sse_events(&response.text().await.unwrap())
+}
+
 async fn status(http: &reqwest::Client, url: &str, run: &str) -> Value {
     http.get(format!("{url}/runs/{run}"))
         .send()
@@ -40,15 +50,7 @@ async fn a_background_run_is_replayed_whole_to_a_late_client_and_from_last_event
     let started: Value = started.json().await.unwrap();
     assert_eq!(started["runId"], "bg-1");
     // Late: the run may be over by now; its events are all there.
-    let body = http
-        .get(format!("{url}/runs/bg-1/events"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let all = sse_events(&body);
+    let all = read_events(&http, &url, "bg-1").await;
     assert_eq!(types(&all).first().map(String::as_str), Some("RUN_STARTED"));
     assert_eq!(all.last().unwrap().1["outcome"]["type"], "interrupt");
     let ids: Vec<usize> = all.iter().map(|(id, _)| id.unwrap()).collect();
@@ -74,15 +76,7 @@ async fn a_background_run_is_replayed_whole_to_a_late_client_and_from_last_event
         .send()
         .await
         .unwrap();
-    let body = http
-        .get(format!("{url}/runs/bg-2/events"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let events = sse_events(&body);
+    let events = read_events(&http, &url, "bg-2").await;
     assert_eq!(
         events.last().unwrap().1["result"],
         "Result: sent to team@example.com"
@@ -139,15 +133,7 @@ async fn a_background_run_goes_on_without_clients_until_it_is_cancelled() {
         .unwrap();
     assert_eq!(cancelled.status(), 202);
     wait_for(&http, &url, "slow-1", "cancelled").await;
-    let body = http
-        .get(format!("{url}/runs/slow-1/events"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let events = sse_events(&body);
+    let events = read_events(&http, &url, "slow-1").await;
     let last = &events.last().unwrap().1;
     assert_eq!(
         (last["type"].as_str(), last["outcome"]["type"].as_str()),
@@ -264,7 +250,7 @@ async fn schedules_skip_or_queue_a_firing_while_their_last_run_goes_on() {
             .unwrap()
             .overlap(Overlap::Queue),
     );
-    tokio::time::sleep(Duration::from_millis(4500)).await;
+    tokio::time::sleep(Duration::from_millis(6000)).await;
     skip.stop();
     queue.stop();
     assert!(
@@ -374,15 +360,7 @@ async fn background_runs_go_to_the_redis_queue_and_stream_the_workers_events() {
         .send()
         .await
         .unwrap();
-    let body = http
-        .get(format!("{url}/runs/queued-1/events"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let events = sse_events(&body);
+    let events = read_events(&http, &url, "queued-1").await;
     assert_eq!(
         types(&events).first().map(String::as_str),
         Some("RUN_STARTED")
@@ -390,11 +368,11 @@ async fn background_runs_go_to_the_redis_queue_and_stream_the_workers_events() {
     assert_eq!(
         events.last().unwrap().1["result"],
         "You said: hello",
-        "{body}"
+        "{events:?}"
     );
     assert!(
         types(&events).contains(&"STATE_SNAPSHOT".to_owned()),
-        "{body}"
+        "{events:?}"
     );
     let queue = RunQueue::open(&redis.url).unwrap().with_prefix(&prefix);
     assert!(
@@ -414,17 +392,12 @@ async fn background_runs_go_to_the_redis_queue_and_stream_the_workers_events() {
         .await
         .unwrap();
     assert_eq!(cancel.status(), 409);
-    let body = http
-        .get(format!("{url}/runs/queued-2/events"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let paused = sse_events(&body);
+    let paused = read_events(&http, &url, "queued-2").await;
     let asked = &paused.last().unwrap().1["outcome"]["interrupts"][0]["id"];
-    assert!(asked.as_str().unwrap().starts_with("approve:"), "{body}");
+    assert!(
+        asked.as_str().unwrap().starts_with("approve:"),
+        "{paused:?}"
+    );
     let resume = json!({"threadId": "tq2", "runId": "queued-2b", "messages": [],
         "resume": [{"interruptId": asked, "status": "resolved", "payload": true}]});
     let body = http
