@@ -8,12 +8,10 @@
 //! run stops when its clients leave is one setting per kind of run
 //! (default: a direct run stops, a background run goes on). Pauses are
 //! checkpoints in the server's [`Store`]: the next request on the thread
-//! resumes them (`plan.rs` decides how). With a Redis [`RunQueue`]
-//! (feature `redis`, [`Server::with_queue`]), background runs go to the
+//! resumes them (`plan.rs` decides how). With a Redis `RunQueue`
+//! (feature `redis`, `Server::with_queue`), background runs go to the
 //! queue's workers instead, and their logs follow the events the workers
 //! stream.
-//!
-//! [`RunQueue`]: crate::worker::RunQueue
 //!
 //! Routes ([`Server::router`]):
 //!
@@ -125,20 +123,24 @@ impl ServerError {
 /// An AG-UI server for one agent.
 ///
 /// ```no_run
-/// use std::sync::Arc;
-/// use statewise::model::ScriptedModel;
 /// use statewise::server::Server;
-/// use statewise::tool::{Toolbox, ToolRegistry};
+/// use statewise::state::FnState;
+/// use statewise::{Env, Machine, Next};
 ///
-/// # async fn run(model: Arc<ScriptedModel>) -> std::io::Result<()> {
-/// let server = Server::new(move |input| {
-///     let tools = Toolbox::new(ToolRegistry::new()).with_client_tools(input.client_tools());
-///     statewise_states::agent(model.clone(), tools)
-/// });
+/// # async fn run() -> std::io::Result<()> {
+/// // A machine per request, built from it: the stock agent with
+/// // `Toolbox::with_client_tools(input.client_tools())`, say.
+/// let server = Server::new(|_input| {
+///     Machine::new("hello").with_state(FnState::new(
+///         "hello",
+///         |env: &mut Env| { env.answer = Some("hello".into()); Ok(()) },
+///         |_: &Env| Next::End,
+///     ))
+/// })
+/// .answers_from(["hello"]);
 /// let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
 /// server.serve(listener).await
 /// # }
-/// # mod statewise_states { pub fn agent(_: std::sync::Arc<statewise::model::ScriptedModel>, _: statewise::tool::Toolbox) -> statewise::Machine { unimplemented!() } }
 /// ```
 #[derive(Clone)]
 pub struct Server {
