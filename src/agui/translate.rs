@@ -21,7 +21,7 @@ use super::event::{AgUiEvent, Interrupt, RunFinishedOutcome, TokenUsage};
 use crate::env::{Env, ErrorRecord, Usage};
 use crate::event::{Event, EventKind, RunOutput};
 use crate::state::{Emit, Next};
-use crate::tool::client::is_client_request;
+use crate::tool::client::{is_client_request, requested_call_ids};
 
 /// The AG-UI version this crate speaks.
 pub const PROTOCOL_VERSION: &str = "1.0";
@@ -154,7 +154,7 @@ impl Translator {
             EventKind::Interrupted(output) => {
                 let outcome = match output.interrupt() {
                     Some(request) if is_client_request(request) => RunFinishedOutcome::Success {
-                        pending_tool_call_ids: call_ids(&request.payload),
+                        pending_tool_call_ids: requested_call_ids(request),
                     },
                     Some(request) => RunFinishedOutcome::Interrupt {
                         interrupts: vec![interrupt_of(request)],
@@ -487,7 +487,7 @@ pub fn state_of(env: &Env) -> Value {
 /// [`INPUT`]; the payload goes in `metadata`.
 pub fn interrupt_of(request: &crate::Interrupt) -> Interrupt {
     let approval = request.id.starts_with("approve:");
-    let calls = call_ids(&request.payload);
+    let calls = requested_call_ids(request);
     Interrupt {
         id: request.id.clone(),
         reason: if approval { TOOL_APPROVAL } else { INPUT }.to_owned(),
@@ -500,15 +500,6 @@ pub fn interrupt_of(request: &crate::Interrupt) -> Interrupt {
         metadata: (!request.payload.is_null())
             .then(|| serde_json::json!({ "payload": request.payload })),
     }
-}
-
-fn call_ids(payload: &Value) -> Vec<String> {
-    payload["tool_calls"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|c| c["id"].as_str().map(str::to_owned))
-        .collect()
 }
 
 fn usage_of(usage: &Usage) -> Vec<TokenUsage> {

@@ -148,8 +148,19 @@ impl RunLog {
         self.count.send_replace(n);
     }
 
-    fn ended(&self) -> bool {
+    fn has_ended(&self) -> bool {
         self.inner().status != RunStatus::Running
+    }
+
+    /// Waits until the run has ended, without reading its events (so
+    /// without counting as a reader).
+    pub(crate) async fn ended(&self) {
+        let mut count = self.count.subscribe();
+        while !self.has_ended() {
+            if count.changed().await.is_err() {
+                return;
+            }
+        }
     }
 
     /// The events from index `from` on, each with its index: those sent
@@ -204,7 +215,7 @@ impl Reader {
 impl Drop for Reader {
     fn drop(&mut self) {
         let left = self.log.readers.fetch_sub(1, Ordering::Relaxed) - 1;
-        if left == 0 && self.log.stop_when_unread && !self.log.ended() {
+        if left == 0 && self.log.stop_when_unread && !self.log.has_ended() {
             tracing::info!(run_id = %self.log.run_id, "the run's last client left; cancelling it");
             self.log.cancel();
         }
@@ -239,6 +250,21 @@ mod tests {
         assert_eq!(indexes, [1, 2]);
         assert!(got[1].1.contains("\"c\""));
         assert_eq!(log.info().readers, 0);
+    }
+
+    #[tokio::test]
+    async fn waiting_for_the_end_is_not_reading() {
+        let log = Arc::new(RunLog::new("r".into(), "t".into(), STOP, false));
+        let waiting = tokio::spawn({
+            let log = Arc::clone(&log);
+            async move { log.ended().await }
+        });
+        tokio::task::yield_now().await;
+        assert_eq!(log.info().readers, 0);
+        assert!(!waiting.is_finished());
+        log.append([step("end")], Some(RunStatus::Finished));
+        waiting.await.unwrap();
+        assert!(!log.cancelled().is_cancelled());
     }
 
     #[tokio::test]

@@ -6,7 +6,7 @@ use serde_json::Value;
 
 use super::ServerError;
 use crate::agui::{ResumeStatus, RunAgentInput};
-use crate::tool::client::{is_client_request, ClientResults};
+use crate::tool::client::{is_client_request, requested_call_ids, ClientResults};
 use crate::Interrupt;
 
 /// What a request starts.
@@ -59,13 +59,7 @@ pub(crate) fn start(
     }
     match paused {
         Some((run_id, request)) if is_client_request(request) => {
-            let pending: Vec<String> = request.payload["tool_calls"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter_map(|c| c["id"].as_str().map(str::to_owned))
-                .collect();
-            let results = input.tool_results(&pending);
+            let results = input.tool_results(&requested_call_ids(request));
             if results.is_empty() {
                 return Ok(Start::Fresh);
             }

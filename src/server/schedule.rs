@@ -141,7 +141,7 @@ async fn fire(server: Server, schedule: Schedule, counts: Arc<Counts>) {
     let mut queued = false;
     let mut n = 0u64;
     loop {
-        let now = chrono_now();
+        let now = chrono::Utc::now();
         let Ok(next) = schedule.cron.find_next_occurrence(&now, false) else {
             tracing::warn!(schedule = %schedule.name, "the schedule never fires again");
             return;
@@ -150,10 +150,7 @@ async fn fire(server: Server, schedule: Schedule, counts: Arc<Counts>) {
         // A queued run starts as soon as the running one ends.
         let ended = async {
             match (&last, queued) {
-                (Some(log), true) => {
-                    let mut events = std::pin::pin!(log.events(usize::MAX));
-                    while futures::StreamExt::next(&mut events).await.is_some() {}
-                }
+                (Some(log), true) => log.ended().await,
                 _ => std::future::pending().await,
             }
         };
@@ -193,10 +190,6 @@ async fn fire(server: Server, schedule: Schedule, counts: Arc<Counts>) {
             }
         }
     }
-}
-
-fn chrono_now() -> chrono::DateTime<chrono::Utc> {
-    chrono::Utc::now()
 }
 
 #[cfg(test)]

@@ -33,6 +33,18 @@ pub fn client_request(calls: &[&ToolCall]) -> Interrupt {
     }))
 }
 
+/// The ids of the tool calls a request is about: those in the payload of
+/// a [`client_request`] or an
+/// [`approval_request`](super::approval::approval_request).
+pub fn requested_call_ids(request: &Interrupt) -> Vec<String> {
+    request.payload["tool_calls"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|c| c["id"].as_str().map(str::to_owned))
+        .collect()
+}
+
 /// Whether `request` asks the caller to run client tools.
 pub fn is_client_request(request: &Interrupt) -> bool {
     request.id.starts_with(CLIENT_REQUEST_PREFIX)
@@ -119,6 +131,7 @@ mod tests {
         assert_eq!(request.id, "client:c1,c2");
         assert!(is_client_request(&request));
         assert_eq!(request.payload["tool_calls"][1]["name"], "clock");
+        assert_eq!(requested_call_ids(&request), ["c1", "c2"]);
         assert!(!is_client_request(&Interrupt::new("approve:c1", "?")));
     }
 
