@@ -198,7 +198,7 @@ async fn main() -> ExitCode {
             let question = "Tell the team the release is out.";
             Ok(machine.stream_as(args.run.as_str(), Env::from_user(question)))
         }
-        Err(e) => Err(e),
+        Err(e) => Err(e.into()),
     };
     let console = Console::answers_from([statewise_states::ANSWER]).verbose(true);
     let mut stdin = std::io::stdin().lock();

@@ -138,7 +138,7 @@ async fn main() -> ExitCode {
             println!("starting run {}", args.run);
             Ok(machine.stream_as(args.run.as_str(), Env::from_user("Square 1 to 4.")))
         }
-        (None, Err(e)) => Err(e),
+        (None, Err(e)) => Err(e.into()),
     };
     let events = match events {
         Ok(events) => events,

@@ -27,7 +27,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::env::{Env, Usage};
-use crate::event::EventKind;
+use crate::machine::event::EventKind;
 use crate::machine::{Machine, MachineError};
 use crate::state::Emit;
 

@@ -4,7 +4,7 @@ use std::io::Write;
 
 use futures::{Stream, StreamExt};
 
-use crate::event::{Event, EventKind, RunFailure, RunOutput};
+use crate::machine::event::{Event, EventKind, RunFailure, RunOutput};
 use crate::machine::MachineError;
 use crate::state::Emit;
 

@@ -355,18 +355,6 @@ pub struct ErrorRecord {
     pub message: String,
 }
 
-impl ErrorRecord {
-    /// A record of `error` in `state` at `step`.
-    pub fn new(step: u32, state: &str, error: &crate::StateError) -> Self {
-        ErrorRecord {
-            step,
-            state: state.to_owned(),
-            kind: error.code(),
-            message: error.to_string(),
-        }
-    }
-}
-
 impl Env {
     /// An empty env.
     pub fn new() -> Self {

@@ -76,12 +76,12 @@
 pub mod action;
 #[cfg(feature = "server")]
 pub mod agui;
+pub mod backend;
 #[cfg(feature = "batch")]
 pub mod batch;
 #[cfg(feature = "console")]
 pub mod console;
 pub mod env;
-pub mod event;
 pub mod fit;
 pub mod layer;
 pub mod machine;
@@ -90,16 +90,12 @@ pub mod model;
 #[cfg(feature = "otel")]
 pub mod otel;
 mod panic;
-mod redact;
-#[cfg(feature = "redis")]
-mod redis_conn;
+pub mod redact;
 pub mod replay;
 pub mod semconv;
 #[cfg(feature = "server")]
 pub mod server;
 pub mod spec;
-#[cfg(feature = "sqlite")]
-mod sqlite;
 pub mod state;
 pub mod store;
 pub mod testkit;
@@ -112,7 +108,8 @@ pub use env::{
     Action, BranchOutcome, Env, ErrorRecord, Interrupt, Message, Observation, Role, RunSettings,
     Scratch, ScratchError, ScratchKey, ScratchName, ToolCall, ToolCallDraft, Usage,
 };
-pub use event::{Event, EventKind, RunFailure, RunOutput};
+pub use machine::event;
+pub use machine::event::{Event, EventKind, RunFailure, RunOutput};
 pub use machine::{
     EventStream, Machine, MachineError, MachineErrorKind, Resource, StepOutcome, SubMachine,
 };

@@ -1,6 +1,10 @@
 //! Metrics of runs, states, model and tool calls, retries, circuit
 //! breakers and the run queue, recorded through the `metrics` facade.
 //!
+//! A leaf: its functions take names and plain numbers (a model as its
+//! provider and id, `semconv::provider_and_model`), so every layer of the
+//! engine records without this module knowing its types.
+//!
 //! The engine only records; the application chooses where metrics go by
 //! installing a recorder (Prometheus with [`serve_prometheus`], feature
 //! `prometheus`, or any `metrics` exporter). Without one, recording is a
@@ -9,8 +13,6 @@
 //! run id or any content.
 
 use std::time::Duration;
-
-use crate::model::Reply;
 
 /// Runs that ended, by `machine` and `outcome` (`finished`, `interrupted`,
 /// `failed`).
@@ -62,18 +64,33 @@ pub(crate) fn state_ran(machine: &str, state: &str, elapsed: Duration) {
     .record(elapsed);
 }
 
-pub(crate) fn model_call(name: &str, reply: &Reply, elapsed: Duration, first: Option<Duration>) {
-    let labels = model_labels(name);
+/// A model call's token counts and cost, as plain numbers.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct CallUsage {
+    pub(crate) input: u64,
+    pub(crate) output: u64,
+    pub(crate) cache_read: u64,
+    pub(crate) cache_creation: u64,
+    /// US dollars; 0 when the call was not priced.
+    pub(crate) cost: f64,
+}
+
+pub(crate) fn model_call(
+    model: (&str, &str),
+    usage: CallUsage,
+    elapsed: Duration,
+    first: Option<Duration>,
+) {
+    let labels = model_labels(model);
     metrics::histogram!(MODEL_CALL_DURATION_SECONDS, &labels).record(elapsed);
     if let Some(first) = first {
         metrics::histogram!(MODEL_TIME_TO_FIRST_TOKEN_SECONDS, &labels).record(first);
     }
-    let usage = &reply.usage;
     for (kind, tokens) in [
-        ("input", usage.prompt_tokens),
-        ("output", usage.completion_tokens),
-        ("cache_read", usage.cached_tokens),
-        ("cache_creation", usage.cache_write_tokens),
+        ("input", usage.input),
+        ("output", usage.output),
+        ("cache_read", usage.cache_read),
+        ("cache_creation", usage.cache_creation),
     ] {
         if tokens > 0 {
             let mut labels = labels.to_vec();
@@ -86,8 +103,8 @@ pub(crate) fn model_call(name: &str, reply: &Reply, elapsed: Duration, first: Op
     }
 }
 
-pub(crate) fn model_error(name: &str, code: String) {
-    let [provider, model] = model_labels(name);
+pub(crate) fn model_error(model: (&str, &str), code: String) {
+    let [provider, model] = model_labels(model);
     metrics::counter!(MODEL_ERRORS_TOTAL, &[provider, model, ("error", code)]).increment(1);
 }
 
@@ -97,21 +114,20 @@ pub(crate) fn tool_call(tool: &str, outcome: &'static str, elapsed: Duration) {
     metrics::histogram!(TOOL_CALL_DURATION_SECONDS, "tool" => tool.to_owned()).record(elapsed);
 }
 
-pub(crate) fn retry(name: &str) {
-    metrics::counter!(MODEL_RETRIES_TOTAL, &model_labels(name)).increment(1);
+pub(crate) fn retry(model: (&str, &str)) {
+    metrics::counter!(MODEL_RETRIES_TOTAL, &model_labels(model)).increment(1);
 }
 
-pub(crate) fn breaker_state(name: &str, state: u8) {
-    metrics::gauge!(CIRCUIT_BREAKER_STATE, &model_labels(name)).set(f64::from(state));
+pub(crate) fn breaker_state(model: (&str, &str), state: u8) {
+    metrics::gauge!(CIRCUIT_BREAKER_STATE, &model_labels(model)).set(f64::from(state));
 }
 
 pub(crate) fn background_failed(task: &str) {
     metrics::counter!(BACKGROUND_FAILURES_TOTAL, "task" => task.to_owned()).increment(1);
 }
 
-/// The `provider` and `model` labels of the model named `name`.
-fn model_labels(name: &str) -> [(&'static str, String); 2] {
-    let (provider, model) = crate::model::provider_and_model(name);
+/// The `provider` and `model` labels.
+fn model_labels((provider, model): (&str, &str)) -> [(&'static str, String); 2] {
     [
         ("provider", provider.to_owned()),
         ("model", model.to_owned()),

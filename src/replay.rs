@@ -34,8 +34,8 @@ use futures::{FutureExt, StreamExt};
 use serde_json::json;
 
 use crate::env::{Action, Env};
-use crate::event::{EventKind, RunFailure, RunOutput};
 use crate::layer::cache_key;
+use crate::machine::event::{EventKind, RunFailure, RunOutput};
 use crate::machine::{finish, Machine};
 use crate::model::{
     Capabilities, ChatModel, ChatRequest, ChunkStream, ContextWindow, ModelError, Reply, Scripted,

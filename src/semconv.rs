@@ -63,3 +63,27 @@ pub const ERROR_TYPE: &str = "error.type";
 pub const SERVER_ADDRESS: &str = "server.address";
 /// The model server's port.
 pub const SERVER_PORT: &str = "server.port";
+
+/// A model name's provider and model id: `openai:gpt-4o-mini` is
+/// (`openai`, `gpt-4o-mini`); a name without a provider is both.
+pub(crate) fn provider_and_model(name: &str) -> (&str, &str) {
+    name.split_once(':').unwrap_or((name, name))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_split_into_provider_and_model() {
+        assert_eq!(
+            provider_and_model("openai:gpt-4o-mini"),
+            ("openai", "gpt-4o-mini")
+        );
+        assert_eq!(
+            provider_and_model("local:/m/smol.gguf"),
+            ("local", "/m/smol.gguf")
+        );
+        assert_eq!(provider_and_model("scripted"), ("scripted", "scripted"));
+    }
+}

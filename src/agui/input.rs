@@ -211,7 +211,7 @@ impl RunAgentInput {
     pub fn env(&self) -> Env {
         let mut env = Env::new();
         for c in &self.context {
-            env.messages.push(crate::Message::system(format!(
+            env.messages.push(crate::env::Message::system(format!(
                 "{}: {}",
                 c.description, c.value
             )));
@@ -219,10 +219,11 @@ impl RunAgentInput {
         for m in &self.messages {
             match m {
                 Message::Developer { content, .. } | Message::System { content, .. } => {
-                    env.messages.push(crate::Message::system(content.clone()));
+                    env.messages
+                        .push(crate::env::Message::system(content.clone()));
                 }
                 Message::User { content, .. } => {
-                    env.messages.push(crate::Message::user(content.text()));
+                    env.messages.push(crate::env::Message::user(content.text()));
                 }
                 Message::Assistant {
                     content,
@@ -230,7 +231,7 @@ impl RunAgentInput {
                     ..
                 } => {
                     let mut message =
-                        crate::Message::assistant(content.clone().unwrap_or_default());
+                        crate::env::Message::assistant(content.clone().unwrap_or_default());
                     message.tool_calls = tool_calls
                         .iter()
                         .flatten()
@@ -247,8 +248,10 @@ impl RunAgentInput {
                     tool_call_id,
                     ..
                 } => {
-                    env.messages
-                        .push(crate::Message::tool(tool_call_id.clone(), content.text()));
+                    env.messages.push(crate::env::Message::tool(
+                        tool_call_id.clone(),
+                        content.text(),
+                    ));
                 }
                 Message::Activity { .. } | Message::Reasoning { .. } => {}
             }

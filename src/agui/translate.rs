@@ -19,7 +19,7 @@ use serde_json::Value;
 
 use super::event::{AgUiEvent, Interrupt, RunFinishedOutcome, TokenUsage};
 use crate::env::{Env, ErrorRecord, Usage};
-use crate::event::{Event, EventKind, RunOutput};
+use crate::machine::event::{Event, EventKind, RunOutput};
 use crate::state::{Emit, Next};
 use crate::tool::client::{is_client_request, requested_call_ids};
 
@@ -293,7 +293,7 @@ impl Translator {
                     delta: delta.clone(),
                 });
             }
-            Emit::ActionParsed(crate::Action::ToolCalls(calls)) => {
+            Emit::ActionParsed(crate::env::Action::ToolCalls(calls)) => {
                 for call in calls {
                     self.announce(call, out);
                 }
@@ -355,7 +355,7 @@ impl Translator {
 
     /// A whole call: started with its arguments if it was not streamed,
     /// then ended.
-    fn announce(&mut self, call: &crate::ToolCall, out: &mut Vec<AgUiEvent>) {
+    fn announce(&mut self, call: &crate::env::ToolCall, out: &mut Vec<AgUiEvent>) {
         if self.start_call(&call.id, &call.name, out) {
             out.push(AgUiEvent::ToolCallArgs {
                 tool_call_id: call.id.clone(),
@@ -485,7 +485,7 @@ pub fn state_of(env: &Env) -> Value {
 /// A statewise request as an AG-UI interrupt: approvals as
 /// [`TOOL_APPROVAL`] (naming the call when there is one), the rest as
 /// [`INPUT`]; the payload goes in `metadata`.
-pub fn interrupt_of(request: &crate::Interrupt) -> Interrupt {
+pub fn interrupt_of(request: &crate::env::Interrupt) -> Interrupt {
     let approval = request.id.starts_with("approve:");
     let calls = requested_call_ids(request);
     Interrupt {
@@ -519,10 +519,10 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+    use crate::env::ToolCall;
     use crate::env::{Observation, ToolCallDraft};
-    use crate::event::RunOutput;
+    use crate::machine::event::RunOutput;
     use crate::state::Next;
-    use crate::ToolCall;
 
     fn at(state: &str, kind: EventKind) -> Event {
         Event {
@@ -620,8 +620,8 @@ mod tests {
 
     #[test]
     fn a_failure_as_json_is_a_run_error_with_its_code() {
-        let failure = crate::RunFailure {
-            error: crate::MachineError::Interrupted,
+        let failure = crate::machine::event::RunFailure {
+            error: crate::machine::MachineError::Interrupted,
             path: vec![],
             env: Env::new(),
             run_id: "r".into(),
@@ -664,7 +664,7 @@ mod tests {
             ),
             emit(
                 "reasoning",
-                Emit::ActionParsed(crate::Action::ToolCalls(vec![call.clone()])),
+                Emit::ActionParsed(crate::env::Action::ToolCalls(vec![call.clone()])),
             ),
             at("reasoning", EventKind::Snapshot(Box::new(env.clone()))),
             at(

@@ -8,7 +8,9 @@ use futures::future::BoxFuture;
 use futures::StreamExt;
 use tokio::time::Instant;
 
+use crate::metric;
 use crate::model::{Capabilities, ChatModel, ChatRequest, ChunkStream, ContextWindow, ModelError};
+use crate::semconv::provider_and_model;
 
 /// When a breaker opens and how long it stays open: when, within `window`,
 /// at least `min_calls` calls ended, at least `failures` of them failed, and
@@ -241,7 +243,7 @@ impl<M: ChatModel> CircuitBreaker<M> {
             BreakerState::HalfOpen => 1,
             BreakerState::Open => 2,
         };
-        crate::metric::breaker_state(self.inner.name(), state);
+        metric::breaker_state(provider_and_model(self.inner.name()), state);
     }
 
     /// The breaker, to watch its state.

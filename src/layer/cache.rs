@@ -12,11 +12,11 @@ use lru::LruCache;
 use sha2::{Digest, Sha256};
 use tokio::sync::watch;
 
+use crate::backend::BackendError;
 use crate::env::Usage;
 use crate::model::{
     Capabilities, ChatModel, ChatRequest, Chunk, ChunkStream, ContextWindow, ModelError,
 };
-use crate::store::StoreError;
 
 /// The key of a request to `model`: a SHA-256 over the model's name and the
 /// request's messages, tools, parameters and response schema, as hex.
@@ -33,23 +33,21 @@ pub fn cache_key(model: &str, request: &ChatRequest) -> String {
 
 /// A stored reply read back from its JSON.
 #[cfg(any(feature = "sqlite", feature = "redis"))]
-pub(crate) fn chunks_from_json(text: &str, key: &str) -> Result<Vec<Chunk>, StoreError> {
-    serde_json::from_str(text).map_err(|source| StoreError::Corrupt {
-        run_id: format!("cache entry {key}"),
-        source,
-    })
+pub(crate) fn chunks_from_json(text: &str, key: &str) -> Result<Vec<Chunk>, BackendError> {
+    serde_json::from_str(text)
+        .map_err(|source| BackendError::corrupt(format!("cache entry {key}"), source))
 }
 
 /// Where a [`Cache`] keeps replies: the chunks of each, as first streamed.
 pub trait CacheStore: Send + Sync {
     /// The chunks stored under `key`.
-    fn get<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<Vec<Chunk>>, StoreError>>;
+    fn get<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<Vec<Chunk>>, BackendError>>;
     /// Stores `chunks` under `key`.
     fn put<'a>(
         &'a self,
         key: &'a str,
         chunks: &'a [Chunk],
-    ) -> BoxFuture<'a, Result<(), StoreError>>;
+    ) -> BoxFuture<'a, Result<(), BackendError>>;
 
     /// Claims, for `ttl`, the call of the request `key` among the processes
     /// sharing this store: true if `owner` may make it (it holds the claim,
@@ -61,7 +59,7 @@ pub trait CacheStore: Send + Sync {
         _key: &'a str,
         _owner: &'a str,
         _ttl: Duration,
-    ) -> BoxFuture<'a, Result<bool, StoreError>> {
+    ) -> BoxFuture<'a, Result<bool, BackendError>> {
         Box::pin(async { Ok(true) })
     }
 
@@ -70,20 +68,20 @@ pub trait CacheStore: Send + Sync {
         &'a self,
         _key: &'a str,
         _owner: &'a str,
-    ) -> BoxFuture<'a, Result<(), StoreError>> {
+    ) -> BoxFuture<'a, Result<(), BackendError>> {
         Box::pin(async { Ok(()) })
     }
 }
 
 impl<C: CacheStore + ?Sized> CacheStore for Arc<C> {
-    fn get<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<Vec<Chunk>>, StoreError>> {
+    fn get<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<Vec<Chunk>>, BackendError>> {
         (**self).get(key)
     }
     fn put<'a>(
         &'a self,
         key: &'a str,
         chunks: &'a [Chunk],
-    ) -> BoxFuture<'a, Result<(), StoreError>> {
+    ) -> BoxFuture<'a, Result<(), BackendError>> {
         (**self).put(key, chunks)
     }
     fn claim<'a>(
@@ -91,14 +89,14 @@ impl<C: CacheStore + ?Sized> CacheStore for Arc<C> {
         key: &'a str,
         owner: &'a str,
         ttl: Duration,
-    ) -> BoxFuture<'a, Result<bool, StoreError>> {
+    ) -> BoxFuture<'a, Result<bool, BackendError>> {
         (**self).claim(key, owner, ttl)
     }
     fn release<'a>(
         &'a self,
         key: &'a str,
         owner: &'a str,
-    ) -> BoxFuture<'a, Result<(), StoreError>> {
+    ) -> BoxFuture<'a, Result<(), BackendError>> {
         (**self).release(key, owner)
     }
 }
@@ -135,7 +133,7 @@ impl MemoryCache {
 }
 
 impl CacheStore for MemoryCache {
-    fn get<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<Vec<Chunk>>, StoreError>> {
+    fn get<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<Vec<Chunk>>, BackendError>> {
         let found = self.lock().get(key).map(|c| (**c).clone());
         Box::pin(async move { Ok(found) })
     }
@@ -144,7 +142,7 @@ impl CacheStore for MemoryCache {
         &'a self,
         key: &'a str,
         chunks: &'a [Chunk],
-    ) -> BoxFuture<'a, Result<(), StoreError>> {
+    ) -> BoxFuture<'a, Result<(), BackendError>> {
         self.lock().put(key.to_owned(), Arc::new(chunks.to_vec()));
         Box::pin(async { Ok(()) })
     }

@@ -21,10 +21,9 @@
 use std::sync::Arc;
 
 use super::CacheStore;
+use crate::backend::{BackendError, ConformanceFailure};
 use crate::env::Usage;
 use crate::model::{Chunk, FinishReason, ToolCallDelta};
-use crate::store::conformance::ConformanceFailure;
-use crate::store::StoreError;
 
 fn fail(check: &'static str, detail: impl Into<String>) -> ConformanceFailure {
     ConformanceFailure {
@@ -33,7 +32,7 @@ fn fail(check: &'static str, detail: impl Into<String>) -> ConformanceFailure {
     }
 }
 
-fn backend(check: &'static str) -> impl Fn(StoreError) -> ConformanceFailure {
+fn backend(check: &'static str) -> impl Fn(BackendError) -> ConformanceFailure {
     move |e| fail(check, format!("cache error: {e}"))
 }
 

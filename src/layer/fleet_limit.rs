@@ -15,11 +15,11 @@ use futures::StreamExt;
 use redis::Script;
 
 use super::Limits;
+use crate::backend::redis::RedisConn;
+use crate::backend::BackendError;
 use crate::model::{
     Capabilities, ChatModel, ChatRequest, Chunk, ChunkStream, ContextWindow, ModelError,
 };
-use crate::redis_conn::RedisConn;
-use crate::store::StoreError;
 
 /// Takes a concurrency slot if fewer than the current limit are held (1),
 /// else 0. KEYS: holders, limit. ARGV: holder, slot ttl ms, starting limit.
@@ -119,7 +119,7 @@ return 0
 ///
 /// let limits = Limits { concurrency: Some(20), requests_per_minute: Some(500), adaptive: true, ..Limits::default() };
 /// let model = FleetLimit::new(ScriptedModel::new(), "redis://127.0.0.1:6379", "openai", limits)?;
-/// # Ok::<(), statewise::store::StoreError>(())
+/// # Ok::<(), statewise::backend::BackendError>(())
 /// ```
 #[derive(Debug, Clone)]
 pub struct FleetLimit<M> {
@@ -146,7 +146,7 @@ impl<M: ChatModel> FleetLimit<M> {
     /// Limits `inner` to `limits`, shared with every process naming the
     /// same provider `name` on the Redis at `url` (keys under
     /// `statewise:limit:<name>`). Connects on first use.
-    pub fn new(inner: M, url: &str, name: &str, limits: Limits) -> Result<Self, StoreError> {
+    pub fn new(inner: M, url: &str, name: &str, limits: Limits) -> Result<Self, BackendError> {
         let base = format!("statewise:limit:{name}");
         Ok(FleetLimit {
             inner,
@@ -191,7 +191,7 @@ impl<M: ChatModel> FleetLimit<M> {
 
     /// The fleet's concurrency limit now (it moves when adaptive); `None`
     /// without a concurrency limit.
-    pub async fn current_concurrency(&self) -> Result<Option<usize>, StoreError> {
+    pub async fn current_concurrency(&self) -> Result<Option<usize>, BackendError> {
         let Some(start) = self.limits.concurrency else {
             return Ok(None);
         };
@@ -204,7 +204,7 @@ impl<M: ChatModel> FleetLimit<M> {
     }
 
     /// Calls holding a slot now, across the fleet.
-    pub async fn in_flight(&self) -> Result<usize, StoreError> {
+    pub async fn in_flight(&self) -> Result<usize, BackendError> {
         let key = &self.keys.holders;
         self.conn
             .run(
@@ -213,7 +213,7 @@ impl<M: ChatModel> FleetLimit<M> {
             .await
     }
 
-    async fn take(&self, bucket: &str, n: f64, per_minute: u32) -> Result<(), StoreError> {
+    async fn take(&self, bucket: &str, n: f64, per_minute: u32) -> Result<(), BackendError> {
         loop {
             let wait_ms: u64 = self
                 .conn
@@ -232,7 +232,7 @@ impl<M: ChatModel> FleetLimit<M> {
         }
     }
 
-    async fn acquire(&self, holder: &str, start: usize) -> Result<(), StoreError> {
+    async fn acquire(&self, holder: &str, start: usize) -> Result<(), BackendError> {
         let keys = [self.keys.holders.as_str(), self.keys.limit.as_str()];
         let ttl = self.slot_ttl.as_millis() as u64;
         let mut pause = Duration::from_millis(5);
@@ -266,7 +266,7 @@ impl<M: ChatModel> FleetLimit<M> {
         };
         let ceiling = self.limits.concurrency.unwrap_or(1024).max(1);
         let cooldown = self.cooldown.as_millis() as u64;
-        let released: Result<i64, StoreError> = self
+        let released: Result<i64, BackendError> = self
             .conn
             .run(|mut conn| {
                 let mut call = RELEASE.prepare_invoke();
@@ -284,7 +284,7 @@ impl<M: ChatModel> FleetLimit<M> {
         }
     }
 
-    fn unavailable(&self, e: StoreError) -> ModelError {
+    fn unavailable(&self, e: BackendError) -> ModelError {
         ModelError::Backend {
             provider: self.inner.name().to_owned(),
             message: format!("the fleet limit in Redis is unavailable: {e}"),

@@ -9,9 +9,9 @@ use redis::Script;
 
 use super::cache::chunks_from_json;
 use super::CacheStore;
+use crate::backend::redis::RedisConn;
+use crate::backend::BackendError;
 use crate::model::Chunk;
-use crate::redis_conn::RedisConn;
-use crate::store::StoreError;
 
 /// Replies in Redis, one string key each (`<prefix>:cache:<key>`, the
 /// prefix `statewise` unless [`with_prefix`](Self::with_prefix) says
@@ -30,7 +30,7 @@ use crate::store::StoreError;
 ///
 /// let cache = RedisCache::open("redis://127.0.0.1:6379")?.with_ttl(Duration::from_secs(86_400));
 /// let model = ScriptedModel::new().text("4").cache(Arc::new(cache));
-/// # Ok::<(), statewise::store::StoreError>(())
+/// # Ok::<(), statewise::backend::BackendError>(())
 /// ```
 #[derive(Debug, Clone)]
 pub struct RedisCache {
@@ -42,7 +42,7 @@ pub struct RedisCache {
 impl RedisCache {
     /// A cache on the server at `url` (`redis://[:password@]host[:port][/db]`);
     /// connects on first use.
-    pub fn open(url: &str) -> Result<Self, StoreError> {
+    pub fn open(url: &str) -> Result<Self, BackendError> {
         Ok(RedisCache {
             conn: RedisConn::open(url)?,
             prefix: "statewise".to_owned(),
@@ -96,7 +96,7 @@ return 0
 });
 
 impl CacheStore for RedisCache {
-    fn get<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<Vec<Chunk>>, StoreError>> {
+    fn get<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<Vec<Chunk>>, BackendError>> {
         Box::pin(async move {
             let k = self.key(key);
             let text: Option<String> = self
@@ -114,12 +114,10 @@ impl CacheStore for RedisCache {
         &'a self,
         key: &'a str,
         chunks: &'a [Chunk],
-    ) -> BoxFuture<'a, Result<(), StoreError>> {
+    ) -> BoxFuture<'a, Result<(), BackendError>> {
         Box::pin(async move {
-            let text = serde_json::to_string(chunks).map_err(|source| StoreError::Corrupt {
-                run_id: format!("cache entry {key}"),
-                source,
-            })?;
+            let text = serde_json::to_string(chunks)
+                .map_err(|source| BackendError::corrupt(format!("cache entry {key}"), source))?;
             let k = self.key(key);
             self.conn
                 .run(|mut conn| {
@@ -139,7 +137,7 @@ impl CacheStore for RedisCache {
         key: &'a str,
         owner: &'a str,
         ttl: Duration,
-    ) -> BoxFuture<'a, Result<bool, StoreError>> {
+    ) -> BoxFuture<'a, Result<bool, BackendError>> {
         Box::pin(async move {
             let k = self.claim_key(key);
             let ttl = ttl.as_millis().max(1) as u64;
@@ -159,7 +157,7 @@ impl CacheStore for RedisCache {
         &'a self,
         key: &'a str,
         owner: &'a str,
-    ) -> BoxFuture<'a, Result<(), StoreError>> {
+    ) -> BoxFuture<'a, Result<(), BackendError>> {
         Box::pin(async move {
             let k = self.claim_key(key);
             self.conn

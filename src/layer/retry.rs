@@ -5,7 +5,9 @@ use std::time::Duration;
 use futures::future::BoxFuture;
 use futures::StreamExt;
 
+use crate::metric;
 use crate::model::{Capabilities, ChatModel, ChatRequest, ChunkStream, ContextWindow, ModelError};
+use crate::semconv::provider_and_model;
 
 /// When and how long to wait before sending a failed call again.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -97,7 +99,7 @@ impl<M: ChatModel> ChatModel for Retry<M> {
                         Err(e) => match self.policy.delay(attempt, &e).filter(|_| !delivered) {
                             Some(wait) => {
                                 drop(chunks);
-                                crate::metric::retry(self.inner.name());
+                                metric::retry(provider_and_model(self.inner.name()));
                                 tokio::time::sleep(wait).await;
                                 attempt += 1;
                                 continue 'attempts;

@@ -8,9 +8,9 @@ use rusqlite::{params, OptionalExtension};
 
 use super::cache::chunks_from_json;
 use super::CacheStore;
+use crate::backend::sqlite::Db;
+use crate::backend::BackendError;
 use crate::model::Chunk;
-use crate::sqlite::Db;
-use crate::store::StoreError;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS responses (
@@ -28,7 +28,7 @@ pub struct SqliteCache {
 
 impl SqliteCache {
     /// Opens the cache at `path`, creating the file and its folder.
-    pub fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
+    pub fn open(path: impl AsRef<Path>) -> Result<Self, BackendError> {
         Ok(SqliteCache {
             db: Db::open(path.as_ref(), SCHEMA)?,
         })
@@ -36,7 +36,7 @@ impl SqliteCache {
 }
 
 impl CacheStore for SqliteCache {
-    fn get<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<Vec<Chunk>>, StoreError>> {
+    fn get<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<Vec<Chunk>>, BackendError>> {
         let k = key.to_owned();
         Box::pin(async move {
             let text: Option<String> = self
@@ -48,7 +48,7 @@ impl CacheStore for SqliteCache {
                         |r| r.get(0),
                     )
                     .optional()
-                    .map_err(StoreError::backend)
+                    .map_err(BackendError::new)
                 })
                 .await?;
             text.map(|t| chunks_from_json(&t, key)).transpose()
@@ -59,22 +59,20 @@ impl CacheStore for SqliteCache {
         &'a self,
         key: &'a str,
         chunks: &'a [Chunk],
-    ) -> BoxFuture<'a, Result<(), StoreError>> {
+    ) -> BoxFuture<'a, Result<(), BackendError>> {
         let k = key.to_owned();
         let text = serde_json::to_string(chunks);
         Box::pin(async move {
-            let text = text.map_err(|source| StoreError::Corrupt {
-                run_id: format!("cache entry {k}"),
-                source,
-            })?;
-            let now = crate::store::now_ms() as i64;
+            let text =
+                text.map_err(|source| BackendError::corrupt(format!("cache entry {k}"), source))?;
+            let now = crate::backend::now_ms() as i64;
             self.db
                 .call(move |conn| {
                     conn.execute(
                         "INSERT OR REPLACE INTO responses (key, chunks, created_ms) VALUES (?1, ?2, ?3)",
                         params![k, text, now],
                     )
-                    .map_err(StoreError::backend)?;
+                    .map_err(BackendError::new)?;
                     Ok(())
                 })
                 .await

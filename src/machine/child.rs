@@ -18,10 +18,10 @@ use futures::StreamExt;
 use tokio::time::Instant;
 
 use super::decide::{self, BranchEnd, Joined};
+use super::event::{Event, EventKind, RunFailure};
 use super::sub::SubMachine;
 use super::{events_only, EventStream, Machine, MachineError, RunCtx};
 use crate::env::{Env, Usage};
-use crate::event::{Event, EventKind, RunFailure};
 use crate::state::{Fork, Next, OnBranchFailure};
 
 /// What a whole run tree has spent, shared by a parent's children so a

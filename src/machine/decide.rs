@@ -13,9 +13,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::error::{MachineError, Resource};
+use super::event::{EventKind, RunFailure, RunOutput};
 use super::sub::SubMachine;
 use crate::env::{BranchOutcome, Env, ErrorRecord, Interrupt, Usage};
-use crate::event::{EventKind, RunFailure, RunOutput};
 use crate::state::{Branch, Fork, Next, OnBranchFailure, State, StateError};
 
 /// The limits a run is held to.
@@ -196,7 +196,7 @@ pub(super) fn route(
         }),
         Some(Failure::Deadline(after)) => Route::Fail(MachineError::Deadline { after }),
         Some(Failure::State(source)) => match state.on_error(&source) {
-            Some(next) => Route::Recovered(next, ErrorRecord::new(step, name, &source)),
+            Some(next) => Route::Recovered(next, source.record(step, name)),
             None => Route::Fail(MachineError::State {
                 state: name.to_owned(),
                 source,
@@ -812,7 +812,7 @@ mod tests {
     fn a_sub_machine_is_entered_like_a_state() {
         let states = states();
         let mut subs = BTreeMap::new();
-        let inner = crate::Machine::new("x");
+        let inner = crate::machine::Machine::new("x");
         subs.insert(
             "research".to_owned(),
             Arc::new(SubMachine::new("research", inner)),

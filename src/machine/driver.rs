@@ -12,10 +12,10 @@ use tracing::Instrument;
 
 use super::child::{ChildItem, Spent};
 use super::decide::{self, Attempt, BranchEnd, Failure, Node, Route, Then};
+use super::event::{Event, EventKind, RunFailure, RunOutput};
 use super::record::Recorder;
 use super::{Driven, Machine, MachineError, RunCtx};
 use crate::env::{Env, ErrorRecord, Interrupt, RunSettings};
-use crate::event::{Event, EventKind, RunFailure, RunOutput};
 use crate::semconv;
 use crate::state::{Next, StateError};
 
@@ -242,12 +242,12 @@ impl Machine {
                                         None => next_item.await,
                                     };
                                     match next {
-                                        Some(Ok(crate::Emit::Interrupt(mut request))) => {
+                                        Some(Ok(crate::state::Emit::Interrupt(mut request))) => {
                                             // The state stops where it asked.
                                             request.run_id = run_id.to_string();
                                             request.branch = branch.as_deref().map(str::to_owned);
                                             failure = Some(Failure::Interrupt(request.clone()));
-                                            yield event(EventKind::Emitted(crate::Emit::Interrupt(request)));
+                                            yield event(EventKind::Emitted(crate::state::Emit::Interrupt(request)));
                                             break;
                                         }
                                         Some(Ok(e)) => {

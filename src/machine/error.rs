@@ -69,9 +69,20 @@ pub enum MachineError {
     /// cut short before being handed to [`finish`](super::finish)).
     #[error("the event stream ended before the run did")]
     Interrupted,
-    /// A checkpoint could not be saved.
-    #[error("checkpoint not saved: {0}")]
+    /// A checkpoint could not be saved or read.
+    #[error("checkpoint store: {0}")]
     Store(#[from] StoreError),
+    /// The machine was asked to resume or fork without a store
+    /// ([`Machine::with_store`](super::Machine::with_store)).
+    #[error("the machine has no store to resume or fork from (see Machine::with_store)")]
+    NoStore,
+    /// A person's reply was given to a run that is not paused for one
+    /// ([`Machine::resume_with`](super::Machine::resume_with)).
+    #[error("run `{run_id}` is not paused for a reply (resume it with Machine::resume instead)")]
+    NotPaused {
+        /// The run.
+        run_id: String,
+    },
     /// A trace record could not be written.
     #[error("trace not written: {0}")]
     Trace(#[from] TraceError),
@@ -115,6 +126,8 @@ impl MachineError {
             MachineError::Deadline { .. } => MachineErrorKind::Deadline,
             MachineError::Budget { .. } => MachineErrorKind::Budget,
             MachineError::Store(_) => MachineErrorKind::Store,
+            MachineError::NoStore => MachineErrorKind::NoStore,
+            MachineError::NotPaused { .. } => MachineErrorKind::NotPaused,
             MachineError::Trace(_) => MachineErrorKind::Trace,
             MachineError::State { .. } => MachineErrorKind::State,
             MachineError::Branch { .. } => MachineErrorKind::Branch,
@@ -126,7 +139,7 @@ impl MachineError {
     /// replays and clients all use: a state's failure by its
     /// [`StateError::code`] (`model:http_503`, `action`, ...), else the kind
     /// (`unknown_state`, `max_steps`, `interrupted`, `deadline`, `budget`,
-    /// `store`, `trace`). A failed branch has its own error's code.
+    /// `store`, `no_store`, `not_paused`, `trace`). A failed branch has its own error's code.
     pub fn code(&self) -> String {
         match self {
             MachineError::State { source, .. } => source.code(),
@@ -154,6 +167,10 @@ pub enum MachineErrorKind {
     Budget,
     /// [`MachineError::Store`].
     Store,
+    /// [`MachineError::NoStore`].
+    NoStore,
+    /// [`MachineError::NotPaused`].
+    NotPaused,
     /// [`MachineError::Trace`].
     Trace,
     /// [`MachineError::State`]: the state's own error says more.
@@ -174,6 +191,8 @@ impl MachineErrorKind {
             MachineErrorKind::Deadline => "deadline",
             MachineErrorKind::Budget => "budget",
             MachineErrorKind::Store => "store",
+            MachineErrorKind::NoStore => "no_store",
+            MachineErrorKind::NotPaused => "not_paused",
             MachineErrorKind::Trace => "trace",
             MachineErrorKind::State => "state",
             MachineErrorKind::Branch => "branch",

@@ -18,6 +18,7 @@ mod decide;
 mod diagram;
 mod driver;
 mod error;
+pub mod event;
 mod record;
 mod sub;
 
@@ -31,10 +32,10 @@ use futures::{Stream, StreamExt};
 use tokio::time::Instant;
 
 use crate::env::{Env, Journal};
-use crate::event::{Event, EventKind, RunFailure, RunOutput};
 use crate::state::{Next, State};
-use crate::store::{new_run_id, Checkpoint, Store, StoreError};
+use crate::store::{self, new_run_id, Checkpoint, Delivery, Store, StoreError};
 use crate::trace::Tracer;
+use event::{Event, EventKind, RunFailure, RunOutput};
 
 use child::Spent;
 use decide::Limits;
@@ -427,8 +428,8 @@ impl Machine {
 
     /// Continues run `run_id` from its last checkpoint, after a crash or a
     /// deliberate stop. A run that had ended yields its result again.
-    pub async fn resume(&self, run_id: &str) -> Result<EventStream, StoreError> {
-        let store = self.store.as_ref().ok_or(StoreError::NoStore)?;
+    pub async fn resume(&self, run_id: &str) -> Result<EventStream, MachineError> {
+        let store = self.store.as_ref().ok_or(MachineError::NoStore)?;
         let last = store
             .get(run_id, None)
             .await?
@@ -447,8 +448,8 @@ impl Machine {
         run_id: &str,
         step: u32,
         new_run_id: &str,
-    ) -> Result<EventStream, StoreError> {
-        let store = self.store.as_ref().ok_or(StoreError::NoStore)?;
+    ) -> Result<EventStream, MachineError> {
+        let store = self.store.as_ref().ok_or(MachineError::NoStore)?;
         let fork = store.fork(run_id, step, new_run_id).await?;
         Ok(self.continue_from(fork, RunCtx::fresh("")))
     }
@@ -581,54 +582,13 @@ impl Machine {
         &self,
         run_id: &str,
         reply: serde_json::Value,
-    ) -> Result<EventStream, StoreError> {
-        let store = self.store.as_ref().ok_or(StoreError::NoStore)?;
-        let last = deliver(&**store, run_id, reply).await?;
-        Ok(self.continue_from(last, RunCtx::fresh("")))
-    }
-}
-
-/// Files `reply` in the run that asked: `run_id` itself, or the child its
-/// pending request names (and so on down). Returns `run_id`'s last
-/// checkpoint, no longer waiting.
-async fn deliver(
-    store: &dyn Store,
-    run_id: &str,
-    reply: serde_json::Value,
-) -> Result<Checkpoint, StoreError> {
-    let mut chain = Vec::new();
-    let mut at = run_id.to_owned();
-    let mut reply = Some(reply);
-    loop {
-        let mut last = store
-            .get(&at, None)
-            .await?
-            .ok_or_else(|| StoreError::NotFound {
-                run_id: at.clone(),
-                step: None,
-            })?;
-        let request = last
-            .env
-            .interrupt
-            .take()
-            .ok_or_else(|| StoreError::NotInterrupted { run_id: at.clone() })?;
-        let asker = request.run_id.clone();
-        if asker.is_empty() || asker == at {
-            if let Some(reply) = reply.take() {
-                last.env.replies.insert(request.id, reply);
-            }
-            chain.push(last);
-            break;
+    ) -> Result<EventStream, MachineError> {
+        let store = self.store.as_ref().ok_or(MachineError::NoStore)?;
+        match store::deliver(&**store, run_id, reply).await? {
+            Delivery::Filed(last) => Ok(self.continue_from(last, RunCtx::fresh(""))),
+            Delivery::NotPaused { run_id } => Err(MachineError::NotPaused { run_id }),
         }
-        chain.push(last);
-        at = asker;
     }
-    // The asker first: a crash midway leaves the parent still waiting,
-    // and a second reply finds the asker no longer so (NotInterrupted).
-    for checkpoint in chain.iter().rev() {
-        store.put(checkpoint).await?;
-    }
-    Ok(chain.swap_remove(0))
 }
 
 /// Who a run is, where it sits under a parent, and what it did before this

@@ -13,9 +13,10 @@ use futures::future::BoxFuture;
 use futures::FutureExt;
 
 use super::MachineError;
+use crate::backend::now_ms;
 use crate::env::{Env, ErrorRecord};
 use crate::state::{Emit, Next};
-use crate::store::{now_ms, Checkpoint, Store};
+use crate::store::{Checkpoint, Store};
 use crate::trace::{EndRecord, RunRecord, StepTrace, TraceRecord, TracedError, Tracer};
 
 /// A write to a store or a tracer, if there is one to make.
@@ -213,5 +214,15 @@ fn checkpoint(
         parent: None,
         created_ms: now_ms(),
         failed: None,
+    }
+}
+
+impl From<&MachineError> for TracedError {
+    /// The failure's [`code`](MachineError::code) (`model:http_503`).
+    fn from(error: &MachineError) -> Self {
+        TracedError {
+            kind: error.code(),
+            message: error.to_string(),
+        }
     }
 }

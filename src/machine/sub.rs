@@ -9,9 +9,9 @@
 
 use std::sync::Arc;
 
+use super::event::RunOutput;
 use super::Machine;
 use crate::env::{Env, Usage};
-use crate::event::RunOutput;
 use crate::state::{Next, StateError};
 
 type BuildFn = dyn Fn(&Env) -> Result<Machine, StateError> + Send + Sync;

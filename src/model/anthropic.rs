@@ -10,13 +10,13 @@ use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
 use super::http::{error_chain, error_message, json_body, send, Api, Auth, Endpoint, Resolved};
-use super::secret::{redact, Secret};
 use super::window::anthropic_window;
 use super::{
     Capabilities, ChatModel, ChatRequest, Chunk, ChunkStream, ContextWindow, FinishReason,
     ModelError, Reply, ToolCallDelta,
 };
 use crate::env::{Message, Role, Usage};
+use crate::redact::{redact, Secret};
 use reqwest::header::CONTENT_TYPE;
 
 const PROVIDER: &str = "anthropic";

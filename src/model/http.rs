@@ -7,8 +7,8 @@ use bytes::Bytes;
 use reqwest::header::HeaderMap;
 use serde_json::Value;
 
-use super::secret::{redact, Secret};
 use super::{ModelError, TimeoutStage};
+use crate::redact::{redact, Secret};
 
 /// How long a `Retry-After` (seconds or an HTTP date is not parsed; seconds
 /// are what model APIs send) or OpenAI's `retry-after-ms` asks to wait.

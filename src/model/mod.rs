@@ -18,9 +18,7 @@ mod openai_body;
 mod price;
 mod reply;
 mod scripted;
-pub mod secret;
 mod span;
-pub(crate) use span::provider_and_model;
 #[cfg(feature = "tiktoken")]
 mod tiktoken;
 #[cfg(feature = "http")]

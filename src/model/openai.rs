@@ -18,13 +18,13 @@ use tokio::sync::OnceCell;
 
 use super::http::{error_chain, json_body, send, Api, Auth, Endpoint, Resolved};
 use super::openai_body::{Body, Settings};
-use super::secret::{redact, Secret};
 use super::window::{ask_server, openai_window};
 use super::{
     Capabilities, ChatModel, ChatRequest, Chunk, ChunkStream, ContextWindow, FinishReason,
     ModelError, Reply, TokenCounter, ToolCallDelta,
 };
 use crate::env::Usage;
+use crate::redact::{redact, Secret};
 use reqwest::header::CONTENT_TYPE;
 
 const PROVIDER: &str = "openai";

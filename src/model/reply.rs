@@ -14,6 +14,8 @@ use super::{
 };
 use crate::env::RunSettings;
 use crate::env::{ToolCall, ToolCallDraft, Usage};
+use crate::metric;
+use crate::semconv::provider_and_model;
 
 /// A complete model reply.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -411,7 +413,19 @@ impl<'a> ReplyStream<'a> {
         let reply = &*self.done.insert(reply);
         super::span::record_reply(span, reply, pending.content.as_deref());
         let elapsed = pending.started.elapsed();
-        crate::metric::model_call(&pending.model, reply, elapsed, pending.first_token);
+        let usage = metric::CallUsage {
+            input: reply.usage.prompt_tokens,
+            output: reply.usage.completion_tokens,
+            cache_read: reply.usage.cached_tokens,
+            cache_creation: reply.usage.cache_write_tokens,
+            cost: reply.usage.cost,
+        };
+        metric::model_call(
+            provider_and_model(&pending.model),
+            usage,
+            elapsed,
+            pending.first_token,
+        );
         let request = pending.request?;
         Some(ModelCall {
             model: pending.model,
@@ -442,7 +456,7 @@ impl Stream for ReplyStream<'_> {
                 Some(Err(e)) => {
                     if let Some(p) = self.record.take() {
                         super::span::record_error(&p.span, &e);
-                        crate::metric::model_error(&p.model, e.code());
+                        metric::model_error(provider_and_model(&p.model), e.code());
                     }
                     return Poll::Ready(Some(Err(e)));
                 }

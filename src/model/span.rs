@@ -12,13 +12,7 @@ use tracing::field::Empty;
 use super::{ChatModel, ChatRequest, FinishReason, ModelError, Reply};
 use crate::env::{Message, Role, RunSettings};
 use crate::redact::Redactor;
-use crate::semconv as sc;
-
-/// The provider and the model of a model's name: `openai:gpt-4o-mini` is
-/// OpenAI's `gpt-4o-mini`; a name without a provider is both.
-pub(crate) fn provider_and_model(name: &str) -> (&str, &str) {
-    name.split_once(':').unwrap_or((name, name))
-}
+use crate::semconv::{self as sc, provider_and_model};
 
 /// The span of a call of `model` with `request`, opened now.
 pub(super) fn chat_span(
@@ -175,19 +169,6 @@ fn message(m: &Message) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn names_split_into_provider_and_model() {
-        assert_eq!(
-            provider_and_model("openai:gpt-4o-mini"),
-            ("openai", "gpt-4o-mini")
-        );
-        assert_eq!(
-            provider_and_model("local:/m/smol.gguf"),
-            ("local", "/m/smol.gguf")
-        );
-        assert_eq!(provider_and_model("scripted"), ("scripted", "scripted"));
-    }
 
     #[test]
     fn messages_take_the_conventions_shape() {

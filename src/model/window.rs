@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use super::secret::Secret;
+use crate::redact::Secret;
 
 /// Longest wait for a server's answer about its window.
 const ASK_TIMEOUT: Duration = Duration::from_secs(5);

@@ -16,6 +16,7 @@ use serde_json::json;
 
 use super::{RunLog, Server, ServerError};
 use crate::agui::RunAgentInput;
+use crate::machine::MachineErrorKind;
 
 impl Server {
     /// The server's routes, to serve or to merge into an app of your own.
@@ -45,7 +46,10 @@ impl IntoResponse for ServerError {
             | ServerError::NotCancellable { .. } => StatusCode::CONFLICT,
             ServerError::UnknownRun { .. } => StatusCode::NOT_FOUND,
             ServerError::BadInput(_) => StatusCode::BAD_REQUEST,
-            ServerError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            ServerError::Machine(e) if e.kind() == MachineErrorKind::NotPaused => {
+                StatusCode::CONFLICT
+            }
+            ServerError::Store(_) | ServerError::Machine(_) => StatusCode::INTERNAL_SERVER_ERROR,
             #[cfg(feature = "redis")]
             ServerError::Queue(_) => StatusCode::SERVICE_UNAVAILABLE,
         };

@@ -42,8 +42,8 @@ use tracing::Instrument;
 
 use crate::agui::{AgUiEvent, RunAgentInput, RunFinishedOutcome, Translator};
 use crate::env::Background;
-use crate::event::EventKind;
-use crate::machine::Machine;
+use crate::machine::event::EventKind;
+use crate::machine::{Machine, MachineError};
 use crate::store::{MemoryStore, Store, StoreError};
 
 pub use log::{RunInfo, RunLog, RunStatus};
@@ -101,6 +101,10 @@ pub enum ServerError {
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The machine could not resume the run (it is not paused, or the
+    /// server's machine has no store).
+    #[error(transparent)]
+    Machine(#[from] MachineError),
 }
 
 impl ServerError {
@@ -116,6 +120,7 @@ impl ServerError {
             ServerError::Queue(_) => "queue",
             ServerError::BadInput(_) => "bad_input",
             ServerError::Store(_) => "store",
+            ServerError::Machine(_) => "machine",
         }
     }
 }

@@ -6,8 +6,8 @@ use serde_json::Value;
 
 use super::ServerError;
 use crate::agui::{ResumeStatus, RunAgentInput};
+use crate::env::Interrupt;
 use crate::tool::client::{is_client_request, requested_call_ids, ClientResults};
-use crate::Interrupt;
 
 /// What a request starts.
 #[derive(Debug, Clone, PartialEq)]
@@ -79,9 +79,9 @@ pub(crate) fn start(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::env::ToolCall;
     use crate::tool::approval::approval_request;
     use crate::tool::client::client_request;
-    use crate::ToolCall;
     use serde_json::json;
 
     fn input(v: Value) -> RunAgentInput {

@@ -14,7 +14,7 @@ use futures::stream::BoxStream;
 use serde::{Deserialize, Serialize};
 
 use crate::action::{ParseError, PartialAction};
-use crate::env::{Action, Env, Interrupt, Observation, ScratchError, ToolCall};
+use crate::env::{Action, Env, ErrorRecord, Interrupt, Observation, ScratchError, ToolCall};
 use crate::model::ModelError;
 
 pub use fork::{Branch, Fork, OnBranchFailure};
@@ -260,6 +260,17 @@ impl StateError {
     /// Wraps any error of a custom state.
     pub fn custom(error: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
         StateError::Custom(error.into())
+    }
+
+    /// The record of this error in `state` at `step`, as the env keeps it
+    /// when a state recovers ([`Env::errors`](crate::env::Env::errors)).
+    pub fn record(&self, step: u32, state: &str) -> ErrorRecord {
+        ErrorRecord {
+            step,
+            state: state.to_owned(),
+            kind: self.code(),
+            message: self.to_string(),
+        }
     }
 }
 

@@ -22,15 +22,7 @@ use super::{Checkpoint, Store, StoreError};
 use crate::env::Env;
 use crate::state::Next;
 
-/// A check of the suite that did not hold.
-#[derive(Debug, thiserror::Error)]
-#[error("store conformance check `{check}` failed: {detail}")]
-pub struct ConformanceFailure {
-    /// The check.
-    pub check: &'static str,
-    /// What was wrong.
-    pub detail: String,
-}
+pub use crate::backend::ConformanceFailure;
 
 fn fail(check: &'static str, detail: impl Into<String>) -> ConformanceFailure {
     ConformanceFailure {

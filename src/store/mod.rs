@@ -33,6 +33,7 @@
 //! ```
 
 pub mod conformance;
+mod deliver;
 mod memory;
 #[cfg(feature = "postgres")]
 mod postgres;
@@ -44,6 +45,7 @@ mod sqlite;
 use futures::future::BoxFuture;
 use serde::{Deserialize, Serialize};
 
+use crate::backend::{now_ms, BackendError};
 use crate::env::Env;
 use crate::state::Next;
 
@@ -51,6 +53,7 @@ use crate::state::Next;
 pub use self::postgres::PostgresStore;
 #[cfg(feature = "redis")]
 pub use self::redis::RedisStore;
+pub(crate) use deliver::{deliver, Delivery};
 pub use memory::MemoryStore;
 #[cfg(feature = "sqlite")]
 pub use sqlite::SqliteStore;
@@ -181,17 +184,6 @@ pub enum StoreError {
         /// The run.
         run_id: String,
     },
-    /// The machine was asked to resume or fork without a store
-    /// ([`Machine::with_store`](crate::Machine::with_store)).
-    #[error("the machine has no store to resume or fork from (see Machine::with_store)")]
-    NoStore,
-    /// A reply was given to a run that is not waiting for one
-    /// ([`Machine::resume_with`](crate::Machine::resume_with)).
-    #[error("run `{run_id}` is not waiting for a reply (resume it with Machine::resume instead)")]
-    NotInterrupted {
-        /// The run.
-        run_id: String,
-    },
     /// A write of a run whose claim this process lost: another worker took
     /// the run over (it was idle too long), so this one must stop. The
     /// write was not made.
@@ -211,16 +203,16 @@ pub enum StoreError {
         #[source]
         source: serde_json::Error,
     },
-    /// The backend failed (I/O, SQL, connection).
-    #[error("store backend failed: {0}")]
-    Backend(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// The database behind the store failed (I/O, SQL, connection).
+    #[error("store: {0}")]
+    Backend(#[from] BackendError),
 }
 
 impl StoreError {
-    /// Wraps a backend's own error (for stores and caches written outside
+    /// Wraps a database client's own error (for stores written outside
     /// this crate too).
     pub fn backend(e: impl std::error::Error + Send + Sync + 'static) -> Self {
-        StoreError::Backend(Box::new(e))
+        StoreError::Backend(BackendError::new(e))
     }
 }
 
@@ -328,13 +320,6 @@ pub(crate) fn from_json<T: serde::de::DeserializeOwned>(
         run_id: run_id.to_owned(),
         source,
     })
-}
-
-/// Milliseconds since the Unix epoch.
-pub(crate) fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
 }
 
 /// A fresh run id: time-ordered, unique enough for one machine's runs.

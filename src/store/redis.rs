@@ -10,8 +10,8 @@ use futures::future::BoxFuture;
 use redis::Script;
 
 use super::{from_json, to_json, Checkpoint, CheckpointMeta, Store, StoreError};
+use crate::backend::redis::RedisConn;
 use crate::env::{Journal, JournalError, Observation};
-use crate::redis_conn::RedisConn;
 
 // The parts of the write scripts, shared so a fork is fenced, counted and
 // logged exactly as a put is. KEYS: bodies, steps, metas, runs, fence,
@@ -372,6 +372,7 @@ impl Store for RedisStore {
                     }
                 })
                 .await
+                .map_err(StoreError::from)
         })
     }
 

@@ -6,7 +6,7 @@ use futures::future::BoxFuture;
 use rusqlite::{params, OptionalExtension};
 
 use super::{to_json, Checkpoint, CheckpointMeta, Store, StoreError};
-use crate::sqlite::Db;
+use crate::backend::sqlite::Db;
 use crate::state::Next;
 
 const SCHEMA: &str = "

@@ -77,7 +77,7 @@ pub enum TraceError {
     Encode(#[source] serde_json::Error),
     /// The SQLite sink failed.
     #[error("trace database: {0}")]
-    Store(#[from] crate::store::StoreError),
+    Backend(#[from] crate::backend::BackendError),
 }
 
 /// One record, encoded and redacted, as a sink receives it.

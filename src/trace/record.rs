@@ -82,16 +82,6 @@ pub struct TracedError {
     pub message: String,
 }
 
-impl From<&crate::MachineError> for TracedError {
-    /// The failure's [`code`](crate::MachineError::code) (`model:http_503`).
-    fn from(error: &crate::MachineError) -> Self {
-        TracedError {
-            kind: error.code(),
-            message: error.to_string(),
-        }
-    }
-}
-
 /// One tool call of a step.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ToolRecord {
@@ -195,7 +185,7 @@ impl StepTrace {
                 run_id: run_id.to_owned(),
                 step,
                 state: state.to_owned(),
-                started_ms: crate::store::now_ms(),
+                started_ms: crate::backend::now_ms(),
                 elapsed_ms: 0.0,
                 env_before,
                 model_calls: Vec::new(),

@@ -7,8 +7,8 @@ use futures::future::BoxFuture;
 use rusqlite::params;
 
 use super::{Line, TraceError, TraceRecord, TraceSink};
-use crate::sqlite::Db;
-use crate::store::StoreError;
+use crate::backend::sqlite::Db;
+use crate::backend::BackendError;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS trace (
@@ -46,11 +46,11 @@ impl SqliteSink {
                     .prepare_cached(
                         "SELECT record FROM trace WHERE ?1 IS NULL OR run_id = ?1 ORDER BY id",
                     )
-                    .map_err(StoreError::backend)?;
+                    .map_err(BackendError::new)?;
                 let rows = stmt
                     .query_map(params![run], |r| r.get(0))
-                    .map_err(StoreError::backend)?;
-                rows.collect::<Result<_, _>>().map_err(StoreError::backend)
+                    .map_err(BackendError::new)?;
+                rows.collect::<Result<_, _>>().map_err(BackendError::new)
             })
             .await?;
         rows.iter()
@@ -77,8 +77,8 @@ impl TraceSink for SqliteSink {
                         "INSERT INTO trace (run_id, step, kind, record) VALUES (?1, ?2, ?3, ?4)",
                         params![run_id, step, kind, json],
                     )
-                    .map_err(StoreError::backend)?;
-                    Ok(())
+                    .map_err(BackendError::new)?;
+                    Ok::<_, BackendError>(())
                 })
                 .await?;
             Ok(())

@@ -2,7 +2,7 @@
 //! for the queue, and when a run is poison.
 
 use crate::env::Usage;
-use crate::event::EventKind;
+use crate::machine::event::EventKind;
 use crate::machine::MachineError;
 use crate::store::StoreError;
 
@@ -103,7 +103,7 @@ pub(crate) fn dead_error(last_error: Option<String>, deliveries: u64) -> String 
 mod tests {
     use super::*;
     use crate::env::Env;
-    use crate::event::{RunFailure, RunOutput};
+    use crate::machine::event::{RunFailure, RunOutput};
 
     fn failed(error: MachineError) -> EventKind {
         EventKind::Failed(Box::new(RunFailure {
@@ -139,7 +139,9 @@ mod tests {
             token: 3,
         }));
         assert_eq!(disposition(Some(&fenced)), Disposition::Abandon);
-        let down = failed(MachineError::Store(StoreError::NoStore));
+        let down = failed(MachineError::Store(StoreError::backend(
+            std::io::Error::other("down"),
+        )));
         assert!(matches!(disposition(Some(&down)), Disposition::Release(_)));
         assert!(matches!(disposition(None), Disposition::Release(_)));
     }

@@ -47,6 +47,7 @@ pub use outcome::{DeadLetter, Outcome, OutcomeStatus};
 pub use queue::{RunQueue, Submitted};
 pub use runner::{Worker, WorkerStats};
 
+use crate::backend::BackendError;
 use crate::store::StoreError;
 
 /// Why a queue operation failed.
@@ -54,6 +55,9 @@ use crate::store::StoreError;
 #[non_exhaustive]
 pub enum QueueError {
     /// Redis failed (connection, script).
+    #[error("run queue: {0}")]
+    Backend(#[from] BackendError),
+    /// The run's checkpoints could not be read or written.
     #[error(transparent)]
     Store(#[from] StoreError),
     /// The run had no outcome within the time waited.

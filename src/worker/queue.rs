@@ -11,9 +11,9 @@ use serde_json::Value;
 
 use super::keys::{Keys, GROUP};
 use super::{DeadLetter, Outcome, QueueError};
+use crate::backend::redis::RedisConn;
+use crate::backend::BackendError;
 use crate::env::Env;
-use crate::redis_conn::RedisConn;
-use crate::store::StoreError;
 
 /// Queues a run once: the entry id, and 1 if it was queued now or 0 if it
 /// was already. KEYS: submitted, queue. ARGV: run id, machine, env, W3C
@@ -244,7 +244,7 @@ impl RunQueue {
 }
 
 /// Creates the queue's stream and consumer group if they are missing.
-pub(crate) async fn ensure_group(conn: &RedisConn, keys: &Keys) -> Result<(), StoreError> {
+pub(crate) async fn ensure_group(conn: &RedisConn, keys: &Keys) -> Result<(), BackendError> {
     let queue = keys.queue();
     conn.run(|mut conn| {
         let queue = &queue;

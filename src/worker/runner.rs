@@ -24,11 +24,12 @@ use super::decide::{dead_error, disposition, is_poison, Disposition, Ended};
 use super::keys::{Keys, GROUP};
 use super::queue::ensure_group;
 use super::{Outcome, OutcomeStatus, QueueError};
+use crate::backend::redis::RedisConn;
+use crate::backend::BackendError;
 use crate::env::Env;
-use crate::event::EventKind;
+use crate::machine::event::EventKind;
 use crate::machine::Machine;
-use crate::redis_conn::RedisConn;
-use crate::store::{RedisStore, Store, StoreError};
+use crate::store::{RedisStore, Store};
 
 /// Records an outcome once, under the current claim, and acknowledges the
 /// delivery; with a machine name in ARGV[6], also writes a dead letter.
@@ -283,7 +284,7 @@ impl Worker {
 
     /// Up to `count` deliveries: runs whose lease ran out first, else new
     /// ones (waiting up to half a second for some).
-    async fn claim(&self, count: usize) -> Result<Vec<Delivery>, StoreError> {
+    async fn claim(&self, count: usize) -> Result<Vec<Delivery>, BackendError> {
         let due = {
             let reclaim = self.reclaim.lock().unwrap_or_else(|p| p.into_inner());
             tokio::time::Instant::now() >= reclaim.1
@@ -330,7 +331,7 @@ impl Worker {
     /// Up to `count` runs whose lease lapsed (`XAUTOCLAIM`). A full scan
     /// that found none is not repeated for half a lease: a lapsed lease is
     /// taken over within one and a half leases.
-    async fn reclaim(&self, count: usize) -> Result<Vec<Delivery>, StoreError> {
+    async fn reclaim(&self, count: usize) -> Result<Vec<Delivery>, BackendError> {
         let queue = self.keys.queue();
         let idle = self.lease.as_millis() as u64;
         let cursor = self
@@ -392,7 +393,7 @@ impl Worker {
         &self,
         entry: StreamId,
         deliveries: u64,
-    ) -> Result<Option<Delivery>, StoreError> {
+    ) -> Result<Option<Delivery>, BackendError> {
         let fields = (
             entry.get::<String>("run"),
             entry.get::<String>("machine"),
@@ -417,7 +418,7 @@ impl Worker {
     }
 
     /// How many times the entry has been delivered.
-    async fn deliveries(&self, entry: &str) -> Result<u64, StoreError> {
+    async fn deliveries(&self, entry: &str) -> Result<u64, BackendError> {
         let queue = self.keys.queue();
         let pending: Vec<(String, String, u64, u64)> = self
             .conn
@@ -438,7 +439,7 @@ impl Worker {
         Ok(pending.first().map_or(1, |p| p.3))
     }
 
-    async fn ack(&self, entry: &str) -> Result<(), StoreError> {
+    async fn ack(&self, entry: &str) -> Result<(), BackendError> {
         let queue = self.keys.queue();
         self.conn
             .run(|mut conn| {
@@ -591,7 +592,7 @@ impl Worker {
 
     /// Appends events to the run's event stream, in one round trip; a
     /// failure only loses them for watchers, not the run.
-    async fn publish(&self, run_id: &str, events: &[crate::Event]) {
+    async fn publish(&self, run_id: &str, events: &[crate::machine::event::Event]) {
         let texts: Vec<String> = events
             .iter()
             .filter_map(|e| serde_json::to_string(e).ok())
@@ -644,7 +645,7 @@ impl Worker {
             token,
             path,
             usage,
-            recorded_ms: crate::store::now_ms(),
+            recorded_ms: crate::backend::now_ms(),
         };
         let Ok(text) = serde_json::to_string(&outcome) else {
             return;
@@ -663,7 +664,7 @@ impl Worker {
         } else {
             ("", String::new())
         };
-        let recorded: Result<i64, StoreError> = self
+        let recorded: Result<i64, BackendError> = self
             .conn
             .run(|mut conn| {
                 let mut call = FINISH.prepare_invoke();
@@ -751,7 +752,7 @@ impl Worker {
                 .collect();
             for (entry, run_id, token, lost) in held {
                 let keys = [queue.clone(), self.store.fence_key(&run_id)];
-                let renewed: Result<i64, StoreError> = self
+                let renewed: Result<i64, BackendError> = self
                     .conn
                     .run(|mut conn| {
                         let mut call = RENEW.prepare_invoke();

@@ -284,15 +284,17 @@ async fn the_cache_conformance_suite_catches_a_truncating_cache() {
         fn get<'a>(
             &'a self,
             key: &'a str,
-        ) -> futures::future::BoxFuture<'a, Result<Option<Vec<Chunk>>, statewise::store::StoreError>>
-        {
+        ) -> futures::future::BoxFuture<
+            'a,
+            Result<Option<Vec<Chunk>>, statewise::backend::BackendError>,
+        > {
             self.0.get(key)
         }
         fn put<'a>(
             &'a self,
             key: &'a str,
             chunks: &'a [Chunk],
-        ) -> futures::future::BoxFuture<'a, Result<(), statewise::store::StoreError>> {
+        ) -> futures::future::BoxFuture<'a, Result<(), statewise::backend::BackendError>> {
             self.0.put(key, &chunks[..chunks.len().min(1000)])
         }
     }

@@ -13,12 +13,12 @@ use serde_json::{json, Value};
 use statewise::machine::finish;
 use statewise::model::ScriptedModel;
 use statewise::state::FnState;
-use statewise::store::{MemoryStore, SqliteStore, StoreError};
+use statewise::store::{MemoryStore, SqliteStore};
 use statewise::tool::approval::Approvals;
 use statewise::tool::{Tool, ToolRegistry, Toolbox};
 use statewise::{
-    Emit, EmitStream, Env, EventKind, Fork, Interrupt, Machine, Next, Role, RunOutput, State,
-    SubMachine,
+    Emit, EmitStream, Env, EventKind, Fork, Interrupt, Machine, MachineError, Next, Role,
+    RunOutput, State, SubMachine,
 };
 
 use crate::support::temp_dir;
@@ -147,7 +147,7 @@ async fn an_approval_survives_a_restart_and_runs_the_tool_once() {
     // A second reply finds nobody waiting.
     assert!(matches!(
         machine.resume_with("pay-1", json!(true)).await,
-        Err(StoreError::NotInterrupted { .. })
+        Err(MachineError::NotPaused { .. })
     ));
 }
 
@@ -373,7 +373,7 @@ async fn a_transition_can_pause_the_run_too() {
     let bare = Machine::new("draft");
     assert!(matches!(
         bare.resume_with("t1", json!(1)).await,
-        Err(StoreError::NoStore)
+        Err(MachineError::NoStore)
     ));
 }
 

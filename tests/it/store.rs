@@ -16,7 +16,7 @@ use statewise::store::{
     conformance, Checkpoint, CheckpointMeta, MemoryStore, SqliteStore, Store, StoreError,
 };
 use statewise::tool::{ToolRegistry, Toolbox};
-use statewise::{Env, EventKind, Machine, Next};
+use statewise::{Env, EventKind, Machine, MachineError, Next};
 use statewise_states::tools::Calculator;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -292,15 +292,15 @@ async fn a_fork_runs_on_from_any_step_and_leaves_the_original() {
 
     assert!(matches!(
         machine.fork("orig", 2, "fork").await.err(),
-        Some(StoreError::Exists { .. })
+        Some(MachineError::Store(StoreError::Exists { .. }))
     ));
     assert!(matches!(
         machine.resume("nope").await.err(),
-        Some(StoreError::NotFound { .. })
+        Some(MachineError::Store(StoreError::NotFound { .. }))
     ));
     assert!(matches!(
         agent().resume("orig").await.err(),
-        Some(StoreError::NoStore)
+        Some(MachineError::NoStore)
     ));
 }
 
@@ -310,9 +310,9 @@ struct FullDisk;
 impl Store for FullDisk {
     fn put<'a>(&'a self, _: &'a Checkpoint) -> BoxFuture<'a, Result<(), StoreError>> {
         Box::pin(async {
-            Err(StoreError::Backend(
-                std::io::Error::other("no space left on device").into(),
-            ))
+            Err(StoreError::backend(std::io::Error::other(
+                "no space left on device",
+            )))
         })
     }
     fn get<'a>(

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use futures::future::BoxFuture;
 
 use super::vendor::ItemOutcome;
-use crate::store::StoreError;
+use crate::backend::BackendError;
 
 /// What the ledger knows of a call.
 #[derive(Debug, Clone, PartialEq)]
@@ -29,27 +29,27 @@ pub trait BatchLedger: Send + Sync {
     fn lookup<'a>(
         &'a self,
         custom_id: &'a str,
-    ) -> BoxFuture<'a, Result<Option<LedgerEntry>, StoreError>>;
+    ) -> BoxFuture<'a, Result<Option<LedgerEntry>, BackendError>>;
 
     /// Batch `batch_id` went out with these calls.
     fn submitted<'a>(
         &'a self,
         batch_id: &'a str,
         custom_ids: &'a [String],
-    ) -> BoxFuture<'a, Result<(), StoreError>>;
+    ) -> BoxFuture<'a, Result<(), BackendError>>;
 
     /// Batch `batch_id` ended with these outcomes.
     fn finished<'a>(
         &'a self,
         batch_id: &'a str,
         outcomes: &'a [(String, ItemOutcome)],
-    ) -> BoxFuture<'a, Result<(), StoreError>>;
+    ) -> BoxFuture<'a, Result<(), BackendError>>;
 
     /// Forgets call `custom_id` (it expired and goes out again).
-    fn forget<'a>(&'a self, custom_id: &'a str) -> BoxFuture<'a, Result<(), StoreError>>;
+    fn forget<'a>(&'a self, custom_id: &'a str) -> BoxFuture<'a, Result<(), BackendError>>;
 
     /// The batches that went out and have not ended.
-    fn in_flight(&self) -> BoxFuture<'_, Result<Vec<String>, StoreError>>;
+    fn in_flight(&self) -> BoxFuture<'_, Result<Vec<String>, BackendError>>;
 }
 
 /// A ledger in memory: for tests, and for a process that will not restart
@@ -80,7 +80,7 @@ impl BatchLedger for MemoryLedger {
     fn lookup<'a>(
         &'a self,
         custom_id: &'a str,
-    ) -> BoxFuture<'a, Result<Option<LedgerEntry>, StoreError>> {
+    ) -> BoxFuture<'a, Result<Option<LedgerEntry>, BackendError>> {
         let found = self.lock().calls.get(custom_id).cloned();
         Box::pin(async move { Ok(found) })
     }
@@ -89,7 +89,7 @@ impl BatchLedger for MemoryLedger {
         &'a self,
         batch_id: &'a str,
         custom_ids: &'a [String],
-    ) -> BoxFuture<'a, Result<(), StoreError>> {
+    ) -> BoxFuture<'a, Result<(), BackendError>> {
         let mut entries = self.lock();
         entries.in_flight.insert(batch_id.to_owned());
         for id in custom_ids {
@@ -107,7 +107,7 @@ impl BatchLedger for MemoryLedger {
         &'a self,
         batch_id: &'a str,
         outcomes: &'a [(String, ItemOutcome)],
-    ) -> BoxFuture<'a, Result<(), StoreError>> {
+    ) -> BoxFuture<'a, Result<(), BackendError>> {
         let mut entries = self.lock();
         entries.in_flight.remove(batch_id);
         for (id, outcome) in outcomes {
@@ -118,12 +118,12 @@ impl BatchLedger for MemoryLedger {
         Box::pin(async { Ok(()) })
     }
 
-    fn forget<'a>(&'a self, custom_id: &'a str) -> BoxFuture<'a, Result<(), StoreError>> {
+    fn forget<'a>(&'a self, custom_id: &'a str) -> BoxFuture<'a, Result<(), BackendError>> {
         self.lock().calls.remove(custom_id);
         Box::pin(async { Ok(()) })
     }
 
-    fn in_flight(&self) -> BoxFuture<'_, Result<Vec<String>, StoreError>> {
+    fn in_flight(&self) -> BoxFuture<'_, Result<Vec<String>, BackendError>> {
         let batches = self.lock().in_flight.iter().cloned().collect();
         Box::pin(async move { Ok(batches) })
     }

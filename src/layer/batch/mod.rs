@@ -189,7 +189,7 @@ impl<M: ChatModel> ViaBatch<M> {
     /// Starts polling every batch the ledger says is in flight (a process
     /// restarted mid-batch), so their outcomes are recorded even before
     /// the runs ask for them again.
-    pub async fn reattach(&self) -> Result<usize, crate::store::StoreError> {
+    pub async fn reattach(&self) -> Result<usize, crate::backend::BackendError> {
         let batches = self.shared.ledger.in_flight().await?;
         for batch in &batches {
             Shared::poll(&self.shared, batch);
@@ -434,7 +434,7 @@ impl Shared {
         }
     }
 
-    fn unavailable(&self, e: crate::store::StoreError) -> ModelError {
+    fn unavailable(&self, e: crate::backend::BackendError) -> ModelError {
         ModelError::Backend {
             provider: self.vendor.name().to_owned(),
             message: format!("the batch ledger is unavailable: {e}"),

@@ -5,8 +5,8 @@ use futures::future::BoxFuture;
 
 use super::ledger::{BatchLedger, LedgerEntry};
 use super::vendor::ItemOutcome;
-use crate::redis_conn::RedisConn;
-use crate::store::StoreError;
+use crate::backend::redis::RedisConn;
+use crate::backend::BackendError;
 
 /// The batch ledger in Redis: a hash of calls (`custom_id` → the batch it
 /// went out in, or its outcome) and a set of batches in flight, under
@@ -29,7 +29,7 @@ struct Stored {
 impl RedisLedger {
     /// A ledger on the server at `url`, under the key prefix `statewise`;
     /// connects on first use.
-    pub fn open(url: &str) -> Result<Self, StoreError> {
+    pub fn open(url: &str) -> Result<Self, BackendError> {
         Ok(RedisLedger {
             conn: RedisConn::open(url)?,
             prefix: "statewise".to_owned(),
@@ -51,26 +51,22 @@ impl RedisLedger {
     }
 }
 
-fn to_text(custom_id: &str, stored: &Stored) -> Result<String, StoreError> {
-    serde_json::to_string(stored).map_err(|source| StoreError::Corrupt {
-        run_id: format!("batch call {custom_id}"),
-        source,
-    })
+fn to_text(custom_id: &str, stored: &Stored) -> Result<String, BackendError> {
+    serde_json::to_string(stored)
+        .map_err(|source| BackendError::corrupt(format!("batch call {custom_id}"), source))
 }
 
 impl BatchLedger for RedisLedger {
     fn lookup<'a>(
         &'a self,
         custom_id: &'a str,
-    ) -> BoxFuture<'a, Result<Option<LedgerEntry>, StoreError>> {
+    ) -> BoxFuture<'a, Result<Option<LedgerEntry>, BackendError>> {
         Box::pin(async move {
             let text = self.conn.hget(&self.calls(), custom_id).await?;
             let Some(text) = text else { return Ok(None) };
-            let stored: Stored =
-                serde_json::from_str(&text).map_err(|source| StoreError::Corrupt {
-                    run_id: format!("batch call {custom_id}"),
-                    source,
-                })?;
+            let stored: Stored = serde_json::from_str(&text).map_err(|source| {
+                BackendError::corrupt(format!("batch call {custom_id}"), source)
+            })?;
             Ok(Some(match stored.outcome {
                 Some(outcome) => LedgerEntry::Done(outcome),
                 None => LedgerEntry::Submitted {
@@ -84,7 +80,7 @@ impl BatchLedger for RedisLedger {
         &'a self,
         batch_id: &'a str,
         custom_ids: &'a [String],
-    ) -> BoxFuture<'a, Result<(), StoreError>> {
+    ) -> BoxFuture<'a, Result<(), BackendError>> {
         Box::pin(async move {
             let mut fields = Vec::with_capacity(custom_ids.len());
             for id in custom_ids {
@@ -119,7 +115,7 @@ impl BatchLedger for RedisLedger {
         &'a self,
         batch_id: &'a str,
         outcomes: &'a [(String, ItemOutcome)],
-    ) -> BoxFuture<'a, Result<(), StoreError>> {
+    ) -> BoxFuture<'a, Result<(), BackendError>> {
         Box::pin(async move {
             let mut fields = Vec::with_capacity(outcomes.len());
             for (id, outcome) in outcomes {
@@ -147,7 +143,7 @@ impl BatchLedger for RedisLedger {
         })
     }
 
-    fn forget<'a>(&'a self, custom_id: &'a str) -> BoxFuture<'a, Result<(), StoreError>> {
+    fn forget<'a>(&'a self, custom_id: &'a str) -> BoxFuture<'a, Result<(), BackendError>> {
         Box::pin(async move {
             let key = self.calls();
             self.conn
@@ -165,7 +161,7 @@ impl BatchLedger for RedisLedger {
         })
     }
 
-    fn in_flight(&self) -> BoxFuture<'_, Result<Vec<String>, StoreError>> {
+    fn in_flight(&self) -> BoxFuture<'_, Result<Vec<String>, BackendError>> {
         Box::pin(async move {
             let key = self.in_flight_key();
             let mut batches: Vec<String> = self

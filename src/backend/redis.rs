@@ -16,7 +16,7 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{Client, RedisError, RedisResult, RetryMethod};
 use tokio::sync::OnceCell;
 
-use crate::store::StoreError;
+use super::BackendError;
 
 /// A Redis server, connected on first use; clones share the connection.
 #[derive(Clone)]
@@ -39,8 +39,8 @@ impl std::fmt::Debug for RedisConn {
 
 impl RedisConn {
     /// Checks `url` (`redis://[:password@]host[:port][/db]`); connects later.
-    pub(crate) fn open(url: &str) -> Result<Self, StoreError> {
-        let client = Client::open(url).map_err(StoreError::backend)?;
+    pub(crate) fn open(url: &str) -> Result<Self, BackendError> {
+        let client = Client::open(url).map_err(BackendError::new)?;
         Ok(RedisConn {
             client,
             manager: Arc::default(),
@@ -48,7 +48,7 @@ impl RedisConn {
     }
 
     /// The shared connection, connecting if this is the first use.
-    pub(crate) async fn get(&self) -> Result<ConnectionManager, StoreError> {
+    pub(crate) async fn get(&self) -> Result<ConnectionManager, BackendError> {
         self.manager
             .get_or_try_init(|| {
                 // redis-rs gives up on a reply after 500 ms by default; a
@@ -61,14 +61,14 @@ impl RedisConn {
             })
             .await
             .cloned()
-            .map_err(StoreError::backend)
+            .map_err(BackendError::new)
     }
 
     /// Runs `command` on the connection, sending it again (up to 8 times
     /// over about 6 s) while the failure is one a reconnect or a wait
     /// mends: a dropped connection, a refused one during a restart, a
     /// server still loading its data.
-    pub(crate) async fn run<T, F, Fut>(&self, mut command: F) -> Result<T, StoreError>
+    pub(crate) async fn run<T, F, Fut>(&self, mut command: F) -> Result<T, BackendError>
     where
         F: FnMut(ConnectionManager) -> Fut,
         Fut: Future<Output = RedisResult<T>>,
@@ -77,7 +77,7 @@ impl RedisConn {
         let mut attempt = 1;
         loop {
             let outcome = match self.get().await {
-                Ok(conn) => command(conn).await.map_err(StoreError::backend),
+                Ok(conn) => command(conn).await.map_err(BackendError::new),
                 Err(e) => Err(e),
             };
             match outcome {
@@ -93,7 +93,11 @@ impl RedisConn {
     }
 
     /// The value of `field` in hash `key` (`HGET`), sent as [`run`](Self::run) does.
-    pub(crate) async fn hget(&self, key: &str, field: &str) -> Result<Option<String>, StoreError> {
+    pub(crate) async fn hget(
+        &self,
+        key: &str,
+        field: &str,
+    ) -> Result<Option<String>, BackendError> {
         self.run(|mut conn| async move {
             redis::cmd("HGET")
                 .arg(key)
@@ -106,8 +110,8 @@ impl RedisConn {
 }
 
 /// Whether sending the command again may succeed.
-fn transient(e: &StoreError) -> bool {
-    let StoreError::Backend(source) = e else {
+fn transient(e: &BackendError) -> bool {
+    let BackendError::Failed(source) = e else {
         return false;
     };
     source.downcast_ref::<RedisError>().is_some_and(|e| {

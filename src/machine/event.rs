@@ -5,8 +5,8 @@ use std::sync::Arc;
 use serde::ser::SerializeStruct;
 use serde::{Serialize, Serializer};
 
+use super::MachineError;
 use crate::env::{Env, Usage};
-use crate::machine::MachineError;
 use crate::state::{Emit, Next};
 
 /// One thing that happened during a run, tagged with the step and state.

@@ -1,0 +1,56 @@
+//! Filing a person's reply in a paused run: the checkpoint chain from a
+//! run down to the branch or sub-machine that asked.
+
+use super::{Checkpoint, Store, StoreError};
+
+/// What [`deliver`] found.
+#[derive(Debug)]
+pub(crate) enum Delivery {
+    /// The reply is filed; the run's last checkpoint, no longer waiting.
+    Filed(Checkpoint),
+    /// This run in the chain is not paused for a reply; nothing was written.
+    NotPaused {
+        /// The run.
+        run_id: String,
+    },
+}
+
+/// Files `reply` in the run that asked: `run_id` itself, or the child its
+/// pending request names (and so on down), and saves the chain.
+pub(crate) async fn deliver(
+    store: &dyn Store,
+    run_id: &str,
+    reply: serde_json::Value,
+) -> Result<Delivery, StoreError> {
+    let mut chain = Vec::new();
+    let mut at = run_id.to_owned();
+    let mut reply = Some(reply);
+    loop {
+        let mut last = store
+            .get(&at, None)
+            .await?
+            .ok_or_else(|| StoreError::NotFound {
+                run_id: at.clone(),
+                step: None,
+            })?;
+        let Some(request) = last.env.interrupt.take() else {
+            return Ok(Delivery::NotPaused { run_id: at });
+        };
+        let asker = request.run_id.clone();
+        if asker.is_empty() || asker == at {
+            if let Some(reply) = reply.take() {
+                last.env.replies.insert(request.id, reply);
+            }
+            chain.push(last);
+            break;
+        }
+        chain.push(last);
+        at = asker;
+    }
+    // The asker first: a crash midway leaves the parent still waiting,
+    // and a second reply finds the asker no longer so (NotPaused).
+    for checkpoint in chain.iter().rev() {
+        store.put(checkpoint).await?;
+    }
+    Ok(Delivery::Filed(chain.swap_remove(0)))
+}
