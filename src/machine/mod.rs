@@ -13,6 +13,7 @@
 //! node), `diagram.rs` (Mermaid), and this one (the builder and the ways
 //! to start, resume and finish a run).
 
+mod attempt;
 mod child;
 mod decide;
 mod diagram;
@@ -20,6 +21,7 @@ mod driver;
 mod error;
 pub mod event;
 mod record;
+mod step;
 mod sub;
 
 use std::collections::BTreeMap;
@@ -38,7 +40,7 @@ use crate::trace::Tracer;
 use event::{Event, EventKind, RunFailure, RunOutput};
 
 use child::Spent;
-use decide::Limits;
+use decide::{Limits, Resumed};
 pub use error::{MachineError, MachineErrorKind, Resource};
 pub use sub::SubMachine;
 
@@ -515,51 +517,8 @@ impl Machine {
             failed,
             ..
         } = checkpoint;
-        if let Some(record) = failed {
-            let failure = RunFailure {
-                error: MachineError::Recorded {
-                    code: record.kind,
-                    message: record.message,
-                },
-                path,
-                env,
-                run_id,
-            };
-            let event = Event {
-                step,
-                state: Arc::from(record.state),
-                branch: base.branch,
-                kind: EventKind::Failed(Box::new(failure)),
-            };
-            return futures::stream::once(async move { event }).boxed();
-        }
-        let ended = match next {
-            _ if env.interrupt.is_some() => Some(true),
-            Next::End => Some(false),
-            Next::Interrupt { .. } => Some(true),
-            Next::To(_) | Next::Fork(_) => None,
-        };
-        match ended {
-            Some(interrupted) => {
-                let out = Box::new(RunOutput {
-                    answer: env.answer.clone(),
-                    path,
-                    env,
-                    run_id,
-                });
-                let event = Event {
-                    step,
-                    state: Arc::from(state.as_deref().unwrap_or_default()),
-                    branch: base.branch,
-                    kind: if interrupted {
-                        EventKind::Interrupted(out)
-                    } else {
-                        EventKind::Finished(out)
-                    },
-                };
-                futures::stream::once(async move { event }).boxed()
-            }
-            None => {
+        match decide::resumed(&next, &env, failed) {
+            Resumed::Continue => {
                 let ctx = RunCtx {
                     run_id: Arc::from(run_id),
                     path,
@@ -568,6 +527,21 @@ impl Machine {
                     ..base
                 };
                 events_only(self.drive(next, env, false, ctx))
+            }
+            Resumed::Ended {
+                error,
+                interrupted,
+                state: failed_in,
+            } => {
+                let state = failed_in.or(state).unwrap_or_default();
+                let (_, kind) = decide::ended(env, path, run_id, error, interrupted);
+                let event = Event {
+                    step,
+                    state: Arc::from(state),
+                    branch: base.branch,
+                    kind,
+                };
+                futures::stream::once(async move { event }).boxed()
             }
         }
     }

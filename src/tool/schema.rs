@@ -5,7 +5,12 @@
 //! deserialization alone, gives the model one error that names the field
 //! (`expression: 5 is not of type "string"`) and covers tools whose
 //! arguments never become a Rust type, such as an MCP server's.
+//!
+//! The check uses the `jsonschema` crate, behind the default-on feature
+//! `jsonschema`; without it, arguments are checked only by the tool's own
+//! deserialization.
 
+#[cfg(feature = "jsonschema")]
 use jsonschema::error::ValidationErrorKind;
 use schemars::generate::SchemaSettings;
 use schemars::JsonSchema;
@@ -56,13 +61,18 @@ pub fn parameters_of<T: JsonSchema + ?Sized>() -> Value {
 /// A tool's parameter schema, compiled once, checking arguments before the
 /// call.
 pub(crate) struct ArgumentCheck {
+    #[cfg(feature = "jsonschema")]
     validator: Option<jsonschema::Validator>,
 }
 
 impl std::fmt::Debug for ArgumentCheck {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        #[cfg(feature = "jsonschema")]
+        let checks = self.validator.is_some();
+        #[cfg(not(feature = "jsonschema"))]
+        let checks = false;
         f.debug_struct("ArgumentCheck")
-            .field("checks", &self.validator.is_some())
+            .field("checks", &checks)
             .finish()
     }
 }
@@ -70,6 +80,7 @@ impl std::fmt::Debug for ArgumentCheck {
 impl ArgumentCheck {
     /// Compiles `tool`'s schema. A schema that does not compile checks
     /// nothing (the tool still rejects what it cannot read), with a warning.
+    #[cfg(feature = "jsonschema")]
     pub(crate) fn new(tool: &str, schema: &Value) -> Self {
         let validator = match jsonschema::validator_for(schema) {
             Ok(v) => Some(v),
@@ -81,8 +92,22 @@ impl ArgumentCheck {
         ArgumentCheck { validator }
     }
 
+    /// Without the `jsonschema` feature, nothing to compile.
+    #[cfg(not(feature = "jsonschema"))]
+    pub(crate) fn new(_tool: &str, _schema: &Value) -> Self {
+        ArgumentCheck {}
+    }
+
+    /// Without the `jsonschema` feature, every argument passes here (the
+    /// tool still rejects what it cannot read).
+    #[cfg(not(feature = "jsonschema"))]
+    pub(crate) fn check(&self, _tool: &str, _arguments: &Value) -> Result<(), ToolError> {
+        Ok(())
+    }
+
     /// The first way `arguments` break the schema, as the error the model
     /// is shown.
+    #[cfg(feature = "jsonschema")]
     pub(crate) fn check(&self, tool: &str, arguments: &Value) -> Result<(), ToolError> {
         let Some(validator) = &self.validator else {
             return Ok(());
