@@ -11,8 +11,9 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::vendor::{BatchLimits, BatchRequest, BatchState, BatchVendor, ItemOutcome};
-use crate::model::http::{error_message, Api};
-use crate::model::{message_reply, Anthropic, ModelError};
+use crate::model::provider::http::{error_message, Api};
+use crate::model::provider::message_reply;
+use crate::model::{Anthropic, ModelError};
 
 /// Anthropic's Message Batches API, reached like `model`: the requests go
 /// in one `POST`, the batch is polled until `ended`, and the lines at its

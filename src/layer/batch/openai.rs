@@ -12,8 +12,9 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::vendor::{BatchLimits, BatchRequest, BatchState, BatchVendor, ItemOutcome};
-use crate::model::http::{error_message, Api};
-use crate::model::{completion_reply, ModelError, OpenAi};
+use crate::model::provider::completion_reply;
+use crate::model::provider::http::{error_message, Api};
+use crate::model::{ModelError, OpenAi};
 
 /// The endpoint every line of a batch calls.
 const ENDPOINT: &str = "/v1/chat/completions";

@@ -9,8 +9,8 @@
 use serde::Serialize;
 use serde_json::Value;
 
-use super::{Capabilities, ChatRequest};
 use crate::env::{Message, Role, ToolCall};
+use crate::model::{Capabilities, ChatRequest};
 
 /// What `POST /chat/completions` takes; absent options are left out.
 #[derive(Serialize)]

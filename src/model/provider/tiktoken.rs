@@ -3,7 +3,7 @@
 
 use tiktoken_rs::CoreBPE;
 
-use super::TokenCounter;
+use crate::model::TokenCounter;
 
 /// Counts tokens with the tokenizer OpenAI uses for a model (`o200k_base`
 /// for the GPT-4o, GPT-4.1, GPT-5 and o-series models, `cl100k_base` for

@@ -7,7 +7,7 @@ use bytes::Bytes;
 use reqwest::header::HeaderMap;
 use serde_json::Value;
 
-use super::{ModelError, TimeoutStage};
+use crate::model::{ModelError, TimeoutStage};
 use crate::redact::{redact, Secret};
 
 /// How long a `Retry-After` (seconds or an HTTP date is not parsed; seconds

@@ -19,11 +19,11 @@ use tokio::sync::OnceCell;
 use super::http::{error_chain, json_body, send, Api, Auth, Endpoint, Resolved};
 use super::openai_body::{Body, Settings};
 use super::window::{ask_server, openai_window};
-use super::{
+use crate::env::Usage;
+use crate::model::{
     Capabilities, ChatModel, ChatRequest, Chunk, ChunkStream, ContextWindow, FinishReason,
     ModelError, Reply, TokenCounter, ToolCallDelta,
 };
-use crate::env::Usage;
 use crate::redact::{redact, Secret};
 use reqwest::header::CONTENT_TYPE;
 
@@ -299,7 +299,7 @@ impl ChatModel for OpenAi {
                     None => http,
                 }
             };
-            super::span::record_server(&self.url);
+            crate::model::span::record_server(&self.url);
             let response = send(make, PROVIDER, self.key.as_ref(), Some(self.connect_timeout)).await?;
             if !self.streaming {
                 let body = response.bytes().await.map_err(|e| cut(0, &e, self.key.as_ref()))?;
@@ -332,7 +332,7 @@ impl ChatModel for OpenAi {
                 }
                 if let (Some(model), false) = (&chunk.model, model_seen) {
                     model_seen = true;
-                    super::span::record_response_model(model);
+                    crate::model::span::record_response_model(model);
                 }
                 if let Some(u) = chunk.usage {
                     // Some servers repeat the running total on every chunk:
@@ -516,7 +516,7 @@ impl WireUsage {
             .as_ref()
             .and_then(|d| d.reasoning_tokens)
         {
-            super::span::record_reasoning_tokens(n);
+            crate::model::span::record_reasoning_tokens(n);
         }
     }
 
@@ -553,7 +553,7 @@ impl Completion {
     /// The whole reply as the same chunks a stream would have carried.
     fn into_chunks(self) -> Vec<Chunk> {
         if let Some(model) = &self.model {
-            super::span::record_response_model(model);
+            crate::model::span::record_response_model(model);
         }
         if let Some(usage) = &self.usage {
             usage.record_reasoning();

@@ -11,11 +11,11 @@ use serde_json::{json, Map, Value};
 
 use super::http::{error_chain, error_message, json_body, send, Api, Auth, Endpoint, Resolved};
 use super::window::anthropic_window;
-use super::{
+use crate::env::{Message, Role, Usage};
+use crate::model::{
     Capabilities, ChatModel, ChatRequest, Chunk, ChunkStream, ContextWindow, FinishReason,
     ModelError, Reply, ToolCallDelta,
 };
-use crate::env::{Message, Role, Usage};
 use crate::redact::{redact, Secret};
 use reqwest::header::CONTENT_TYPE;
 
@@ -264,7 +264,7 @@ impl ChatModel for Anthropic {
                     .header("anthropic-version", API_VERSION)
                     .body(body.clone())
             };
-            super::span::record_server(&self.url);
+            crate::model::span::record_server(&self.url);
             let response = send(make, PROVIDER, Some(&self.key), Some(self.connect_timeout)).await?;
             if !self.streaming {
                 let body = response.bytes().await.map_err(|e| cut(0, &e, &self.key))?;
@@ -291,7 +291,7 @@ impl ChatModel for Anthropic {
                 let piece = match data.kind.as_str() {
                     "message_start" => {
                         if let Some(model) = data.message.as_ref().and_then(|m| m.model.as_deref()) {
-                            super::span::record_response_model(model);
+                            crate::model::span::record_response_model(model);
                         }
                         if let Some(u) = data.message.and_then(|m| m.usage) {
                             usage = u.into_usage();
@@ -526,7 +526,7 @@ impl WireMessage {
     /// The whole reply as the same chunks a stream would have carried.
     fn into_chunks(self) -> Vec<Chunk> {
         if let Some(model) = &self.model {
-            super::span::record_response_model(model);
+            crate::model::span::record_response_model(model);
         }
         let mut chunks = Vec::new();
         let mut tools = 0;
