@@ -18,6 +18,8 @@
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+#[cfg(feature = "redis")]
+use std::time::Duration;
 use std::time::Instant;
 
 use futures::StreamExt;

@@ -38,6 +38,7 @@
 mod decide;
 mod keys;
 mod outcome;
+mod protocol;
 mod queue;
 mod runner;
 

@@ -1,34 +1,17 @@
 //! [`RunQueue`]: the client side of the queue: submit runs, await their
 //! outcomes, read their events and the dead letters.
 
-use std::sync::LazyLock;
 use std::time::Duration;
 
 use futures::Stream;
 use redis::streams::StreamRangeReply;
-use redis::Script;
 use serde_json::Value;
 
-use super::keys::{Keys, GROUP};
+use super::keys::Keys;
+use super::protocol::{ensure_group, SUBMIT};
 use super::{DeadLetter, Outcome, QueueError};
 use crate::backend::redis::RedisConn;
-use crate::backend::BackendError;
 use crate::env::Env;
-
-/// Queues a run once: the entry id, and 1 if it was queued now or 0 if it
-/// was already. KEYS: submitted, queue. ARGV: run id, machine, env, W3C
-/// traceparent (empty without one).
-static SUBMIT: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
-        r"
-local id = redis.call('HGET', KEYS[1], ARGV[1])
-if id then return {0, id} end
-id = redis.call('XADD', KEYS[2], '*', 'run', ARGV[1], 'machine', ARGV[2], 'env', ARGV[3], 'trace', ARGV[4])
-redis.call('HSET', KEYS[1], ARGV[1], id)
-return {1, id}
-",
-    )
-});
 
 /// A run put on the queue.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -241,29 +224,6 @@ impl RunQueue {
             .await
             .map_err(QueueError::from)
     }
-}
-
-/// Creates the queue's stream and consumer group if they are missing.
-pub(crate) async fn ensure_group(conn: &RedisConn, keys: &Keys) -> Result<(), BackendError> {
-    let queue = keys.queue();
-    conn.run(|mut conn| {
-        let queue = &queue;
-        async move {
-            let created: redis::RedisResult<()> = redis::cmd("XGROUP")
-                .arg("CREATE")
-                .arg(queue)
-                .arg(GROUP)
-                .arg("0")
-                .arg("MKSTREAM")
-                .query_async(&mut conn)
-                .await;
-            match created {
-                Err(e) if e.code() == Some("BUSYGROUP") => Ok(()),
-                other => other,
-            }
-        }
-    })
-    .await
 }
 
 fn parse<T: serde::de::DeserializeOwned>(text: &str, what: &str) -> Result<T, QueueError> {

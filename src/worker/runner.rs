@@ -9,66 +9,26 @@
 use std::collections::{BTreeMap, HashMap};
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, LazyLock, Mutex};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::{FutureExt, StreamExt};
-use redis::streams::{StreamAutoClaimReply, StreamId, StreamReadReply};
-use redis::Script;
+use redis::streams::StreamId;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::instrument::WithSubscriber;
 use tracing::Instrument;
 
 use super::decide::{dead_error, disposition, is_poison, Disposition, Ended};
-use super::keys::{Keys, GROUP};
-use super::queue::ensure_group;
+use super::keys::Keys;
+use super::protocol::{Consumer, DeadLetterArgs, TakenOver};
 use super::{Outcome, OutcomeStatus, QueueError};
-use crate::backend::redis::RedisConn;
 use crate::backend::BackendError;
 use crate::env::Env;
-use crate::machine::event::EventKind;
+use crate::machine::event::{Event, EventKind};
 use crate::machine::Machine;
+use crate::metric;
 use crate::store::{RedisStore, Store};
-
-/// Records an outcome once, under the current claim, and acknowledges the
-/// delivery; with a machine name in ARGV[6], also writes a dead letter.
-/// Returns 1 if recorded now, 0 if it already was, -1 if fenced.
-/// KEYS: fence, outcomes, outcome log, queue, events, dead.
-/// ARGV: token, run, outcome, entry, group, machine or "", error, deliveries.
-static FINISH: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
-        r"
-if redis.call('GET', KEYS[1]) ~= ARGV[1] then return -1 end
-local new = redis.call('HSETNX', KEYS[2], ARGV[2], ARGV[3])
-if new == 1 then
-  redis.call('XADD', KEYS[3], '*', 'run', ARGV[2], 'outcome', ARGV[3])
-  if ARGV[6] ~= '' then
-    redis.call('XADD', KEYS[6], '*', 'run', ARGV[2], 'machine', ARGV[6], 'error', ARGV[7], 'deliveries', ARGV[8])
-  end
-end
-redis.call('XACK', KEYS[4], ARGV[5], ARGV[4])
-redis.call('XDEL', KEYS[4], ARGV[4])
-redis.call('EXPIRE', KEYS[5], 86400)
-return new
-",
-    )
-});
-
-/// Renews a lease: resets the entry's idle time if this worker still owns
-/// it under the current token (1), else 0. KEYS: queue, fence.
-/// ARGV: entry, consumer, token, group.
-static RENEW: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
-        r"
-if redis.call('GET', KEYS[2]) ~= ARGV[3] then return 0 end
-local p = redis.call('XPENDING', KEYS[1], ARGV[4], ARGV[1], ARGV[1], 1)
-if #p == 0 or p[1][2] ~= ARGV[2] then return 0 end
-redis.call('XCLAIM', KEYS[1], ARGV[4], ARGV[2], 0, ARGV[1], 'JUSTID')
-return 1
-",
-    )
-});
 
 /// What a worker has done so far.
 #[derive(Debug, Default)]
@@ -137,12 +97,8 @@ struct Delivery {
 /// Run as many workers as you like, in as many processes; give them all
 /// the same machines under the same names.
 pub struct Worker {
-    conn: RedisConn,
-    /// Blocking reads only, so they never hold up other commands.
-    reader: RedisConn,
+    consumer: Consumer,
     store: RedisStore,
-    keys: Keys,
-    id: String,
     machines: BTreeMap<String, Machine>,
     concurrency: usize,
     lease: Duration,
@@ -156,7 +112,7 @@ pub struct Worker {
 impl std::fmt::Debug for Worker {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Worker")
-            .field("id", &self.id)
+            .field("id", &self.consumer.id)
             .field("machines", &self.machines.keys().collect::<Vec<_>>())
             .field("concurrency", &self.concurrency)
             .field("lease", &self.lease)
@@ -171,11 +127,12 @@ impl Worker {
     /// deliveries per run. Connects when it runs.
     pub fn new(url: &str) -> Result<Self, QueueError> {
         Ok(Worker {
-            conn: RedisConn::open(url)?,
-            reader: RedisConn::open(url)?,
+            consumer: Consumer::new(
+                url,
+                Keys::new("statewise"),
+                format!("worker-{}-{:08x}", std::process::id(), fastrand::u32(..)),
+            )?,
             store: RedisStore::open(url)?,
-            keys: Keys::new("statewise"),
-            id: format!("worker-{}-{:08x}", std::process::id(), fastrand::u32(..)),
             machines: BTreeMap::new(),
             concurrency: 8,
             lease: Duration::from_secs(30),
@@ -188,7 +145,7 @@ impl Worker {
     /// Starts every key with `prefix` instead of `statewise` (the same as
     /// the [`RunQueue`](super::RunQueue)'s).
     pub fn with_prefix(mut self, prefix: &str) -> Self {
-        self.keys = Keys::new(prefix);
+        self.consumer.keys = Keys::new(prefix);
         self.store = self.store.with_prefix(prefix);
         self
     }
@@ -224,13 +181,13 @@ impl Worker {
     /// Names this worker `id` in the consumer group and in the outcomes it
     /// records (default: `worker-<pid>-<random>`).
     pub fn with_id(mut self, id: impl Into<String>) -> Self {
-        self.id = id.into();
+        self.consumer.id = id.into();
         self
     }
 
     /// The worker's id.
     pub fn id(&self) -> &str {
-        &self.id
+        &self.consumer.id
     }
 
     /// What it has done so far.
@@ -241,7 +198,7 @@ impl Worker {
     /// Claims and runs queued runs until `shutdown` fires, then finishes
     /// the runs it holds and returns.
     pub async fn run(self, shutdown: CancellationToken) -> Result<(), QueueError> {
-        ensure_group(&self.conn, &self.keys).await?;
+        self.consumer.ensure_group().await?;
         let worker = Arc::new(self);
         let leases: Leases = Arc::default();
         let stop_renewing = CancellationToken::new();
@@ -271,7 +228,7 @@ impl Worker {
                     }
                 }
                 Err(e) => {
-                    tracing::warn!(worker = %worker.id, error = %e, "claiming runs failed; trying again");
+                    tracing::warn!(worker = %worker.consumer.id, error = %e, "claiming runs failed; trying again");
                     tokio::time::sleep(Duration::from_millis(500)).await;
                 }
             }
@@ -295,32 +252,10 @@ impl Worker {
                 return Ok(taken);
             }
         }
-        let queue = self.keys.queue();
-        let reply: Option<StreamReadReply> = self
-            .reader
-            .run(|mut conn| {
-                let queue = &queue;
-                async move {
-                    redis::cmd("XREADGROUP")
-                        .arg("GROUP")
-                        .arg(GROUP)
-                        .arg(&self.id)
-                        .arg("COUNT")
-                        .arg(count)
-                        .arg("BLOCK")
-                        .arg(500)
-                        .arg("STREAMS")
-                        .arg(queue)
-                        .arg(">")
-                        .query_async(&mut conn)
-                        .await
-                }
-            })
-            .await?;
         let mut out = Vec::new();
-        for entry in reply.into_iter().flat_map(|r| r.keys).flat_map(|k| k.ids) {
+        for entry in self.consumer.read_new(count).await? {
             self.stats.claimed.fetch_add(1, Ordering::Relaxed);
-            crate::metric::queue_claims("new", 1);
+            metric::queue_claims("new", 1);
             if let Some(d) = self.delivery(entry, 1).await? {
                 out.push(d);
             }
@@ -332,39 +267,16 @@ impl Worker {
     /// that found none is not repeated for half a lease: a lapsed lease is
     /// taken over within one and a half leases.
     async fn reclaim(&self, count: usize) -> Result<Vec<Delivery>, BackendError> {
-        let queue = self.keys.queue();
-        let idle = self.lease.as_millis() as u64;
         let cursor = self
             .reclaim
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .0
             .clone();
-        // The queue's depth comes back in the same round trip, for the
-        // depth gauge.
-        let (reply, depth): (StreamAutoClaimReply, u64) = self
-            .conn
-            .run(|mut conn| {
-                let (queue, cursor) = (&queue, &cursor);
-                async move {
-                    redis::pipe()
-                        .cmd("XAUTOCLAIM")
-                        .arg(queue)
-                        .arg(GROUP)
-                        .arg(&self.id)
-                        .arg(idle)
-                        .arg(cursor)
-                        .arg("COUNT")
-                        .arg(count)
-                        .cmd("XLEN")
-                        .arg(queue)
-                        .query_async(&mut conn)
-                        .await
-                }
-            })
-            .await?;
-        crate::metric::queue_depth(depth);
-        crate::metric::queue_claims("reclaimed", reply.claimed.len() as u64);
+        let idle = self.lease.as_millis() as u64;
+        let TakenOver { reply, depth } = self.consumer.take_over(idle, &cursor, count).await?;
+        metric::queue_depth(depth);
+        metric::queue_claims("reclaimed", reply.claimed.len() as u64);
         {
             let mut reclaim = self.reclaim.lock().unwrap_or_else(|p| p.into_inner());
             if reply.claimed.is_empty() && reply.next_stream_id == "0-0" {
@@ -374,11 +286,11 @@ impl Worker {
         }
         // Entries deleted while pending (their run was recorded): forget them.
         for entry in &reply.deleted_ids {
-            self.ack(entry).await?;
+            self.consumer.ack(entry).await?;
         }
         let mut out = Vec::new();
         for entry in reply.claimed {
-            let deliveries = self.deliveries(&entry.id).await?;
+            let deliveries = self.consumer.deliveries(&entry.id).await?;
             self.stats.reclaimed.fetch_add(1, Ordering::Relaxed);
             if let Some(d) = self.delivery(entry, deliveries).await? {
                 out.push(d);
@@ -411,55 +323,10 @@ impl Worker {
             })),
             _ => {
                 tracing::warn!(entry = %entry.id, "queue entry without run, machine and env; dropped");
-                self.ack(&entry.id).await?;
+                self.consumer.ack(&entry.id).await?;
                 Ok(None)
             }
         }
-    }
-
-    /// How many times the entry has been delivered.
-    async fn deliveries(&self, entry: &str) -> Result<u64, BackendError> {
-        let queue = self.keys.queue();
-        let pending: Vec<(String, String, u64, u64)> = self
-            .conn
-            .run(|mut conn| {
-                let queue = &queue;
-                async move {
-                    redis::cmd("XPENDING")
-                        .arg(queue)
-                        .arg(GROUP)
-                        .arg(entry)
-                        .arg(entry)
-                        .arg(1)
-                        .query_async(&mut conn)
-                        .await
-                }
-            })
-            .await?;
-        Ok(pending.first().map_or(1, |p| p.3))
-    }
-
-    async fn ack(&self, entry: &str) -> Result<(), BackendError> {
-        let queue = self.keys.queue();
-        self.conn
-            .run(|mut conn| {
-                let queue = &queue;
-                async move {
-                    redis::pipe()
-                        .cmd("XACK")
-                        .arg(queue)
-                        .arg(GROUP)
-                        .arg(entry)
-                        .ignore()
-                        .cmd("XDEL")
-                        .arg(queue)
-                        .arg(entry)
-                        .ignore()
-                        .query_async::<()>(&mut conn)
-                        .await
-                }
-            })
-            .await
     }
 
     /// Claims the run (a new fencing token) and runs it; a panic is noted
@@ -499,7 +366,7 @@ impl Worker {
 
     async fn execute(&self, d: &Delivery, token: u64, lost: &CancellationToken) {
         if is_poison(d.deliveries, self.max_deliveries) {
-            let last = self.last_error(&d.run_id).await;
+            let last = self.consumer.last_error(&d.run_id).await.ok().flatten();
             let error = dead_error(last, d.deliveries);
             let ended = Ended::failed(OutcomeStatus::Dead, "dead", error);
             self.record(d, token, ended).await;
@@ -592,34 +459,12 @@ impl Worker {
 
     /// Appends events to the run's event stream, in one round trip; a
     /// failure only loses them for watchers, not the run.
-    async fn publish(&self, run_id: &str, events: &[crate::machine::event::Event]) {
+    async fn publish(&self, run_id: &str, events: &[Event]) {
         let texts: Vec<String> = events
             .iter()
             .filter_map(|e| serde_json::to_string(e).ok())
             .collect();
-        let key = self.keys.events(run_id);
-        let sent = self
-            .conn
-            .run(|mut conn| {
-                let (key, texts) = (&key, &texts);
-                async move {
-                    let mut pipe = redis::pipe();
-                    for text in texts {
-                        pipe.cmd("XADD")
-                            .arg(key)
-                            .arg("MAXLEN")
-                            .arg("~")
-                            .arg(10_000)
-                            .arg("*")
-                            .arg("event")
-                            .arg(text)
-                            .ignore();
-                    }
-                    pipe.query_async::<()>(&mut conn).await
-                }
-            })
-            .await;
-        if let Err(e) = sent {
+        if let Err(e) = self.consumer.publish(run_id, &texts).await {
             tracing::warn!(run_id, error = %e, "publishing a run's events failed");
         }
     }
@@ -640,7 +485,7 @@ impl Worker {
             answer,
             error: error.clone(),
             code,
-            worker: self.id.clone(),
+            worker: self.consumer.id.clone(),
             deliveries: d.deliveries,
             token,
             path,
@@ -651,34 +496,23 @@ impl Worker {
             return;
         };
         let dead = status == OutcomeStatus::Dead;
-        let keys = [
-            self.store.fence_key(&d.run_id),
-            self.keys.outcomes(),
-            self.keys.outcome_log(),
-            self.keys.queue(),
-            self.keys.events(&d.run_id),
-            self.keys.dead(),
-        ];
-        let (machine, error) = if dead {
-            (d.machine.as_str(), error.unwrap_or_default())
-        } else {
-            ("", String::new())
-        };
-        let recorded: Result<i64, BackendError> = self
-            .conn
-            .run(|mut conn| {
-                let mut call = FINISH.prepare_invoke();
-                call.key(&keys[..])
-                    .arg(token)
-                    .arg(&d.run_id)
-                    .arg(&text)
-                    .arg(&d.entry)
-                    .arg(GROUP)
-                    .arg(machine)
-                    .arg(&error)
-                    .arg(d.deliveries);
-                async move { call.invoke_async(&mut conn).await }
-            })
+        let error = error.unwrap_or_default();
+        let letter = dead.then(|| DeadLetterArgs {
+            machine: &d.machine,
+            error: &error,
+        });
+        let fence = self.store.fence_key(&d.run_id);
+        let recorded = self
+            .consumer
+            .finish(
+                fence,
+                token,
+                &d.run_id,
+                &d.entry,
+                &text,
+                letter,
+                d.deliveries,
+            )
             .await;
         match recorded {
             Ok(-1) => {
@@ -701,44 +535,15 @@ impl Worker {
     async fn release(&self, run_id: &str, why: &str) {
         tracing::warn!(run_id, why, "leaving a run for another delivery");
         self.stats.released.fetch_add(1, Ordering::Relaxed);
-        let key = self.keys.error(run_id);
-        let noted = self
-            .conn
-            .run(|mut conn| {
-                let key = &key;
-                async move {
-                    redis::cmd("SET")
-                        .arg(key)
-                        .arg(why)
-                        .arg("EX")
-                        .arg(86_400)
-                        .query_async::<()>(&mut conn)
-                        .await
-                }
-            })
-            .await;
-        if let Err(e) = noted {
+        if let Err(e) = self.consumer.note_error(run_id, why).await {
             tracing::warn!(run_id, error = %e, "noting a run's error failed");
         }
-    }
-
-    async fn last_error(&self, run_id: &str) -> Option<String> {
-        let key = self.keys.error(run_id);
-        self.conn
-            .run(|mut conn| {
-                let key = &key;
-                async move { redis::cmd("GET").arg(key).query_async(&mut conn).await }
-            })
-            .await
-            .ok()
-            .flatten()
     }
 
     /// Renews every lease a third of the lease time apart; a lease found
     /// lost (another worker claimed the run) stops its run.
     async fn renew_leases(self: Arc<Self>, leases: Leases, stop: CancellationToken) {
         let every = self.lease / 3;
-        let queue = self.keys.queue();
         loop {
             tokio::select! {
                 () = stop.cancelled() => return,
@@ -751,19 +556,8 @@ impl Worker {
                 .map(|(entry, l)| (entry.clone(), l.run_id.clone(), l.token, l.lost.clone()))
                 .collect();
             for (entry, run_id, token, lost) in held {
-                let keys = [queue.clone(), self.store.fence_key(&run_id)];
-                let renewed: Result<i64, BackendError> = self
-                    .conn
-                    .run(|mut conn| {
-                        let mut call = RENEW.prepare_invoke();
-                        call.key(&keys[..])
-                            .arg(&entry)
-                            .arg(&self.id)
-                            .arg(token)
-                            .arg(GROUP);
-                        async move { call.invoke_async(&mut conn).await }
-                    })
-                    .await;
+                let fence = self.store.fence_key(&run_id);
+                let renewed = self.consumer.renew(&entry, fence, token).await;
                 match renewed {
                     Ok(1) => {}
                     Ok(_) => {
