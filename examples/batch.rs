@@ -35,7 +35,8 @@ use std::sync::Arc;
 
 use statewise::batch::Batch;
 use statewise::layer::batch::{BatchConfig, SqliteLedger};
-use statewise::model::{Price, Priced, SharedModel};
+use statewise::layer::Priced;
+use statewise::model::{Price, SharedModel};
 use statewise::spec::{from_spec, ModelSpec, ModelSpecError};
 use statewise::tool::{ToolRegistry, Toolbox};
 use statewise_states::tools::Calculator;

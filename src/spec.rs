@@ -11,9 +11,10 @@ use std::path::PathBuf;
 use std::str::FromStr;
 use std::sync::Arc;
 
+use crate::layer::{Breakers, Priced};
 #[cfg(feature = "http")]
 use crate::model::{Anthropic, OpenAi};
-use crate::model::{ModelError, Price, PriceTable, Priced, ScriptedModel, SharedModel};
+use crate::model::{ModelError, Price, PriceTable, ScriptedModel, SharedModel};
 
 /// What a model string names.
 ///
@@ -182,13 +183,28 @@ impl ModelSpec {
 
     /// Builds the model, reading keys and base URLs from the environment.
     /// Network models come with the default reliability stack (retry, time
-    /// limits, circuit breaker: [`default_stack`](crate::layer::default_stack)).
+    /// limits, circuit breaker: [`default_stack`](crate::layer::default_stack)),
+    /// with a circuit breaker of their own; [`build_with`](Self::build_with)
+    /// shares breakers between the models built with the same [`Breakers`].
     pub fn build(&self) -> Result<SharedModel, ModelSpecError> {
+        self.build_with(&Breakers::default())
+    }
+
+    /// Builds the model as [`build`](Self::build) does, its circuit breaker
+    /// the one `breakers` keep for its name.
+    pub fn build_with(&self, breakers: &Breakers) -> Result<SharedModel, ModelSpecError> {
+        // Only network models have a breaker.
+        #[cfg(not(feature = "http"))]
+        let _ = breakers;
         Ok(match self {
             #[cfg(feature = "http")]
-            ModelSpec::OpenAi { model, base_url } => return build_openai(model, base_url),
+            ModelSpec::OpenAi { model, base_url } => {
+                return build_openai(model, base_url, breakers)
+            }
             #[cfg(feature = "http")]
-            ModelSpec::Anthropic { model, base_url } => return build_anthropic(model, base_url),
+            ModelSpec::Anthropic { model, base_url } => {
+                return build_anthropic(model, base_url, breakers)
+            }
             #[cfg(not(feature = "http"))]
             ModelSpec::OpenAi { model, .. } => return Err(without_http("openai", model)),
             #[cfg(not(feature = "http"))]
@@ -210,6 +226,7 @@ impl ModelSpec {
         ledger: Arc<dyn crate::layer::batch::BatchLedger>,
         config: crate::layer::batch::BatchConfig,
     ) -> Result<SharedModel, ModelSpecError> {
+        let breakers = Breakers::default();
         use crate::layer::batch::{AnthropicBatch, BatchVendor, OpenAiBatch, ViaBatch};
         let (realtime, vendor): (SharedModel, Arc<dyn BatchVendor>) = match self {
             ModelSpec::OpenAi { model, base_url } => {
@@ -219,7 +236,7 @@ impl ModelSpec {
                 }
                 let model = b.build()?;
                 let vendor = Arc::new(OpenAiBatch::new(&model));
-                (crate::layer::default_stack(model), vendor)
+                (crate::layer::default_stack(model, &breakers), vendor)
             }
             ModelSpec::Anthropic { model, base_url } => {
                 let mut b = Anthropic::builder(model).from_env().streaming(false);
@@ -228,7 +245,7 @@ impl ModelSpec {
                 }
                 let model = b.build()?;
                 let vendor = Arc::new(AnthropicBatch::new(&model));
-                (crate::layer::default_stack(model), vendor)
+                (crate::layer::default_stack(model, &breakers), vendor)
             }
             ModelSpec::Local { .. } | ModelSpec::Scripted => {
                 return Err(ModelSpecError::Unavailable {
@@ -242,21 +259,29 @@ impl ModelSpec {
 }
 
 #[cfg(feature = "http")]
-fn build_openai(model: &str, base_url: &Option<String>) -> Result<SharedModel, ModelSpecError> {
+fn build_openai(
+    model: &str,
+    base_url: &Option<String>,
+    breakers: &Breakers,
+) -> Result<SharedModel, ModelSpecError> {
     let mut b = OpenAi::builder(model).from_env();
     if let Some(url) = base_url {
         b = b.base_url(url);
     }
-    Ok(crate::layer::default_stack(b.build()?))
+    Ok(crate::layer::default_stack(b.build()?, breakers))
 }
 
 #[cfg(feature = "http")]
-fn build_anthropic(model: &str, base_url: &Option<String>) -> Result<SharedModel, ModelSpecError> {
+fn build_anthropic(
+    model: &str,
+    base_url: &Option<String>,
+    breakers: &Breakers,
+) -> Result<SharedModel, ModelSpecError> {
     let mut b = Anthropic::builder(model).from_env();
     if let Some(url) = base_url {
         b = b.base_url(url);
     }
-    Ok(crate::layer::default_stack(b.build()?))
+    Ok(crate::layer::default_stack(b.build()?, breakers))
 }
 
 #[cfg(not(feature = "http"))]
@@ -310,6 +335,8 @@ pub fn from_spec(spec: &str) -> Result<SharedModel, ModelSpecError> {
 pub struct ModelRegistry {
     models: BTreeMap<String, SharedModel>,
     prices: PriceTable,
+    /// The circuit breakers of the models it builds from strings.
+    breakers: Breakers,
 }
 
 impl fmt::Debug for ModelRegistry {
@@ -343,6 +370,14 @@ impl ModelRegistry {
         self
     }
 
+    /// Gives the models built from strings the circuit breakers `breakers`
+    /// keep (by default, the registry keeps its own: models it builds with
+    /// the same name share one).
+    pub fn with_breakers(mut self, breakers: Breakers) -> Self {
+        self.breakers = breakers;
+        self
+    }
+
     /// The registered names, sorted.
     pub fn names(&self) -> impl Iterator<Item = &str> {
         self.models.keys().map(String::as_str)
@@ -364,7 +399,7 @@ impl ModelRegistry {
             }
             Err(e) => return Err(e),
         };
-        let model = spec.build()?;
+        let model = spec.build_with(&self.breakers)?;
         Ok(match self.prices.get(&spec.model_id()) {
             Some(price) => Arc::new(Priced::new(model, price)),
             None => model,

@@ -9,9 +9,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use statewise::layer::Priced;
 use statewise::layer::{BreakerConfig, CircuitBreaker, Retry, RetryPolicy};
 use statewise::metric;
-use statewise::model::{ChatRequest, FnModel, ModelError, Price, Priced, Reply};
+use statewise::model::{ChatRequest, FnModel, ModelError, Price, Reply};
 use statewise::tool::{ToolRegistry, Toolbox};
 use statewise::{Env, Usage};
 use statewise_states::tools::Calculator;

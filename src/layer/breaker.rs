@@ -1,15 +1,14 @@
 //! A circuit breaker per model: stop calling a model that keeps failing.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
-use futures::future::BoxFuture;
 use futures::StreamExt;
 use tokio::time::Instant;
 
 use crate::metric;
-use crate::model::{Capabilities, ChatModel, ChatRequest, ChunkStream, ContextWindow, ModelError};
+use crate::model::{ChatModel, ChatRequest, ChunkStream, ModelError};
 use crate::semconv::provider_and_model;
 
 /// When a breaker opens and how long it stays open: when, within `window`,
@@ -95,19 +94,6 @@ impl BreakerHandle {
             outcomes: VecDeque::new(),
             stats: BreakerStats::default(),
         })))
-    }
-
-    /// The process-wide breaker for the model named `name`, created with
-    /// `config` on first use: one breaker per provider and model.
-    pub fn for_model(name: &str, config: BreakerConfig) -> Self {
-        static ALL: OnceLock<Mutex<HashMap<String, BreakerHandle>>> = OnceLock::new();
-        let mut all = ALL
-            .get_or_init(Default::default)
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        all.entry(name.to_owned())
-            .or_insert_with(|| Self::new(config))
-            .clone()
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
@@ -213,6 +199,35 @@ impl Inner {
     }
 }
 
+/// The circuit breakers of a fleet of models, one per model name, all
+/// made with one configuration: a value passed to whatever builds models
+/// ([`default_stack`](super::default_stack),
+/// [`ModelRegistry`](crate::spec::ModelRegistry)), so models built for the
+/// same provider and model share a breaker while they share this value.
+#[derive(Debug, Clone, Default)]
+pub struct Breakers {
+    config: BreakerConfig,
+    all: Arc<Mutex<HashMap<String, BreakerHandle>>>,
+}
+
+impl Breakers {
+    /// No breakers yet; each is made with `config` on first use.
+    pub fn new(config: BreakerConfig) -> Self {
+        Breakers {
+            config,
+            all: Arc::default(),
+        }
+    }
+
+    /// The breaker of the model named `name` (made on first use).
+    pub fn for_model(&self, name: &str) -> BreakerHandle {
+        let mut all = self.all.lock().unwrap_or_else(PoisonError::into_inner);
+        all.entry(name.to_owned())
+            .or_insert_with(|| BreakerHandle::new(self.config))
+            .clone()
+    }
+}
+
 /// Counts a model's failures (transient ones, except 429: rate limits are
 /// not outages) and refuses calls at once with [`ModelError::CircuitOpen`]
 /// while the model seems down, so a fallback can act without waiting.
@@ -271,18 +286,10 @@ fn counts_as_failure(e: &ModelError) -> bool {
     e.is_transient() && e.status() != Some(429)
 }
 
+wrapper!(CircuitBreaker);
+
 impl<M: ChatModel> ChatModel for CircuitBreaker<M> {
-    fn name(&self) -> &str {
-        self.inner.name()
-    }
-
-    fn capabilities(&self) -> Capabilities {
-        self.inner.capabilities()
-    }
-
-    fn context_window(&self) -> BoxFuture<'_, Option<ContextWindow>> {
-        self.inner.context_window()
-    }
+    forward_model_info!();
 
     fn stream(&self, request: ChatRequest) -> ChunkStream<'_> {
         Box::pin(async_stream::try_stream! {
@@ -478,5 +485,33 @@ mod tests {
             "ok"
         );
         assert_eq!(model.handle().state(), BreakerState::Closed);
+    }
+
+    #[test]
+    fn breakers_are_shared_by_name_within_one_value_only() {
+        let breakers = Breakers::new(BreakerConfig::default());
+        let a = breakers.for_model("openai:gpt-4o");
+        a.record(true, false);
+        // The same name in the same value is the same breaker...
+        let again = breakers.clone().for_model("openai:gpt-4o");
+        assert_eq!(again.stats(), a.stats());
+        assert!(Arc::ptr_eq(&again.0, &a.0));
+        // ...another name, or another value, is not.
+        assert!(!Arc::ptr_eq(
+            &breakers.for_model("anthropic:claude").0,
+            &a.0
+        ));
+        let other = Breakers::new(BreakerConfig::default()).for_model("openai:gpt-4o");
+        assert!(!Arc::ptr_eq(&other.0, &a.0));
+    }
+
+    #[test]
+    fn a_layer_gives_its_model_back() {
+        let layered = CircuitBreaker::new(
+            FnModel::new("m", |_| Ok(Reply::text("ok"))),
+            BreakerConfig::default(),
+        );
+        assert_eq!(layered.get_ref().name(), "m");
+        assert_eq!(layered.into_inner().name(), "m");
     }
 }

@@ -10,16 +10,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
-use futures::future::BoxFuture;
 use futures::StreamExt;
 use redis::Script;
 
 use super::Limits;
 use crate::backend::redis::RedisConn;
 use crate::backend::BackendError;
-use crate::model::{
-    Capabilities, ChatModel, ChatRequest, Chunk, ChunkStream, ContextWindow, ModelError,
-};
+use crate::model::{ChatModel, ChatRequest, Chunk, ChunkStream, ModelError};
 
 /// Takes a concurrency slot if fewer than the current limit are held (1),
 /// else 0. KEYS: holders, limit. ARGV: holder, slot ttl ms, starting limit.
@@ -179,16 +176,6 @@ impl<M: ChatModel> FleetLimit<M> {
         self
     }
 
-    /// The wrapped model.
-    pub fn get_ref(&self) -> &M {
-        &self.inner
-    }
-
-    /// The wrapped model, unwrapped.
-    pub fn into_inner(self) -> M {
-        self.inner
-    }
-
     /// The fleet's concurrency limit now (it moves when adaptive); `None`
     /// without a concurrency limit.
     pub async fn current_concurrency(&self) -> Result<Option<usize>, BackendError> {
@@ -328,18 +315,10 @@ impl<M: ChatModel> Drop for Slot<'_, M> {
     }
 }
 
+wrapper!(FleetLimit);
+
 impl<M: ChatModel> ChatModel for FleetLimit<M> {
-    fn name(&self) -> &str {
-        self.inner.name()
-    }
-
-    fn capabilities(&self) -> Capabilities {
-        self.inner.capabilities()
-    }
-
-    fn context_window(&self) -> BoxFuture<'_, Option<ContextWindow>> {
-        self.inner.context_window()
-    }
+    forward_model_info!();
 
     fn stream(&self, request: ChatRequest) -> ChunkStream<'_> {
         Box::pin(async_stream::try_stream! {

@@ -3,12 +3,11 @@
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
-use futures::future::BoxFuture;
 use futures::StreamExt;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
-use crate::model::{Capabilities, ChatModel, ChatRequest, Chunk, ChunkStream, ContextWindow};
+use crate::model::{ChatModel, ChatRequest, Chunk, ChunkStream};
 
 /// Limits on calls to one provider; `None` for no limit.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
@@ -202,18 +201,10 @@ impl Drop for Turn<'_> {
     }
 }
 
+wrapper!(Limit);
+
 impl<M: ChatModel> ChatModel for Limit<M> {
-    fn name(&self) -> &str {
-        self.inner.name()
-    }
-
-    fn capabilities(&self) -> Capabilities {
-        self.inner.capabilities()
-    }
-
-    fn context_window(&self) -> BoxFuture<'_, Option<ContextWindow>> {
-        self.inner.context_window()
-    }
+    forward_model_info!();
 
     fn stream(&self, request: ChatRequest) -> ChunkStream<'_> {
         Box::pin(async_stream::try_stream! {

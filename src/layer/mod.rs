@@ -30,37 +30,75 @@
 //! duplicating text; the [`Machine`](crate::Machine) restarts the state from
 //! the env it started with instead ([`Machine::state_retries`](crate::Machine::state_retries)).
 
+/// `get_ref` and `into_inner` for a wrapper `$layer<M>` whose model is its
+/// `inner` field, the way tower's layers give theirs back.
+macro_rules! wrapper {
+    ($layer:ident) => {
+        impl<M> $layer<M> {
+            /// The wrapped model.
+            pub fn get_ref(&self) -> &M {
+                &self.inner
+            }
+
+            /// The wrapped model, unwrapped.
+            pub fn into_inner(self) -> M {
+                self.inner
+            }
+        }
+    };
+}
+
+/// The [`ChatModel`] methods a layer passes through to its `inner` model
+/// unchanged: `name`, `capabilities` and `context_window`.
+macro_rules! forward_model_info {
+    () => {
+        fn name(&self) -> &str {
+            self.inner.name()
+        }
+
+        fn capabilities(&self) -> $crate::model::Capabilities {
+            self.inner.capabilities()
+        }
+
+        fn context_window(
+            &self,
+        ) -> futures::future::BoxFuture<'_, Option<$crate::model::ContextWindow>> {
+            self.inner.context_window()
+        }
+    };
+}
+
 pub mod batch;
 mod breaker;
 mod cache;
-pub mod cache_conformance;
 mod fallback;
 #[cfg(feature = "redis")]
 mod fleet_limit;
 mod limit;
-#[cfg(feature = "redis")]
-mod redis_cache;
+mod priced;
 mod retry;
-#[cfg(feature = "sqlite")]
-mod sqlite_cache;
 mod timeout;
 
 use std::sync::Arc;
 
-pub use breaker::{BreakerConfig, BreakerHandle, BreakerState, BreakerStats, CircuitBreaker};
+pub use breaker::{
+    BreakerConfig, BreakerHandle, BreakerState, BreakerStats, Breakers, CircuitBreaker,
+};
+pub use cache::conformance as cache_conformance;
+#[cfg(feature = "redis")]
+pub use cache::RedisCache;
+#[cfg(feature = "sqlite")]
+pub use cache::SqliteCache;
 pub use cache::{cache_key, Cache, CacheStats, CacheStore, MemoryCache};
 pub use fallback::Fallback;
 #[cfg(feature = "redis")]
 pub use fleet_limit::FleetLimit;
 pub use limit::{Limit, Limits};
-#[cfg(feature = "redis")]
-pub use redis_cache::RedisCache;
+pub use priced::Priced;
 pub use retry::{Retry, RetryPolicy};
-#[cfg(feature = "sqlite")]
-pub use sqlite_cache::SqliteCache;
 pub use timeout::{Timeout, Timeouts};
 
-use crate::model::{ChatModel, Price, Priced, SharedModel};
+use crate::model::{ChatModel, Price, SharedModel};
 
 /// Wraps a model in a layer by method call.
 pub trait ModelExt: ChatModel + Sized {
@@ -117,10 +155,10 @@ pub trait ModelExt: ChatModel + Sized {
 impl<M: ChatModel> ModelExt for M {}
 
 /// The stack a network model gets by default: retry (default policy) around
-/// time limits (default) around the process-wide circuit breaker of this
-/// model (by name).
-pub fn default_stack<M: ChatModel + 'static>(model: M) -> SharedModel {
-    let breaker = BreakerHandle::for_model(model.name(), BreakerConfig::default());
+/// time limits (default) around the circuit breaker `breakers` keep for
+/// this model (by name).
+pub fn default_stack<M: ChatModel + 'static>(model: M, breakers: &Breakers) -> SharedModel {
+    let breaker = breakers.for_model(model.name());
     CircuitBreaker::with_handle(model, breaker)
         .timeouts(Timeouts::default())
         .retry(RetryPolicy::default())

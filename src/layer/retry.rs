@@ -2,11 +2,10 @@
 
 use std::time::Duration;
 
-use futures::future::BoxFuture;
 use futures::StreamExt;
 
 use crate::metric;
-use crate::model::{Capabilities, ChatModel, ChatRequest, ChunkStream, ContextWindow, ModelError};
+use crate::model::{ChatModel, ChatRequest, ChunkStream, ModelError};
 use crate::semconv::provider_and_model;
 
 /// When and how long to wait before sending a failed call again.
@@ -71,18 +70,10 @@ impl<M: ChatModel> Retry<M> {
     }
 }
 
+wrapper!(Retry);
+
 impl<M: ChatModel> ChatModel for Retry<M> {
-    fn name(&self) -> &str {
-        self.inner.name()
-    }
-
-    fn capabilities(&self) -> Capabilities {
-        self.inner.capabilities()
-    }
-
-    fn context_window(&self) -> BoxFuture<'_, Option<ContextWindow>> {
-        self.inner.context_window()
-    }
+    forward_model_info!();
 
     fn stream(&self, request: ChatRequest) -> ChunkStream<'_> {
         Box::pin(async_stream::try_stream! {

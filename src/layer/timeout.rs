@@ -2,13 +2,10 @@
 
 use std::time::Duration;
 
-use futures::future::BoxFuture;
 use futures::StreamExt;
 use tokio::time::Instant;
 
-use crate::model::{
-    Capabilities, ChatModel, ChatRequest, ChunkStream, ContextWindow, ModelError, TimeoutStage,
-};
+use crate::model::{ChatModel, ChatRequest, ChunkStream, ModelError, TimeoutStage};
 
 /// Time limits for one call; `None` for no limit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,18 +44,10 @@ impl<M: ChatModel> Timeout<M> {
     }
 }
 
+wrapper!(Timeout);
+
 impl<M: ChatModel> ChatModel for Timeout<M> {
-    fn name(&self) -> &str {
-        self.inner.name()
-    }
-
-    fn capabilities(&self) -> Capabilities {
-        self.inner.capabilities()
-    }
-
-    fn context_window(&self) -> BoxFuture<'_, Option<ContextWindow>> {
-        self.inner.context_window()
-    }
+    forward_model_info!();
 
     fn stream(&self, request: ChatRequest) -> ChunkStream<'_> {
         Box::pin(async_stream::try_stream! {

@@ -27,7 +27,7 @@ pub use context::{
     MESSAGE_OVERHEAD, REQUEST_OVERHEAD,
 };
 pub use error::{ModelError, ModelErrorKind, TimeoutStage};
-pub use price::{Price, PriceTable, Priced};
+pub use price::{Price, PriceTable};
 #[cfg(feature = "tiktoken")]
 pub use provider::Tiktoken;
 #[cfg(feature = "local")]

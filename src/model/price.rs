@@ -1,11 +1,9 @@
-//! Prices per model, and the layer that turns token counts into cost.
+//! Prices per model: what a token costs ([`Price`]) and a table of them
+//! by model id ([`PriceTable`]); the [`Priced`](crate::layer::Priced)
+//! layer turns a call's token counts into its cost.
 
 use std::collections::HashMap;
 
-use futures::future::BoxFuture;
-use futures::StreamExt;
-
-use super::{Capabilities, ChatModel, ChatRequest, Chunk, ChunkStream, ContextWindow};
 use crate::env::Usage;
 
 /// US dollars per million tokens.
@@ -109,50 +107,5 @@ impl PriceTable {
     /// The price of `model_id`.
     pub fn get(&self, model_id: &str) -> Option<Price> {
         self.prices.get(model_id).copied()
-    }
-}
-
-/// A model whose usage chunks carry their cost, at a fixed price.
-#[derive(Debug, Clone)]
-pub struct Priced<M> {
-    inner: M,
-    price: Price,
-}
-
-impl<M: ChatModel> Priced<M> {
-    /// Prices `inner`'s usage at `price`.
-    pub fn new(inner: M, price: Price) -> Self {
-        Priced { inner, price }
-    }
-}
-
-impl<M: ChatModel> ChatModel for Priced<M> {
-    fn name(&self) -> &str {
-        self.inner.name()
-    }
-
-    fn capabilities(&self) -> Capabilities {
-        self.inner.capabilities()
-    }
-
-    fn context_window(&self) -> BoxFuture<'_, Option<ContextWindow>> {
-        self.inner.context_window()
-    }
-
-    fn stream(&self, request: ChatRequest) -> ChunkStream<'_> {
-        let price = self.price;
-        self.inner
-            .stream(request)
-            .map(move |chunk| match chunk {
-                // A reply served by a response cache cost nothing.
-                Ok(Chunk::Usage(u)) if u.cached_responses > 0 => Ok(Chunk::Usage(u)),
-                Ok(Chunk::Usage(mut u)) => {
-                    // Usage chunks add up, and cost is linear in them.
-                    u.cost = price.cost(&u);
-                    Ok(Chunk::Usage(u))
-                }
-                other => other,
-            })
-            .boxed()
     }
 }

@@ -15,7 +15,8 @@ use statewise::layer::batch::{
     OnExpired, SqliteLedger, ViaBatch,
 };
 use statewise::layer::ModelExt;
-use statewise::model::{ChatModel, ChatRequest, FnModel, ModelError, Price, Priced, Reply};
+use statewise::layer::Priced;
+use statewise::model::{ChatModel, ChatRequest, FnModel, ModelError, Price, Reply};
 use statewise::tool::{ToolRegistry, Toolbox};
 use statewise::{Env, Message, Usage};
 use statewise_states::tools::Calculator;

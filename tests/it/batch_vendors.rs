@@ -14,7 +14,8 @@ use statewise::layer::batch::{
     AnthropicBatch, BatchConfig, BatchVendor, MemoryLedger, OnExpired, OpenAiBatch, SqliteLedger,
     ViaBatch,
 };
-use statewise::model::{Anthropic, ChatModel, ChatRequest, ModelError, OpenAi, Price, Priced};
+use statewise::layer::Priced;
+use statewise::model::{Anthropic, ChatModel, ChatRequest, ModelError, OpenAi, Price};
 use statewise::tool::{ToolRegistry, Toolbox};
 use statewise::Message;
 use statewise_states::tools::Calculator;

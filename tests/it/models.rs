@@ -3,7 +3,8 @@
 
 use std::sync::Arc;
 
-use statewise::model::{Price, PriceTable, Priced, Reply, ScriptedModel};
+use statewise::layer::Priced;
+use statewise::model::{Price, PriceTable, Reply, ScriptedModel};
 use statewise::spec::{ModelRegistry, ModelSpecError};
 use statewise::tool::{ToolRegistry, Toolbox};
 use statewise::{Env, Machine, Usage};

@@ -28,7 +28,6 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
-use futures::future::BoxFuture;
 use futures::StreamExt;
 use tokio::sync::{oneshot, Notify};
 use tokio::time::Instant;
@@ -45,10 +44,7 @@ pub use sqlite_ledger::SqliteLedger;
 pub use vendor::{BatchLimits, BatchRequest, BatchState, BatchVendor, ItemOutcome};
 
 use super::cache_key;
-use crate::model::{
-    Capabilities, ChatModel, ChatRequest, Chunk, ChunkStream, ContextWindow, ModelError, Reply,
-    ToolCallDelta,
-};
+use crate::model::{ChatModel, ChatRequest, Chunk, ChunkStream, ModelError, Reply, ToolCallDelta};
 
 /// What to do with a request whose batch expired or was cancelled before
 /// serving it.
@@ -174,16 +170,6 @@ impl<M: ChatModel> ViaBatch<M> {
             }),
             _stop: stop.drop_guard(),
         }
-    }
-
-    /// The wrapped model.
-    pub fn get_ref(&self) -> &M {
-        &self.inner
-    }
-
-    /// The wrapped model, unwrapped.
-    pub fn into_inner(self) -> M {
-        self.inner
     }
 
     /// Starts polling every batch the ledger says is in flight (a process
@@ -469,18 +455,10 @@ fn batched_chunks(reply: Reply) -> Vec<Chunk> {
     chunks
 }
 
+wrapper!(ViaBatch);
+
 impl<M: ChatModel> ChatModel for ViaBatch<M> {
-    fn name(&self) -> &str {
-        self.inner.name()
-    }
-
-    fn capabilities(&self) -> Capabilities {
-        self.inner.capabilities()
-    }
-
-    fn context_window(&self) -> BoxFuture<'_, Option<ContextWindow>> {
-        self.inner.context_window()
-    }
+    forward_model_info!();
 
     fn stream(&self, request: ChatRequest) -> ChunkStream<'_> {
         Box::pin(async_stream::try_stream! {

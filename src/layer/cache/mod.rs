@@ -1,4 +1,12 @@
-//! [`Cache`]: a response cache in front of a model.
+//! [`Cache`]: a response cache in front of a model, and the stores it
+//! keeps replies in behind one trait ([`CacheStore`]): in memory here,
+//! SQLite and Redis beside it, all held to one conformance suite.
+
+pub mod conformance;
+#[cfg(feature = "redis")]
+mod redis;
+#[cfg(feature = "sqlite")]
+mod sqlite;
 
 use std::collections::HashMap;
 use std::num::NonZeroUsize;
@@ -14,9 +22,12 @@ use tokio::sync::watch;
 
 use crate::backend::BackendError;
 use crate::env::Usage;
-use crate::model::{
-    Capabilities, ChatModel, ChatRequest, Chunk, ChunkStream, ContextWindow, ModelError,
-};
+use crate::model::{ChatModel, ChatRequest, Chunk, ChunkStream, ModelError};
+
+#[cfg(feature = "redis")]
+pub use self::redis::RedisCache;
+#[cfg(feature = "sqlite")]
+pub use self::sqlite::SqliteCache;
 
 /// The key of a request to `model`: a SHA-256 over the model's name and the
 /// request's messages, tools, parameters and response schema, as hex.
@@ -398,16 +409,6 @@ impl<M: ChatModel> Cache<M> {
             held: true,
         })
     }
-
-    /// The wrapped model.
-    pub fn get_ref(&self) -> &M {
-        &self.inner
-    }
-
-    /// The wrapped model, unwrapped.
-    pub fn into_inner(self) -> M {
-        self.inner
-    }
 }
 
 /// What a stored reply's usage becomes when it is served again.
@@ -438,18 +439,10 @@ fn as_hit(chunks: Vec<Chunk>) -> Vec<Chunk> {
     out
 }
 
+wrapper!(Cache);
+
 impl<M: ChatModel> ChatModel for Cache<M> {
-    fn name(&self) -> &str {
-        self.inner.name()
-    }
-
-    fn capabilities(&self) -> Capabilities {
-        self.inner.capabilities()
-    }
-
-    fn context_window(&self) -> BoxFuture<'_, Option<ContextWindow>> {
-        self.inner.context_window()
-    }
+    forward_model_info!();
 
     fn stream(&self, request: ChatRequest) -> ChunkStream<'_> {
         Box::pin(async_stream::try_stream! {

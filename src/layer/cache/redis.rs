@@ -7,7 +7,7 @@ use std::time::Duration;
 use futures::future::BoxFuture;
 use redis::Script;
 
-use super::cache::chunks_from_json;
+use super::chunks_from_json;
 use super::CacheStore;
 use crate::backend::redis::RedisConn;
 use crate::backend::BackendError;

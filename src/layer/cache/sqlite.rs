@@ -6,7 +6,7 @@ use std::path::Path;
 use futures::future::BoxFuture;
 use rusqlite::{params, OptionalExtension};
 
-use super::cache::chunks_from_json;
+use super::chunks_from_json;
 use super::CacheStore;
 use crate::backend::sqlite::Db;
 use crate::backend::BackendError;
