@@ -2,8 +2,9 @@
 //!
 //! LLM agents as explicit state machines: small, fast, debuggable.
 //!
-//! ## The shape of the engine
+//! ## A tour, in reading order
 //!
+//! The core:
 //! - [`Env`] ([`env`](mod@env)): everything a run produces (messages, the pending
 //!   [`Action`], observations, the answer, usage, a scratch map). It is
 //!   `Serialize + Deserialize`, so any step can be saved and replayed.
@@ -13,32 +14,74 @@
 //!   [`Next`] state.
 //! - [`Machine`] ([`machine`]): states by name, an entry, a step limit.
 //!   [`Machine::stream`] yields [`Event`]s ([`event`]); [`Machine::run`]
-//!   consumes that same stream and returns a [`RunOutput`].
+//!   consumes that same stream and returns a [`RunOutput`]. Machines make
+//!   graphs: forks ([`Fork`]), sub-machines ([`SubMachine`]) and pauses for
+//!   a person ([`Interrupt`], [`Machine::resume_with`]).
+//!
+//! Models and tools:
 //! - [`model`]: the [`ChatModel`](model::ChatModel) trait every provider
 //!   implements; providers ([`OpenAi`](model::OpenAi),
-//!   [`Anthropic`](model::Anthropic)); prices; test doubles
+//!   [`Anthropic`](model::Anthropic), an in-process llama.cpp model with the
+//!   `local` feature); prices; test doubles
 //!   ([`ScriptedModel`](model::ScriptedModel), [`FnModel`](model::FnModel)).
 //! - [`layer`]: retry, timeouts, circuit breaker, limits, fallback, response
-//!   cache: layers that wrap any model.
+//!   cache, prices, the vendors' batch lane: wrappers around any model.
+//! - [`fit`]: fits a request into the model's context window.
 //! - [`spec`]: models chosen by string (`openai:gpt-4o-mini`) or from a
 //!   [`ModelRegistry`](spec::ModelRegistry), wrapped in the default layers.
-//! - [`Machine`]s as a graph: forks ([`Fork`]), sub-machines
-//!   ([`SubMachine`]) and pauses for a person ([`Interrupt`],
-//!   [`Machine::resume_with`]).
-//! - [`tool`]: typed [`Tool`](tool::Tool)s, a registry, per-state toolboxes.
+//! - [`tool`]: typed [`Tool`](tool::Tool)s, a registry, per-state
+//!   toolboxes, approval, MCP servers (`mcp` feature).
 //! - [`action`]: reads a model's reply as an `Action`, repairing broken JSON.
-//! - [`testkit`]: JSON step fixtures for regression tests.
-//! - [`console`]: prints a run to a terminal as it streams.
-//! - [`batch`]: a machine over a JSONL dataset, resumable, in flat memory.
+//!
+//! Keeping and reading runs:
 //! - [`store`]: checkpoints after every step ([`Machine::with_store`]);
-//!   resume a run after a crash, fork one from any step.
+//!   resume a run after a crash, fork one from any step. Memory, SQLite,
+//!   Redis and PostgreSQL.
 //! - [`trace`]: a record of every step, to JSONL or SQLite, secrets
 //!   redacted ([`Machine::with_tracer`]); `tracing` spans.
 //! - [`replay`]: rerun a recorded run offline, or one step with another
 //!   model; turn a step into a fixture.
+//! - [`testkit`]: JSON step fixtures for regression tests.
 //!
-//! The stock states (Reasoning, Action, Answer) live in the
+//! Running them:
+//! - [`console`]: prints a run to a terminal as it streams.
+//! - [`batch`]: a machine over a JSONL dataset, resumable, in flat memory.
+//! - `worker` (`redis` feature): a fleet of workers sharing a Redis Streams
+//!   run queue; a crashed worker's run resumes elsewhere.
+//! - `server` and `agui` (`server` feature): runs over HTTP as AG-UI
+//!   event streams, for web clients.
+//! - `otel` (`otel` feature): exports spans to OpenTelemetry.
+//!
+//! Underneath everything:
+//! - [`metric`]: the metrics the engine records (the `metrics` facade;
+//!   Prometheus with the `prometheus` feature).
+//! - [`semconv`]: the OpenTelemetry GenAI attribute names spans carry.
+//! - [`redact`]: [`Secret`](redact::Secret) and the masking that keeps
+//!   keys out of logs, traces and errors.
+//! - [`backend`]: what stores, caches and ledgers share: [`BackendError`](backend::BackendError)
+//!   and the SQLite and Redis connections.
+//!
+//! The stock states (Reasoning, the tool runner, Answer) live in the
 //! `statewise-states` crate, written against this public API only.
+//!
+//! ## Dependency order
+//!
+//! Modules import only from those below them (`scripts/check-deps`
+//! checks it in CI), bottom to top:
+//!
+//! 1. leaves, importing nothing from the crate: `redact`, `semconv`, `metric`
+//! 2. `backend`
+//! 3. `env`
+//! 4. `tool`, then `action`
+//! 5. `model`, then `layer` and `fit`, then `spec`
+//! 6. `state`
+//! 7. `store` and `trace`: below the machine, which reaches them through
+//!    their traits ([`Store`](store::Store), [`TraceSink`](trace::TraceSink))
+//! 8. `machine` (with `event`)
+//! 9. `testkit`, `console`, `otel`
+//! 10. `replay`, `worker`
+//! 11. `batch`, `agui`
+//! 12. `server`
 //!
 //! ## A custom state
 //!

@@ -5,8 +5,7 @@
 //! [`RecordedModel`] answers each request with the reply recorded for it,
 //! with no network, so a machine built with it reruns the run exactly as
 //! long as the states send the same requests; a changed prompt shows up as
-//! [`ModelError::NotRecorded`] at the
-//! step where it first differs.
+//! [`NotRecorded`] at the step where it first differs.
 //!
 //! ```no_run
 //! use std::sync::Arc;
@@ -38,7 +37,8 @@ use crate::layer::cache_key;
 use crate::machine::event::{EventKind, RunFailure, RunOutput};
 use crate::machine::{finish, Machine};
 use crate::model::{
-    Capabilities, ChatModel, ChatRequest, ChunkStream, ContextWindow, ModelError, Reply, Scripted,
+    Capabilities, ChatModel, ChatRequest, ChunkStream, ContextWindow, ModelError, ModelErrorKind,
+    Reply, Scripted,
 };
 use crate::state::{Emit, Next};
 use crate::testkit::{Expected, StepFixture};
@@ -272,6 +272,27 @@ impl std::fmt::Display for RunReplay {
     }
 }
 
+/// A [`RecordedModel`] has no recorded reply for a request: the prompt,
+/// the env or the tools differ from the recording. Reaches callers as
+/// [`ModelError::Refused`] (kind `not_recorded`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{model}: no recorded reply for this request (it differs from every recorded one); {recorded} recorded calls")]
+pub struct NotRecorded {
+    /// The model.
+    pub model: String,
+    /// How many calls the recording holds.
+    pub recorded: usize,
+}
+
+impl From<NotRecorded> for ModelError {
+    fn from(refusal: NotRecorded) -> Self {
+        ModelError::Refused {
+            kind: ModelErrorKind::NotRecorded,
+            cause: std::sync::Arc::new(refusal),
+        }
+    }
+}
+
 /// A model that plays back recorded replies: each request gets the reply
 /// recorded for an identical request ([`cache_key`], model name aside), in
 /// recorded order when one request was sent several times. It never touches
@@ -355,11 +376,13 @@ impl ChatModel for RecordedModel {
             .and_then(VecDeque::pop_front);
         match reply {
             Some(reply) => futures::stream::iter(reply.to_chunks().into_iter().map(Ok)).boxed(),
-            None => futures::stream::once(futures::future::ready(Err(ModelError::NotRecorded {
-                model: self.name.clone(),
-                recorded: self.recorded,
-            })))
-            .boxed(),
+            None => {
+                futures::stream::once(futures::future::ready(Err(ModelError::from(NotRecorded {
+                    model: self.name.clone(),
+                    recorded: self.recorded,
+                }))))
+                .boxed()
+            }
         }
     }
 }

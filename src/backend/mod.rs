@@ -1,6 +1,6 @@
 //! The connections statewise keeps data through, shared by stores, caches,
-//! batch ledgers and the run queue: one SQLite database ([`sqlite`]) and
-//! one Redis server ([`redis`]) per handle, and [`BackendError`], the one
+//! batch ledgers and the run queue: one SQLite database (`sqlite`) and
+//! one Redis server (`redis`) per handle, and [`BackendError`], the one
 //! error they fail with.
 //!
 //! Below the layers and stores that use them, and knowing neither: a

@@ -8,7 +8,7 @@ use futures::StreamExt;
 use tokio::time::Instant;
 
 use crate::metric;
-use crate::model::{ChatModel, ChatRequest, ChunkStream, ModelError};
+use crate::model::{ChatModel, ChatRequest, ChunkStream, ModelError, ModelErrorKind};
 use crate::semconv::provider_and_model;
 
 /// When a breaker opens and how long it stays open: when, within `window`,
@@ -47,7 +47,7 @@ impl Default for BreakerConfig {
 pub enum BreakerState {
     /// Calls go through; failures are counted.
     Closed,
-    /// Calls are refused with [`ModelError::CircuitOpen`].
+    /// Calls are refused with [`CircuitOpen`].
     Open,
     /// One probe call is under way; its outcome closes or reopens it.
     HalfOpen,
@@ -228,9 +228,31 @@ impl Breakers {
     }
 }
 
-/// Counts a model's failures (transient ones, except 429: rate limits are
-/// not outages) and refuses calls at once with [`ModelError::CircuitOpen`]
-/// while the model seems down, so a fallback can act without waiting.
+/// A breaker refused a call without sending it: the model failed
+/// repeatedly and the breaker is open. Reaches callers as
+/// [`ModelError::Refused`] (kind `circuit_open`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{model}: circuit open after repeated failures; next probe in {retry_in:?}")]
+pub struct CircuitOpen {
+    /// The model.
+    pub model: String,
+    /// When the breaker lets a probe through.
+    pub retry_in: Duration,
+}
+
+impl From<CircuitOpen> for ModelError {
+    fn from(refusal: CircuitOpen) -> Self {
+        ModelError::Refused {
+            kind: ModelErrorKind::CircuitOpen,
+            cause: Arc::new(refusal),
+        }
+    }
+}
+
+/// Streams the inner model's chunks unchanged while the model seems up,
+/// and fails at once with [`CircuitOpen`], sending nothing, while it seems
+/// down, so a fallback can act without waiting. It counts the model's
+/// transient failures (except 429: rate limits are not outages).
 #[derive(Debug, Clone)]
 pub struct CircuitBreaker<M> {
     inner: M,
@@ -297,10 +319,10 @@ impl<M: ChatModel> ChatModel for CircuitBreaker<M> {
             self.publish_state();
             let probe = match admitted {
                 Ok(probe) => probe,
-                Err(retry_in) => Err(ModelError::CircuitOpen {
+                Err(retry_in) => Err(ModelError::from(CircuitOpen {
                     model: self.inner.name().to_owned(),
                     retry_in,
-                })?,
+                }))?,
             };
             let mut guard = ProbeGuard { handle: &self.handle, probe, settled: false };
             let mut chunks = self.inner.stream(request);
@@ -364,7 +386,7 @@ mod tests {
         assert_eq!(model.handle().state(), BreakerState::Open);
         let e = call().await.unwrap_err();
         assert!(
-            matches!(e, ModelError::CircuitOpen { retry_in, .. } if retry_in == Duration::from_secs(5)),
+            e.refusal::<CircuitOpen>().map(|c| c.retry_in) == Some(Duration::from_secs(5)),
             "{e:?}"
         );
 

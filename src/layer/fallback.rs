@@ -4,12 +4,14 @@ use futures::future::BoxFuture;
 use futures::StreamExt;
 
 use crate::model::{
-    Capabilities, ChatModel, ChatRequest, ChunkStream, ContextWindow, ModelError, SharedModel,
+    Capabilities, ChatModel, ChatRequest, ChunkStream, ContextWindow, ModelError, ModelErrorKind,
+    SharedModel,
 };
 
-/// Sends a call to the next model in line (large to small, vendor to
-/// local) when one fails before delivering anything with a transient error
-/// or an open circuit. A failure after chunks were delivered is passed on.
+/// Streams the first model's reply, or the next one's in line (large to
+/// small, vendor to local) when a model fails before its first chunk with
+/// a transient error or an open circuit. A failure after chunks were
+/// delivered is passed on.
 ///
 /// Its capabilities are those all its models share, so a request built for
 /// the first model suits the others too.
@@ -94,7 +96,7 @@ impl ChatModel for Fallback {
                         Err(e) => {
                             let next = i < last
                                 && !delivered
-                                && (e.is_transient() || matches!(e, ModelError::CircuitOpen { .. }));
+                                && (e.is_transient() || e.kind() == ModelErrorKind::CircuitOpen);
                             if next {
                                 failed = Some(e);
                                 break;

@@ -100,9 +100,10 @@ return 0
     )
 });
 
-/// Holds calls back to stay within [`Limits`] across every process that
-/// wraps the same provider under the same `name` on one Redis: the limits
-/// are the fleet's, not each process's. A call waits for its turn rather
+/// Streams the inner model's chunks unchanged once the call's turn comes:
+/// calls wait to stay within [`Limits`] across every process that wraps
+/// the same provider under the same `name` on one Redis (the limits are
+/// the fleet's, not each process's). A call waits for its turn rather
 /// than failing; if Redis cannot be reached, the call fails with
 /// [`ModelError::Backend`] instead of going over the limit.
 ///

@@ -148,8 +148,9 @@ impl Shared {
     }
 }
 
-/// Holds calls back to stay within [`Limits`]: a call waits for its turn
-/// rather than failing. One `Limit` (or its clones) per provider.
+/// Streams the inner model's chunks unchanged once the call's turn comes:
+/// calls wait to stay within [`Limits`] rather than failing. One `Limit`
+/// (or its clones) per provider.
 #[derive(Debug, Clone)]
 pub struct Limit<M> {
     inner: M,

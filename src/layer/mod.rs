@@ -82,7 +82,7 @@ mod timeout;
 use std::sync::Arc;
 
 pub use breaker::{
-    BreakerConfig, BreakerHandle, BreakerState, BreakerStats, Breakers, CircuitBreaker,
+    BreakerConfig, BreakerHandle, BreakerState, BreakerStats, Breakers, CircuitBreaker, CircuitOpen,
 };
 pub use cache::conformance as cache_conformance;
 #[cfg(feature = "redis")]

@@ -52,9 +52,10 @@ impl RetryPolicy {
     }
 }
 
-/// Sends a call again when it fails transiently before any chunk was
-/// delivered (429 with its Retry-After, 5xx, no answer, a stream cut or
-/// stalled before its first token). A failure after chunks were delivered
+/// Streams the inner model's chunks unchanged, and sends a call again when
+/// it fails transiently before any chunk was delivered (429 with its
+/// Retry-After, 5xx, no answer, a stream cut or stalled before its first
+/// token). A failure after chunks were delivered
 /// is passed on: the machine restarts the state instead, so no text is
 /// duplicated.
 #[derive(Debug, Clone)]

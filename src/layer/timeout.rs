@@ -28,8 +28,9 @@ impl Default for Timeouts {
     }
 }
 
-/// Fails a call with [`ModelError::Timeout`] when a limit of [`Timeouts`]
-/// passes; the stage says which. Connection timeouts are the provider's
+/// Streams the inner model's chunks unchanged until a limit of
+/// [`Timeouts`] passes, then ends the stream with [`ModelError::Timeout`];
+/// the stage says which limit. Connection timeouts are the provider's
 /// (`OpenAiBuilder::connect_timeout`).
 #[derive(Debug, Clone)]
 pub struct Timeout<M> {

@@ -299,7 +299,7 @@ impl Machine {
         self
     }
 
-    /// Saves a [`Checkpoint`] to `store` before the first state and after
+    /// Saves a [`Checkpoint`](crate::store::Checkpoint) to `store` before the first state and after
     /// every state, so runs can be resumed ([`Machine::resume`]) and forked
     /// ([`Machine::fork`]). A failed save fails the run
     /// ([`MachineError::Store`]).

@@ -42,8 +42,8 @@ impl Machine {
     }
 
     /// Continues run `run_id`, paused for a person
-    /// ([`EventKind::Interrupted`]), with the person's `reply`: the reply is
-    /// filed under the request's id ([`Env::reply`]) in the run (or the
+    /// ([`EventKind::Interrupted`](crate::machine::event::EventKind::Interrupted)), with the person's `reply`: the reply is
+    /// filed under the request's id ([`Env::reply`](crate::env::Env::reply)) in the run (or the
     /// branch or sub-machine) that asked, and the run goes on from its
     /// checkpoint. Nothing done before the pause runs again: finished
     /// branches and the steps before it are taken from the store.
@@ -54,7 +54,7 @@ impl Machine {
     ) -> Result<EventStream, MachineError> {
         let store = self.store.as_ref().ok_or(MachineError::NoStore)?;
         match store::deliver(&**store, run_id, reply).await? {
-            Delivery::Filed(last) => Ok(self.continue_from(last, RunCtx::fresh(""))),
+            Delivery::Filed(last) => Ok(self.continue_from(*last, RunCtx::fresh(""))),
             Delivery::NotPaused { run_id } => Err(MachineError::NotPaused { run_id }),
         }
     }

@@ -2,6 +2,7 @@
 //! code traces, metrics and clients use), and what decides a retry
 //! ([`ModelError::is_transient`]).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -10,18 +11,6 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ModelError {
-    /// A [`ScriptedModel`] was called more often than it has replies.
-    #[error(
-        "scripted model `{model}` got call #{call} but its script held only {scripted} replies"
-    )]
-    ScriptExhausted {
-        /// The model's name.
-        model: String,
-        /// The 1-based number of the call that found the script empty.
-        call: usize,
-        /// How many replies the script held in all.
-        scripted: usize,
-    },
     /// An error written into a test script.
     #[error("scripted error: {0}")]
     Scripted(String),
@@ -118,24 +107,19 @@ pub enum ModelError {
         /// Chunks delivered before it passed.
         chunks: usize,
     },
-    /// The model's circuit breaker is open after repeated failures: the call
-    /// was refused without being sent (see [`crate::layer::CircuitBreaker`]).
-    #[error("{model}: circuit open after repeated failures; next probe in {retry_in:?}")]
-    CircuitOpen {
-        /// The model.
-        model: String,
-        /// When the breaker lets a probe through.
-        retry_in: Duration,
-    },
-    /// A replayed model ([`RecordedModel`](crate::replay::RecordedModel))
-    /// has no recorded reply for this request: the prompt, the env or the
-    /// tools differ from the recording.
-    #[error("{model}: no recorded reply for this request (it differs from every recorded one); {recorded} recorded calls")]
-    NotRecorded {
-        /// The model.
-        model: String,
-        /// How many calls the recording holds.
-        recorded: usize,
+    /// A part standing in front of a provider, or in for one, refused the
+    /// call without a model answering: a circuit breaker
+    /// ([`CircuitOpen`](crate::layer::CircuitOpen)), a replay
+    /// ([`NotRecorded`](crate::replay::NotRecorded)), a scripted model
+    /// ([`ScriptExhausted`](crate::model::ScriptExhausted)). Each has its
+    /// own error type; [`ModelError::refusal`] gives it back.
+    #[error("{cause}")]
+    Refused {
+        /// Which part refused: [`ModelErrorKind::CircuitOpen`],
+        /// [`ModelErrorKind::NotRecorded`] or [`ModelErrorKind::Script`].
+        kind: ModelErrorKind,
+        /// That part's own error.
+        cause: Arc<dyn std::error::Error + Send + Sync>,
     },
     /// Any other failure of a provider.
     #[error("{0}")]
@@ -231,6 +215,24 @@ impl ModelError {
         matches!(self, ModelError::ContextOverflow { .. })
     }
 
+    /// A refusal of the part that made it: `Some` if this is
+    /// [`ModelError::Refused`] with a cause of type `T`.
+    ///
+    /// ```
+    /// use statewise::layer::CircuitOpen;
+    /// use statewise::model::ModelError;
+    /// use std::time::Duration;
+    ///
+    /// let err = ModelError::from(CircuitOpen { model: "m".into(), retry_in: Duration::from_secs(5) });
+    /// assert_eq!(err.refusal::<CircuitOpen>().map(|c| c.retry_in), Some(Duration::from_secs(5)));
+    /// ```
+    pub fn refusal<T: std::error::Error + 'static>(&self) -> Option<&T> {
+        match self {
+            ModelError::Refused { cause, .. } => cause.downcast_ref::<T>(),
+            _ => None,
+        }
+    }
+
     /// The kind of failure, typed.
     pub fn kind(&self) -> ModelErrorKind {
         match self {
@@ -240,12 +242,11 @@ impl ModelError {
             ModelError::StreamCut { .. } => ModelErrorKind::StreamCut,
             ModelError::Protocol { .. } => ModelErrorKind::Protocol,
             ModelError::Timeout { .. } => ModelErrorKind::Timeout,
-            ModelError::CircuitOpen { .. } => ModelErrorKind::CircuitOpen,
             ModelError::Config { .. } => ModelErrorKind::Config,
             ModelError::Request { .. } => ModelErrorKind::Request,
             ModelError::Backend { .. } => ModelErrorKind::Backend,
-            ModelError::ScriptExhausted { .. } | ModelError::Scripted(_) => ModelErrorKind::Script,
-            ModelError::NotRecorded { .. } => ModelErrorKind::NotRecorded,
+            ModelError::Scripted(_) => ModelErrorKind::Script,
+            ModelError::Refused { kind, .. } => *kind,
             ModelError::Other(_) => ModelErrorKind::Other,
         }
     }
@@ -256,15 +257,6 @@ impl ModelError {
     pub fn duplicate(&self) -> ModelError {
         use ModelError as E;
         match self {
-            E::ScriptExhausted {
-                model,
-                call,
-                scripted,
-            } => E::ScriptExhausted {
-                model: model.clone(),
-                call: *call,
-                scripted: *scripted,
-            },
             E::Scripted(m) => E::Scripted(m.clone()),
             E::Http {
                 provider,
@@ -333,13 +325,9 @@ impl ModelError {
                 after: *after,
                 chunks: *chunks,
             },
-            E::CircuitOpen { model, retry_in } => E::CircuitOpen {
-                model: model.clone(),
-                retry_in: *retry_in,
-            },
-            E::NotRecorded { model, recorded } => E::NotRecorded {
-                model: model.clone(),
-                recorded: *recorded,
+            E::Refused { kind, cause } => E::Refused {
+                kind: *kind,
+                cause: Arc::clone(cause),
             },
             E::Other(source) => E::Other(source.to_string().into()),
         }
@@ -372,7 +360,8 @@ pub enum ModelErrorKind {
     Protocol,
     /// [`ModelError::Timeout`].
     Timeout,
-    /// [`ModelError::CircuitOpen`].
+    /// A circuit breaker refused the call
+    /// ([`CircuitOpen`](crate::layer::CircuitOpen)).
     CircuitOpen,
     /// [`ModelError::Config`].
     Config,
@@ -380,9 +369,11 @@ pub enum ModelErrorKind {
     Request,
     /// [`ModelError::Backend`].
     Backend,
-    /// [`ModelError::Scripted`] and [`ModelError::ScriptExhausted`].
+    /// [`ModelError::Scripted`], and a scripted model past its script
+    /// ([`ScriptExhausted`](crate::model::ScriptExhausted)).
     Script,
-    /// [`ModelError::NotRecorded`].
+    /// A replay has no recorded reply
+    /// ([`NotRecorded`](crate::replay::NotRecorded)).
     NotRecorded,
     /// [`ModelError::Other`].
     Other,

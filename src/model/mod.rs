@@ -37,7 +37,7 @@ pub use provider::{
     Anthropic, AnthropicBuilder, OpenAi, OpenAiBuilder, ANTHROPIC_BASE_URL, OPENAI_BASE_URL,
 };
 pub use reply::{split_words, ModelCall, Reply, ReplyBuilder, ReplyStream, Streamed};
-pub use scripted::{FnModel, Scripted, ScriptedModel};
+pub use scripted::{FnModel, ScriptExhausted, Scripted, ScriptedModel};
 
 /// A model shared between states and runs.
 pub type SharedModel = Arc<dyn ChatModel>;

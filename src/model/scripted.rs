@@ -11,7 +11,9 @@ use futures::future::BoxFuture;
 use futures::FutureExt;
 
 use super::context::{request_tokens, Estimate};
-use super::{ChatModel, ChatRequest, ChunkStream, ContextWindow, ModelError, Reply};
+use super::{
+    ChatModel, ChatRequest, ChunkStream, ContextWindow, ModelError, ModelErrorKind, Reply,
+};
 use crate::env::ToolCall;
 
 /// One scripted answer to one model call.
@@ -22,6 +24,28 @@ pub enum Scripted {
     Reply(Reply),
     /// Fail the call with [`ModelError::Scripted`] carrying this message.
     Error(String),
+}
+
+/// A [`ScriptedModel`] was called more often than it has replies. Reaches
+/// callers as [`ModelError::Refused`] (kind `script`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("scripted model `{model}` got call #{call} but its script held only {scripted} replies")]
+pub struct ScriptExhausted {
+    /// The model's name.
+    pub model: String,
+    /// The 1-based number of the call that found the script empty.
+    pub call: usize,
+    /// How many replies the script held in all.
+    pub scripted: usize,
+}
+
+impl From<ScriptExhausted> for ModelError {
+    fn from(refusal: ScriptExhausted) -> Self {
+        ModelError::Refused {
+            kind: ModelErrorKind::Script,
+            cause: std::sync::Arc::new(refusal),
+        }
+    }
 }
 
 /// A model that answers calls from a queue of scripted replies, and records
@@ -191,11 +215,11 @@ impl ChatModel for ScriptedModel {
                 stream::once(async { Err(ModelError::Scripted(message)) }).boxed()
             }
             None => {
-                let err = ModelError::ScriptExhausted {
+                let err = ModelError::from(ScriptExhausted {
                     model: self.name.clone(),
                     call: inner.calls.len(),
                     scripted: inner.scripted,
-                };
+                });
                 stream::once(async { Err(err) }).boxed()
             }
         }
@@ -270,14 +294,11 @@ mod tests {
         let model = ScriptedModel::new().text("one").named("m");
         model.complete(ChatRequest::default()).await.unwrap();
         let err = model.complete(ChatRequest::default()).await.unwrap_err();
-        assert!(matches!(
-            err,
-            ModelError::ScriptExhausted {
-                call: 2,
-                scripted: 1,
-                ..
-            }
-        ));
+        let exhausted = err
+            .refusal::<ScriptExhausted>()
+            .expect("a ScriptExhausted refusal");
+        assert_eq!((exhausted.call, exhausted.scripted), (2, 1));
+        assert_eq!(err.kind(), ModelErrorKind::Script);
         assert!(err.to_string().contains("call #2"), "{err}");
     }
 

@@ -7,7 +7,7 @@ use super::{Checkpoint, Store, StoreError};
 #[derive(Debug)]
 pub(crate) enum Delivery {
     /// The reply is filed; the run's last checkpoint, no longer waiting.
-    Filed(Checkpoint),
+    Filed(Box<Checkpoint>),
     /// This run in the chain is not paused for a reply; nothing was written.
     NotPaused {
         /// The run.
@@ -52,5 +52,5 @@ pub(crate) async fn deliver(
     for checkpoint in chain.iter().rev() {
         store.put(checkpoint).await?;
     }
-    Ok(Delivery::Filed(chain.swap_remove(0)))
+    Ok(Delivery::Filed(Box::new(chain.swap_remove(0))))
 }

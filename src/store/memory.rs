@@ -73,29 +73,18 @@ impl Store for MemoryStore {
         Box::pin(async move { Ok(removed) })
     }
 
-    fn fork<'a>(
+    fn put_new<'a>(
         &'a self,
-        run_id: &'a str,
-        step: u32,
-        new_run_id: &'a str,
-    ) -> BoxFuture<'a, Result<Checkpoint, StoreError>> {
+        checkpoint: &'a Checkpoint,
+    ) -> BoxFuture<'a, Result<bool, StoreError>> {
         // Under one lock, so two forks to one id cannot both succeed.
         let mut runs = self.lock();
-        let origin = runs
-            .get(run_id)
-            .and_then(|s| s.get(&step))
-            .map(|c| (**c).clone());
-        let result = Checkpoint::fork_of(origin, run_id, step, new_run_id).and_then(|fork| {
-            if runs.contains_key(new_run_id) {
-                return Err(StoreError::Exists {
-                    run_id: new_run_id.to_owned(),
-                });
-            }
-            runs.entry(new_run_id.to_owned())
+        let written = !runs.contains_key(&checkpoint.run_id);
+        if written {
+            runs.entry(checkpoint.run_id.clone())
                 .or_default()
-                .insert(step, Arc::new(fork.clone()));
-            Ok(fork)
-        });
-        Box::pin(async move { result })
+                .insert(checkpoint.step, Arc::new(checkpoint.clone()));
+        }
+        Box::pin(async move { Ok(written) })
     }
 }

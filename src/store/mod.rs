@@ -112,22 +112,20 @@ impl Checkpoint {
     }
 }
 
-/// The end of a fork whose atomic check-and-write found `fork.run_id`
-/// taken (`written` false): success if what is there is this very fork (a
-/// write sent again after a dropped connection finds its own first
-/// attempt), else [`StoreError::Exists`].
+/// Whether a check-and-write that found `checkpoint.run_id` taken
+/// (`written` false) found its own earlier attempt: a write sent again
+/// after a dropped connection reads back exactly what it wrote.
 #[cfg(any(feature = "redis", feature = "postgres"))]
-pub(crate) async fn confirm_fork<S: Store + ?Sized>(
+pub(crate) async fn written_before<S: Store + ?Sized>(
     store: &S,
-    fork: Checkpoint,
+    checkpoint: &Checkpoint,
     written: bool,
-) -> Result<Checkpoint, StoreError> {
-    if !written && store.get(&fork.run_id, Some(fork.step)).await?.as_ref() != Some(&fork) {
-        return Err(StoreError::Exists {
-            run_id: fork.run_id,
-        });
+) -> Result<bool, StoreError> {
+    if written {
+        return Ok(true);
     }
-    Ok(fork)
+    let found = store.get(&checkpoint.run_id, Some(checkpoint.step)).await?;
+    Ok(found.as_ref() == Some(checkpoint))
 }
 
 /// Where a forked run came from.
@@ -244,25 +242,43 @@ pub trait Store: Send + Sync {
     /// Removes every checkpoint of `run_id`; true if there were any.
     fn delete<'a>(&'a self, run_id: &'a str) -> BoxFuture<'a, Result<bool, StoreError>>;
 
+    /// Saves `checkpoint` only if its run has no checkpoints yet: `true`
+    /// if it was written, `false` if the run id is taken. A backend that
+    /// can check and write in one atomic step does (all of this crate's
+    /// do); this default checks, then puts. A backend that sends a write
+    /// again after a dropped connection answers `true` when what it finds
+    /// is its own first attempt.
+    fn put_new<'a>(
+        &'a self,
+        checkpoint: &'a Checkpoint,
+    ) -> BoxFuture<'a, Result<bool, StoreError>> {
+        Box::pin(async move {
+            if !self.list(&checkpoint.run_id).await?.is_empty() {
+                return Ok(false);
+            }
+            self.put(checkpoint).await?;
+            Ok(true)
+        })
+    }
+
     /// Starts run `new_run_id` at `step` of `run_id`: a copy of that
-    /// checkpoint recording where it came from. Fails with
-    /// [`StoreError::Exists`] if `new_run_id` has checkpoints.
+    /// checkpoint recording where it came from, written with
+    /// [`put_new`](Self::put_new). Fails with [`StoreError::Exists`] if
+    /// `new_run_id` has checkpoints.
     fn fork<'a>(
         &'a self,
         run_id: &'a str,
         step: u32,
         new_run_id: &'a str,
     ) -> BoxFuture<'a, Result<Checkpoint, StoreError>> {
-        // Check-then-put: a store that can do both atomically should.
         Box::pin(async move {
             let origin = self.get(run_id, Some(step)).await?;
             let fork = Checkpoint::fork_of(origin, run_id, step, new_run_id)?;
-            if !self.list(new_run_id).await?.is_empty() {
+            if !self.put_new(&fork).await? {
                 return Err(StoreError::Exists {
-                    run_id: new_run_id.to_owned(),
+                    run_id: fork.run_id,
                 });
             }
-            self.put(&fork).await?;
             Ok(fork)
         })
     }
@@ -290,6 +306,12 @@ impl<S: Store + ?Sized> Store for std::sync::Arc<S> {
     }
     fn delete<'a>(&'a self, run_id: &'a str) -> BoxFuture<'a, Result<bool, StoreError>> {
         (**self).delete(run_id)
+    }
+    fn put_new<'a>(
+        &'a self,
+        checkpoint: &'a Checkpoint,
+    ) -> BoxFuture<'a, Result<bool, StoreError>> {
+        (**self).put_new(checkpoint)
     }
     fn fork<'a>(
         &'a self,

@@ -403,17 +403,13 @@ impl Store for RedisStore {
         })
     }
 
-    fn fork<'a>(
+    fn put_new<'a>(
         &'a self,
-        run_id: &'a str,
-        step: u32,
-        new_run_id: &'a str,
-    ) -> BoxFuture<'a, Result<Checkpoint, StoreError>> {
+        checkpoint: &'a Checkpoint,
+    ) -> BoxFuture<'a, Result<bool, StoreError>> {
         Box::pin(async move {
-            let origin = self.get(run_id, Some(step)).await?;
-            let fork = Checkpoint::fork_of(origin, run_id, step, new_run_id)?;
-            let written = self.write(&FORK_SCRIPT, &fork).await?;
-            super::confirm_fork(self, fork, written).await
+            let written = self.write(&FORK_SCRIPT, checkpoint).await?;
+            super::written_before(self, checkpoint, written).await
         })
     }
 }

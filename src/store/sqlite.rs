@@ -173,21 +173,18 @@ impl Store for SqliteStore {
         }))
     }
 
-    fn fork<'a>(
+    fn put_new<'a>(
         &'a self,
-        run_id: &'a str,
-        step: u32,
-        new_run_id: &'a str,
-    ) -> BoxFuture<'a, Result<Checkpoint, StoreError>> {
+        checkpoint: &'a Checkpoint,
+    ) -> BoxFuture<'a, Result<bool, StoreError>> {
         Box::pin(async move {
-            let origin = self.get(run_id, Some(step)).await?;
-            let fork = Checkpoint::fork_of(origin, run_id, step, new_run_id)?;
-            let body = to_json(&fork, new_run_id)?;
-            let next = to_json(&fork.next, new_run_id)?;
-            let (id, state, created) = (
-                new_run_id.to_owned(),
-                fork.state.clone(),
-                fork.created_ms as i64,
+            let id = checkpoint.run_id.clone();
+            let body = to_json(checkpoint, &id)?;
+            let next = to_json(&checkpoint.next, &id)?;
+            let (step, state, created) = (
+                checkpoint.step,
+                checkpoint.state.clone(),
+                checkpoint.created_ms as i64,
             );
             // Check and insert in one transaction, so two forks to one id
             // cannot both succeed.
@@ -202,7 +199,7 @@ impl Store for SqliteStore {
                         )
                         .map_err(StoreError::backend)?;
                     if taken {
-                        return Err(StoreError::Exists { run_id: id });
+                        return Ok(false);
                     }
                     tx.execute(
                         "INSERT INTO checkpoints (run_id, step, state, next, created_ms, body)
@@ -210,10 +207,10 @@ impl Store for SqliteStore {
                         params![id, step, state, next, created, body],
                     )
                     .map_err(StoreError::backend)?;
-                    tx.commit().map_err(StoreError::backend)
+                    tx.commit().map_err(StoreError::backend)?;
+                    Ok(true)
                 })
-                .await?;
-            Ok(fork)
+                .await
         })
     }
 }

@@ -1,7 +1,7 @@
 //! Tools from MCP servers (feature `mcp`): [`McpServer`] connects to a
 //! server through the official `rmcp` SDK, over stdio (a child process) or
 //! streamable HTTP, and hands out its tools as [`McpTool`]s that join a
-//! [`ToolRegistry`](super::ToolRegistry) like any other.
+//! [`ToolRegistry`] like any other.
 //!
 //! The server's tool list is read at connection and kept; each
 //! `notifications/tools/list_changed` from the server has it read again in

@@ -2,7 +2,7 @@
 //!
 //! A tool failure is data, not a crash: [`Toolbox::observe`] turns every
 //! outcome (success, bad arguments, unknown or forbidden tool, tool error)
-//! into an [`Observation`] the model can react to. A toolbox can mark tools
+//! into an [`Observation`](crate::env::Observation) the model can react to. A toolbox can mark tools
 //! as needing a person's approval ([`Toolbox::require_approval`],
 //! [`approval`]).
 

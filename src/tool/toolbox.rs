@@ -69,7 +69,7 @@ pub struct Toolbox {
     allow: Option<BTreeSet<String>>,
     /// Tools whose calls wait for a person's approval.
     approval: Arc<BTreeSet<String>>,
-    /// Tools the caller runs ([`client`]), by name.
+    /// Tools the caller runs ([`client`](crate::tool::client)), by name.
     client: Arc<BTreeMap<String, ToolSpec>>,
     /// Time limits and retries by tool name, and for the rest.
     policies: Arc<BTreeMap<String, ToolPolicy>>,
@@ -113,7 +113,7 @@ impl Toolbox {
 
     /// Marks the named tools as needing a person's approval before each
     /// call: the stock tool state pauses the run with an
-    /// [`approval::approval_request`] and runs, rejects or edits each call
+    /// [`approval_request`](crate::tool::approval::approval_request) and runs, rejects or edits each call
     /// as the reply says.
     pub fn require_approval<S: Into<String>>(mut self, names: impl IntoIterator<Item = S>) -> Self {
         Arc::make_mut(&mut self.approval).extend(names.into_iter().map(Into::into));
@@ -121,8 +121,8 @@ impl Toolbox {
     }
 
     /// Offers `tools` to the model as tools the caller runs
-    /// ([`client`]): the stock tool state pauses the run on their calls
-    /// with a [`client::client_request`] and records the results the
+    /// ([`client`](crate::tool::client)): the stock tool state pauses the run on their calls
+    /// with a [`client_request`](crate::tool::client::client_request) and records the results the
     /// caller replies with. A client tool hides a registered tool of the
     /// same name.
     pub fn with_client_tools(mut self, tools: impl IntoIterator<Item = ToolSpec>) -> Self {

@@ -116,6 +116,13 @@ pub(super) struct DeadLetterArgs<'a> {
     pub(super) error: &'a str,
 }
 
+/// A run's fencing token and the key it is kept at: a write under a token
+/// lower than the kept one is refused.
+pub(super) struct Fence {
+    pub(super) key: String,
+    pub(super) token: u64,
+}
+
 impl Consumer {
     pub(super) fn new(url: &str, keys: Keys, id: String) -> Result<Self, BackendError> {
         Ok(Consumer {
@@ -269,22 +276,21 @@ impl Consumer {
             .await
     }
 
-    /// Records `outcome` (JSON) for `run_id` once, under fencing token
-    /// `token` kept at `fence`, acknowledges `entry`, and with `dead` also
-    /// writes a dead letter. 1 if recorded now, 0 if it already was, -1 if
-    /// fenced.
+    /// Records `outcome` (JSON) for `run_id` once, under `fence`,
+    /// acknowledges `entry`, and with `dead` also writes a dead letter. 1
+    /// if recorded now, 0 if it already was, -1 if fenced.
     pub(super) async fn finish(
         &self,
-        fence: String,
-        token: u64,
+        fence: &Fence,
         run_id: &str,
         entry: &str,
         outcome: &str,
         dead: Option<DeadLetterArgs<'_>>,
         deliveries: u64,
     ) -> Result<i64, BackendError> {
+        let token = fence.token;
         let keys = [
-            fence,
+            fence.key.clone(),
             self.keys.outcomes(),
             self.keys.outcome_log(),
             self.keys.queue(),
@@ -311,13 +317,9 @@ impl Consumer {
 
     /// Renews this consumer's lease on `entry` if the run's fencing token
     /// at `fence` is still `token`: 1 if renewed, 0 if the lease is lost.
-    pub(super) async fn renew(
-        &self,
-        entry: &str,
-        fence: String,
-        token: u64,
-    ) -> Result<i64, BackendError> {
-        let keys = [self.keys.queue(), fence];
+    pub(super) async fn renew(&self, entry: &str, fence: &Fence) -> Result<i64, BackendError> {
+        let token = fence.token;
+        let keys = [self.keys.queue(), fence.key.clone()];
         self.conn
             .run(|mut conn| {
                 let mut call = RENEW.prepare_invoke();

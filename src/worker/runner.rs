@@ -21,7 +21,7 @@ use tracing::Instrument;
 
 use super::decide::{dead_error, disposition, is_poison, Disposition, Ended};
 use super::keys::Keys;
-use super::protocol::{Consumer, DeadLetterArgs, TakenOver};
+use super::protocol::{Consumer, DeadLetterArgs, Fence, TakenOver};
 use super::{Outcome, OutcomeStatus, QueueError};
 use crate::backend::BackendError;
 use crate::env::Env;
@@ -501,18 +501,13 @@ impl Worker {
             machine: &d.machine,
             error: &error,
         });
-        let fence = self.store.fence_key(&d.run_id);
+        let fence = Fence {
+            key: self.store.fence_key(&d.run_id),
+            token,
+        };
         let recorded = self
             .consumer
-            .finish(
-                fence,
-                token,
-                &d.run_id,
-                &d.entry,
-                &text,
-                letter,
-                d.deliveries,
-            )
+            .finish(&fence, &d.run_id, &d.entry, &text, letter, d.deliveries)
             .await;
         match recorded {
             Ok(-1) => {
@@ -556,8 +551,11 @@ impl Worker {
                 .map(|(entry, l)| (entry.clone(), l.run_id.clone(), l.token, l.lost.clone()))
                 .collect();
             for (entry, run_id, token, lost) in held {
-                let fence = self.store.fence_key(&run_id);
-                let renewed = self.consumer.renew(&entry, fence, token).await;
+                let fence = Fence {
+                    key: self.store.fence_key(&run_id),
+                    token,
+                };
+                let renewed = self.consumer.renew(&entry, &fence).await;
                 match renewed {
                     Ok(1) => {}
                     Ok(_) => {

@@ -20,8 +20,8 @@ use crate::{ACTION, REASONING};
 /// [`Machine::resume_with`](statewise::Machine::resume_with) brings the
 /// reply, the state runs again without asking, runs the approved calls
 /// (with edited arguments where the person edited them), and turns each
-/// rejected one into the error observation "rejected by the user:
-/// <reason>". Nothing runs before the reply, so nothing runs twice.
+/// rejected one into the error observation `rejected by the user:
+/// <reason>`. Nothing runs before the reply, so nothing runs twice.
 ///
 /// Calls of client tools ([`Toolbox::with_client_tools`]) are the caller's
 /// to run: once approvals are settled, the run pauses with one
@@ -63,6 +63,65 @@ impl RunTools {
     }
 }
 
+/// What a person and the caller answered about a step's calls.
+struct Answers {
+    /// The person's verdicts, when a call needed approval.
+    approvals: Option<Approvals>,
+    /// The caller's results, when a call was the caller's to run.
+    client_results: Option<ClientResults>,
+}
+
+/// Why the calls cannot run yet.
+enum Ask {
+    /// A request to pause on: nobody has answered it yet.
+    Interrupt(Box<statewise::Interrupt>),
+    /// The answer could not be read.
+    Failed(StateError),
+}
+
+impl RunTools {
+    /// The answers the calls wait for: approvals first, then the caller's
+    /// results (so a rejected call is never handed out).
+    fn answers(&self, env: &Env, calls: &[ToolCall]) -> Result<Answers, Ask> {
+        let guarded: Vec<&ToolCall> = calls
+            .iter()
+            .filter(|c| self.tools.needs_approval(&c.name))
+            .collect();
+        let approvals = match reply_to(env, &guarded, approval_request)? {
+            None => None,
+            Some(reply) => {
+                Some(Approvals::from_reply(reply).map_err(|e| Ask::Failed(StateError::custom(e)))?)
+            }
+        };
+        let client: Vec<&ToolCall> = calls
+            .iter()
+            .filter(|c| self.tools.is_client_tool(&c.name))
+            .collect();
+        let client_results = reply_to(env, &client, client_request)?.map(ClientResults::from_reply);
+        Ok(Answers {
+            approvals,
+            client_results,
+        })
+    }
+}
+
+/// The reply to the request `ask` makes about `calls`; `None` when there
+/// are no calls to ask about, the request itself while nobody answered.
+fn reply_to<'e>(
+    env: &'e Env,
+    calls: &[&ToolCall],
+    ask: fn(&[&ToolCall]) -> statewise::Interrupt,
+) -> Result<Option<&'e serde_json::Value>, Ask> {
+    if calls.is_empty() {
+        return Ok(None);
+    }
+    let request = ask(calls);
+    match env.reply(&request.id) {
+        Some(reply) => Ok(Some(reply)),
+        None => Err(Ask::Interrupt(Box::new(request))),
+    }
+}
+
 impl State for RunTools {
     fn name(&self) -> &str {
         &self.name
@@ -77,37 +136,16 @@ impl State for RunTools {
                 })?;
                 return;
             };
-            // Calls that wait for a person: ask, and stop here with the
-            // calls still pending; run again, find the reply and follow it.
-            let guarded: Vec<&ToolCall> =
-                calls.iter().filter(|c| self.tools.needs_approval(&c.name)).collect();
-            let approvals = if guarded.is_empty() {
-                None
-            } else {
-                let request = approval_request(&guarded);
-                match env.reply(&request.id) {
-                    None => {
-                        yield Emit::Interrupt(Box::new(request));
-                        return;
-                    }
-                    Some(reply) => Some(Approvals::from_reply(reply).map_err(StateError::custom)?),
+            // Calls that wait for a person or the caller: ask, and stop
+            // here with the calls still pending; run again, find the reply
+            // and follow it.
+            let Answers { approvals, client_results } = match self.answers(env, &calls) {
+                Ok(answers) => answers,
+                Err(Ask::Interrupt(request)) => {
+                    yield Emit::Interrupt(request);
+                    return;
                 }
-            };
-            // Calls the caller runs: ask for their results once, after the
-            // approvals (so a rejected call is never handed out).
-            let client: Vec<&ToolCall> =
-                calls.iter().filter(|c| self.tools.is_client_tool(&c.name)).collect();
-            let client_results = if client.is_empty() {
-                None
-            } else {
-                let request = client_request(&client);
-                match env.reply(&request.id) {
-                    None => {
-                        yield Emit::Interrupt(Box::new(request));
-                        return;
-                    }
-                    Some(reply) => Some(ClientResults::from_reply(reply)),
-                }
+                Err(Ask::Failed(e)) => Err(e)?,
             };
             env.action = None;
             let mut done: Vec<Option<Observation>> = vec![None; calls.len()];

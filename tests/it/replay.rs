@@ -9,8 +9,8 @@ use std::process::Command;
 use std::sync::Arc;
 
 use crate::support::temp_dir;
-use statewise::model::{ModelError, Reply, ScriptedModel, SharedModel};
-use statewise::replay::{replay_step, Recording, ReplayError};
+use statewise::model::{Reply, ScriptedModel, SharedModel};
+use statewise::replay::{replay_step, NotRecorded, Recording, ReplayError};
 use statewise::testkit::StepFixture;
 use statewise::tool::{ToolRegistry, Toolbox};
 use statewise::trace::Tracer;
@@ -76,14 +76,16 @@ async fn a_changed_prompt_fails_at_the_step_it_changes() {
     let replay = recording.replay(&changed).await;
     assert!(!replay.matches());
     let failure = replay.outcome.as_ref().unwrap_err();
-    assert!(
-        matches!(
-            &failure.error,
-            MachineError::State {
-                source: StateError::Model(ModelError::NotRecorded { recorded: 2, .. }),
-                ..
-            }
-        ),
+    let not_recorded = match &failure.error {
+        MachineError::State {
+            source: StateError::Model(e),
+            ..
+        } => e.refusal::<NotRecorded>(),
+        _ => None,
+    };
+    assert_eq!(
+        not_recorded.map(|n| n.recorded),
+        Some(2),
         "{}",
         failure.error
     );

@@ -183,8 +183,9 @@ impl CacheStats {
     }
 }
 
-/// Answers a request it has seen before from a [`CacheStore`], keyed by
-/// [`cache_key`]; passes the others to the model and stores their replies.
+/// Streams a stored reply for a request it has seen before (a
+/// [`CacheStore`], keyed by [`cache_key`]), and the inner model's chunks
+/// unchanged for the others, storing their replies.
 ///
 /// A hit streams the stored chunks as the model first streamed them, so
 /// consumers see the same tokens; its usage has the original token counts

@@ -9,7 +9,9 @@ use futures::{FutureExt, StreamExt};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
-use super::http::{error_chain, error_message, json_body, send, Api, Auth, Endpoint, Resolved};
+use super::http::{
+    endpoint_setters, error_chain, error_message, json_body, send, Api, Auth, Endpoint, Resolved,
+};
 use super::window::anthropic_window;
 use crate::env::{Message, Role, Usage};
 use crate::model::{
@@ -146,35 +148,10 @@ pub(crate) fn message_reply(message: Value) -> Result<Reply, ModelError> {
 }
 
 impl AnthropicBuilder {
-    /// The API's base URL (without `/v1`).
-    pub fn base_url(mut self, url: impl Into<String>) -> Self {
-        self.endpoint.base_url = Some(url.into());
-        self
-    }
-
-    /// The API key.
-    pub fn api_key(mut self, key: impl Into<String>) -> Self {
-        self.endpoint.key = Some(Secret::new(key));
-        self
-    }
-
-    /// Fills what was not set explicitly from `ANTHROPIC_API_KEY` and `ANTHROPIC_BASE_URL`.
-    pub fn from_env(mut self) -> Self {
-        self.endpoint.from_env = true;
-        self
-    }
-
-    /// The longest wait for a connection (default 10 s).
-    pub fn connect_timeout(mut self, limit: std::time::Duration) -> Self {
-        self.endpoint.connect_timeout = Some(limit);
-        self
-    }
-
-    /// Streams replies (the default), or asks for them whole.
-    pub fn streaming(mut self, on: bool) -> Self {
-        self.streaming = on;
-        self
-    }
+    endpoint_setters!(
+        base_url: "The API's base URL (without `/v1`).",
+        from_env: "Fills what was not set explicitly from `ANTHROPIC_API_KEY` and `ANTHROPIC_BASE_URL`.",
+    );
 
     /// Asks Anthropic to cache the prompt prefix (`cache_control`
     /// breakpoints on the system prompt, the tools and the conversation so
@@ -183,12 +160,6 @@ impl AnthropicBuilder {
     /// [`Usage::cached_tokens`] and [`Usage::cache_write_tokens`].
     pub fn prompt_cache(mut self, on: bool) -> Self {
         self.prompt_cache = on;
-        self
-    }
-
-    /// The HTTP client to use.
-    pub fn client(mut self, client: reqwest::Client) -> Self {
-        self.endpoint.client = Some(client);
         self
     }
 

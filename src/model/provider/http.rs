@@ -174,6 +174,52 @@ pub(crate) struct Endpoint {
     pub(crate) connect_timeout: Option<Duration>,
 }
 
+/// The setters every HTTP provider's builder shares, written once: where
+/// to connect, with what key and client, and whether to stream. The
+/// builder holds an `endpoint: Endpoint` and a `streaming: bool`; the two
+/// arguments are the docs that differ by vendor.
+macro_rules! endpoint_setters {
+    (base_url: $base_doc:literal, from_env: $env_doc:literal $(,)?) => {
+        #[doc = $base_doc]
+        pub fn base_url(mut self, url: impl Into<String>) -> Self {
+            self.endpoint.base_url = Some(url.into());
+            self
+        }
+
+        /// The API key. It is kept as a [`Secret`](crate::redact::Secret):
+        /// never printed in logs, traces or errors.
+        pub fn api_key(mut self, key: impl Into<String>) -> Self {
+            self.endpoint.key = Some(crate::redact::Secret::new(key));
+            self
+        }
+
+        #[doc = $env_doc]
+        pub fn from_env(mut self) -> Self {
+            self.endpoint.from_env = true;
+            self
+        }
+
+        /// The longest wait for a connection (default 10 s).
+        pub fn connect_timeout(mut self, limit: std::time::Duration) -> Self {
+            self.endpoint.connect_timeout = Some(limit);
+            self
+        }
+
+        /// The HTTP client to use (shares its connection pool).
+        pub fn client(mut self, client: reqwest::Client) -> Self {
+            self.endpoint.client = Some(client);
+            self
+        }
+
+        /// Streams replies (the default), or asks for them whole.
+        pub fn streaming(mut self, on: bool) -> Self {
+            self.streaming = on;
+            self
+        }
+    };
+}
+pub(crate) use endpoint_setters;
+
 /// An [`Endpoint`] checked and filled in.
 pub(crate) struct Resolved {
     pub(crate) base: String,

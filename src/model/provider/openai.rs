@@ -16,7 +16,7 @@ use serde::Deserialize;
 use serde_json::Value;
 use tokio::sync::OnceCell;
 
-use super::http::{error_chain, json_body, send, Api, Auth, Endpoint, Resolved};
+use super::http::{endpoint_setters, error_chain, json_body, send, Api, Auth, Endpoint, Resolved};
 use super::openai_body::{Body, Settings};
 use super::window::{ask_server, openai_window};
 use crate::env::Usage;
@@ -139,35 +139,10 @@ pub(crate) fn completion_reply(body: Value) -> Result<Reply, ModelError> {
 }
 
 impl OpenAiBuilder {
-    /// The API's base URL, up to and including `/v1`.
-    pub fn base_url(mut self, url: impl Into<String>) -> Self {
-        self.endpoint.base_url = Some(url.into());
-        self
-    }
-
-    /// The API key, sent as a bearer token.
-    pub fn api_key(mut self, key: impl Into<String>) -> Self {
-        self.endpoint.key = Some(Secret::new(key));
-        self
-    }
-
-    /// Fills what was not set explicitly from `OPENAI_API_KEY` and `OPENAI_BASE_URL`.
-    pub fn from_env(mut self) -> Self {
-        self.endpoint.from_env = true;
-        self
-    }
-
-    /// The longest wait for a connection (default 10 s).
-    pub fn connect_timeout(mut self, limit: std::time::Duration) -> Self {
-        self.endpoint.connect_timeout = Some(limit);
-        self
-    }
-
-    /// Streams replies (the default), or asks for them whole.
-    pub fn streaming(mut self, on: bool) -> Self {
-        self.streaming = on;
-        self
-    }
+    endpoint_setters!(
+        base_url: "The API's base URL, up to and including `/v1`.",
+        from_env: "Fills what was not set explicitly from `OPENAI_API_KEY` and `OPENAI_BASE_URL`.",
+    );
 
     /// Asks for the usage chunk when streaming (default on; some old
     /// servers reject `stream_options`).
@@ -195,12 +170,6 @@ impl OpenAiBuilder {
     /// first need (llama.cpp's `/props`, `/v1/models`).
     pub fn context_window(mut self, tokens: u32) -> Self {
         self.context_window = Some(tokens);
-        self
-    }
-
-    /// The HTTP client to use (shares its connection pool).
-    pub fn client(mut self, client: reqwest::Client) -> Self {
-        self.endpoint.client = Some(client);
         self
     }
 
