@@ -144,18 +144,26 @@ impl PostgresStore {
         }
     }
 
-    async fn write(&self, sql: &str, checkpoint: &Checkpoint) -> Result<u64, StoreError> {
+    /// Runs `sql` with the checkpoint's columns: the rows written, and
+    /// whether it was sent more than once (after a dropped connection).
+    async fn write(&self, sql: &str, checkpoint: &Checkpoint) -> Result<(u64, bool), StoreError> {
         let run_id = &checkpoint.run_id;
         let body = to_json(checkpoint, run_id)?;
         let next = to_json(&checkpoint.next, run_id)?;
         let (step, created) = (i64::from(checkpoint.step), checkpoint.created_ms as i64);
         let (state, body, next) = (&checkpoint.state, &body, &next);
-        self.query(|client| async move {
-            client
-                .execute(sql, &[run_id, &step, state, next, &created, body])
-                .await
-        })
-        .await
+        let sent = std::sync::atomic::AtomicU32::new(0);
+        let rows = self
+            .query(|client| {
+                sent.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                async move {
+                    client
+                        .execute(sql, &[run_id, &step, state, next, &created, body])
+                        .await
+                }
+            })
+            .await?;
+        Ok((rows, sent.into_inner() > 1))
     }
 }
 
@@ -281,8 +289,8 @@ impl Store for PostgresStore {
         checkpoint: &'a Checkpoint,
     ) -> BoxFuture<'a, Result<bool, StoreError>> {
         Box::pin(async move {
-            let written = self.write(FORK, checkpoint).await? > 0;
-            super::written_before(self, checkpoint, written).await
+            let (rows, resent) = self.write(FORK, checkpoint).await?;
+            super::written_before(self, checkpoint, rows > 0, resent).await
         })
     }
 }

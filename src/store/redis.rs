@@ -262,8 +262,13 @@ impl RedisStore {
     }
 
     /// Runs `script` on `keys` of `run_id` (bodies, steps, metas, runs)
-    /// with the checkpoint's step, body, meta and run id.
-    async fn write(&self, script: &Script, checkpoint: &Checkpoint) -> Result<bool, StoreError> {
+    /// with the checkpoint's step, body, meta and run id: whether it wrote,
+    /// and whether it was sent more than once (after a dropped connection).
+    async fn write(
+        &self,
+        script: &Script,
+        checkpoint: &Checkpoint,
+    ) -> Result<(bool, bool), StoreError> {
         let run_id = &checkpoint.run_id;
         let body = to_json(checkpoint, run_id)?;
         let meta = to_json(&CheckpointMeta::from(checkpoint), run_id)?;
@@ -276,9 +281,11 @@ impl RedisStore {
             fence,
             self.key(run_id, "writers"),
         ];
+        let mut sent = 0u32;
         let written: i64 = self
             .conn
             .run(|mut conn| {
+                sent += 1;
                 let mut call = script.prepare_invoke();
                 call.key(&keys[..])
                     .arg(checkpoint.step)
@@ -292,7 +299,7 @@ impl RedisStore {
         if written == -1 {
             return Err(self.fenced_error());
         }
-        Ok(written == 1)
+        Ok((written == 1, sent > 1))
     }
 }
 
@@ -408,8 +415,8 @@ impl Store for RedisStore {
         checkpoint: &'a Checkpoint,
     ) -> BoxFuture<'a, Result<bool, StoreError>> {
         Box::pin(async move {
-            let written = self.write(&FORK_SCRIPT, checkpoint).await?;
-            super::written_before(self, checkpoint, written).await
+            let (written, resent) = self.write(&FORK_SCRIPT, checkpoint).await?;
+            super::written_before(self, checkpoint, written, resent).await
         })
     }
 }
