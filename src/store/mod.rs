@@ -112,21 +112,16 @@ impl Checkpoint {
     }
 }
 
-/// Whether a check-and-write wrote `checkpoint`: it did (`written`), or it
-/// was sent again after a dropped connection (`resent`) and the run id it
-/// found taken holds exactly what it wrote (its own first attempt). A
-/// first attempt that finds the id taken did not write, even if what is
+/// Whether a check-and-write that was sent again after a dropped
+/// connection, and found `checkpoint.run_id` taken, found its own first
+/// attempt: the store holds exactly `checkpoint`. Ask only after a resend:
+/// a first attempt that finds the id taken did not write, even if what is
 /// there is identical.
 #[cfg(any(feature = "redis", feature = "postgres"))]
-pub(crate) async fn written_before<S: Store + ?Sized>(
+pub(crate) async fn own_first_attempt<S: Store + ?Sized>(
     store: &S,
     checkpoint: &Checkpoint,
-    written: bool,
-    resent: bool,
 ) -> Result<bool, StoreError> {
-    if written || !resent {
-        return Ok(written);
-    }
     let found = store.get(&checkpoint.run_id, Some(checkpoint.step)).await?;
     Ok(found.as_ref() == Some(checkpoint))
 }

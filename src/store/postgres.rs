@@ -290,7 +290,7 @@ impl Store for PostgresStore {
     ) -> BoxFuture<'a, Result<bool, StoreError>> {
         Box::pin(async move {
             let (rows, resent) = self.write(FORK, checkpoint).await?;
-            super::written_before(self, checkpoint, rows > 0, resent).await
+            Ok(rows > 0 || (resent && super::own_first_attempt(self, checkpoint).await?))
         })
     }
 }

@@ -416,7 +416,7 @@ impl Store for RedisStore {
     ) -> BoxFuture<'a, Result<bool, StoreError>> {
         Box::pin(async move {
             let (written, resent) = self.write(&FORK_SCRIPT, checkpoint).await?;
-            super::written_before(self, checkpoint, written, resent).await
+            Ok(written || (resent && super::own_first_attempt(self, checkpoint).await?))
         })
     }
 }
