@@ -3,6 +3,7 @@
 //!
 //!     scripts/setup && cargo run --release --features local --example accuracy
 //!     cargo run --release --features local --example accuracy -- --verbose
+//!     cargo run --release --features local --example accuracy -- --questions OTHER.json
 //!
 //! Runs SmolLM2-135M in-process (`STATEWISE_MODEL=path.gguf` picks another
 //! file) on the questions of `tests/data/everyday_questions.json`, greedy,
@@ -95,7 +96,18 @@ async fn plain(model: &dyn ChatModel, question: &str) -> String {
 
 #[tokio::main]
 async fn main() {
-    let verbose = std::env::args().any(|a| a == "--verbose");
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let verbose = args.iter().any(|a| a == "--verbose");
+    // `--questions FILE`: another set in the same form.
+    let file = args
+        .iter()
+        .position(|a| a == "--questions")
+        .and_then(|i| args.get(i + 1))
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| {
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("tests/data/everyday_questions.json")
+        });
     let path = default_model_path();
     if !path.exists() {
         eprintln!(
@@ -110,10 +122,7 @@ async fn main() {
             .unwrap()
             .expect("the model loads"),
     );
-    let data = std::fs::read_to_string(
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/everyday_questions.json"),
-    )
-    .expect("the question set");
+    let data = std::fs::read_to_string(&file).expect("the question set");
     let questions: Vec<Question> = serde_json::from_str(&data).expect("valid questions");
     let tools = Toolbox::new(ToolRegistry::new().with(Calculator).with(Clock));
     let examples = Calculator::examples().into_iter().chain(Clock::examples());

@@ -141,7 +141,7 @@ fn ask(request: &Interrupt, input: &mut impl BufRead) -> Option<Value> {
             },
         };
     }
-    Some(approvals.into_reply())
+    Some(approvals.into_response())
 }
 
 struct Args {
@@ -200,7 +200,7 @@ async fn main() -> ExitCode {
         }
         Err(e) => Err(e.into()),
     };
-    let console = Console::answers_from([statewise_states::ANSWER]).verbose(true);
+    let console = Console::new().verbose(true);
     let mut stdin = std::io::stdin().lock();
     loop {
         let stream = match events {
@@ -222,13 +222,13 @@ async fn main() -> ExitCode {
             println!("path: {}", out.path.join(" → "));
             return ExitCode::SUCCESS;
         };
-        let Some(reply) = ask(request, &mut stdin) else {
+        let Some(response) = ask(request, &mut stdin) else {
             println!(
                 "\nno answer; run {} waits. Run the same command to answer.",
                 args.run
             );
             return ExitCode::SUCCESS;
         };
-        events = machine.resume_with(&args.run, reply).await;
+        events = machine.resume_with(&args.run, response).await;
     }
 }

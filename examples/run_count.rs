@@ -1,4 +1,4 @@
-//! Runs the engine benchmark's scripted ReAct run (reasoning → action →
+//! Runs the engine benchmark's scripted ReAct run (reasoning → tools →
 //! reasoning → answer) N times on one thread, for an instruction counter.
 //!
 //!     cargo build --release --no-default-features --example run_count

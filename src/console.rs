@@ -4,13 +4,15 @@ use std::io::Write;
 
 use futures::{Stream, StreamExt};
 
+use crate::action::PartialAction;
 use crate::machine::event::{Event, EventKind, RunFailure, RunOutput};
 use crate::machine::MachineError;
-use crate::state::Emit;
+use crate::state::{ActionParsed, Emit};
 
-/// Renders a run's events as text: the answer's tokens as they arrive and,
-/// when verbose, every other state's tokens (dimmed on a terminal), tool
-/// calls and their results.
+/// Renders a run's events as text: the answer as it streams
+/// ([`Emit::AnswerToken`], from whichever state writes it) and, when
+/// verbose, the other tokens (dimmed on a terminal), tool calls and their
+/// results.
 ///
 /// ```
 /// use statewise::console::Console;
@@ -18,23 +20,27 @@ use crate::state::Emit;
 /// # futures::executor::block_on(async {
 /// # let machine = Machine::new("answer").with_state(FnState::new("answer", |e: &mut Env| { e.answer = Some("hi".into()); Ok(()) }, |_: &Env| Next::End));
 /// let mut out = Vec::new();
-/// let result = Console::answers_from(["answer"]).usage(false).print(machine.stream(Env::new()), &mut out).await;
+/// let result = Console::new().usage(false).print(machine.stream(Env::new()), &mut out).await;
 /// assert!(result.is_ok());
 /// # });
 /// ```
 #[derive(Debug, Clone)]
 pub struct Console {
-    answer_states: Vec<String>,
     verbose: bool,
     usage: bool,
     ansi: bool,
 }
 
+impl Default for Console {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl Console {
-    /// Prints the tokens of the named states (the ones that write answers).
-    pub fn answers_from<S: Into<String>>(states: impl IntoIterator<Item = S>) -> Self {
+    /// Prints the answer and the usage at the end.
+    pub fn new() -> Self {
         Console {
-            answer_states: states.into_iter().map(Into::into).collect(),
             verbose: false,
             usage: true,
             ansi: false,
@@ -74,9 +80,6 @@ impl Console {
         };
         let mut at_line_start = true;
         while let Some(event) = events.next().await {
-            // A branch's or sub-machine's answer is not the run's.
-            let answering =
-                event.branch.is_none() && self.answer_states.iter().any(|s| **s == *event.state);
             let mut line = |out: &mut dyn Write, text: String| {
                 let lead = if at_line_start { "" } else { "\n" };
                 at_line_start = true;
@@ -84,12 +87,8 @@ impl Console {
             };
             let at = event.path();
             match event.kind {
-                EventKind::Emitted(Emit::Token(t)) if answering => {
-                    let _ = write!(out, "{t}");
-                    at_line_start = t.ends_with('\n');
-                }
-                // The answer as the model writes it, from whatever state
-                // streams it (on the run's main line).
+                // The answer as it is written, from whatever state writes
+                // it; a branch's or sub-machine's answer is not the run's.
                 EventKind::Emitted(Emit::AnswerToken(t)) if event.branch.is_none() => {
                     let _ = write!(out, "{t}");
                     at_line_start = t.ends_with('\n');
@@ -105,13 +104,13 @@ impl Console {
                     let mark = if o.is_error { "✗" } else { "←" };
                     line(&mut out, format!("{mark} {}: {}", o.tool, o.render()));
                 }
-                EventKind::Emitted(Emit::RepeatedCall { tool, times, .. }) if self.verbose => {
-                    line(
-                        &mut out,
-                        format!(
-                            "↻ {tool} called {times} times with the same arguments: no more tools"
-                        ),
-                    );
+                // Those two repeat what the tokens above show.
+                EventKind::Emitted(Emit::Custom(custom))
+                    if self.verbose
+                        && !custom.is::<ActionParsed>()
+                        && !custom.is::<PartialAction>() =>
+                {
+                    line(&mut out, format!("• {}: {}", custom.name, custom.value));
                 }
                 EventKind::Emitted(Emit::ContextFitted(f)) if self.verbose => {
                     line(
@@ -182,7 +181,7 @@ impl Console {
         }
         Err(RunFailure {
             run_id: String::new(),
-            error: MachineError::Interrupted,
+            error: MachineError::Cut,
             path: Vec::new(),
             env: Default::default(),
         })
@@ -194,32 +193,51 @@ mod tests {
     use super::*;
     use crate::env::Env;
     use crate::machine::Machine;
-    use crate::state::{EmitStream, FnState, Next, State};
+    use crate::state::{EmitStream, Next, State};
 
-    /// Streams fixed tokens, then ends the run.
-    struct Tokens(&'static [&'static str]);
+    /// Streams `tokens` as `emit` makes them, then goes to `next`.
+    struct Tokens {
+        name: &'static str,
+        tokens: &'static [&'static str],
+        emit: fn(String) -> Emit,
+        next: Option<&'static str>,
+    }
 
     impl State for Tokens {
         fn name(&self) -> &str {
-            "answer"
+            self.name
         }
         fn run<'a>(&'a self, _env: &'a mut Env) -> EmitStream<'a> {
+            let emit = self.emit;
             Box::pin(futures::stream::iter(
-                self.0.iter().map(|t| Ok(Emit::Token(t.to_string()))),
+                self.tokens.iter().map(move |t| Ok(emit(t.to_string()))),
             ))
         }
         fn transition(&self, _env: &Env) -> Next {
-            Next::End
+            self.next.map_or(Next::End, Next::to)
         }
     }
 
+    /// A custom state, named as no stock state is, writes the answer: it
+    /// streams like the stock ones'; another state's tokens show only
+    /// when verbose.
     #[tokio::test]
-    async fn prints_only_the_answer_unless_verbose() {
+    async fn prints_the_answer_from_any_state_and_the_rest_when_verbose() {
         let machine = Machine::new("think")
-            .with_state(FnState::new("think", |_| Ok(()), |_| Next::to("answer")))
-            .with_state(Tokens(&["Hello", " world"]));
+            .with_state(Tokens {
+                name: "think",
+                tokens: &["hmm"],
+                emit: Emit::Token,
+                next: Some("writer"),
+            })
+            .with_state(Tokens {
+                name: "writer",
+                tokens: &["Hello", " world"],
+                emit: Emit::AnswerToken,
+                next: None,
+            });
         let mut quiet = Vec::new();
-        Console::answers_from(["answer"])
+        Console::new()
             .usage(false)
             .print(machine.stream(Env::new()), &mut quiet)
             .await
@@ -227,18 +245,18 @@ mod tests {
         assert_eq!(String::from_utf8(quiet).unwrap(), "Hello world\n");
 
         let mut loud = Vec::new();
-        Console::answers_from(["answer"])
+        Console::new()
             .verbose(true)
             .print(machine.stream(Env::new()), &mut loud)
             .await
             .unwrap();
         let loud = String::from_utf8(loud).unwrap();
         assert!(
-            loud.starts_with("── think (step 1)\n── answer (step 2)\nHello world\n"),
+            loud.starts_with("── think (step 1)\nhmm\n── writer (step 2)\nHello world\n"),
             "{loud}"
         );
         assert!(
-            loud.contains("0 prompt (0 cached) + 0 completion tokens; think → answer"),
+            loud.contains("0 prompt (0 cached) + 0 completion tokens; think → writer"),
             "{loud}"
         );
     }

@@ -277,9 +277,9 @@ pub struct Env {
     /// The request the run is paused on, if it is waiting for a person.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub interrupt: Option<Box<Interrupt>>,
-    /// People's replies to interrupts, by [`Interrupt::id`].
-    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
-    pub replies: BTreeMap<String, Value>,
+    /// People's responses to interrupts, by [`Interrupt::id`].
+    #[serde(skip_serializing_if = "BTreeMap::is_empty", alias = "replies")]
+    pub responses: BTreeMap<String, Value>,
     /// How the machine runs the state now running: set before each state
     /// runs and cleared after, never saved. A state passes it on to the
     /// model calls it makes ([`ReplyStream::call`](crate::model::ReplyStream::call)).
@@ -318,6 +318,10 @@ pub struct RunSettings {
     /// a log line): errors are logged and counted, never lost silently
     /// ([`Machine::with_background`](crate::Machine::with_background)).
     pub background: Background,
+    /// The typed output the run must end with, if it asks for one
+    /// ([`Machine::output`](crate::Machine::output)): the state that writes
+    /// the answer writes it in this shape.
+    pub output: Option<std::sync::Arc<crate::output::Output>>,
 }
 
 /// Equal when they describe the same run the same way; the cancellation
@@ -329,6 +333,7 @@ impl PartialEq for RunSettings {
             && self.run_id == other.run_id
             && self.deadline == other.deadline
             && self.span_content.is_some() == other.span_content.is_some()
+            && self.output.as_ref().map(|o| o.schema()) == other.output.as_ref().map(|o| o.schema())
     }
 }
 
@@ -420,9 +425,9 @@ impl Env {
         }
     }
 
-    /// The reply to the interrupt `id`, once a person gave one.
-    pub fn reply(&self, id: &str) -> Option<&Value> {
-        self.replies.get(id)
+    /// The response to the interrupt `id`, once a person gave one.
+    pub fn response(&self, id: &str) -> Option<&Value> {
+        self.responses.get(id)
     }
 
     /// The text of the last user message.

@@ -132,9 +132,11 @@ pub mod metric;
 pub mod model;
 #[cfg(feature = "otel")]
 pub mod otel;
+pub mod output;
 mod panic;
 pub mod redact;
 pub mod replay;
+pub mod schema;
 pub mod semconv;
 #[cfg(feature = "server")]
 pub mod server;

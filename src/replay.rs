@@ -40,7 +40,7 @@ use crate::model::{
     Capabilities, ChatModel, ChatRequest, ChunkStream, ContextWindow, ModelError, ModelErrorKind,
     Reply, Scripted,
 };
-use crate::state::{Emit, Next};
+use crate::state::{ActionParsed, Emit, Next};
 use crate::testkit::{Expected, StepFixture};
 use crate::trace::{
     read_jsonl, EndRecord, RunRecord, StepRecord, TraceError, TraceRecord, TracedError,
@@ -490,7 +490,9 @@ pub async fn replay_step(machine: &Machine, step: &StepRecord) -> StepReplay {
             for e in &outcome.events {
                 match &e.kind {
                     EventKind::Emitted(Emit::Token(t)) => text.push_str(t),
-                    EventKind::Emitted(Emit::ActionParsed(a)) => action = Some(a.clone()),
+                    EventKind::Emitted(Emit::Custom(c)) if c.is::<ActionParsed>() => {
+                        action = c.decode::<ActionParsed>().map(|ActionParsed(a)| a)
+                    }
                     _ => {}
                 }
             }

@@ -15,7 +15,7 @@
 //!   "env": {"messages": [{"role": "user", "content": "2+2?"}]},
 //!   "replies": [{"reply": {"text": "{\"name\": \"calculator\", \"arguments\": {\"expr\": \"2+2\"}}"}}],
 //!   "expect": {
-//!     "next": {"to": "action"},
+//!     "next": {"to": "tools"},
 //!     "env": {"action": {"tool_calls": [{"name": "calculator"}]}}
 //!   }
 //! }

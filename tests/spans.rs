@@ -131,7 +131,7 @@ async fn runs_states_model_calls_and_tools_are_tracing_spans() {
     assert!(states
         .iter()
         .all(|s| s.2.as_deref() == Some("invoke_agent")));
-    assert_eq!(states[0].1["next"], "To(\"action\")");
+    assert_eq!(states[0].1["next"], "To(\"tools\")");
     let calls: Vec<_> = named("chat").collect();
     assert_eq!(calls.len(), 2);
     assert_eq!(calls[0].1["otel.name"], "chat scripted");

@@ -4,7 +4,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use statewise::model::{ChatRequest, ModelError, Reply};
 use statewise::tool::{Tool, ToolContext};
-use statewise::Role;
+use statewise::{Role, ToolCall};
 
 /// "Sends" an email: answers that it did.
 pub struct SendEmail;
@@ -80,4 +80,25 @@ pub fn assistant(request: &ChatRequest) -> Result<Reply, ModelError> {
             "I am a stand-in model: ask me what time it is, or to email the team. You asked: {question}")}),
     };
     Ok(Reply::text(action.to_string()))
+}
+
+/// The same assistant calling its tools natively: its tool calls as the
+/// reply's calls, its answer as the reply's text (`--native`).
+pub fn native_assistant(request: &ChatRequest) -> Result<Reply, ModelError> {
+    let action: Value = serde_json::from_str(&assistant(request)?.text).unwrap_or_default();
+    if let Some(answer) = action["final_answer"].as_str() {
+        return Ok(Reply::text(answer));
+    }
+    let calls = action["tool_calls"].as_array().cloned().unwrap_or_default();
+    let step = request.messages.len();
+    Ok(Reply::tool_calls(
+        calls
+            .into_iter()
+            .enumerate()
+            .map(|(i, c)| {
+                let name = c["name"].as_str().unwrap_or_default();
+                ToolCall::new(format!("call_{step}_{i}"), name, c["arguments"].clone())
+            })
+            .collect(),
+    ))
 }

@@ -11,8 +11,10 @@
 //! The model is a deterministic stand-in that streams word by word (no
 //! network, no model file); `--model SPEC` uses a real one
 //! (`openai:gpt-4o-mini`, `local:PATH.gguf` with feature `local`).
-//! `--port N` changes the port (0 picks a free one; the address is
-//! printed either way).
+//! `--native` makes the stand-in call its tools natively, as OpenAI and
+//! Anthropic models do (it writes JSON actions otherwise, as small local
+//! models do); the page shows the same either way. `--port N` changes the
+//! port (0 picks a free one; the address is printed either way).
 
 mod demo;
 
@@ -29,12 +31,14 @@ const PAGE: &str = include_str!("page.html");
 struct Args {
     port: u16,
     model: Option<String>,
+    native: bool,
 }
 
 fn parse_args() -> Result<Args, String> {
     let mut args = Args {
         port: 3000,
         model: None,
+        native: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -42,9 +46,10 @@ fn parse_args() -> Result<Args, String> {
         match arg.as_str() {
             "--port" => args.port = value()?.parse().map_err(|e| format!("--port: {e}"))?,
             "--model" => args.model = Some(value()?),
+            "--native" => args.native = true,
             other => {
                 return Err(format!(
-                    "unknown argument {other} (try --port N, --model SPEC)"
+                    "unknown argument {other} (try --port N, --model SPEC, --native)"
                 ))
             }
         }
@@ -69,6 +74,11 @@ async fn main() -> ExitCode {
                 return ExitCode::FAILURE;
             }
         },
+        None if args.native => Arc::new(
+            FnModel::new("demo", demo::native_assistant)
+                .native_tools(true)
+                .paced(Duration::from_millis(40)),
+        ),
         None => Arc::new(FnModel::new("demo", demo::assistant).paced(Duration::from_millis(40))),
     };
     let registry = Arc::new(

@@ -15,4 +15,6 @@ pub use input::{
     AssistantToolCall, Content, Context, FunctionCall, Message, ResumeEntry, ResumeStatus,
     RunAgentInput, Tool,
 };
-pub use translate::{interrupt_of, state_of, Translator, INPUT, PROTOCOL_VERSION, TOOL_APPROVAL};
+pub use translate::{
+    interrupt_of, state_of, Translator, INPUT, OUTPUT, PROTOCOL_VERSION, TOOL_APPROVAL,
+};

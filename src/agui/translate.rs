@@ -5,7 +5,8 @@
 //! answer's text a text message, [`Emit::Reasoning`] a reasoning message,
 //! tool call drafts and calls the `TOOL_CALL_*` events and their
 //! observations `TOOL_CALL_RESULT`, [`EventKind::Snapshot`]s a state
-//! snapshot and then JSON Patch deltas. A run paused on a person ends as
+//! snapshot and then JSON Patch deltas, and a typed output's partial
+//! objects ([`Emit::PartialOutput`]) the state's [`OUTPUT`] in deltas too. A run paused on a person ends as
 //! `RUN_FINISHED` with an interrupt outcome, one paused on client tools as
 //! a success with the pending call ids (the AG-UI way for front-end
 //! tools). Whatever the run leaves open (a message, a tool call, a step)
@@ -18,13 +19,16 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::event::{AgUiEvent, Interrupt, RunFinishedOutcome, TokenUsage};
-use crate::env::{Env, ErrorRecord, Usage};
+use crate::env::{Action, Env, ErrorRecord, Usage};
 use crate::machine::event::{Event, EventKind, RunOutput};
-use crate::state::{Emit, Next};
+use crate::state::{ActionParsed, Emit, Next};
 use crate::tool::client::{is_client_request, requested_call_ids};
 
 /// The AG-UI version this crate speaks.
 pub const PROTOCOL_VERSION: &str = "1.0";
+
+/// The key of the shared state that holds a typed output as it is written.
+pub const OUTPUT: &str = "output";
 
 /// The reason of an AG-UI interrupt that asks to approve tool calls.
 pub const TOOL_APPROVAL: &str = "tool_approval";
@@ -37,7 +41,6 @@ pub const INPUT: &str = "input";
 pub struct Translator {
     thread_id: String,
     run_id: String,
-    answer_states: Vec<String>,
     /// The answer's text message, while open.
     text: Option<String>,
     /// The reasoning message, while open.
@@ -56,17 +59,11 @@ pub struct Translator {
 
 impl Translator {
     /// A translator for AG-UI run `run_id` of thread `thread_id`; the
-    /// tokens of the states named `answer_states` are the answer's text
-    /// (besides [`Emit::AnswerToken`]s).
-    pub fn new(
-        thread_id: impl Into<String>,
-        run_id: impl Into<String>,
-        answer_states: impl IntoIterator<Item = impl Into<String>>,
-    ) -> Self {
+    /// run's [`Emit::AnswerToken`]s are its text messages.
+    pub fn new(thread_id: impl Into<String>, run_id: impl Into<String>) -> Self {
         Translator {
             thread_id: thread_id.into(),
             run_id: run_id.into(),
-            answer_states: answer_states.into_iter().map(Into::into).collect(),
             text: None,
             reasoning: None,
             open_calls: BTreeSet::new(),
@@ -250,17 +247,18 @@ impl Translator {
         self.ended = true;
         out.push(AgUiEvent::RunError {
             message: "the run's event stream ended before the run did".to_owned(),
-            code: Some("interrupted".to_owned()),
+            code: Some("cut".to_owned()),
             usage: None,
         });
     }
 
     fn emitted(&mut self, event: &Event, emit: &Emit, out: &mut Vec<AgUiEvent>) {
-        let main_line = event.branch.is_none();
-        let answering = main_line && self.answer_states.iter().any(|s| **s == *event.state);
         match emit {
-            Emit::AnswerToken(t) if main_line => self.text(t, out),
-            Emit::Token(t) if answering => self.text(t, out),
+            // A branch's or sub-machine's answer is not the run's.
+            Emit::AnswerToken(t) if event.branch.is_none() => self.text(t, out),
+            Emit::PartialOutput(partial) if event.branch.is_none() => {
+                self.partial_output(partial, out)
+            }
             Emit::Reasoning(t) if !t.is_empty() => {
                 let id = match &self.reasoning {
                     Some(id) => id.clone(),
@@ -293,10 +291,16 @@ impl Translator {
                     delta: delta.clone(),
                 });
             }
-            Emit::ActionParsed(crate::env::Action::ToolCalls(calls)) => {
-                for call in calls {
-                    self.announce(call, out);
+            Emit::Custom(custom) => {
+                if let Some(ActionParsed(Action::ToolCalls(calls))) = custom.decode() {
+                    for call in &calls {
+                        self.announce(call, out);
+                    }
                 }
+                out.push(AgUiEvent::Custom {
+                    name: custom.name.clone(),
+                    value: custom.value.clone(),
+                });
             }
             Emit::ToolCallStarted(call) => self.announce(call, out),
             Emit::Observation(observation) => {
@@ -373,8 +377,30 @@ impl Translator {
         }
     }
 
+    /// A typed output so far, as the shared state's `output`.
+    fn partial_output(&mut self, partial: &Value, out: &mut Vec<AgUiEvent>) {
+        let mut now = self
+            .state
+            .clone()
+            .unwrap_or_else(|| Value::Object(Default::default()));
+        if let Some(state) = now.as_object_mut() {
+            state.insert(OUTPUT.to_owned(), partial.clone());
+        }
+        self.send_state(now, out);
+    }
+
     fn snapshot(&mut self, env: &Env, out: &mut Vec<AgUiEvent>) {
-        let now = state_of(env);
+        let mut now = state_of(env);
+        // The typed output streamed so far stays in the state.
+        let output = self.state.as_ref().and_then(|s| s.get(OUTPUT));
+        if let (Some(state), Some(output)) = (now.as_object_mut(), output) {
+            state.insert(OUTPUT.to_owned(), output.clone());
+        }
+        self.send_state(now, out);
+    }
+
+    /// `now` as a snapshot the first time, then as the patch from the last.
+    fn send_state(&mut self, now: Value, out: &mut Vec<AgUiEvent>) {
         match &self.state {
             None => out.push(AgUiEvent::StateSnapshot {
                 snapshot: now.clone(),
@@ -537,6 +563,24 @@ mod tests {
         at(state, EventKind::Emitted(e))
     }
 
+    /// Call `call_id` drafted in `state`: its tool named.
+    fn named(state: &str, call_id: &str, tool: &str) -> Event {
+        let draft = ToolCallDraft::Named {
+            call_id: call_id.into(),
+            tool: tool.into(),
+        };
+        emit(state, Emit::ToolCallDraft(draft))
+    }
+
+    /// Call `call_id` drafted in `state`: a piece of its arguments' text.
+    fn arguments(state: &str, call_id: &str, delta: &str) -> Event {
+        let draft = ToolCallDraft::Arguments {
+            call_id: call_id.into(),
+            delta: delta.into(),
+        };
+        emit(state, Emit::ToolCallDraft(draft))
+    }
+
     fn types(events: &[AgUiEvent]) -> Vec<String> {
         events
             .iter()
@@ -559,6 +603,25 @@ mod tests {
     }
 
     #[test]
+    fn a_states_own_event_reaches_clients_as_custom() {
+        #[derive(serde::Serialize, serde::Deserialize)]
+        struct Progress {
+            done: u32,
+        }
+        impl crate::state::StateEvent for Progress {
+            const NAME: &'static str = "progress";
+        }
+        let mut t = Translator::new("t", "r");
+        let mut out = Vec::new();
+        t.push(&emit("mine", Emit::custom(&Progress { done: 2 })), &mut out);
+        let sent = serde_json::to_value(out.last().unwrap()).unwrap();
+        assert_eq!(
+            sent,
+            json!({"type": "CUSTOM", "name": "progress", "value": {"done": 2}})
+        );
+    }
+
+    #[test]
     fn a_tool_loop_maps_to_steps_calls_results_and_one_answer_message() {
         let (events, out) = tool_loop();
         assert_eq!(
@@ -569,6 +632,7 @@ mod tests {
                 "TOOL_CALL_START",
                 "TOOL_CALL_ARGS",
                 "TOOL_CALL_END",
+                "CUSTOM",
                 "STATE_SNAPSHOT",
                 "STEP_FINISHED",
                 "STEP_STARTED",
@@ -595,7 +659,7 @@ mod tests {
             })
             .collect();
         assert_eq!(text, "It is noon.");
-        let AgUiEvent::StateDelta { delta } = &out[18] else {
+        let AgUiEvent::StateDelta { delta } = &out[19] else {
             panic!("a delta")
         };
         let ops = serde_json::to_value(delta).unwrap();
@@ -609,7 +673,7 @@ mod tests {
 
         // The same events as JSON (as a Redis worker streams them) make
         // the same AG-UI events.
-        let mut t = Translator::new("t", "r", ["answer"]);
+        let mut t = Translator::new("t", "r");
         let mut again = vec![t.start()];
         for e in &events {
             t.push_json(&serde_json::to_value(e).unwrap(), &mut again)
@@ -618,17 +682,96 @@ mod tests {
         assert_eq!(again, out);
     }
 
+    /// A typed output's partial objects are the shared state's `output`:
+    /// a snapshot first, then patches that add each field as it completes.
+    #[test]
+    fn partial_outputs_are_state_deltas() {
+        let mut t = Translator::new("t", "r");
+        let mut out = Vec::new();
+        for partial in [
+            json!({"name": null}),
+            json!({"name": "Ada"}),
+            json!({"name": "Ada", "email": "ada@example.com"}),
+        ] {
+            t.push(&emit("answer", Emit::PartialOutput(partial)), &mut out);
+        }
+        let states: Vec<&AgUiEvent> = out
+            .iter()
+            .filter(|e| {
+                matches!(
+                    e,
+                    AgUiEvent::StateSnapshot { .. } | AgUiEvent::StateDelta { .. }
+                )
+            })
+            .collect();
+        assert_eq!(states.len(), 3, "{out:?}");
+        let AgUiEvent::StateSnapshot { snapshot } = states[0] else {
+            panic!("a snapshot first: {out:?}")
+        };
+        assert_eq!(snapshot, &json!({"output": {"name": null}}));
+        let mut state = snapshot.clone();
+        for delta in &states[1..] {
+            let AgUiEvent::StateDelta { delta } = delta else {
+                panic!("then deltas: {out:?}")
+            };
+            json_patch::patch(&mut state, delta).unwrap();
+        }
+        assert_eq!(
+            state,
+            json!({"output": {"name": "Ada", "email": "ada@example.com"}})
+        );
+    }
+
+    /// A model's text before its tool call (native tool calling) is a text
+    /// message of its own, ended before the call starts; the answer after
+    /// the call is a second message. Nothing is shown twice.
+    #[test]
+    fn text_before_a_tool_call_is_a_message_then_the_call() {
+        let mut t = Translator::new("t", "r");
+        let mut out = Vec::new();
+        for e in [
+            emit("custom", Emit::AnswerToken("Let me ".into())),
+            emit("custom", Emit::AnswerToken("check.".into())),
+            named("custom", "c1", "clock"),
+            arguments("custom", "c1", "{}"),
+            emit("custom", Emit::AnswerToken("Noon.".into())),
+        ] {
+            t.push(&e, &mut out);
+        }
+        assert_eq!(
+            types(&out),
+            [
+                "TEXT_MESSAGE_START",
+                "TEXT_MESSAGE_CONTENT",
+                "TEXT_MESSAGE_CONTENT",
+                "TEXT_MESSAGE_END",
+                "TOOL_CALL_START",
+                "TOOL_CALL_ARGS",
+                "TEXT_MESSAGE_START",
+                "TEXT_MESSAGE_CONTENT",
+            ]
+        );
+        let texts: Vec<&str> = out
+            .iter()
+            .filter_map(|e| match e {
+                AgUiEvent::TextMessageContent { delta, .. } => Some(delta.as_str()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(texts, ["Let me ", "check.", "Noon."]);
+    }
+
     #[test]
     fn a_failure_as_json_is_a_run_error_with_its_code() {
         let failure = crate::machine::event::RunFailure {
-            error: crate::machine::MachineError::Interrupted,
+            error: crate::machine::MachineError::Cut,
             path: vec![],
             env: Env::new(),
             run_id: "r".into(),
         };
         let code = failure.error.code();
         let event = serde_json::to_value(at("s", EventKind::Failed(Box::new(failure)))).unwrap();
-        let mut t = Translator::new("t", "r", ["answer"]);
+        let mut t = Translator::new("t", "r");
         let mut out = Vec::new();
         t.push_json(&event, &mut out).unwrap();
         assert!(
@@ -640,7 +783,7 @@ mod tests {
 
     /// The events of a tool loop, and the AG-UI events they make.
     fn tool_loop() -> (Vec<Event>, Vec<AgUiEvent>) {
-        let mut t = Translator::new("t", "r", ["answer"]);
+        let mut t = Translator::new("t", "r");
         let call = ToolCall::new("c1", "clock", json!({}));
         let mut out = vec![t.start()];
         let mut events = Vec::new();
@@ -648,35 +791,23 @@ mod tests {
         for e in [
             at("reasoning", EventKind::StateEntered),
             emit("reasoning", Emit::Token("{\"tool_calls\"".into())),
+            named("reasoning", "c1", "clock"),
+            arguments("reasoning", "c1", "{}"),
             emit(
                 "reasoning",
-                Emit::ToolCallDraft(ToolCallDraft::Named {
-                    call_id: "c1".into(),
-                    tool: "clock".into(),
-                }),
-            ),
-            emit(
-                "reasoning",
-                Emit::ToolCallDraft(ToolCallDraft::Arguments {
-                    call_id: "c1".into(),
-                    delta: "{}".into(),
-                }),
-            ),
-            emit(
-                "reasoning",
-                Emit::ActionParsed(crate::env::Action::ToolCalls(vec![call.clone()])),
+                Emit::custom(&ActionParsed(Action::ToolCalls(vec![call.clone()]))),
             ),
             at("reasoning", EventKind::Snapshot(Box::new(env.clone()))),
             at(
                 "reasoning",
                 EventKind::StateExited {
-                    next: Next::to("action"),
+                    next: Next::to("tools"),
                 },
             ),
-            at("action", EventKind::StateEntered),
-            emit("action", Emit::ToolCallStarted(call.clone())),
+            at("tools", EventKind::StateEntered),
+            emit("tools", Emit::ToolCallStarted(call.clone())),
             emit(
-                "action",
+                "tools",
                 Emit::Observation(Observation {
                     call_id: "c1".into(),
                     tool: "clock".into(),
@@ -685,7 +816,7 @@ mod tests {
                 }),
             ),
             at(
-                "action",
+                "tools",
                 EventKind::StateExited {
                     next: Next::to("reasoning"),
                 },
@@ -699,7 +830,7 @@ mod tests {
                 },
             ),
             at("answer", EventKind::StateEntered),
-            emit("answer", Emit::Token("noon.".into())),
+            emit("answer", Emit::AnswerToken("noon.".into())),
         ] {
             t.push(&e, &mut out);
             events.push(e);
@@ -722,11 +853,11 @@ mod tests {
         let call = ToolCall::new("c7", "send_email", json!({"to": "a@b.c"}));
         let mut env = Env::new();
         env.interrupt = Some(Box::new(crate::tool::approval::approval_request(&[&call])));
-        let mut t = Translator::new("t", "r", ["answer"]);
+        let mut t = Translator::new("t", "r");
         let mut out = Vec::new();
-        t.push(&at("action", EventKind::StateEntered), &mut out);
+        t.push(&at("tools", EventKind::StateEntered), &mut out);
         t.push(
-            &at("action", EventKind::Interrupted(output(None, env))),
+            &at("tools", EventKind::Interrupted(output(None, env))),
             &mut out,
         );
         let Some(AgUiEvent::RunFinished {
@@ -746,10 +877,10 @@ mod tests {
 
         let mut env = Env::new();
         env.interrupt = Some(Box::new(crate::tool::client::client_request(&[&call])));
-        let mut t = Translator::new("t", "r", ["answer"]);
+        let mut t = Translator::new("t", "r");
         let mut out = Vec::new();
         t.push(
-            &at("action", EventKind::Interrupted(output(None, env))),
+            &at("tools", EventKind::Interrupted(output(None, env))),
             &mut out,
         );
         let Some(AgUiEvent::RunFinished {
@@ -767,7 +898,7 @@ mod tests {
 
     #[test]
     fn reasoning_text_is_a_reasoning_message_and_a_cancel_closes_what_is_open() {
-        let mut t = Translator::new("t", "r", ["answer"]).known_calls(["old"]);
+        let mut t = Translator::new("t", "r").known_calls(["old"]);
         let mut out = Vec::new();
         t.push(&at("think", EventKind::StateEntered), &mut out);
         t.push(&at("think", EventKind::StateEntered), &mut out);

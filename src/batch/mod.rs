@@ -68,6 +68,10 @@ pub struct ItemResult {
     /// Whether the checker accepted the answer (items with `expected` only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub passed: Option<bool>,
+    /// The answer as a typed object, for a machine with a typed output
+    /// ([`Machine::output`](crate::Machine::output)).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output: Option<Value>,
 }
 
 /// Decides whether an answer matches the item's `expected` value.
@@ -256,7 +260,8 @@ impl Batch {
         self
     }
 
-    /// Prints every token to stdout as it streams (off by default).
+    /// Prints every token and answer piece to stdout as it streams (off by
+    /// default).
     pub fn stream_tokens(mut self, on: bool) -> Self {
         self.stream_tokens = on;
         self
@@ -360,6 +365,7 @@ impl Batch {
             latency_ms: 0.0,
             error: None,
             passed: None,
+            output: None,
         };
         let outcome = match queue
             .submit(machine, &run_id, &Env::from_user(&item.input))
@@ -408,17 +414,25 @@ impl Batch {
             path: Vec::new(),
             usage: Usage::default(),
             latency_ms: 0.0,
-            error: Some(MachineError::Interrupted.code()),
+            error: Some(MachineError::Cut.code()),
             passed: None,
+            output: None,
         };
         while let Some(event) = events.next().await {
             match event.kind {
-                EventKind::Emitted(Emit::Token(t)) if self.stream_tokens => print!("{t}"),
+                EventKind::Emitted(Emit::Token(t) | Emit::AnswerToken(t)) if self.stream_tokens => {
+                    print!("{t}")
+                }
                 EventKind::Finished(out) => {
                     result.passed = item
                         .expected
                         .as_ref()
                         .map(|e| (self.checker)(e, out.answer.as_deref().unwrap_or("")));
+                    // Checked by the answer state already.
+                    result.output = machine
+                        .typed_output()
+                        .and(out.answer.as_deref())
+                        .and_then(|a| serde_json::from_str(a).ok());
                     result.answer = out.answer;
                     result.path = out.path;
                     result.usage = out.env.usage;

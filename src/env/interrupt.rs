@@ -3,9 +3,9 @@
 //!
 //! A run pauses by saving a checkpoint and ending, not by holding a task
 //! open: the request lives in [`Env::interrupt`](crate::Env::interrupt),
-//! so a pause survives a restart of the process, and the person's reply is
-//! filed in [`Env::replies`](crate::Env::replies) under the request's id.
-//! A state that asked reads the reply when it runs again, so it can skip
+//! so a pause survives a restart of the process, and the person's response is
+//! filed in [`Env::responses`](crate::Env::responses) under the request's id.
+//! A state that asked reads the response when it runs again, so it can skip
 //! what it already did instead of doing it twice.
 
 use serde::{Deserialize, Serialize};
@@ -25,7 +25,7 @@ use serde_json::Value;
 /// ```
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Interrupt {
-    /// What the reply is filed under in [`Env::replies`](crate::Env::replies);
+    /// What the response is filed under in [`Env::responses`](crate::Env::responses);
     /// stable across the state's reruns, so the state finds its answer.
     pub id: String,
     /// The question, for a person.
@@ -33,7 +33,7 @@ pub struct Interrupt {
     /// What the question is about (tool calls awaiting approval, say).
     #[serde(default)]
     pub payload: Value,
-    /// A JSON Schema the reply should match; `null` for any.
+    /// A JSON Schema the response should match; `null` for any.
     #[serde(default)]
     pub schema: Value,
     /// The run that asked (a branch or sub-machine has a run of its own);
@@ -47,7 +47,7 @@ pub struct Interrupt {
 }
 
 impl Interrupt {
-    /// A request `id` asking `prompt`, with no payload and any reply.
+    /// A request `id` asking `prompt`, with no payload and any response.
     pub fn new(id: impl Into<String>, prompt: impl Into<String>) -> Self {
         Interrupt {
             id: id.into(),
@@ -65,7 +65,7 @@ impl Interrupt {
         self
     }
 
-    /// Sets the JSON Schema the reply should match.
+    /// Sets the JSON Schema the response should match.
     pub fn with_schema(mut self, schema: Value) -> Self {
         self.schema = schema;
         self

@@ -3,10 +3,9 @@
 //! model stream was cut after it had streamed (as the limits allow), then
 //! routed by the state's transition or its error route.
 
-use std::pin::pin;
 use std::sync::Arc;
 
-use futures::{Stream, StreamExt};
+use futures::StreamExt;
 use tokio::time::Instant;
 use tracing::{Instrument, Span};
 
@@ -20,113 +19,121 @@ use crate::state::{Emit, State, StateError};
 impl Run {
     /// Runs `state` at `step` until it settles, restarting it as the limits
     /// allow, and routes how it ended.
-    pub(super) fn attempts<'a>(
-        &'a mut self,
+    pub(super) async fn attempts(
+        &mut self,
         state: Arc<dyn State>,
         step: u32,
-        span: &'a Span,
-    ) -> impl Stream<Item = Out<Ran>> + Send + 'a {
-        async_stream::stream! {
-            let limits = self.machine.limits;
-            // A state cut off after streaming restarts from the env it
-            // started with, so nothing it wrote is kept twice.
-            let snapshot = (limits.state_retries > 0).then(|| Box::new(self.env.clone()));
-            let mut attempt = 0;
-            let failure = loop {
-                let mut failure = None;
-                {
-                    let mut running = pin!(self.attempt(&*state, step, span));
-                    while let Some(out) = running.next().await {
-                        match out {
-                            Out::Event(driven) => yield Out::Event(driven),
-                            Out::Done(done) => failure = done,
-                        }
+        span: &Span,
+        out: &Out,
+    ) -> Ran {
+        let limits = self.machine.limits;
+        // A state cut off after streaming restarts from the env it
+        // started with, so nothing it wrote is kept twice.
+        let snapshot = (limits.state_retries > 0).then(|| Box::new(self.env.clone()));
+        let mut attempt = 0;
+        let failure = loop {
+            let failure = self.attempt(&*state, step, span, out).await;
+            match decide::after_attempt(failure, attempt, snapshot.is_some(), &limits) {
+                Attempt::Restart { attempt: n, reason } => {
+                    attempt = n;
+                    if let Some(start) = &snapshot {
+                        self.env = Env::clone(start);
                     }
+                    self.recorder.restarted(&reason);
+                    out.emit(self.event(step, EventKind::StateRetried { attempt, reason }))
+                        .await;
                 }
-                match decide::after_attempt(failure, attempt, snapshot.is_some(), &limits) {
-                    Attempt::Restart { attempt: n, reason } => {
-                        attempt = n;
-                        if let Some(start) = &snapshot {
-                            self.env = Env::clone(start);
-                        }
-                        self.recorder.restarted(&reason);
-                        yield Out::Event(self.event(step, EventKind::StateRetried { attempt, reason }));
-                    }
-                    Attempt::Settled(failure) => break failure,
-                }
-            };
-            // Where the run goes, or why it stops here, and the error the
-            // step record shows (a routed error goes on to `next`).
-            let name = Arc::clone(&self.name);
-            match decide::route(&*state, &name, step, &self.env, failure) {
-                Route::To(next) => yield Out::Done((Ok(next), None)),
-                // The state declared where to go on this error.
-                Route::Recovered(next, record) => {
-                    self.env.errors.push(record.clone());
-                    yield Out::Event(self.event(step, EventKind::StateFailed { error: record.clone() }));
-                    yield Out::Done((Ok(next), Some(record)));
-                }
-                Route::Fail(error) => yield Out::Done((Err(error), None)),
+                Attempt::Settled(failure) => break failure,
             }
+        };
+        // Where the run goes, or why it stops here, and the error the
+        // step record shows (a routed error goes on to `next`).
+        let name = Arc::clone(&self.name);
+        match decide::route(&*state, &name, step, &self.env, failure) {
+            Route::To(next) => (Ok(next), None),
+            // The state declared where to go on this error.
+            Route::Recovered(next, record) => {
+                self.env.errors.push(record.clone());
+                out.emit(self.event(
+                    step,
+                    EventKind::StateFailed {
+                        error: record.clone(),
+                    },
+                ))
+                .await;
+                (Ok(next), Some(record))
+            }
+            Route::Fail(error) => (Err(error), None),
         }
     }
 
-    /// One attempt at `state`: streams its events until it ends, fails,
+    /// One attempt at `state`: emits its events until it ends, fails,
     /// asks a person or runs out of time.
-    fn attempt<'a>(
-        &'a mut self,
-        state: &'a dyn State,
+    async fn attempt(
+        &mut self,
+        state: &dyn State,
         step: u32,
-        span: &'a Span,
-    ) -> impl Stream<Item = Out<Option<Failure>>> + Send + 'a {
-        async_stream::stream! {
-            let state_deadline = self.machine.limits.state_timeout.map(|d| (Instant::now() + d, d));
-            let deadline = decide::earliest(state_deadline, self.deadline);
-            // Handed to the state explicitly, for as long as it runs.
-            self.env.settings = RunSettings {
-                deadline: deadline.map(|(at, ..)| at),
-                ..self.settings.clone()
-            };
-            let mut failure = None;
-            {
-                let (name, branch) = (&self.name, &self.branch);
-                let mut emitted = state.run(&mut self.env);
-                loop {
-                    let next_item = emitted.next().instrument(span.clone());
-                    let next = match deadline {
-                        Some((at, limit, is_run)) => match tokio::time::timeout_at(at, next_item).await {
-                            Ok(next) => next,
-                            Err(_) if is_run => {
-                                failure = Some(Failure::Deadline(limit));
-                                break;
-                            }
-                            Err(_) => Some(Err(StateError::TimedOut { after: limit })),
-                        },
-                        None => next_item.await,
-                    };
-                    match next {
-                        Some(Ok(Emit::Interrupt(mut request))) => {
-                            // The state stops where it asked.
-                            request.run_id = self.run_id.to_string();
-                            request.branch = branch.as_deref().map(str::to_owned);
-                            failure = Some(Failure::Interrupt(request.clone()));
-                            yield Out::Event(tagged(step, name, branch, EventKind::Emitted(Emit::Interrupt(request))));
+        span: &Span,
+        out: &Out,
+    ) -> Option<Failure> {
+        let state_deadline = self
+            .machine
+            .limits
+            .state_timeout
+            .map(|d| (Instant::now() + d, d));
+        let deadline = decide::earliest(state_deadline, self.deadline);
+        // Handed to the state explicitly, for as long as it runs.
+        self.env.settings = RunSettings {
+            deadline: deadline.map(|(at, ..)| at),
+            ..self.settings.clone()
+        };
+        let mut failure = None;
+        {
+            let (name, branch) = (&self.name, &self.branch);
+            let mut emitted = state.run(&mut self.env);
+            loop {
+                let next_item = emitted.next().instrument(span.clone());
+                let next = match deadline {
+                    Some((at, limit, is_run)) => match tokio::time::timeout_at(at, next_item).await
+                    {
+                        Ok(next) => next,
+                        Err(_) if is_run => {
+                            failure = Some(Failure::Deadline(limit));
                             break;
                         }
-                        Some(Ok(e)) => {
-                            self.recorder.emitted(&e);
-                            yield Out::Event(tagged(step, name, branch, EventKind::Emitted(e)));
-                        }
-                        Some(Err(e)) => {
-                            failure = Some(Failure::State(e));
-                            break;
-                        }
-                        None => break,
+                        Err(_) => Some(Err(StateError::TimedOut { after: limit })),
+                    },
+                    None => next_item.await,
+                };
+                match next {
+                    Some(Ok(Emit::Interrupt(mut request))) => {
+                        // The state stops where it asked.
+                        request.run_id = self.run_id.to_string();
+                        request.branch = branch.as_deref().map(str::to_owned);
+                        failure = Some(Failure::Interrupt(request.clone()));
+                        out.emit(tagged(
+                            step,
+                            name,
+                            branch,
+                            EventKind::Emitted(Emit::Interrupt(request)),
+                        ))
+                        .await;
+                        break;
                     }
+                    Some(Ok(e)) => {
+                        self.recorder.emitted(&e);
+                        out.emit(tagged(step, name, branch, EventKind::Emitted(e)))
+                            .await;
+                    }
+                    Some(Err(e)) => {
+                        failure = Some(Failure::State(e));
+                        break;
+                    }
+                    None => break,
                 }
             }
-            self.env.settings = RunSettings::default();
-            yield Out::Done(failure);
         }
+        self.env.settings = RunSettings::default();
+        failure
     }
 }

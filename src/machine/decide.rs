@@ -189,7 +189,7 @@ pub(super) fn route(
 ) -> Route {
     match failure {
         None => Route::To(state.transition(env)),
-        // Once the reply is in, the state runs again and finds it.
+        // Once the response is in, the state runs again and finds it.
         Some(Failure::Interrupt(request)) => Route::To(Next::Interrupt {
             request,
             then: Box::new(Next::to(name.to_owned())),
@@ -218,7 +218,7 @@ pub(super) enum Then {
     /// Run these branches, then their join.
     Fork(Box<Fork>),
     /// Pause for a person: the run ends interrupted with this request and
-    /// goes on at the second field once the reply is in.
+    /// goes on at the second field once the response is in.
     Interrupt(Box<Interrupt>, Next),
 }
 
@@ -252,7 +252,7 @@ pub(super) fn branch_env(parent: &Env, branch: &Branch) -> Env {
     env.usage = Usage::default();
     env.branches.clear();
     env.interrupt = None;
-    env.replies.clear();
+    env.responses.clear();
     env
 }
 
@@ -298,7 +298,7 @@ pub(super) struct Joined {
     /// Every branch's outcome, in branch order.
     pub(super) outcomes: Vec<BranchOutcome>,
     /// The first branch's request, if a branch paused for a person: the
-    /// run pauses at the fork and runs the join once it has the reply.
+    /// run pauses at the fork and runs the join once it has the response.
     pub(super) interrupt: Option<Box<Interrupt>>,
 }
 
@@ -355,8 +355,8 @@ pub(super) fn join(fork: &Fork, at: ForkedAt, ends: Vec<Option<BranchEnd>>) -> J
                     let record = ErrorRecord {
                         step: at.step,
                         state: branch.target.to_string(),
-                        kind: MachineError::Interrupted.code(),
-                        message: MachineError::Interrupted.to_string(),
+                        kind: MachineError::Cut.code(),
+                        message: MachineError::Cut.to_string(),
                     };
                     (Env::default(), Vec::new(), Some(record))
                 }

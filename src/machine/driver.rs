@@ -1,19 +1,21 @@
 //! The async driver: a run's lifetime as a short loop over its steps.
 //!
 //! [`Run`] holds what a run carries from step to step (its env, path,
-//! recorder, tally and deadline). Each kind of step is a method of its own
-//! that streams its events and ends with where the run goes: a state with
-//! its attempts (`attempt.rs`), a fork or a sub-machine (`step.rs`). What
+//! recorder, tally and deadline). Each kind of step is an async method of
+//! its own that emits its events through [`Out`] and returns where the run
+//! goes: a state with its attempts (`attempt.rs`), a fork or a sub-machine
+//! (`step.rs`). Events go from the step that makes them straight to the
+//! run's stream, not up through a stream per level: a token is copied once
+//! however deep the step, which the per-run CPU figures (P2a) depend on. What
 //! to do next is asked of the decision core (`decide.rs`); what outlives
 //! the run (checkpoints, trace records) is handed to the recorder
 //! (`record.rs`) at fixed points.
 
-use std::pin::pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::future::Either;
-use futures::{Stream, StreamExt};
+use async_fn_stream::{fn_stream, StreamEmitter};
+use futures::Stream;
 use tokio::time::Instant;
 use tracing::Span;
 
@@ -41,7 +43,7 @@ impl Machine {
             self.check_edges()
         };
         let machine = self.clone();
-        async_stream::stream! {
+        fn_stream(move |out| async move {
             let resumed_at = ctx.resumed_at;
             let mut run = Run::new(machine, ctx, env, &start, single_step);
             // Fires when this stream is dropped or ends: tools' work outside
@@ -58,30 +60,26 @@ impl Machine {
             let (outcome, step) = match opened {
                 Err(error) => (Outcome::Failed(error), 0),
                 Ok(()) => loop {
-                    let stepping = match at {
-                        Next::Fork(fork) => Either::Left(run.fork(fork)),
-                        Next::To(to) => Either::Right(run.state(to)),
+                    let stepped = match at {
+                        Next::Fork(fork) => run.fork(fork, &out).await,
+                        Next::To(to) => run.state(to, &out).await,
                         // `then` turns every other Next into End, a fork or a pause.
                         _ => break (Outcome::Finished, 0),
                     };
-                    let mut stepping = pin!(stepping);
-                    let mut stepped = Step::End(Outcome::Failed(MachineError::Interrupted), 0);
-                    while let Some(out) = stepping.next().await {
-                        match out {
-                            Out::Event(driven) => yield driven,
-                            Out::Done(done) => stepped = done,
-                        }
-                    }
                     match stepped {
                         Step::Go(next) => at = next,
                         Step::End(outcome, step) => break (outcome, step),
                     }
                 },
             };
-            yield run.finish(outcome, step).await;
-        }
+            out.emit(run.finish(outcome, step).await).await;
+        })
     }
 }
+
+/// Where a step's events go: straight to the run's stream, however deep
+/// the step that emits them.
+pub(super) type Out = StreamEmitter<Driven>;
 
 /// What a run carries from step to step.
 pub(super) struct Run {
@@ -109,12 +107,6 @@ pub(super) struct Run {
     pub(super) settings: RunSettings,
     /// The run's `invoke_agent` span, parent of its states' spans.
     pub(super) span: Span,
-}
-
-/// What a step streams: the events it passes on, then how it ended.
-pub(super) enum Out<T> {
-    Event(Driven),
-    Done(T),
 }
 
 /// How a step ended: the run goes on at a `Next`, or ends at a step.
@@ -176,6 +168,7 @@ impl Run {
             journal: machine.journal.clone(),
             span_content: machine.span_content.clone(),
             background: machine.background.clone(),
+            output: machine.output.clone(),
         };
         let recorder = Recorder::new(
             Arc::clone(&run_id),

@@ -65,10 +65,12 @@ pub enum MachineError {
         /// What was used.
         used: f64,
     },
-    /// The event stream ended without a `Finished` or `Failed` event (it was
-    /// cut short before being handed to [`finish`](super::finish)).
+    /// The event stream was cut: it ended without a `Finished` or `Failed`
+    /// event (dropped, or its task died, before the run ended). Not a pause
+    /// for a person, which ends a run with
+    /// [`EventKind::Interrupted`](super::event::EventKind::Interrupted).
     #[error("the event stream ended before the run did")]
-    Interrupted,
+    Cut,
     /// A checkpoint could not be saved or read.
     #[error("checkpoint store: {0}")]
     Store(#[from] StoreError),
@@ -76,9 +78,11 @@ pub enum MachineError {
     /// ([`Machine::with_store`](super::Machine::with_store)).
     #[error("the machine has no store to resume or fork from (see Machine::with_store)")]
     NoStore,
-    /// A person's reply was given to a run that is not paused for one
+    /// A person's response was given to a run that is not paused for one
     /// ([`Machine::resume_with`](super::Machine::resume_with)).
-    #[error("run `{run_id}` is not paused for a reply (resume it with Machine::resume instead)")]
+    #[error(
+        "run `{run_id}` is not paused for a response (resume it with Machine::resume instead)"
+    )]
     NotPaused {
         /// The run.
         run_id: String,
@@ -122,7 +126,7 @@ impl MachineError {
         match self {
             MachineError::UnknownState { .. } => MachineErrorKind::UnknownState,
             MachineError::MaxSteps { .. } => MachineErrorKind::MaxSteps,
-            MachineError::Interrupted => MachineErrorKind::Interrupted,
+            MachineError::Cut => MachineErrorKind::Cut,
             MachineError::Deadline { .. } => MachineErrorKind::Deadline,
             MachineError::Budget { .. } => MachineErrorKind::Budget,
             MachineError::Store(_) => MachineErrorKind::Store,
@@ -159,8 +163,8 @@ pub enum MachineErrorKind {
     UnknownState,
     /// [`MachineError::MaxSteps`].
     MaxSteps,
-    /// [`MachineError::Interrupted`].
-    Interrupted,
+    /// [`MachineError::Cut`].
+    Cut,
     /// [`MachineError::Deadline`].
     Deadline,
     /// [`MachineError::Budget`].
@@ -187,7 +191,7 @@ impl MachineErrorKind {
         match self {
             MachineErrorKind::UnknownState => "unknown_state",
             MachineErrorKind::MaxSteps => "max_steps",
-            MachineErrorKind::Interrupted => "interrupted",
+            MachineErrorKind::Cut => "cut",
             MachineErrorKind::Deadline => "deadline",
             MachineErrorKind::Budget => "budget",
             MachineErrorKind::Store => "store",

@@ -7,7 +7,8 @@ use serde::{Serialize, Serializer};
 
 use super::MachineError;
 use crate::env::{Env, Usage};
-use crate::state::{Emit, Next};
+use crate::output::OutputError;
+use crate::state::{Emit, Next, StateEvent};
 
 /// One thing that happened during a run, tagged with the step and state.
 #[derive(Debug, Serialize)]
@@ -31,6 +32,14 @@ impl Event {
     pub fn token(&self) -> Option<&str> {
         match &self.kind {
             EventKind::Emitted(Emit::Token(t)) => Some(t),
+            _ => None,
+        }
+    }
+
+    /// The state's own event, if this is an `E` ([`Emit::Custom`]).
+    pub fn custom<E: StateEvent>(&self) -> Option<E> {
+        match &self.kind {
+            EventKind::Emitted(Emit::Custom(custom)) => custom.decode(),
             _ => None,
         }
     }
@@ -117,6 +126,26 @@ impl RunOutput {
     /// Tokens and cost of the whole run.
     pub fn usage(&self) -> Usage {
         self.env.usage
+    }
+
+    /// The answer as a `T`, for a run of a machine with
+    /// [`Machine::output`](crate::Machine::output) (whose answer state
+    /// already checked it); an error if there is no answer, or it is not a
+    /// `T`, with the answer as it was written.
+    pub fn output<T: serde::de::DeserializeOwned>(&self) -> Result<T, OutputError> {
+        let name = std::any::type_name::<T>().to_owned();
+        let Some(answer) = &self.answer else {
+            return Err(OutputError::NoAnswer { name });
+        };
+        serde_json::from_str(answer).map_err(|e| OutputError::Invalid {
+            name,
+            attempts: 1,
+            problems: vec![crate::schema::Problem {
+                field: None,
+                message: e.to_string(),
+            }],
+            raw: answer.clone(),
+        })
     }
 }
 

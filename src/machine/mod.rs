@@ -100,6 +100,7 @@ pub struct Machine {
     background: crate::env::Background,
     name: Arc<str>,
     span_content: Option<Arc<crate::redact::Redactor>>,
+    output: Option<Arc<crate::output::Output>>,
     /// Set once the declared edges were found registered; cleared by
     /// every change of the states.
     edges_checked: Arc<OnceLock<()>>,
@@ -143,6 +144,7 @@ impl Machine {
             background: crate::env::Background::new(),
             name: Arc::from("agent"),
             span_content: None,
+            output: None,
             edges_checked: Arc::default(),
         }
     }
@@ -301,7 +303,7 @@ impl Machine {
 
     /// Saves a [`Checkpoint`](crate::store::Checkpoint) to `store` before the first state and after
     /// every state, so runs can be resumed ([`Machine::resume`]) and forked
-    /// ([`Machine::fork`]). A failed save fails the run
+    /// ([`Machine::rerun`]). A failed save fails the run
     /// ([`MachineError::Store`]).
     pub fn with_store(mut self, store: impl Store + 'static) -> Self {
         self.store = Some(Arc::new(store));
@@ -379,6 +381,27 @@ impl Machine {
     pub fn span_content(mut self, redactor: crate::trace::Redactor) -> Self {
         self.span_content = Some(Arc::new(redactor));
         self
+    }
+
+    /// Makes runs end with a `T` as their answer: the state that writes
+    /// the answer (the stock Answer, or yours through
+    /// [`RunSettings::output`](crate::env::RunSettings::output)) asks for
+    /// `T`'s schema, checks the reply and asks again on problems; read it
+    /// back with [`RunOutput::output`].
+    pub fn output<T: serde::de::DeserializeOwned + schemars::JsonSchema + 'static>(self) -> Self {
+        self.with_output(crate::output::Output::of::<T>())
+    }
+
+    /// Makes runs end with `output` (a schema from a file, validators,
+    /// retries): see [`Machine::output`].
+    pub fn with_output(mut self, output: crate::output::Output) -> Self {
+        self.output = Some(Arc::new(output));
+        self
+    }
+
+    /// The typed output runs end with, if one was asked for.
+    pub fn typed_output(&self) -> Option<&crate::output::Output> {
+        self.output.as_deref()
     }
 
     /// Changes the entry state.
@@ -566,7 +589,7 @@ pub async fn finish(stream: impl Stream<Item = Event>) -> Result<RunOutput, RunF
 fn interrupted() -> RunFailure {
     RunFailure {
         run_id: String::new(),
-        error: MachineError::Interrupted,
+        error: MachineError::Cut,
         path: Vec::new(),
         env: Env::default(),
     }

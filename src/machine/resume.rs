@@ -1,5 +1,5 @@
 //! Continuing saved runs: after a crash ([`Machine::resume`]), from any
-//! step as a new run ([`Machine::fork`]), or with a person's reply
+//! step as a new run ([`Machine::rerun`]), or with a person's response
 //! ([`Machine::resume_with`]). Each starts from the run's checkpoint; what
 //! a checkpoint says of its run is decided in `decide.rs`.
 
@@ -30,30 +30,30 @@ impl Machine {
     /// Starts run `new_run_id` from `step` of run `run_id` and streams it:
     /// the old run is left as it was. Step 0 is the env the old run started
     /// with.
-    pub async fn fork(
+    pub async fn rerun(
         &self,
         run_id: &str,
         step: u32,
         new_run_id: &str,
     ) -> Result<EventStream, MachineError> {
         let store = self.store.as_ref().ok_or(MachineError::NoStore)?;
-        let fork = store.fork(run_id, step, new_run_id).await?;
-        Ok(self.continue_from(fork, RunCtx::fresh("")))
+        let first = store.rerun(run_id, step, new_run_id).await?;
+        Ok(self.continue_from(first, RunCtx::fresh("")))
     }
 
     /// Continues run `run_id`, paused for a person
-    /// ([`EventKind::Interrupted`](crate::machine::event::EventKind::Interrupted)), with the person's `reply`: the reply is
-    /// filed under the request's id ([`Env::reply`](crate::env::Env::reply)) in the run (or the
+    /// ([`EventKind::Interrupted`](crate::machine::event::EventKind::Interrupted)), with the person's `response`: it is
+    /// filed under the request's id ([`Env::response`](crate::env::Env::response)) in the run (or the
     /// branch or sub-machine) that asked, and the run goes on from its
     /// checkpoint. Nothing done before the pause runs again: finished
     /// branches and the steps before it are taken from the store.
     pub async fn resume_with(
         &self,
         run_id: &str,
-        reply: serde_json::Value,
+        response: serde_json::Value,
     ) -> Result<EventStream, MachineError> {
         let store = self.store.as_ref().ok_or(MachineError::NoStore)?;
-        match store::deliver(&**store, run_id, reply).await? {
+        match store::deliver(&**store, run_id, response).await? {
             Delivery::Filed(last) => Ok(self.continue_from(*last, RunCtx::fresh(""))),
             Delivery::NotPaused { run_id } => Err(MachineError::NotPaused { run_id }),
         }

@@ -149,7 +149,7 @@ impl SubMachine {
         env.usage = Usage::default();
         env.branches.clear();
         env.interrupt = None;
-        env.replies.clear();
+        env.responses.clear();
         env
     }
 

@@ -12,7 +12,8 @@ use futures::FutureExt;
 
 use super::context::{request_tokens, Estimate};
 use super::{
-    ChatModel, ChatRequest, ChunkStream, ContextWindow, ModelError, ModelErrorKind, Reply,
+    Capabilities, ChatModel, ChatRequest, ChunkStream, ContextWindow, ModelError, ModelErrorKind,
+    Reply,
 };
 use crate::env::ToolCall;
 
@@ -67,6 +68,7 @@ impl From<ScriptExhausted> for ModelError {
 pub struct ScriptedModel {
     name: String,
     window: Option<ContextWindow>,
+    capabilities: Capabilities,
     inner: Mutex<Inner>,
 }
 
@@ -98,6 +100,7 @@ impl ScriptedModel {
         ScriptedModel {
             name: name.into(),
             window: None,
+            capabilities: Capabilities::default(),
             inner: Mutex::new(Inner {
                 scripted: script.len(),
                 script,
@@ -118,6 +121,14 @@ impl ScriptedModel {
     /// using up a scripted reply. It is still recorded in [`calls`](Self::calls).
     pub fn with_context_window(mut self, window: ContextWindow) -> Self {
         self.window = Some(window);
+        self
+    }
+
+    /// Says what the model can do (default: nothing beyond plain chat),
+    /// so states adapt their requests as they would for a real one, e.g.
+    /// send a `response_schema` to a model that constrains its output.
+    pub fn with_capabilities(mut self, capabilities: Capabilities) -> Self {
+        self.capabilities = capabilities;
         self
     }
 
@@ -187,6 +198,10 @@ impl ChatModel for ScriptedModel {
         &self.name
     }
 
+    fn capabilities(&self) -> Capabilities {
+        self.capabilities
+    }
+
     fn context_window(&self) -> BoxFuture<'_, Option<ContextWindow>> {
         futures::future::ready(self.window.clone()).boxed()
     }
@@ -234,6 +249,7 @@ pub struct FnModel {
     name: String,
     reply: Box<ReplyFn>,
     pace: Option<std::time::Duration>,
+    native_tools: bool,
 }
 
 impl FnModel {
@@ -246,7 +262,16 @@ impl FnModel {
             name: name.into(),
             reply: Box::new(reply),
             pace: None,
+            native_tools: false,
         }
+    }
+
+    /// Says the model calls tools natively (default: it is prompted for
+    /// JSON actions): requests offer it tools, and its replies' tool calls
+    /// are taken as they are.
+    pub fn native_tools(mut self, on: bool) -> Self {
+        self.native_tools = on;
+        self
     }
 
     /// Waits `per_chunk` before each chunk of a reply, as a model that
@@ -268,6 +293,13 @@ impl std::fmt::Debug for FnModel {
 impl ChatModel for FnModel {
     fn name(&self) -> &str {
         &self.name
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            native_tools: self.native_tools,
+            ..Capabilities::default()
+        }
     }
 
     fn stream(&self, request: ChatRequest) -> ChunkStream<'_> {

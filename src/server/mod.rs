@@ -141,8 +141,7 @@ impl ServerError {
 ///         |env: &mut Env| { env.answer = Some("hello".into()); Ok(()) },
 ///         |_: &Env| Next::End,
 ///     ))
-/// })
-/// .answers_from(["hello"]);
+/// });
 /// let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
 /// server.serve(listener).await
 /// # }
@@ -152,7 +151,6 @@ pub struct Server {
     agent: Arc<Agent>,
     store: Arc<dyn Store>,
     shared: Arc<Shared>,
-    answer_states: Arc<[String]>,
     direct_stops_when_unread: bool,
     background_stops_when_unread: bool,
     keep_ended: Duration,
@@ -168,7 +166,6 @@ pub struct Server {
 impl std::fmt::Debug for Server {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Server")
-            .field("answer_states", &self.answer_states)
             .field("direct_stops_when_unread", &self.direct_stops_when_unread)
             .field(
                 "background_stops_when_unread",
@@ -195,13 +192,13 @@ fn locked<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 impl Server {
     /// A server whose runs `agent` builds, one machine per request, with
-    /// checkpoints in memory; answers come from the `answer` state.
+    /// checkpoints in memory; the answer is what the run's states stream
+    /// as [`Emit::AnswerToken`](crate::state::Emit::AnswerToken)s.
     pub fn new(agent: impl Fn(&RunAgentInput) -> Machine + Send + Sync + 'static) -> Self {
         Server {
             agent: Arc::new(agent),
             store: Arc::new(MemoryStore::new()),
             shared: Arc::default(),
-            answer_states: Arc::from(vec!["answer".to_owned()]),
             direct_stops_when_unread: true,
             background_stops_when_unread: false,
             keep_ended: Duration::from_secs(600),
@@ -232,12 +229,6 @@ impl Server {
     /// Keeps checkpoints (and so pauses) in `store`.
     pub fn with_store(mut self, store: impl Store + 'static) -> Self {
         self.store = Arc::new(store);
-        self
-    }
-
-    /// The states whose tokens are the answer's text (default `answer`).
-    pub fn answers_from<S: Into<String>>(mut self, states: impl IntoIterator<Item = S>) -> Self {
-        self.answer_states = states.into_iter().map(Into::into).collect();
         self
     }
 
@@ -363,7 +354,9 @@ impl Server {
             .snapshots(true);
         let events = match start {
             plan::Start::Fresh => machine.stream_as(input.run_id.clone(), input.env()),
-            plan::Start::Resume { run_id, reply } => machine.resume_with(&run_id, reply).await?,
+            plan::Start::Resume { run_id, response } => {
+                machine.resume_with(&run_id, response).await?
+            }
         };
         let (translator, log) = self.open(&input, stop_when_unread, false);
         let span = tracing::info_span!("statewise.agui_run", thread_id = %input.thread_id, run_id = %input.run_id);
@@ -385,13 +378,9 @@ impl Server {
         stop_when_unread: bool,
         queued: bool,
     ) -> (Translator, Arc<RunLog>) {
-        let translator = Translator::new(
-            &input.thread_id,
-            &input.run_id,
-            self.answer_states.iter().cloned(),
-        )
-        .known_calls(input.tool_call_ids())
-        .with_state(input.state.clone().filter(|s| !s.is_null()));
+        let translator = Translator::new(&input.thread_id, &input.run_id)
+            .known_calls(input.tool_call_ids())
+            .with_state(input.state.clone().filter(|s| !s.is_null()));
         let log = Arc::new(RunLog::new(
             input.run_id.clone(),
             input.thread_id.clone(),

@@ -14,8 +14,8 @@ use crate::tool::client::{is_client_request, requested_call_ids, ClientResults};
 pub(crate) enum Start {
     /// A new run, from the request's messages.
     Fresh,
-    /// The paused run `run_id`, resumed with `reply`.
-    Resume { run_id: String, reply: Value },
+    /// The paused run `run_id`, resumed with `response`.
+    Resume { run_id: String, response: Value },
 }
 
 /// Decides what `input` starts, given the run its thread is paused on
@@ -47,14 +47,14 @@ pub(crate) fn start(
                 waiting: request.id.clone(),
             });
         };
-        let reply = match entry.status {
+        let response = match entry.status {
             ResumeStatus::Resolved => entry.payload.clone().unwrap_or(Value::Null),
             ResumeStatus::Cancelled if request.id.starts_with("approve:") => Value::Bool(false),
             ResumeStatus::Cancelled => Value::Null,
         };
         return Ok(Start::Resume {
             run_id: run_id.to_owned(),
-            reply,
+            response,
         });
     }
     match paused {
@@ -63,13 +63,13 @@ pub(crate) fn start(
             if results.is_empty() {
                 return Ok(Start::Fresh);
             }
-            let reply = results
+            let response = results
                 .into_iter()
                 .fold(ClientResults::new(), |r, (id, v)| r.with(id, v))
-                .into_reply();
+                .into_response();
             Ok(Start::Resume {
                 run_id: run_id.to_owned(),
-                reply,
+                response,
             })
         }
         _ => Ok(Start::Fresh),
@@ -103,7 +103,7 @@ mod tests {
             start(&ok, Some(("r1", &asked))).unwrap(),
             Start::Resume {
                 run_id: "r1".into(),
-                reply: json!(true)
+                response: json!(true)
             }
         );
         let no = input(json!({"resume": [{"interruptId": asked.id, "status": "cancelled"}]}));
@@ -111,7 +111,7 @@ mod tests {
             start(&no, Some(("r1", &asked))).unwrap(),
             Start::Resume {
                 run_id: "r1".into(),
-                reply: json!(false)
+                response: json!(false)
             }
         );
         let wrong = input(json!({"resume": [{"interruptId": "other", "status": "resolved"}]}));
@@ -141,7 +141,7 @@ mod tests {
             start(&answered, Some(("r1", &asked))).unwrap(),
             Start::Resume {
                 run_id: "r1".into(),
-                reply: json!({"c1": "sunny"})
+                response: json!({"c1": "sunny"})
             }
         );
         let unanswered =

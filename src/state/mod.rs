@@ -5,6 +5,7 @@
 //! what it produces; [`State::transition`] is a pure function of the `Env`
 //! that names the next state, so routing is unit-tested without any I/O.
 
+mod custom;
 mod fork;
 
 use std::borrow::Cow;
@@ -13,10 +14,12 @@ use std::time::Duration;
 use futures::stream::BoxStream;
 use serde::{Deserialize, Serialize};
 
-use crate::action::{ParseError, PartialAction};
-use crate::env::{Action, Env, ErrorRecord, Interrupt, Observation, ScratchError, ToolCall};
+use crate::action::ParseError;
+use crate::env::{Env, ErrorRecord, Interrupt, Observation, ScratchError, ToolCall};
 use crate::model::ModelError;
+use crate::output::OutputError;
 
+pub use custom::{ActionParsed, Custom, StateEvent};
 pub use fork::{Branch, Fork, OnBranchFailure};
 
 /// Where a run goes after a state.
@@ -35,7 +38,7 @@ pub enum Next {
     Interrupt {
         /// What the person is asked.
         request: Box<Interrupt>,
-        /// Where the run goes once the reply is in.
+        /// Where the run goes once the response is in.
         then: Box<Next>,
     },
 }
@@ -81,26 +84,35 @@ impl Next {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Emit {
-    /// Generated text.
+    /// Generated text that is not the answer's: a JSON action's raw text, a
+    /// draft another state rewrites.
     Token(String),
     /// Reasoning ("thinking") text, kept apart from tokens.
     Reasoning(String),
-    /// A piece of the final answer's text, decoded, as the model writes it
-    /// inside its JSON action (the stock Reasoning streams it with
-    /// [`AnswerReader`](crate::action::AnswerReader)); never retracted. The
-    /// raw text the model wrote stays in `Token`s.
+    /// A piece of the answer's text, the moment it is produced, from
+    /// whichever state writes it (the stock Reasoning decodes it from a
+    /// JSON action with [`AnswerReader`](crate::action::AnswerReader), or
+    /// passes a native reply's text on as it arrives); never retracted.
+    /// The console, the AG-UI translator and the server show the answer
+    /// from these alone, so a custom state that emits them streams its
+    /// answer exactly as the stock ones do. Text a model writes before its
+    /// tool calls arrives the same way: it is the model's message before
+    /// the calls (AG-UI: a text message, then the calls).
     AnswerToken(String),
-    /// What is known of the action while its text still streams (a tool
-    /// name complete, a final answer begun); never retracted.
-    PartialAction(PartialAction),
+    /// What is known of a typed output while its reply still streams
+    /// ([`Machine::output`](crate::Machine::output)): the reply so far,
+    /// repaired ([`repair_prefix`](crate::action::repair_prefix)), so each
+    /// value in it is whole; a key whose value is still arriving is `null`.
+    /// Each one holds the last; a retry starts again from the first field.
+    /// The AG-UI translator sends it as the shared state's `output`, so a
+    /// form fills in live.
+    PartialOutput(serde_json::Value),
     /// A tool call as the model writes it: its name once complete, then
     /// its arguments' text as it arrives. From native tool calls
     /// ([`Streamed::ToolCallDraft`](crate::model::Streamed)) and JSON
     /// actions alike (the stock Reasoning reads them with
     /// [`ToolCallReader`](crate::action::ToolCallReader)).
     ToolCallDraft(crate::env::ToolCallDraft),
-    /// The action this state decided on.
-    ActionParsed(Action),
     /// A tool call began.
     ToolCallStarted(ToolCall),
     /// A tool call ended (in the order calls finish).
@@ -116,24 +128,19 @@ pub enum Emit {
     },
     /// A tool result was recorded in the env (in call order).
     Observation(Observation),
-    /// The model made the same tool call (same tool, same arguments)
-    /// `times` times in this run; the state stops offering tools and asks
-    /// for an answer from the observations so far.
-    RepeatedCall {
-        /// The tool.
-        tool: String,
-        /// Its arguments.
-        arguments: serde_json::Value,
-        /// How often the call was made.
-        times: u32,
-    },
+    /// A state's own event ([`StateEvent`]), on the channel stock and
+    /// custom states share: the stock states send [`ActionParsed`] and
+    /// [`PartialAction`](crate::action::PartialAction) this way. The AG-UI
+    /// translator passes each on as a `CUSTOM` event; the verbose console
+    /// prints it.
+    Custom(Custom),
     /// The request was shortened to fit the model's context window
     /// ([`Fitter`](crate::fit::Fitter)): what was left out or cut, and the
     /// token counts before and after.
     ContextFitted(crate::model::Fitted),
     /// The state asks a person and stops here: the run ends as interrupted
-    /// with this request. Once the reply is in
-    /// ([`Env::reply`](crate::Env::reply)), the state runs again from the
+    /// with this request. Once the response is in
+    /// ([`Env::response`](crate::Env::response)), the state runs again from the
     /// env as it was when it asked, so what it did before asking is not
     /// done twice.
     Interrupt(Box<Interrupt>),
@@ -141,6 +148,13 @@ pub enum Emit {
     /// replays ([`ReplyStream::call`](crate::model::ReplyStream::call)
     /// emits it after the call's tokens).
     ModelCall(Box<crate::model::ModelCall>),
+}
+
+impl Emit {
+    /// `event` on the states' own channel ([`Emit::Custom`]).
+    pub fn custom<E: StateEvent>(event: &E) -> Self {
+        Emit::Custom(Custom::new(event))
+    }
 }
 
 impl From<crate::model::Streamed> for Emit {
@@ -191,6 +205,11 @@ pub enum StateError {
         /// The limit.
         after: std::time::Duration,
     },
+    /// The run's typed output could not be had
+    /// ([`Machine::output`](crate::Machine::output)); the error holds the
+    /// last reply.
+    #[error(transparent)]
+    Output(#[from] OutputError),
 }
 
 impl StateError {
@@ -203,12 +222,13 @@ impl StateError {
             StateError::Scratch(_) => StateErrorKind::Scratch,
             StateError::Custom(_) => StateErrorKind::Custom,
             StateError::TimedOut { .. } => StateErrorKind::StateTimeout,
+            StateError::Output(_) => StateErrorKind::Output,
         }
     }
 
     /// The failure's code, the one every record of it uses: the model
     /// error's code as `model:http_503`, else the kind (`action`,
-    /// `precondition`, `scratch`, `custom`, `state_timeout`).
+    /// `precondition`, `scratch`, `custom`, `state_timeout`, `output`).
     pub fn code(&self) -> String {
         match self {
             StateError::Model(e) => format!("model:{}", e.code()),
@@ -234,6 +254,8 @@ pub enum StateErrorKind {
     Custom,
     /// [`StateError::TimedOut`].
     StateTimeout,
+    /// [`StateError::Output`].
+    Output,
 }
 
 impl StateErrorKind {
@@ -246,6 +268,7 @@ impl StateErrorKind {
             StateErrorKind::Scratch => "scratch",
             StateErrorKind::Custom => "custom",
             StateErrorKind::StateTimeout => "state_timeout",
+            StateErrorKind::Output => "output",
         }
     }
 }

@@ -12,7 +12,7 @@
 //! # });
 //! ```
 //!
-//! It covers put, get, list, runs, fork, delete, concurrent writers and
+//! It covers put, get, list, runs, rerun, delete, concurrent writers and
 //! reopening. Run ids carry a random prefix, so the suite can run many times
 //! against one database.
 
@@ -134,11 +134,11 @@ where
         return Err(fail("runs", format!("{a} missing or unsorted in {runs:?}")));
     }
 
-    // fork
+    // rerun
     let b = run("b");
-    let fork = store.fork(&a, 1, &b).await.map_err(backend("fork"))?;
+    let first = store.rerun(&a, 1, &b).await.map_err(backend("rerun"))?;
     let origin = checkpoint(&a, 1);
-    let got = store.get(&b, None).await.map_err(backend("fork"))?;
+    let got = store.get(&b, None).await.map_err(backend("rerun"))?;
     match &got {
         Some(c)
             if c.step == 1
@@ -146,22 +146,27 @@ where
                 && c.next == origin.next
                 && c.path == origin.path
                 && c.parent.as_ref().map(|p| (p.run_id.as_str(), p.step)) == Some((&a, 1))
-                && *c == fork => {}
-        other => return Err(fail("fork", format!("forked run reads {other:?}"))),
+                && *c == first => {}
+        other => return Err(fail("rerun", format!("the rerun reads {other:?}"))),
     }
-    if store.list(&a).await.map_err(backend("fork"))?.len() != 4 {
-        return Err(fail("fork", "forking changed the original run"));
+    if store.list(&a).await.map_err(backend("rerun"))?.len() != 4 {
+        return Err(fail("rerun", "a rerun changed the original run"));
     }
-    match store.fork(&a, 1, &b).await {
+    match store.rerun(&a, 1, &b).await {
         Err(StoreError::Exists { .. }) => {}
-        other => return Err(fail("fork", format!("fork onto a taken id gave {other:?}"))),
+        other => {
+            return Err(fail(
+                "rerun",
+                format!("a rerun onto a taken id gave {other:?}"),
+            ))
+        }
     }
-    match store.fork(&a, 7, &run("c")).await {
+    match store.rerun(&a, 7, &run("c")).await {
         Err(StoreError::NotFound { .. }) => {}
         other => {
             return Err(fail(
-                "fork",
-                format!("fork from a missing step gave {other:?}"),
+                "rerun",
+                format!("a rerun from a missing step gave {other:?}"),
             ))
         }
     }

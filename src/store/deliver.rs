@@ -1,4 +1,4 @@
-//! Filing a person's reply in a paused run: the checkpoint chain from a
+//! Filing a person's response in a paused run: the checkpoint chain from a
 //! run down to the branch or sub-machine that asked.
 
 use super::{Checkpoint, Store, StoreError};
@@ -6,25 +6,25 @@ use super::{Checkpoint, Store, StoreError};
 /// What [`deliver`] found.
 #[derive(Debug)]
 pub(crate) enum Delivery {
-    /// The reply is filed; the run's last checkpoint, no longer waiting.
+    /// The response is filed; the run's last checkpoint, no longer waiting.
     Filed(Box<Checkpoint>),
-    /// This run in the chain is not paused for a reply; nothing was written.
+    /// This run in the chain is not paused for a response; nothing was written.
     NotPaused {
         /// The run.
         run_id: String,
     },
 }
 
-/// Files `reply` in the run that asked: `run_id` itself, or the child its
+/// Files `response` in the run that asked: `run_id` itself, or the child its
 /// pending request names (and so on down), and saves the chain.
 pub(crate) async fn deliver(
     store: &dyn Store,
     run_id: &str,
-    reply: serde_json::Value,
+    response: serde_json::Value,
 ) -> Result<Delivery, StoreError> {
     let mut chain = Vec::new();
     let mut at = run_id.to_owned();
-    let mut reply = Some(reply);
+    let mut response = Some(response);
     loop {
         let mut last = store
             .get(&at, None)
@@ -38,8 +38,8 @@ pub(crate) async fn deliver(
         };
         let asker = request.run_id.clone();
         if asker.is_empty() || asker == at {
-            if let Some(reply) = reply.take() {
-                last.env.replies.insert(request.id, reply);
+            if let Some(response) = response.take() {
+                last.env.responses.insert(request.id, response);
             }
             chain.push(last);
             break;
@@ -48,7 +48,7 @@ pub(crate) async fn deliver(
         at = asker;
     }
     // The asker first: a crash midway leaves the parent still waiting,
-    // and a second reply finds the asker no longer so (NotPaused).
+    // and a second response finds the asker no longer so (NotPaused).
     for checkpoint in chain.iter().rev() {
         store.put(checkpoint).await?;
     }

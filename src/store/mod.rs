@@ -1,11 +1,11 @@
 //! Checkpoints: the [`Env`] saved after every step, so a run can resume
-//! after a crash or fork from any step.
+//! after a crash or rerun from any step.
 //!
 //! A [`Store`] keeps [`Checkpoint`]s by run id and step. Give a machine one
 //! with [`Machine::with_store`](crate::Machine::with_store) and it saves the
 //! env before the first state (step 0) and after each state, before entering
 //! the next. [`Machine::resume`](crate::Machine::resume) continues a run from
-//! its last checkpoint; [`Machine::fork`](crate::Machine::fork) starts a new
+//! its last checkpoint; [`Machine::rerun`](crate::Machine::rerun) starts a new
 //! run from any step of an old one.
 //!
 //! Four stores come with the engine: [`MemoryStore`], [`SqliteStore`] (the
@@ -75,7 +75,7 @@ pub struct Checkpoint {
     /// The names of the states run so far, in order.
     #[serde(default)]
     pub path: Vec<String>,
-    /// The run and step this run was forked from.
+    /// The run and step this run reruns from ([`Store::rerun`]).
     #[serde(default)]
     pub parent: Option<Parent>,
     /// When it was saved, in milliseconds since the Unix epoch.
@@ -88,9 +88,9 @@ pub struct Checkpoint {
 }
 
 impl Checkpoint {
-    /// The first checkpoint of run `new_run_id`, forked from `origin` (the
+    /// The first checkpoint of run `new_run_id`, a rerun of `origin` (the
     /// checkpoint of `run_id` at `step`, if there is one).
-    pub(crate) fn fork_of(
+    pub(crate) fn rerun_of(
         origin: Option<Checkpoint>,
         run_id: &str,
         step: u32,
@@ -126,12 +126,12 @@ pub(crate) async fn own_first_attempt<S: Store + ?Sized>(
     Ok(found.as_ref() == Some(checkpoint))
 }
 
-/// Where a forked run came from.
+/// Where a rerun came from ([`Store::rerun`]).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Parent {
     /// The original run.
     pub run_id: String,
-    /// Its step the fork starts from.
+    /// Its step the rerun starts from.
     pub step: u32,
 }
 
@@ -174,7 +174,7 @@ pub enum StoreError {
         /// The step asked for; `None` for the latest.
         step: Option<u32>,
     },
-    /// A fork was asked to create a run id that already has checkpoints.
+    /// A rerun was asked to create a run id that already has checkpoints.
     #[error("run `{run_id}` already exists")]
     Exists {
         /// The run.
@@ -263,7 +263,7 @@ pub trait Store: Send + Sync {
     /// checkpoint recording where it came from, written with
     /// [`put_new`](Self::put_new). Fails with [`StoreError::Exists`] if
     /// `new_run_id` has checkpoints.
-    fn fork<'a>(
+    fn rerun<'a>(
         &'a self,
         run_id: &'a str,
         step: u32,
@@ -271,13 +271,13 @@ pub trait Store: Send + Sync {
     ) -> BoxFuture<'a, Result<Checkpoint, StoreError>> {
         Box::pin(async move {
             let origin = self.get(run_id, Some(step)).await?;
-            let fork = Checkpoint::fork_of(origin, run_id, step, new_run_id)?;
-            if !self.put_new(&fork).await? {
+            let first = Checkpoint::rerun_of(origin, run_id, step, new_run_id)?;
+            if !self.put_new(&first).await? {
                 return Err(StoreError::Exists {
-                    run_id: fork.run_id,
+                    run_id: first.run_id,
                 });
             }
-            Ok(fork)
+            Ok(first)
         })
     }
 }
@@ -311,13 +311,13 @@ impl<S: Store + ?Sized> Store for std::sync::Arc<S> {
     ) -> BoxFuture<'a, Result<bool, StoreError>> {
         (**self).put_new(checkpoint)
     }
-    fn fork<'a>(
+    fn rerun<'a>(
         &'a self,
         run_id: &'a str,
         step: u32,
         new_run_id: &'a str,
     ) -> BoxFuture<'a, Result<Checkpoint, StoreError>> {
-        (**self).fork(run_id, step, new_run_id)
+        (**self).rerun(run_id, step, new_run_id)
     }
 }
 

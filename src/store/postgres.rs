@@ -1,7 +1,7 @@
 //! [`PostgresStore`]: checkpoints in PostgreSQL tables.
 //!
 //! Every write is one SQL statement: a run's row in `statewise_runs` and its
-//! checkpoint go in together, and a fork claims its run id with that row's
+//! checkpoint go in together, and a rerun claims its run id with that row's
 //! primary key, so no transaction (and no pooled connection) is needed.
 
 use std::future::Future;

@@ -2,7 +2,7 @@
 //!
 //! Each run has a hash of checkpoint bodies, a hash of their metadata and a
 //! sorted set of its steps; every write is one Lua script, so a reader never
-//! sees a body without its step, and a fork's check-then-write is atomic.
+//! sees a body without its step, and a rerun's check-then-write is atomic.
 
 use std::sync::LazyLock;
 
@@ -13,7 +13,7 @@ use super::{from_json, to_json, Checkpoint, CheckpointMeta, Store, StoreError};
 use crate::backend::redis::RedisConn;
 use crate::env::{Journal, JournalError, Observation};
 
-// The parts of the write scripts, shared so a fork is fenced, counted and
+// The parts of the write scripts, shared so a rerun is fenced, counted and
 // logged exactly as a put is. KEYS: bodies, steps, metas, runs, fence,
 // writers. ARGV: step, body, meta, run id, token or "".
 
@@ -162,7 +162,7 @@ impl RedisStore {
     }
 
     /// This store writing under the claim `token` on run `run_id` (from
-    /// [`claim`](Self::claim)): every write (put, fork, delete) first checks,
+    /// [`claim`](Self::claim)): every write (put, rerun, delete) first checks,
     /// in the same atomic script, that the token is still the run's
     /// current one, and fails with [`StoreError::Fenced`] otherwise. A
     /// worker that was paused past its lease cannot overwrite the

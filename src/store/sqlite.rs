@@ -186,7 +186,7 @@ impl Store for SqliteStore {
                 checkpoint.state.clone(),
                 checkpoint.created_ms as i64,
             );
-            // Check and insert in one transaction, so two forks to one id
+            // Check and insert in one transaction, so two reruns to one id
             // cannot both succeed.
             self.db
                 .call(move |conn| {

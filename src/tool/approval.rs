@@ -1,8 +1,8 @@
 //! Tool approval: the request a toolbox's guarded calls make of a person,
-//! and the reply that approves, rejects or edits each call.
+//! and the response that approves, rejects or edits each call.
 //!
 //! The request is an [`Interrupt`] whose id is made from the call ids, so a
-//! state that asked finds the reply when it runs again; the reply is plain
+//! state that asked finds the response when it runs again; the response is plain
 //! JSON (one [`Decision`] per call id), so a web client or a terminal can
 //! write it without this crate.
 
@@ -32,32 +32,32 @@ pub enum Decision {
     },
 }
 
-/// The decisions on one approval request, by call id: the reply to
-/// [`approval_request`]. A reply of plain `true` approves every call and
+/// The decisions on one approval request, by call id: the response to
+/// [`approval_request`]. A response of plain `true` approves every call and
 /// `false` rejects every call.
 ///
 /// ```
 /// use statewise::tool::approval::{Approvals, Decision};
 /// use serde_json::json;
 ///
-/// let reply = Approvals::new()
+/// let response = Approvals::new()
 ///     .approve("c1")
 ///     .reject("c2", "not on a Friday")
 ///     .edit("c3", json!({"to": "ops@example.com"}))
-///     .into_reply();
-/// let back = Approvals::from_reply(&reply).unwrap();
+///     .into_response();
+/// let back = Approvals::from_response(&response).unwrap();
 /// assert_eq!(back.get("c2"), Some(&Decision::Reject { reason: "not on a Friday".into() }));
 /// ```
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Approvals {
     decisions: BTreeMap<String, Decision>,
-    /// For a reply of plain `true` or `false`: the decision on any call.
+    /// For a response of plain `true` or `false`: the decision on any call.
     all: Option<Decision>,
 }
 
-/// A reply that is neither a decision per call id nor `true`/`false`.
+/// A response that is neither a decision per call id nor `true`/`false`.
 #[derive(Debug, thiserror::Error)]
-#[error("an approval reply must be true, false or {{\"<call id>\": {{\"decision\": \"approve\" | \"reject\" | \"edit\", ...}}}}: {source}")]
+#[error("an approval response must be true, false or {{\"<call id>\": {{\"decision\": \"approve\" | \"reject\" | \"edit\", ...}}}}: {source}")]
 pub struct ApprovalError {
     #[source]
     source: serde_json::Error,
@@ -90,14 +90,14 @@ impl Approvals {
         self
     }
 
-    /// The reply to give [`Machine::resume_with`](crate::Machine::resume_with).
-    pub fn into_reply(self) -> Value {
+    /// The response to give [`Machine::resume_with`](crate::Machine::resume_with).
+    pub fn into_response(self) -> Value {
         json!(self.decisions)
     }
 
-    /// Reads a reply: decisions by call id, or `true`/`false` for all.
-    pub fn from_reply(reply: &Value) -> Result<Self, ApprovalError> {
-        match reply {
+    /// Reads a response: decisions by call id, or `true`/`false` for all.
+    pub fn from_response(response: &Value) -> Result<Self, ApprovalError> {
+        match response {
             Value::Bool(true) => Ok(Approvals {
                 all: Some(Decision::Approve),
                 ..Approvals::default()
@@ -117,7 +117,7 @@ impl Approvals {
         }
     }
 
-    /// The decision on call `call_id`; a call the reply does not name is
+    /// The decision on call `call_id`; a call the response does not name is
     /// not approved.
     pub fn get(&self, call_id: &str) -> Option<&Decision> {
         self.decisions.get(call_id).or(self.all.as_ref())
@@ -162,7 +162,7 @@ pub enum Verdict {
 
 /// The request for a person to approve `calls`: its id names the calls,
 /// its payload lists them (id, tool, arguments) and its schema describes
-/// the reply ([`Approvals`]).
+/// the response ([`Approvals`]).
 pub fn approval_request(calls: &[&ToolCall]) -> Interrupt {
     let ids: Vec<&str> = calls.iter().map(|c| c.id.as_str()).collect();
     let names: Vec<&str> = calls.iter().map(|c| c.name.as_str()).collect();
@@ -171,11 +171,11 @@ pub fn approval_request(calls: &[&ToolCall]) -> Interrupt {
         format!("Run {}?", names.join(", ")),
     )
     .with_payload(json!({ "tool_calls": calls }))
-    .with_schema(reply_schema())
+    .with_schema(response_schema())
 }
 
-/// The JSON Schema of an approval reply.
-fn reply_schema() -> Value {
+/// The JSON Schema of an approval response.
+fn response_schema() -> Value {
     json!({
         "oneOf": [
             { "type": "boolean", "description": "true approves every call, false rejects every call" },
@@ -204,12 +204,12 @@ mod tests {
 
     #[test]
     fn each_decision_is_applied() {
-        let approvals = Approvals::from_reply(
+        let approvals = Approvals::from_response(
             &Approvals::new()
                 .approve("c1")
                 .reject("c2", "too late")
                 .edit("c3", json!({"to": "b@example.com"}))
-                .into_reply(),
+                .into_response(),
         )
         .unwrap();
         assert_eq!(approvals.apply(&call("c1")), Verdict::Run(call("c1")));
@@ -222,18 +222,18 @@ mod tests {
             panic!("edited");
         };
         assert_eq!(edited.arguments, json!({"to": "b@example.com"}));
-        // A call the reply leaves out does not run.
+        // A call the response leaves out does not run.
         assert!(matches!(approvals.apply(&call("c4")), Verdict::Rejected(_)));
     }
 
     #[test]
     fn true_and_false_decide_for_every_call() {
-        let yes = Approvals::from_reply(&json!(true)).unwrap();
+        let yes = Approvals::from_response(&json!(true)).unwrap();
         assert!(matches!(yes.apply(&call("any")), Verdict::Run(_)));
-        let no = Approvals::from_reply(&json!(false)).unwrap();
+        let no = Approvals::from_response(&json!(false)).unwrap();
         assert!(matches!(no.apply(&call("any")), Verdict::Rejected(_)));
-        assert!(Approvals::from_reply(&json!("yes please")).is_err());
-        assert!(Approvals::from_reply(&json!({"c1": {"decision": "maybe"}})).is_err());
+        assert!(Approvals::from_response(&json!("yes please")).is_err());
+        assert!(Approvals::from_response(&json!({"c1": {"decision": "maybe"}})).is_err());
     }
 
     #[test]

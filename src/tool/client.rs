@@ -16,14 +16,14 @@ use crate::env::{Interrupt, Observation, ToolCall};
 /// The prefix of a [`client_request`]'s id.
 pub const CLIENT_REQUEST_PREFIX: &str = "client:";
 
-/// The request for the caller to run `calls` of client tools and reply
+/// The request for the caller to run `calls` of client tools and response
 /// with their results ([`ClientResults`]).
 pub fn client_request(calls: &[&ToolCall]) -> Interrupt {
     let ids: Vec<&str> = calls.iter().map(|c| c.id.as_str()).collect();
     let names: Vec<&str> = calls.iter().map(|c| c.name.as_str()).collect();
     Interrupt::new(
         format!("{CLIENT_REQUEST_PREFIX}{}", ids.join(",")),
-        format!("Run {} and reply with the results.", names.join(", ")),
+        format!("Run {} and response with the results.", names.join(", ")),
     )
     .with_payload(json!({ "tool_calls": calls }))
     .with_schema(json!({
@@ -50,7 +50,7 @@ pub fn is_client_request(request: &Interrupt) -> bool {
     request.id.starts_with(CLIENT_REQUEST_PREFIX)
 }
 
-/// The results of client tool calls, by call id: the reply to a
+/// The results of client tool calls, by call id: the response to a
 /// [`client_request`]. A result `{"error": "..."}` (an object with only
 /// that key) is a failed call.
 ///
@@ -59,8 +59,8 @@ pub fn is_client_request(request: &Interrupt) -> bool {
 /// use statewise::ToolCall;
 /// use serde_json::json;
 ///
-/// let reply = json!({"c1": "22 °C in Lisbon"});
-/// let results = ClientResults::from_reply(&reply);
+/// let response = json!({"c1": "22 °C in Lisbon"});
+/// let results = ClientResults::from_response(&response);
 /// let call = ToolCall::new("c1", "weather", json!({"city": "Lisbon"}));
 /// let seen = results.observe(&call);
 /// assert_eq!(seen.render(), "22 °C in Lisbon");
@@ -83,22 +83,22 @@ impl ClientResults {
         self
     }
 
-    /// The results in a reply; a reply that is not an object holds none.
-    pub fn from_reply(reply: &Value) -> Self {
-        let results = reply
+    /// The results in a response; a response that is not an object holds none.
+    pub fn from_response(response: &Value) -> Self {
+        let results = response
             .as_object()
             .map(|o| o.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
             .unwrap_or_default();
         ClientResults { results }
     }
 
-    /// The reply that carries these results.
-    pub fn into_reply(self) -> Value {
+    /// The response that carries these results.
+    pub fn into_response(self) -> Value {
         Value::Object(self.results.into_iter().collect())
     }
 
     /// Call `call`'s observation: its result, or an error observation when
-    /// the reply failed it or left it out (the model then sees why).
+    /// the response failed it or left it out (the model then sees why).
     pub fn observe(&self, call: &ToolCall) -> Observation {
         let (content, is_error) = match self.results.get(&call.id) {
             None => (
@@ -137,11 +137,11 @@ mod tests {
 
     #[test]
     fn results_become_observations_and_a_missing_one_is_an_error() {
-        let results = ClientResults::from_reply(
+        let results = ClientResults::from_response(
             &ClientResults::new()
                 .with("c1", json!({"temp": 21}))
                 .with("c2", json!({"error": "no GPS"}))
-                .into_reply(),
+                .into_response(),
         );
         let ok = results.observe(&ToolCall::new("c1", "weather", json!({})));
         assert_eq!(
@@ -153,7 +153,7 @@ mod tests {
         let missing = results.observe(&ToolCall::new("c3", "where", json!({})));
         assert!(missing.is_error);
         assert!(
-            ClientResults::from_reply(&json!(true))
+            ClientResults::from_response(&json!(true))
                 .observe(&ToolCall::new("c1", "x", json!({})))
                 .is_error
         );

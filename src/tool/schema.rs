@@ -10,13 +10,11 @@
 //! `jsonschema`; without it, arguments are checked only by the tool's own
 //! deserialization.
 
-#[cfg(feature = "jsonschema")]
-use jsonschema::error::ValidationErrorKind;
-use schemars::generate::SchemaSettings;
 use schemars::JsonSchema;
 use serde_json::{json, Value};
 
 use super::ToolError;
+use crate::schema::{schema_of, SchemaCheck};
 
 /// The JSON Schema of `T` as a tool's `parameters`: subschemas inlined,
 /// without the `$schema` and `title` keys (they only lengthen prompts),
@@ -40,19 +38,8 @@ use super::ToolError;
 /// assert_eq!(schema["properties"]["city"]["description"], "The city to look up.");
 /// ```
 pub fn parameters_of<T: JsonSchema + ?Sized>() -> Value {
-    let settings = SchemaSettings::draft2020_12().with(|s| {
-        s.inline_subschemas = true;
-        s.meta_schema = None;
-    });
-    let schema = settings.into_generator().into_root_schema_for::<T>();
-    match schema.to_value() {
-        Value::Object(mut map) => {
-            map.remove("title");
-            if map.is_empty() {
-                return json!({"type": "object"});
-            }
-            Value::Object(map)
-        }
+    match schema_of::<T>() {
+        schema @ Value::Object(_) => schema,
         // `true`: anything goes.
         _ => json!({"type": "object"}),
     }
@@ -61,18 +48,13 @@ pub fn parameters_of<T: JsonSchema + ?Sized>() -> Value {
 /// A tool's parameter schema, compiled once, checking arguments before the
 /// call.
 pub(crate) struct ArgumentCheck {
-    #[cfg(feature = "jsonschema")]
-    validator: Option<jsonschema::Validator>,
+    check: Option<SchemaCheck>,
 }
 
 impl std::fmt::Debug for ArgumentCheck {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        #[cfg(feature = "jsonschema")]
-        let checks = self.validator.is_some();
-        #[cfg(not(feature = "jsonschema"))]
-        let checks = false;
         f.debug_struct("ArgumentCheck")
-            .field("checks", &checks)
+            .field("checks", &self.check.is_some())
             .finish()
     }
 }
@@ -80,59 +62,31 @@ impl std::fmt::Debug for ArgumentCheck {
 impl ArgumentCheck {
     /// Compiles `tool`'s schema. A schema that does not compile checks
     /// nothing (the tool still rejects what it cannot read), with a warning.
-    #[cfg(feature = "jsonschema")]
     pub(crate) fn new(tool: &str, schema: &Value) -> Self {
-        let validator = match jsonschema::validator_for(schema) {
-            Ok(v) => Some(v),
+        let check = match SchemaCheck::new(schema) {
+            Ok(check) => Some(check),
             Err(error) => {
                 tracing::warn!(tool, %error, "tool schema does not compile; arguments go unchecked");
                 None
             }
         };
-        ArgumentCheck { validator }
-    }
-
-    /// Without the `jsonschema` feature, nothing to compile.
-    #[cfg(not(feature = "jsonschema"))]
-    pub(crate) fn new(_tool: &str, _schema: &Value) -> Self {
-        ArgumentCheck {}
-    }
-
-    /// Without the `jsonschema` feature, every argument passes here (the
-    /// tool still rejects what it cannot read).
-    #[cfg(not(feature = "jsonschema"))]
-    pub(crate) fn check(&self, _tool: &str, _arguments: &Value) -> Result<(), ToolError> {
-        Ok(())
+        ArgumentCheck { check }
     }
 
     /// The first way `arguments` break the schema, as the error the model
-    /// is shown.
-    #[cfg(feature = "jsonschema")]
+    /// is shown (without the `jsonschema` feature, none: the tool still
+    /// rejects what it cannot read).
     pub(crate) fn check(&self, tool: &str, arguments: &Value) -> Result<(), ToolError> {
-        let Some(validator) = &self.validator else {
+        let Some(check) = &self.check else {
             return Ok(());
         };
-        let Some(error) = validator.iter_errors(arguments).next() else {
-            return Ok(());
-        };
-        let mut field: Vec<String> = error
-            .instance_path()
-            .as_str()
-            .split('/')
-            .skip(1)
-            .map(|s| s.replace("~1", "/").replace("~0", "~"))
-            .collect();
-        if let ValidationErrorKind::Required { property } = error.kind() {
-            field.push(
-                property
-                    .as_str()
-                    .map_or_else(|| property.to_string(), str::to_owned),
-            );
+        match check.problems(arguments).into_iter().next() {
+            None => Ok(()),
+            Some(problem) => Err(ToolError::InvalidArguments {
+                tool: tool.to_owned(),
+                field: problem.field,
+                message: problem.message,
+            }),
         }
-        Err(ToolError::InvalidArguments {
-            tool: tool.to_owned(),
-            field: (!field.is_empty()).then(|| field.join(".")),
-            message: error.to_string(),
-        })
     }
 }

@@ -8,7 +8,7 @@ use serde_json::Value;
 use crate::env::{Action, Env, ToolCall, Usage};
 use crate::fit::Fitted;
 use crate::model::ModelCall;
-use crate::state::{Emit, Next};
+use crate::state::{ActionParsed, Emit, Next};
 
 /// One line of a trace.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -212,7 +212,11 @@ impl StepTrace {
             Emit::Reasoning(t) => r.reasoning.push_str(t),
             Emit::ModelCall(call) => r.model_calls.push((**call).clone()),
             Emit::ContextFitted(f) => r.fitted.push(f.clone()),
-            Emit::ActionParsed(action) => r.action = Some(action.clone()),
+            Emit::Custom(custom) => {
+                if let Some(ActionParsed(action)) = custom.decode() {
+                    r.action = Some(action);
+                }
+            }
             Emit::ToolCallStarted(call) => r.tools.push(ToolRecord {
                 call: call.clone(),
                 output: None,
@@ -237,8 +241,7 @@ impl StepTrace {
                 }
             }
             // A pause shows in the step's `next`.
-            Emit::PartialAction(_)
-            | Emit::RepeatedCall { .. }
+            Emit::PartialOutput(_)
             | Emit::Interrupt(_)
             // Decoded from the raw text the tokens already hold, or the
             // reply's tool calls, recorded whole with the model call.

@@ -2,29 +2,52 @@
 
 use futures::StreamExt;
 use statewise::fit::Fitter;
-use statewise::model::{split_words, ChatRequest, Params, SharedModel};
+use statewise::model::{ChatRequest, Params, SharedModel};
+use statewise::output::Output;
 use statewise::{Action, Emit, EmitStream, Env, Message, Next, Role, State, StateError};
 
-use crate::{prompt, ANSWER, STREAMED_ANSWER};
+use crate::{prompt, ANSWER};
 
 const DEFAULT_INSTRUCTIONS: &str =
     "Write the final answer to the user's last request, using the observations above. \
      Answer directly, in plain text.";
 
-/// Streams the final answer into `env.answer`, then ends the run.
+/// What a typed output is asked for with, before its schema.
+const OUTPUT_INSTRUCTIONS: &str =
+    "Give what the user's last request asks for as data, taken from the conversation and the \
+     observations above. Copy each value as it is written there; use null only for a field \
+     they do not give.";
+
+/// Gives the final answer: streams it as [`Emit::AnswerToken`]s into
+/// `env.answer`, then ends the run.
 ///
-/// [`Answer::new`] streams the answer the Reasoning state already gave;
-/// [`Answer::with_model`] writes it with its own model call (say, a small
-/// fast model after a large reasoning one).
+/// [`Answer::new`] gives the answer the Reasoning state chose, unless that
+/// state already gave it (streamed it and wrote `env.answer`, as the stock
+/// Reasoning does); [`Answer::with_model`] writes it with its own model
+/// call (say, a small fast model after a large reasoning one).
+///
+/// When the run asks for a typed output ([`Machine::output`](statewise::Machine::output)),
+/// the answer is a JSON object of that schema, written by its model
+/// ([`Answer::with_model`]'s, else [`Answer::output_model`]'s): the reply
+/// streams as [`Emit::Token`]s, is repaired and checked, and the model is
+/// asked again with the problems, at most
+/// [`Output::max_retries`](statewise::output::Output::max_retries) times;
+/// the object that fits is then the answer, sent as one
+/// [`Emit::AnswerToken`]. After the last retry the state fails with
+/// [`OutputError::Invalid`](statewise::output::OutputError::Invalid),
+/// which holds the last reply (also kept in `env.messages`).
 #[derive(Clone)]
 pub struct Answer {
     name: String,
     model: Option<SharedModel>,
+    output_model: Option<SharedModel>,
     apology: Option<String>,
     instructions: String,
     params: Params,
     fitter: Fitter,
     compact: bool,
+    grounded: bool,
+    shots: Vec<(String, String)>,
 }
 
 impl std::fmt::Debug for Answer {
@@ -43,16 +66,20 @@ impl Default for Answer {
 }
 
 impl Answer {
-    /// Streams the final answer already chosen by Reasoning.
+    /// Gives the final answer already chosen by Reasoning (nothing to send
+    /// when Reasoning gave it).
     pub fn new() -> Self {
         Answer {
             name: ANSWER.to_owned(),
             model: None,
+            output_model: None,
             apology: None,
             instructions: DEFAULT_INSTRUCTIONS.to_owned(),
             params: Params::default(),
             fitter: Fitter::default(),
             compact: false,
+            grounded: false,
+            shots: Vec::new(),
         }
     }
 
@@ -62,6 +89,14 @@ impl Answer {
             model: Some(model),
             ..Self::new()
         }
+    }
+
+    /// The model that writes a typed output when the run asks for one and
+    /// this state has no model of its own ([`Answer::with_model`]); the
+    /// stock [`agent`](crate::agent) passes its model here.
+    pub fn output_model(mut self, model: SharedModel) -> Self {
+        self.output_model = Some(model);
+        self
     }
 
     /// Renames the state.
@@ -99,8 +134,8 @@ impl Answer {
     }
 
     /// Asks [`Answer::with_model`]'s model in one message holding the
-    /// user's last question and the tool results since (`Question: ...`,
-    /// `Tool result (clock): ...`), instead of the whole conversation; with
+    /// user's last question and the tool results since (`What is 7 * 8?`,
+    /// `(The calculator says: 56)`), instead of the whole conversation; with
     /// no tool results, that is the question as the user asked it. Small
     /// models answer this well and echo a conversation's tool messages
     /// otherwise.
@@ -109,31 +144,92 @@ impl Answer {
         self
     }
 
+    /// Holds [`Answer::with_model`]'s answer to the tool results it is
+    /// given (default off): an answer that leaves out a number of a short
+    /// result (`134` from the calculator; the day, year and time from the
+    /// clock) is replaced by the results themselves, since a small model
+    /// sometimes writes a greeting or another number instead. The check
+    /// needs the whole answer, so an answer after tool calls is sent whole
+    /// once written (its pieces stream as [`Emit::Token`]s); one without
+    /// tool results streams as usual.
+    pub fn grounded(mut self, on: bool) -> Self {
+        self.grounded = on;
+        self
+    }
+
+    /// Worked exchanges (question, answer) put before the question of an
+    /// [`Answer::compact`] request with no tool results, as earlier turns
+    /// of the conversation: a small model answers in their manner (one
+    /// plain sentence) where it rambles or drifts into another language
+    /// without them. Pick questions unlike the ones your users ask, so no
+    /// answer is copied.
+    pub fn shots<Q: Into<String>, A: Into<String>>(
+        mut self,
+        shots: impl IntoIterator<Item = (Q, A)>,
+    ) -> Self {
+        self.shots = shots
+            .into_iter()
+            .map(|(q, a)| (q.into(), a.into()))
+            .collect();
+        self
+    }
+
     /// The request [`Answer::with_model`] sends for `env`, before fitting;
-    /// a draft answer from Reasoning is passed along, last.
+    /// a draft answer from Reasoning is passed along, last. When the run
+    /// asks for a typed output, the instructions ask for it: by its field
+    /// names when the model constrains its reply to the request's
+    /// `response_schema` (then set), else by the whole schema.
     pub fn request(&self, env: &Env) -> ChatRequest {
+        let output = env.settings.output.as_deref();
+        let constrained = self.writer().is_some_and(|m| m.capabilities().json_schema);
+        let instructions = match output {
+            Some(output) => format!(
+                "{OUTPUT_INSTRUCTIONS}\n{}",
+                output.instructions(constrained)
+            ),
+            None => self.instructions.clone(),
+        };
         let mut messages = match self.compact {
             true => {
+                let mut messages = vec![Message::system(instructions)];
                 let (question, with_results) = compact_question(env);
-                let system = match with_results {
-                    true => format!("{} {COMPACT_RESULTS_NOTE}", self.instructions),
-                    false => self.instructions.clone(),
-                };
-                vec![Message::system(system), Message::user(question)]
+                if !with_results {
+                    for (q, a) in &self.shots {
+                        messages.push(Message::user(q.clone()));
+                        messages.push(Message::assistant(a.clone()));
+                    }
+                }
+                messages.push(Message::user(question));
+                messages
             }
-            false => prompt::conversation(self.instructions.clone(), env),
+            false => prompt::conversation(instructions, env),
         };
         if let Some(Action::FinalAnswer(draft)) = &env.action {
-            messages.push(Message::user(format!(
-                "Draft answer: {draft}\nWrite the final answer."
-            )));
+            let ask = match output {
+                Some(output) => format!("Write the {} as one JSON object.", output.name()),
+                None => "Write the final answer.".to_owned(),
+            };
+            messages.push(Message::user(format!("Draft answer: {draft}\n{ask}")));
         }
         ChatRequest {
             messages,
             tools: Vec::new(),
             params: self.params.clone(),
-            response_schema: None,
+            // The provider's own constraint where it has one; else the
+            // instructions carry the whole schema.
+            response_schema: output.filter(|_| constrained).map(Output::request_schema),
         }
+    }
+}
+
+impl Answer {
+    /// The model that writes a typed output, if any.
+    pub(crate) fn writer(&self) -> Option<&SharedModel> {
+        self.model.as_ref().or(self.output_model.as_ref())
+    }
+
+    pub(crate) fn fitting(&self) -> &Fitter {
+        &self.fitter
     }
 }
 
@@ -143,6 +239,9 @@ impl State for Answer {
     }
 
     fn run<'a>(&'a self, env: &'a mut Env) -> EmitStream<'a> {
+        if let Some(output) = env.settings.output.clone() {
+            return crate::output::write(self, output, env);
+        }
         Box::pin(statewise::try_stream! {
             let apologize = !env.errors.is_empty() && !matches!(env.action, Some(Action::FinalAnswer(_)));
             let model = match (&self.model, &self.apology) {
@@ -150,17 +249,12 @@ impl State for Answer {
                 (model, _) => model.as_ref(),
             };
             let Some(model) = model else {
-                // What Reasoning already streamed of it is not sent again.
-                let streamed = env.scratch.get(&STREAMED_ANSWER)?.unwrap_or_default();
-                env.scratch.remove(&STREAMED_ANSWER);
-                let (answer, sent) = match (env.action.take(), &self.apology) {
-                    (_, Some(apology)) if apologize => (apology.clone(), 0),
-                    (Some(Action::FinalAnswer(answer)), _) => {
-                        // A repaired answer that differs from what streamed
-                        // is not sent again either: it cannot be taken back.
-                        let sent = if answer.starts_with(&streamed) { streamed.len() } else { answer.len() };
-                        (answer, sent)
-                    }
+                let answer = match (env.action.take(), &self.apology) {
+                    (_, Some(apology)) if apologize => apology.clone(),
+                    // Given already: streamed and written by the state
+                    // that chose it.
+                    (Some(Action::FinalAnswer(answer)), _) if env.answer.as_ref() == Some(&answer) => return,
+                    (Some(Action::FinalAnswer(answer)), _) => answer,
                     (other, _) => {
                         env.action = other;
                         Err(StateError::Precondition {
@@ -170,23 +264,36 @@ impl State for Answer {
                         return;
                     }
                 };
-                for word in split_words(&answer[sent..]) {
-                    yield Emit::Token(word.to_owned());
-                }
+                yield Emit::AnswerToken(answer.clone());
                 env.answer = Some(answer);
                 return;
             };
             let draft = usize::from(matches!(env.action, Some(Action::FinalAnswer(_))));
+            let results = match self.grounded {
+                true => results_since_question(env),
+                false => Vec::new(),
+            };
             let snapshot: &Env = env;
             let mut call = self.fitter.call(&**model, draft, &snapshot.settings, || self.request(snapshot));
             while let Some(streamed) = call.next().await {
-                yield Emit::from(streamed?);
+                yield match Emit::from(streamed?) {
+                    Emit::Token(t) if results.is_empty() => Emit::AnswerToken(t),
+                    emit => emit,
+                };
             }
             let reply = call.finish();
             env.usage.add(&reply.usage);
+            let answer = match results.is_empty() {
+                true => reply.text,
+                false => {
+                    let answer = grounded_answer(reply.text, &results);
+                    yield Emit::AnswerToken(answer.clone());
+                    answer
+                }
+            };
             env.action = None;
-            env.messages.push(Message::assistant(reply.text.clone()));
-            env.answer = Some(reply.text);
+            env.messages.push(Message::assistant(answer.clone()));
+            env.answer = Some(answer);
         })
     }
 
@@ -199,13 +306,88 @@ impl State for Answer {
     }
 }
 
-/// Added to the instructions of a [`Answer::compact`] request with tool
-/// results: without it a small model takes the message for a new topic.
-const COMPACT_RESULTS_NOTE: &str = "If a tool's result is shown, base the answer on it.";
+/// The tool results since the user's last question, with their tools.
+fn results_since_question(env: &Env) -> Vec<(String, String)> {
+    let asked = env
+        .messages
+        .iter()
+        .rposition(|m| m.role == Role::User)
+        .unwrap_or(0);
+    env.messages[asked..]
+        .iter()
+        .filter(|m| m.role == Role::Tool && !failed(env, m))
+        .map(|m| (prompt::tool_of(env, m).to_owned(), m.content.clone()))
+        .collect()
+}
+
+/// Whether tool message `m` holds a failed call's error: a small model
+/// reads it as the answer, so a compact request leaves it out (and the
+/// question is answered as if no tool had run).
+fn failed(env: &Env, m: &Message) -> bool {
+    env.observations
+        .iter()
+        .any(|o| o.is_error && m.tool_call_id.as_deref() == Some(o.call_id.as_str()))
+}
+
+/// Results longer than this are not checked: a long text is summed up,
+/// not copied, and its numbers need not all appear.
+const CHECKED_RESULT_CHARS: usize = 200;
+
+/// `answer` if it keeps every number and name of each short result, else
+/// the results themselves (`The calculator says: 134.`; a sentence as it
+/// is).
+fn grounded_answer(answer: String, results: &[(String, String)]) -> String {
+    let kept: Vec<&str> = numbers(&answer).into_iter().chain(names(&answer)).collect();
+    let keeps = results
+        .iter()
+        .filter(|(_, content)| content.chars().count() <= CHECKED_RESULT_CHARS)
+        .all(|(_, content)| {
+            numbers(content)
+                .into_iter()
+                .chain(names(content))
+                .all(|n| kept.contains(&n))
+        });
+    if keeps {
+        return answer;
+    }
+    let said: Vec<String> = results
+        .iter()
+        .map(|(tool, content)| match content.trim_end().ends_with('.') {
+            true => content.trim().to_owned(),
+            false => format!("The {tool} says: {}.", content.trim()),
+        })
+        .collect();
+    said.join(" ")
+}
+
+/// The capitalized words of `text` that do not open a sentence (`Friday`,
+/// `December`, `UTC` of `It is Friday, 4 December 2026, 21:13 UTC.`): the
+/// names a result holds.
+fn names(text: &str) -> Vec<&str> {
+    let mut names = Vec::new();
+    let mut opens = true;
+    for word in text.split_whitespace() {
+        let bare = word.trim_matches(|c: char| !c.is_alphanumeric());
+        if !opens && bare.chars().next().is_some_and(char::is_uppercase) {
+            names.push(bare);
+        }
+        opens = word.ends_with(['.', '!', '?', ':']);
+    }
+    names
+}
+
+/// The runs of digits in `text` (`21:13` gives `21` and `13`).
+fn numbers(text: &str) -> Vec<&str> {
+    text.split(|c: char| !c.is_ascii_digit())
+        .filter(|run| !run.is_empty())
+        .collect()
+}
 
 /// The user's last question with the tool results that came after it, in
-/// one message, and whether there were any; the question alone when there
-/// are none.
+/// one message (`What is 7 * 8?\n(The calculator says: 56)`), and whether
+/// there were any; the question alone when there are none. A 135M model
+/// answers from results given this way far more often than from a
+/// `Question: ... Tool result: ...` form, which it takes for a new topic.
 fn compact_question(env: &Env) -> (String, bool) {
     let asked = env
         .messages
@@ -219,15 +401,53 @@ fn compact_question(env: &Env) -> (String, bool) {
         .unwrap_or_default();
     let results: Vec<String> = env.messages[asked..]
         .iter()
-        .filter(|m| m.role == Role::Tool)
-        .map(|m| format!("Tool result ({}): {}", prompt::tool_of(env, m), m.content))
+        .filter(|m| m.role == Role::Tool && !failed(env, m))
+        .map(|m| format!("(The {} says: {})", prompt::tool_of(env, m), m.content))
         .collect();
     if results.is_empty() {
         return (question.to_owned(), false);
     }
-    let message = format!(
-        "Question: {question}\n{}\nAnswer the question in one sentence.",
-        results.join("\n")
-    );
-    (message, true)
+    (format!("{question}\n{}", results.join("\n")), true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::grounded_answer;
+
+    fn calc(n: &str) -> Vec<(String, String)> {
+        vec![("calculator".to_owned(), n.to_owned())]
+    }
+
+    #[test]
+    fn an_answer_that_keeps_the_results_numbers_stays() {
+        let answer = grounded_answer("17 * 23 = 391.".into(), &calc("391"));
+        assert_eq!(answer, "17 * 23 = 391.");
+    }
+
+    #[test]
+    fn an_answer_without_them_is_the_results() {
+        let answer = grounded_answer("I'm ready to help.".into(), &calc("134"));
+        assert_eq!(answer, "The calculator says: 134.");
+        let clock = vec![(
+            "clock".to_owned(),
+            "It is Friday, 4 December 2026, 21:13 UTC.".to_owned(),
+        )];
+        let answer = grounded_answer("It's 2026, 21:19 UTC.".into(), &clock);
+        assert_eq!(answer, "It is Friday, 4 December 2026, 21:13 UTC.");
+        // The numbers kept, the weekday not.
+        let answer = grounded_answer("The day is 4 December 2026, 21:13 UTC.".into(), &clock);
+        assert_eq!(answer, "It is Friday, 4 December 2026, 21:13 UTC.");
+        let answer = grounded_answer(
+            "Today is Friday, 4 December 2026, 21:13 UTC.".into(),
+            &clock,
+        );
+        assert_eq!(answer, "Today is Friday, 4 December 2026, 21:13 UTC.");
+    }
+
+    #[test]
+    fn long_results_are_not_checked() {
+        let long = vec![("search".to_owned(), format!("{} 42", "word ".repeat(60)))];
+        let answer = grounded_answer("A summary.".into(), &long);
+        assert_eq!(answer, "A summary.");
+    }
 }

@@ -17,7 +17,7 @@ use statewise::model::{ChatRequest, Params, SharedModel};
 use statewise::tool::{ToolSpec, Toolbox};
 use statewise::{Action, Emit, EmitStream, Env, Message, Next, Role, State, ToolCall};
 
-use crate::{ACTION, ANSWER};
+use crate::{ANSWER, TOOLS};
 
 /// The option meaning "no tool: answer".
 const ANSWER_OPTION: &str = "answer";
@@ -71,10 +71,15 @@ impl Example {
 /// request's schema), then, for a tool that takes arguments, the arguments
 /// (held to the tool's schema). Each call is shown the [`Example`]s first.
 ///
-/// Routing: a tool call goes to `action` (run it with
+/// Routing: a tool call goes to `tools` (run it with
 /// [`RunTools`](crate::RunTools), then on to the answer), `answer` goes to
 /// `answer`, which should be [`Answer::with_model`](crate::Answer::with_model):
 /// Decide writes no answer itself.
+///
+/// A tool call whose arguments hold numbers, none of them in the request,
+/// or none at all for a tool its examples always call with numbers, is
+/// dropped and the request answered instead: a small model reaches for a
+/// tool with made-up arguments.
 ///
 /// It makes one tool call per request: it suits small models on everyday
 /// requests; a capable model doing multi-step work wants
@@ -124,7 +129,7 @@ impl Decide {
                 ..Params::default()
             },
             fitter: Fitter::default(),
-            on_tool_calls: ACTION.to_owned(),
+            on_tool_calls: TOOLS.to_owned(),
             on_answer: ANSWER.to_owned(),
         }
     }
@@ -169,7 +174,7 @@ impl Decide {
         self
     }
 
-    /// The state to go to with a tool call (default `action`).
+    /// The state to go to with a tool call (default `tools`).
     pub fn on_tool_calls(mut self, state: impl Into<String>) -> Self {
         self.on_tool_calls = state.into();
         self
@@ -260,6 +265,23 @@ impl Decide {
             .collect()
     }
 
+    /// Whether every example of `tool` calls it with a number: then a call
+    /// without one (`{"expression": "night"}`) is not what it is for.
+    fn called_with_numbers(&self, tool: &str) -> bool {
+        let mut calls = self
+            .examples
+            .iter()
+            .filter_map(|e| e.tool.as_ref())
+            .filter(|(name, _)| name == tool)
+            .peekable();
+        calls.peek().is_some()
+            && calls.all(|(_, arguments)| {
+                let mut found = Vec::new();
+                collect_numbers(arguments, &mut found);
+                !found.is_empty()
+            })
+    }
+
     /// The request that asks for `spec`'s arguments for `env`'s last user
     /// request.
     pub fn arguments_request(&self, spec: &ToolSpec, env: &Env) -> ChatRequest {
@@ -312,7 +334,16 @@ impl State for Decide {
                 let reply = call.finish();
                 env.usage.add(&reply.usage);
                 if tool.is_some() {
-                    break arguments_of(&reply.text);
+                    let request = last_request(env);
+                    let arguments = with_percents(arguments_of(&reply.text), &request);
+                    let numeric = tool.as_ref().is_some_and(|t| self.called_with_numbers(&t.name));
+                    if !grounded(&arguments, &request, numeric) {
+                        // Numbers the request does not hold: the model
+                        // made the call up (a small model sends "How many
+                        // legs does a spider have?" to the calculator).
+                        return;
+                    }
+                    break arguments;
                 }
                 let next = chosen(&reply.text, &options).unwrap_or(ANSWER_OPTION);
                 let Some(spec) = self.tools.specs().iter().find(|s| self.label_of(&s.name) == next).cloned() else {
@@ -334,7 +365,7 @@ impl State for Decide {
             env.messages.push(message);
             let action = Action::ToolCalls(vec![call]);
             env.action = Some(action.clone());
-            yield Emit::ActionParsed(action);
+            yield Emit::custom(&statewise::state::ActionParsed(action));
         })
     }
 
@@ -378,10 +409,156 @@ fn chosen<'o>(reply: &str, options: &'o [String]) -> Option<&'o str> {
     options.iter().find(|o| *o == next).map(String::as_str)
 }
 
+/// Whether `arguments` are taken from `request`: when they hold numbers,
+/// at least one of them is in the request (`20% of 150` for "What is 20
+/// percent of 150?"; not `8` for "How many legs does a spider have?").
+/// A tool its examples always call with numbers (`numeric`) needs some.
+fn grounded(arguments: &Value, request: &str, numeric: bool) -> bool {
+    let given = numbers(request);
+    let mut used = Vec::new();
+    collect_numbers(arguments, &mut used);
+    match used.is_empty() {
+        true => !numeric,
+        false => used.iter().any(|n| given.contains(n)),
+    }
+}
+
+/// `arguments` with the percent sign put back after each number the
+/// request gives as a percentage (`40%`, `40 %`, `40 percent`) and the
+/// arguments' text holds bare: a small model writes `40 * 85` for "40% of
+/// 85".
+fn with_percents(arguments: Value, request: &str) -> Value {
+    let percents = percents(request);
+    if percents.is_empty() {
+        return arguments;
+    }
+    with_percents_of(arguments, &percents)
+}
+
+fn with_percents_of(value: Value, percents: &[String]) -> Value {
+    match value {
+        Value::String(s) => Value::String(mark_percents(&s, percents)),
+        Value::Array(items) => Value::Array(
+            items
+                .into_iter()
+                .map(|v| with_percents_of(v, percents))
+                .collect(),
+        ),
+        Value::Object(fields) => Value::Object(
+            fields
+                .into_iter()
+                .map(|(k, v)| (k, with_percents_of(v, percents)))
+                .collect(),
+        ),
+        other => other,
+    }
+}
+
+/// The numbers `text` gives as percentages.
+fn percents(text: &str) -> Vec<String> {
+    let lower = text.to_lowercase();
+    number_spans(&lower)
+        .into_iter()
+        .filter(|&(_, end)| {
+            let rest = lower[end..].trim_start();
+            rest.starts_with('%') || rest.starts_with("percent")
+        })
+        .map(|(start, end)| lower[start..end].to_owned())
+        .collect()
+}
+
+/// `text` with `%` after each whole number of `percents` that lacks one.
+fn mark_percents(text: &str, percents: &[String]) -> String {
+    let mut out = String::with_capacity(text.len() + 2);
+    let mut copied = 0;
+    for (start, end) in number_spans(text) {
+        out.push_str(&text[copied..end]);
+        copied = end;
+        let marked = text[end..].trim_start().starts_with('%');
+        if !marked && percents.iter().any(|p| *p == text[start..end]) {
+            out.push('%');
+        }
+    }
+    out.push_str(&text[copied..]);
+    out
+}
+
+/// Where the decimal numbers of `text` stand, as byte ranges (`3.5` is
+/// one number; the `.` of `5.` ends a sentence).
+fn number_spans(text: &str) -> Vec<(usize, usize)> {
+    let bytes = text.as_bytes();
+    let mut spans = Vec::new();
+    let mut i = 0;
+    while i < bytes.len() {
+        if !bytes[i].is_ascii_digit() {
+            i += 1;
+            continue;
+        }
+        let start = i;
+        while i < bytes.len()
+            && (bytes[i].is_ascii_digit()
+                || (bytes[i] == b'.' && bytes.get(i + 1).is_some_and(u8::is_ascii_digit)))
+        {
+            i += 1;
+        }
+        spans.push((start, i));
+    }
+    spans
+}
+
+fn collect_numbers(value: &Value, out: &mut Vec<String>) {
+    match value {
+        Value::String(s) => out.extend(numbers(s)),
+        Value::Number(n) => out.push(n.to_string()),
+        Value::Array(items) => items.iter().for_each(|v| collect_numbers(v, out)),
+        Value::Object(fields) => fields.values().for_each(|v| collect_numbers(v, out)),
+        _ => {}
+    }
+}
+
+/// The runs of digits in `text` (`3.5` gives `3` and `5`).
+fn numbers(text: &str) -> Vec<String> {
+    text.split(|c: char| !c.is_ascii_digit())
+        .filter(|run| !run.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
 /// The arguments a reply holds: an object, else none.
 fn arguments_of(reply: &str) -> Value {
     statewise::action::repair(reply)
         .ok()
         .filter(Value::is_object)
         .unwrap_or_else(|| json!({}))
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    #[test]
+    fn arguments_must_hold_a_number_of_the_request() {
+        let calc = |e: &str| json!({ "expression": e });
+        let grounded = |a: &serde_json::Value, r: &str| super::grounded(a, r, true);
+        assert!(grounded(&calc("20% of 150"), "What is 20 percent of 150?"));
+        assert!(grounded(&calc("235 * 2"), "Double 235."));
+        assert!(!grounded(&calc("8"), "How many legs does a spider have?"));
+        assert!(!grounded(&calc("night"), "What is the opposite of night?"));
+        assert!(super::grounded(&json!({}), "What time is it?", false));
+    }
+
+    #[test]
+    fn a_percentage_of_the_request_keeps_its_sign() {
+        let fix = |e: &str, r: &str| {
+            super::with_percents(json!({ "expression": e }), r)["expression"].clone()
+        };
+        assert_eq!(fix("40 * 85", "What is 40% of 85?"), "40% * 85");
+        assert_eq!(
+            fix("60 of 150", "Work out 60 percent of 150."),
+            "60% of 150"
+        );
+        assert_eq!(fix("8% of 400", "How much is 8 % of 400?"), "8% of 400");
+        assert_eq!(fix("140 * 2", "What is 40% of 140?"), "140 * 2");
+        assert_eq!(fix("7 * 8", "What is 7 * 8?"), "7 * 8");
+    }
 }

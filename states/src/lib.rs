@@ -6,7 +6,7 @@
 //! - [`Answer`] streams the final answer.
 //!
 //! [`agent`] wires them into the usual loop:
-//! `reasoning → action → reasoning → … → answer`.
+//! `reasoning → tools → reasoning → … → answer`.
 //!
 //! ```
 //! use std::sync::Arc;
@@ -26,6 +26,7 @@
 
 mod answer;
 mod decide;
+mod output;
 mod prompt;
 mod reasoning;
 mod run_tools;
@@ -33,15 +34,8 @@ pub mod tools;
 
 pub use answer::Answer;
 pub use decide::{Decide, Example};
-pub use reasoning::Reasoning;
+pub use reasoning::{Reasoning, RepeatedCall};
 pub use run_tools::RunTools;
-
-/// The old name of [`RunTools`].
-#[deprecated(
-    since = "0.2.0",
-    note = "renamed `RunTools`: `Action` is also `statewise::Action`, the decision it runs"
-)]
-pub type Action = RunTools;
 
 use statewise::model::SharedModel;
 use statewise::tool::Toolbox;
@@ -50,23 +44,19 @@ use statewise::Machine;
 /// The default name of the [`Reasoning`] state.
 pub const REASONING: &str = "reasoning";
 /// The default name of the [`RunTools`] state.
-pub const ACTION: &str = "action";
+pub const TOOLS: &str = "tools";
 /// The default name of the [`Answer`] state.
 pub const ANSWER: &str = "answer";
 
-/// The final answer's text that [`Reasoning`] already streamed as
-/// [`Emit::AnswerToken`](statewise::Emit::AnswerToken)s; [`Answer`] sends
-/// only the rest, so nothing reaches the caller twice.
-pub const STREAMED_ANSWER: statewise::ScratchKey<String> =
-    statewise::ScratchKey::new("streamed_answer");
-
 /// The stock agent: [`Reasoning`] with `model` and `tools`, [`RunTools`] with
-/// the same tools, and an [`Answer`] that streams the answer Reasoning gave.
+/// the same tools, and an [`Answer`] that ends the run with the answer
+/// Reasoning gave (streamed as the model wrote it), or, for a typed output
+/// (`agent(..).output::<T>()`), with the `T` it asks `model` for.
 pub fn agent(model: SharedModel, tools: Toolbox) -> Machine {
     Machine::new(REASONING)
-        .with_state(Reasoning::new(model, tools.clone()))
+        .with_state(Reasoning::new(model.clone(), tools.clone()))
         .with_state(RunTools::new(tools))
-        .with_state(Answer::new())
+        .with_state(Answer::new().output_model(model))
 }
 
 /// What [`small_agent`]'s answer is asked for: what asking the model
@@ -74,10 +64,29 @@ pub fn agent(model: SharedModel, tools: Toolbox) -> Machine {
 /// agent.
 const SMALL_ANSWER_INSTRUCTIONS: &str = "You are a helpful assistant. Answer briefly.";
 
+/// The worked exchanges [`small_agent`]'s answer is shown
+/// ([`Answer::shots`]): one plain sentence each, on questions unlike
+/// everyday ones.
+const SMALL_ANSWER_SHOTS: [(&str, &str); 3] = [
+    (
+        "What is the capital of Peru?",
+        "The capital of Peru is Lima.",
+    ),
+    (
+        "What is the opposite of wet?",
+        "The opposite of wet is dry.",
+    ),
+    (
+        "How do you say cat in German?",
+        "In German, cat is \"Katze\".",
+    ),
+];
+
 /// The stock agent for small models: [`Decide`] (a constrained choice of a
 /// tool or answering, shown `examples`), [`RunTools`] with the same tools,
 /// then [`Answer::with_model`] writing the answer as free text from what
-/// the tool returned, or from the model's own knowledge. One tool call per
+/// the tool returned (held to its numbers, [`Answer::grounded`]), or from
+/// the model's own knowledge. One tool call per
 /// request at most; greedy decoding, answers of at most 128 tokens. The
 /// stock calculator is offered as `math`, the word small models pick for
 /// arithmetic ([`Decide::label`]).
@@ -102,6 +111,8 @@ pub fn small_agent(
             Answer::with_model(model)
                 .instructions(SMALL_ANSWER_INSTRUCTIONS)
                 .compact(true)
+                .grounded(true)
+                .shots(SMALL_ANSWER_SHOTS)
                 .params(params),
         )
 }

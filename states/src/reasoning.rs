@@ -10,12 +10,13 @@ use statewise::action::{
 };
 use statewise::fit::Fitter;
 use statewise::model::{ChatRequest, Params, SharedModel};
+use statewise::state::{ActionParsed, StateEvent};
 use statewise::tool::{ToolSpec, Toolbox};
 use statewise::{
     Action, Emit, EmitStream, Env, Message, Next, ScratchKey, State, StateError, ToolCall,
 };
 
-use crate::{prompt, ACTION, ANSWER, REASONING, STREAMED_ANSWER};
+use crate::{prompt, ANSWER, REASONING, TOOLS};
 
 /// Told to a model whose tools were withdrawn for a repeated call.
 const REPEATED_CALL_NOTE: &str = "You made the same tool call again. No more tools: \
@@ -28,7 +29,7 @@ const DEFAULT_INSTRUCTIONS: &str =
 /// Asks the model for the next action, streams its tokens, then repairs and
 /// parses the reply into the env's pending [`Action`].
 ///
-/// Routing: tool calls go to `action`, a final answer to `answer`. A reply
+/// Routing: tool calls go to `tools`, a final answer to `answer`. A reply
 /// with no JSON in it at all is the final answer (`prose_is_answer`, on by
 /// default: models often answer in plain prose after a tool's observation).
 /// A reply with JSON that cannot be read as an action is sent back to the
@@ -133,7 +134,7 @@ impl Reasoning {
             max_tool_rounds: None,
             stream_answer: true,
             on_model_error: None,
-            on_tool_calls: ACTION.to_owned(),
+            on_tool_calls: TOOLS.to_owned(),
             on_answer: ANSWER.to_owned(),
             fitter: Fitter::default(),
             keys: Keys::for_state(REASONING),
@@ -174,7 +175,7 @@ impl Reasoning {
     /// After the same tool call (same tool, same arguments) was made this
     /// many times in a run (default 2), offer no more tools and ask the
     /// model to answer from the observations it has; the state emits
-    /// [`Emit::RepeatedCall`]. Should the model call a tool all the same,
+    /// a [`RepeatedCall`] event. Should the model call a tool all the same,
     /// the last observation is taken as the answer. Small models repeat a
     /// call round after round otherwise.
     pub fn max_repeated_calls(mut self, times: u32) -> Self {
@@ -207,12 +208,17 @@ impl Reasoning {
         self
     }
 
-    /// Whether the text of a JSON final answer streams to the caller as
-    /// the model writes it, as [`Emit::AnswerToken`]s (default on); the
-    /// stock [`Answer`](crate::Answer) then sends only what was not
-    /// streamed. Turn it off when the answer state rewrites the draft
+    /// Whether this state gives the answer itself (default on): the
+    /// answer's text streams to the caller as [`Emit::AnswerToken`]s as the
+    /// model writes it (decoded from a JSON action, or a native reply's
+    /// text as it arrives), and a final answer is written to `env.answer`,
+    /// so the stock [`Answer`](crate::Answer) has nothing left to send.
+    /// Turn it off when the answer state rewrites the draft
     /// ([`Answer::with_model`](crate::Answer::with_model)), so the caller
-    /// does not see both.
+    /// does not see both; the reply's text then streams as
+    /// [`Emit::Token`]s. It is off by itself when the run asks for a typed
+    /// output ([`Machine::output`](statewise::Machine::output)): the answer
+    /// state writes that.
     pub fn stream_answer(mut self, on: bool) -> Self {
         self.stream_answer = on;
         self
@@ -226,7 +232,7 @@ impl Reasoning {
         self
     }
 
-    /// The state to go to when the model calls tools (default `action`).
+    /// The state to go to when the model calls tools (default `tools`).
     pub fn on_tool_calls(mut self, state: impl Into<String>) -> Self {
         self.on_tool_calls = state.into();
         self
@@ -378,20 +384,35 @@ impl State for Reasoning {
 
     fn run<'a>(&'a self, env: &'a mut Env) -> EmitStream<'a> {
         Box::pin(statewise::try_stream! {
+            // A new round: no action chosen and no answer given yet.
             env.action = None;
+            env.answer = None;
             let native = self.native_tools(env);
+            // A typed output is the answer state's to write: what this
+            // state decides is its draft.
+            let stream_answer = self.stream_answer && env.settings.output.is_none();
             let notes = self.notes(env).len();
             let snapshot: &Env = env;
             let mut call = self.fitter.call(&*self.model, notes, &snapshot.settings, || self.request(snapshot));
             let mut reader = PartialActionReader::default();
             // The answer's text as it is written, for JSON actions.
-            let mut answer = (!native && self.stream_answer).then(AnswerReader::default);
+            let mut answer = (!native && stream_answer).then(AnswerReader::default);
             // Its tool calls as they are written (native ones come drafted).
             let prefix = call_id_prefix(env);
             let mut drafts = ToolCallReader::new(prefix.clone());
+            // The answer's text the caller has seen from this call.
             let mut streamed = String::new();
             while let Some(piece) = call.next().await {
-                let emit = Emit::from(piece?);
+                let emit = match Emit::from(piece?) {
+                    // A native reply's text is the answer, or the model's
+                    // message before its tool calls: the caller sees it as
+                    // it arrives, either way.
+                    Emit::Token(t) if native && stream_answer => {
+                        streamed.push_str(&t);
+                        Emit::AnswerToken(t)
+                    }
+                    emit => emit,
+                };
                 let (partial, text, drafted) = match &emit {
                     Emit::Token(t) if !native => {
                         let text = answer.as_mut().map(|a| a.push(t)).unwrap_or_default();
@@ -401,7 +422,7 @@ impl State for Reasoning {
                 };
                 yield emit;
                 if let Some(partial) = partial {
-                    yield Emit::PartialAction(partial);
+                    yield Emit::custom(&partial);
                 }
                 if !text.is_empty() {
                     streamed.push_str(&text);
@@ -441,9 +462,12 @@ impl State for Reasoning {
             // Tools were withdrawn for a repeated call and the model calls one
             // all the same: what the tools already said is the answer.
             let parsed = parsed.map(|action| match action {
-                Action::ToolCalls(_) if self.withdrawn(env) => Action::FinalAnswer(
-                    env.observations.last().map(|o| o.render()).unwrap_or_default(),
-                ),
+                Action::ToolCalls(_) if self.withdrawn(env) => {
+                    // Not the text that streamed: that was the model's
+                    // message before its call.
+                    streamed.clear();
+                    Action::FinalAnswer(env.observations.last().map(|o| o.render()).unwrap_or_default())
+                }
                 action => action,
             });
             let key = &self.keys.failures;
@@ -452,13 +476,14 @@ impl State for Reasoning {
             match parsed {
                 Ok(action) => {
                     env.scratch.remove(&self.keys.feedback);
-                    match &action {
-                        Action::FinalAnswer(_) if !streamed.is_empty() => {
-                            env.scratch.set(&STREAMED_ANSWER, &streamed)?;
+                    if let (Action::FinalAnswer(text), true) = (&action, stream_answer) {
+                        // The rest of the answer the caller has not seen
+                        // (all of a prose reply); given, so the answer
+                        // state has nothing to send.
+                        if let Some(rest) = unsent(text, &streamed) {
+                            yield Emit::AnswerToken(rest.to_owned());
                         }
-                        _ => {
-                            env.scratch.remove(&STREAMED_ANSWER);
-                        }
+                        env.answer = Some(text.clone());
                     }
                     if let Action::ToolCalls(calls) = &action {
                         if !reply.tool_calls.is_empty() {
@@ -473,9 +498,9 @@ impl State for Reasoning {
                     }
                     env.messages.push(message);
                     env.action = Some(action.clone());
-                    yield Emit::ActionParsed(action);
+                    yield Emit::custom(&ActionParsed(action));
                     if let Some((call, times)) = repeated {
-                        yield Emit::RepeatedCall { tool: call.name, arguments: call.arguments, times };
+                        yield Emit::custom(&RepeatedCall { tool: call.name, arguments: call.arguments, times });
                     }
                 }
                 Err(error) => {
@@ -530,6 +555,20 @@ impl State for Reasoning {
     }
 }
 
+/// The part of `answer` the caller has not seen when `streamed` went out:
+/// all of it when nothing did, the rest when `streamed` begins it, and
+/// nothing when what streamed differs (repair changed it, or a native
+/// reply's whitespace was trimmed): streamed text cannot be taken back,
+/// and sending the answer again would show it twice.
+fn unsent<'a>(answer: &'a str, streamed: &str) -> Option<&'a str> {
+    let rest = match answer.strip_prefix(streamed) {
+        Some(rest) => rest,
+        None if streamed.trim().is_empty() => answer,
+        None => return None,
+    };
+    (!rest.is_empty()).then_some(rest)
+}
+
 /// Gives JSON-action calls ids unique within the conversation, so every
 /// observation points at exactly one call.
 fn renumber(action: Action, prefix: &str) -> Action {
@@ -568,4 +607,22 @@ pub(crate) fn call_id_prefix(env: &Env) -> String {
     } else {
         plain
     }
+}
+
+/// A [`Reasoning`] state's event ([`Emit::Custom`]): the model made the
+/// same tool call (same tool, same arguments) `times` times in this run,
+/// so the state stops offering tools and asks for an answer from the
+/// observations so far ([`Reasoning::max_repeated_calls`]).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct RepeatedCall {
+    /// The tool.
+    pub tool: String,
+    /// Its arguments.
+    pub arguments: Value,
+    /// How often the call was made.
+    pub times: u32,
+}
+
+impl StateEvent for RepeatedCall {
+    const NAME: &'static str = "repeated_call";
 }

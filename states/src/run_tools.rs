@@ -8,7 +8,7 @@ use statewise::tool::client::{client_request, ClientResults};
 use statewise::tool::{ToolContext, Toolbox};
 use statewise::{Emit, EmitStream, Env, Message, Next, Observation, State, StateError, ToolCall};
 
-use crate::{ACTION, REASONING};
+use crate::{REASONING, TOOLS};
 
 /// Runs the pending tool calls concurrently and records their observations
 /// in call order (in `env.observations`, and as tool messages). Unknown,
@@ -18,18 +18,18 @@ use crate::{ACTION, REASONING};
 /// ([`Toolbox::require_approval`]) pause the run first with one request for
 /// all of them ([`approval_request`]); once
 /// [`Machine::resume_with`](statewise::Machine::resume_with) brings the
-/// reply, the state runs again without asking, runs the approved calls
+/// response, the state runs again without asking, runs the approved calls
 /// (with edited arguments where the person edited them), and turns each
 /// rejected one into the error observation `rejected by the user:
-/// <reason>`. Nothing runs before the reply, so nothing runs twice.
+/// <reason>`. Nothing runs before the response, so nothing runs twice.
 ///
 /// Calls of client tools ([`Toolbox::with_client_tools`]) are the caller's
 /// to run: once approvals are settled, the run pauses with one
-/// [`client_request`] for them, and the results in the reply
+/// [`client_request`] for them, and the results in the response
 /// ([`ClientResults`]) become their observations, beside those of the
 /// tools run here.
 ///
-/// Its name is `action` unless renamed ([`ACTION`](crate::ACTION)), as the
+/// Its name is `tools` unless renamed ([`TOOLS`](crate::TOOLS)), as the
 /// stock Reasoning state routes tool calls there.
 ///
 /// Routing: back to `reasoning`.
@@ -41,10 +41,10 @@ pub struct RunTools {
 }
 
 impl RunTools {
-    /// A RunTools state (named `action`) that may call the tools of `tools`.
+    /// A RunTools state (named `tools`) that may call the tools of `tools`.
     pub fn new(tools: Toolbox) -> Self {
         RunTools {
-            name: ACTION.to_owned(),
+            name: TOOLS.to_owned(),
             tools,
             then: REASONING.to_owned(),
         }
@@ -87,17 +87,19 @@ impl RunTools {
             .iter()
             .filter(|c| self.tools.needs_approval(&c.name))
             .collect();
-        let approvals = match reply_to(env, &guarded, approval_request)? {
+        let approvals = match response_to(env, &guarded, approval_request)? {
             None => None,
-            Some(reply) => {
-                Some(Approvals::from_reply(reply).map_err(|e| Ask::Failed(StateError::custom(e)))?)
-            }
+            Some(response) => Some(
+                Approvals::from_response(response)
+                    .map_err(|e| Ask::Failed(StateError::custom(e)))?,
+            ),
         };
         let client: Vec<&ToolCall> = calls
             .iter()
             .filter(|c| self.tools.is_client_tool(&c.name))
             .collect();
-        let client_results = reply_to(env, &client, client_request)?.map(ClientResults::from_reply);
+        let client_results =
+            response_to(env, &client, client_request)?.map(ClientResults::from_response);
         Ok(Answers {
             approvals,
             client_results,
@@ -105,9 +107,9 @@ impl RunTools {
     }
 }
 
-/// The reply to the request `ask` makes about `calls`; `None` when there
+/// The response to the request `ask` makes about `calls`; `None` when there
 /// are no calls to ask about, the request itself while nobody answered.
-fn reply_to<'e>(
+fn response_to<'e>(
     env: &'e Env,
     calls: &[&ToolCall],
     ask: fn(&[&ToolCall]) -> statewise::Interrupt,
@@ -116,8 +118,8 @@ fn reply_to<'e>(
         return Ok(None);
     }
     let request = ask(calls);
-    match env.reply(&request.id) {
-        Some(reply) => Ok(Some(reply)),
+    match env.response(&request.id) {
+        Some(response) => Ok(Some(response)),
         None => Err(Ask::Interrupt(Box::new(request))),
     }
 }
@@ -137,7 +139,7 @@ impl State for RunTools {
                 return;
             };
             // Calls that wait for a person or the caller: ask, and stop
-            // here with the calls still pending; run again, find the reply
+            // here with the calls still pending; run again, find the response
             // and follow it.
             let Answers { approvals, client_results } = match self.answers(env, &calls) {
                 Ok(answers) => answers,

@@ -15,12 +15,30 @@ use crate::Example;
 /// use statewise_states::tools::{Calculator, CalculatorArgs};
 ///
 /// let v = Calculator.call(CalculatorArgs { expression: "2 * (3 + 4) ^ 2".into() }, Default::default()).await?;
-/// assert_eq!(v, 98.0);
+/// assert_eq!(v.0, 98.0);
+/// // A whole number is written without a fraction: "98", not "98.0".
+/// assert_eq!(serde_json::to_string(&v).unwrap(), "98");
 /// # Ok::<(), statewise_states::tools::CalcError>(())
 /// # }).unwrap();
 /// ```
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Calculator;
+
+/// A [`Calculator`] result. It serializes as a whole number when it is
+/// one (`391`, not `391.0`): models copy the observation into the answer.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Calculated(pub f64);
+
+impl serde::Serialize for Calculated {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        // Past 2^53 an f64 no longer holds every integer: written as is.
+        const EXACT: f64 = 9_007_199_254_740_992.0;
+        match self.0 {
+            v if v.fract() == 0.0 && v.abs() < EXACT => serializer.serialize_i64(v as i64),
+            v => serializer.serialize_f64(v),
+        }
+    }
+}
 
 /// Arguments of [`Calculator`].
 #[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
@@ -58,6 +76,11 @@ impl Calculator {
             ("What is 5 squared?", "5 ^ 2"),
             ("Subtract 17 from 60.", "60 - 17"),
             ("What is 100 divided by 8?", "100 / 8"),
+            ("What is 30% of 70?", "30% of 70"),
+            (
+                "A bag holds 9 apples. How many apples are in 4 bags?",
+                "9 * 4",
+            ),
         ]
         .into_iter()
         .map(|(request, expression)| {
@@ -69,7 +92,7 @@ impl Calculator {
 
 impl Tool for Calculator {
     type Args = CalculatorArgs;
-    type Output = f64;
+    type Output = Calculated;
     type Error = CalcError;
 
     fn name(&self) -> &str {
@@ -77,7 +100,7 @@ impl Tool for Calculator {
     }
 
     fn description(&self) -> &str {
-        "Evaluates an arithmetic expression with + - * / ^ and parentheses."
+        "Evaluates an arithmetic expression with + - * / ^, parentheses and percentages (20% of 150)."
     }
 
     fn parameters(&self) -> Value {
@@ -88,7 +111,7 @@ impl Tool for Calculator {
         })
     }
 
-    async fn call(&self, args: CalculatorArgs, _: ToolContext) -> Result<f64, CalcError> {
+    async fn call(&self, args: CalculatorArgs, _: ToolContext) -> Result<Calculated, CalcError> {
         let chars: Vec<char> = args.expression.chars().collect();
         let mut p = Parser {
             chars: &chars,
@@ -100,7 +123,7 @@ impl Tool for Calculator {
             return Err(p.error("an operator or the end"));
         }
         if v.is_finite() {
-            Ok(v)
+            Ok(Calculated(v))
         } else {
             Err(CalcError::NotFinite)
         }
@@ -125,8 +148,11 @@ pub struct Clock;
 #[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
 pub struct ClockArgs {}
 
-/// What [`Clock`] returns.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+/// What [`Clock`] returns. The model reads it as one sentence
+/// (`It is Friday, 4 December 2026, 21:13 UTC.`):
+/// small models copy the weekday, month or time from it where they misread
+/// a JSON object of the same facts.
+#[derive(Debug, Clone, PartialEq)]
 pub struct Now {
     /// RFC 3339 date and time, e.g. `2026-11-21T18:30:05Z`.
     pub utc: String,
@@ -137,6 +163,22 @@ pub struct Now {
     pub date: String,
     /// The time of day, e.g. `18:30 UTC`.
     pub time: String,
+}
+
+impl std::fmt::Display for Now {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (weekday, rest) = self
+            .date
+            .split_once(' ')
+            .unwrap_or((self.weekday, &self.date));
+        write!(f, "It is {weekday}, {rest}, {}.", self.time)
+    }
+}
+
+impl serde::Serialize for Now {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
 }
 
 /// The clock is before 1970.
@@ -274,10 +316,33 @@ impl Parser<'_> {
         Ok(v)
     }
 
+    /// Whether the word `word` comes next (then it is taken).
+    fn word(&mut self, word: &str) -> bool {
+        self.skip_ws();
+        let end = self.pos + word.chars().count();
+        let matches = self
+            .chars
+            .get(self.pos..end)
+            .is_some_and(|w| w.iter().copied().eq(word.chars()))
+            && !self.chars.get(end).is_some_and(|c| c.is_alphanumeric());
+        if matches {
+            self.pos = end;
+        }
+        matches
+    }
+
     fn product(&mut self) -> Result<f64, CalcError> {
         let mut v = self.power()?;
-        while let Some(op @ ('*' | '/' | '×' | '÷')) = self.peek() {
-            self.pos += 1;
+        loop {
+            // `20% of 150`, `12 x 12`: as people (and small models) write.
+            let op = match self.peek() {
+                Some(op @ ('*' | '/' | '×' | '÷')) => {
+                    self.pos += 1;
+                    op
+                }
+                _ if self.word("of") || self.word("x") => '*',
+                _ => break,
+            };
             let rhs = self.power()?;
             v = if matches!(op, '*' | '×') {
                 v * rhs
@@ -291,7 +356,11 @@ impl Parser<'_> {
     }
 
     fn power(&mut self) -> Result<f64, CalcError> {
-        let base = self.unary()?;
+        let mut base = self.unary()?;
+        if self.peek() == Some('%') {
+            self.pos += 1;
+            base /= 100.0;
+        }
         if self.peek() == Some('^') {
             self.pos += 1;
             // Right-associative: 2^3^2 = 2^(3^2).
@@ -361,6 +430,16 @@ mod tests {
                 ToolContext::default(),
             )
             .await
+            .map(|c| c.0)
+    }
+
+    #[test]
+    fn whole_results_are_written_without_a_fraction() {
+        let json = |v: f64| serde_json::to_string(&Calculated(v)).unwrap();
+        assert_eq!(json(391.0), "391");
+        assert_eq!(json(-0.5), "-0.5");
+        assert_eq!(json(1e300), "1e+300");
+        assert_eq!(json(-42.0), "-42");
     }
 
     #[tokio::test]

@@ -18,20 +18,24 @@ try {
   page.setDefaultTimeout(20000);
   await page.goto(args.url);
 
+  // A streamed answer: its text grows piece by piece. Each text the page
+  // shows is recorded in the page as it is set (polling from here would
+  // miss pieces on a busy machine).
+  await page.evaluate(() => {
+    window.answerLengths = new Set();
+    new MutationObserver((records) => {
+      for (const r of records) {
+        if (!r.target.classList?.contains("answer")) continue;
+        for (const n of r.addedNodes) window.answerLengths.add(n.textContent.length);
+      }
+    }).observe(document.body, { childList: true, subtree: true });
+  });
   await page.fill("#question", "What time is it?");
   await page.click("#send");
-  // A streamed answer: its text grows over several frames.
   const answer = page.locator(".turn").nth(0).locator(".answer");
-  await answer.waitFor();
-  const lengths = new Set();
-  for (let i = 0; i < 40; i++) {
-    lengths.add((await answer.textContent()).length);
-    if (/Z\.$/.test(await answer.textContent())) break;
-    await page.waitForTimeout(25);
-  }
   await page.waitForFunction(() => /Z\.$/.test(document.querySelector(".answer")?.textContent ?? ""));
   out.firstAnswer = await answer.textContent();
-  out.answerLengthsSeen = lengths.size;
+  out.answerLengthsSeen = await page.evaluate(() => window.answerLengths.size);
   out.firstToolCall = await page.locator(".turn").nth(0).locator(".tool-call .tool-name").textContent();
   out.firstToolResult = await page.locator(".turn").nth(0).locator(".tool-result").textContent();
 

@@ -11,7 +11,7 @@ use statewise::state::FnState;
 use statewise::tool::{Tool, ToolRegistry, Toolbox};
 use statewise::{Emit, Env, EventKind, Machine, MachineError, Next, Role};
 use statewise_states::tools::Calculator;
-use statewise_states::{agent, Answer, Reasoning, RunTools};
+use statewise_states::{agent, Answer, Reasoning, RepeatedCall, RunTools};
 use tokio::sync::Barrier;
 
 /// A tool that returns only once `parties` calls are waiting together, so a
@@ -115,8 +115,8 @@ async fn one_tool_call() {
         .await
         .unwrap();
     assert_eq!(out.answer.as_deref(), Some("6*7 is 42."));
-    assert_eq!(out.path, ["reasoning", "action", "reasoning", "answer"]);
-    assert_eq!(out.env.observations[0].content, json!(42.0));
+    assert_eq!(out.path, ["reasoning", "tools", "reasoning", "answer"]);
+    assert_eq!(out.env.observations[0].content, json!(42));
     // The second request showed the model the observation.
     let second = &model.calls()[1].messages;
     assert!(second
@@ -207,9 +207,9 @@ async fn a_malformed_action_is_repaired() {
             .text("{'final_answer': 'Four.'"),
     );
     let out = run(&agent(model, registry()), "2+2?").await.unwrap();
-    assert_eq!(out.env.observations[0].content, json!(4.0));
+    assert_eq!(out.env.observations[0].content, json!(4));
     assert_eq!(out.answer.as_deref(), Some("Four."));
-    assert_eq!(out.path, ["reasoning", "action", "reasoning", "answer"]);
+    assert_eq!(out.path, ["reasoning", "tools", "reasoning", "answer"]);
 }
 
 #[tokio::test]
@@ -253,7 +253,7 @@ async fn a_prose_reply_after_an_observation_is_the_answer() {
         .await
         .unwrap();
     assert_eq!(out.answer.as_deref(), Some("The final answer is 42."));
-    assert_eq!(out.path, ["reasoning", "action", "reasoning", "answer"]);
+    assert_eq!(out.path, ["reasoning", "tools", "reasoning", "answer"]);
     model.assert_complete();
 }
 
@@ -315,14 +315,8 @@ async fn a_call_repeated_forever_still_gets_an_answer() {
     let events: Vec<_> = machine.stream(Env::from_user("2+3?")).collect().await;
     let repeated: Vec<_> = events
         .iter()
-        .filter_map(|e| match &e.kind {
-            EventKind::Emitted(Emit::RepeatedCall {
-                tool,
-                arguments,
-                times,
-            }) => Some((tool.clone(), arguments.clone(), *times)),
-            _ => None,
-        })
+        .filter_map(|e| e.custom::<RepeatedCall>())
+        .map(|r| (r.tool, r.arguments, r.times))
         .collect();
     assert_eq!(
         repeated,
@@ -334,14 +328,14 @@ async fn a_call_repeated_forever_still_gets_an_answer() {
     };
     // The model called the tool a third time anyway: the observation it
     // already had is the answer.
-    assert_eq!(out.answer.as_deref(), Some("5.0"));
+    assert_eq!(out.answer.as_deref(), Some("5"));
     assert_eq!(
         out.path,
         [
             "reasoning",
-            "action",
+            "tools",
             "reasoning",
-            "action",
+            "tools",
             "reasoning",
             "answer"
         ]
@@ -476,14 +470,7 @@ async fn a_custom_state_in_the_loop() {
     let out = run(&machine, "save 1+1").await.unwrap();
     assert_eq!(
         out.path,
-        [
-            "reasoning",
-            "action",
-            "guard",
-            "reasoning",
-            "action",
-            "guard"
-        ]
+        ["reasoning", "tools", "guard", "reasoning", "tools", "guard"]
     );
     assert_eq!(out.answer.as_deref(), Some("A tool failed; stopping."));
     model.assert_complete();

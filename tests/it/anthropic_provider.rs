@@ -216,8 +216,8 @@ async fn the_agent_loop_with_native_tool_use() {
     assert_eq!(
         turns[2]["content"],
         json!([
-            {"type": "tool_result", "tool_use_id": "toolu_a", "content": "42.0"},
-            {"type": "tool_result", "tool_use_id": "toolu_b", "content": "4.0"}
+            {"type": "tool_result", "tool_use_id": "toolu_a", "content": "42"},
+            {"type": "tool_result", "tool_use_id": "toolu_b", "content": "4"}
         ])
     );
     let usage = out.usage();
@@ -229,4 +229,67 @@ async fn the_agent_loop_with_native_tool_use() {
         ),
         (340, 100, 200)
     );
+}
+
+/// A response schema goes as a forced `respond` tool, and that call's input
+/// comes back as the reply's text, streamed or whole.
+#[tokio::test]
+async fn a_response_schema_goes_as_a_forced_tool_and_comes_back_as_text() {
+    let schema = json!({
+        "type": "object",
+        "properties": {"name": {"type": "string"}, "email": {"type": ["string", "null"]}},
+        "required": ["name", "email"],
+        "additionalProperties": false
+    });
+    let request = ChatRequest {
+        response_schema: Some(schema.clone()),
+        ..question()
+    };
+    assert!(model_caps_json_schema());
+    let server = MockServer::script(vec![
+        Response::sse(&transcript("respond.sse"), 15),
+        Response::json(200, transcript("respond.json")),
+    ])
+    .await;
+    let streamed = model(&server, true)
+        .complete(request.clone())
+        .await
+        .unwrap();
+    let whole = model(&server, false).complete(request).await.unwrap();
+    for reply in [&streamed, &whole] {
+        let value: serde_json::Value = serde_json::from_str(&reply.text).unwrap();
+        assert_eq!(value, json!({"name": "Ada Lovelace", "email": null}));
+        assert!(reply.tool_calls.is_empty());
+        assert_eq!(reply.finish, Some(FinishReason::Stop));
+    }
+    let sent = server.requests()[0].json();
+    assert_eq!(sent["tools"][0]["name"], "respond");
+    assert_eq!(sent["tools"][0]["input_schema"], schema);
+    assert_eq!(
+        sent["tool_choice"],
+        json!({"type": "tool", "name": "respond"})
+    );
+}
+
+fn model_caps_json_schema() -> bool {
+    let m = Anthropic::builder("claude").api_key(KEY).build().unwrap();
+    m.capabilities().json_schema
+}
+
+/// With tools of its own, a request's schema is left to the prompt: a
+/// forced tool would hide the model's real ones.
+#[tokio::test]
+async fn a_request_with_tools_keeps_them_unforced() {
+    let server = MockServer::script(vec![Response::sse(&transcript("tool_use.sse"), 15)]).await;
+    let tools = Toolbox::new(ToolRegistry::new().with(Calculator));
+    let request = ChatRequest {
+        tools: tools.specs().to_vec(),
+        response_schema: Some(json!({"type": "object", "properties": {}})),
+        ..question()
+    };
+    let reply = model(&server, true).complete(request).await.unwrap();
+    assert_eq!(reply.tool_calls.len(), 2);
+    let sent = server.requests()[0].json();
+    assert!(sent.get("tool_choice").is_none());
+    assert_eq!(sent["tools"][0]["name"], "calculator");
 }

@@ -188,3 +188,82 @@ async fn another_datasets_output_is_refused_and_bad_lines_are_typed() {
         .unwrap_err();
     assert!(matches!(e, BatchError::Io { .. }));
 }
+
+/// `--schema FILE`: every item is asked for the schema's object (the
+/// provider's `response_format`), and each output line carries it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batch_with_a_schema_writes_one_typed_object_per_line() {
+    let server = MockServer::start(|request| {
+        let body = request.json();
+        let format = &body["response_format"]["json_schema"];
+        let text = match format["schema"]["properties"].get("product") {
+            // The answer state, asked for the schema: 6 * 7, as an object;
+            // the first item's first try has the wrong type.
+            Some(_) => {
+                assert_eq!(format["strict"], true);
+                let retried = body["messages"].as_array().unwrap().iter().any(|m| {
+                    m["content"]
+                        .as_str()
+                        .is_some_and(|c| c.contains("does not fit"))
+                });
+                let first = body.to_string().contains("Question 0:");
+                match first && !retried {
+                    true => r#"{"product": "42", "factors": [6, 7]}"#.to_owned(),
+                    false => r#"{"product": 42, "factors": [6, 7]}"#.to_owned(),
+                }
+            }
+            // Reasoning, asked for a JSON action.
+            None => support::react_reply(request),
+        };
+        support::stream_pieces(
+            support::sse_events(&text, Some(Usage::default())),
+            Duration::ZERO,
+        )
+    })
+    .await;
+    let dir = temp_dir("schema");
+    let input = dataset(&dir, 3);
+    let schema = dir.join("product.json");
+    std::fs::write(
+        &schema,
+        serde_json::json!({
+            "type": "object",
+            "properties": {
+                "product": {"type": "integer"},
+                "factors": {"type": "array", "items": {"type": "integer"}}
+            },
+            "required": ["product", "factors"]
+        })
+        .to_string(),
+    )
+    .unwrap();
+    let output = dir.join("output.jsonl");
+    let run = Command::new(support::example("batch"))
+        .args([
+            input.to_str().unwrap(),
+            output.to_str().unwrap(),
+            "--model",
+            "mock",
+            "--schema",
+            schema.to_str().unwrap(),
+        ])
+        .env("OPENAI_BASE_URL", server.url("/v1"))
+        .env_remove("OPENAI_API_KEY")
+        .output()
+        .unwrap();
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let got = results(&output);
+    assert_eq!(got.len(), 3);
+    for r in &got {
+        assert_eq!(
+            r.output,
+            Some(serde_json::json!({"product": 42, "factors": [6, 7]})),
+            "{r:?}"
+        );
+        assert_eq!(r.path, ["reasoning", "tools", "reasoning", "answer"]);
+    }
+}

@@ -197,7 +197,7 @@ async fn every_step_of_every_run_goes_out_in_one_batch_at_half_price() {
     );
     assert_eq!(calls.load(Ordering::SeqCst), 0, "nothing in real time");
     for out in &outs {
-        assert_eq!(out.answer.as_deref(), Some("it is 42.0"));
+        assert_eq!(out.answer.as_deref(), Some("it is 42"));
         let usage = out.usage();
         assert_eq!((usage.prompt_tokens, usage.batched_requests), (2000, 2));
         // Realtime: 2 calls × (1000 × $2 + 100 × $8) per million = $0.0056.

@@ -17,7 +17,7 @@ fn tools() -> Toolbox {
 #[tokio::test]
 async fn an_unknown_declared_target_is_rejected_before_any_model_call() {
     let model = Arc::new(ScriptedModel::new().text(r#"{"final_answer": "4"}"#));
-    // Reasoning with tools declares `action`, which is not registered.
+    // Reasoning with tools declares `tools`, which is not registered.
     let machine = Machine::new("reasoning")
         .with_state(Reasoning::new(model.clone(), tools()))
         .with_state(Answer::new());
@@ -25,7 +25,7 @@ async fn an_unknown_declared_target_is_rejected_before_any_model_call() {
     let MachineError::UnknownState { name, from, known } = &err else {
         panic!("{err:?}");
     };
-    assert_eq!(name, "action");
+    assert_eq!(name, "tools");
     assert_eq!(from.as_deref(), Some("reasoning"));
     assert_eq!(known, &["answer", "reasoning"]);
     assert!(err
@@ -35,7 +35,7 @@ async fn an_unknown_declared_target_is_rejected_before_any_model_call() {
     let failure = machine.run(Env::from_user("2+2?")).await.unwrap_err();
     assert!(matches!(
         &failure.error,
-        MachineError::UnknownState { name, .. } if name == "action"
+        MachineError::UnknownState { name, .. } if name == "tools"
     ));
     assert!(failure.path.is_empty(), "no state ran: {:?}", failure.path);
     assert!(model.calls().is_empty(), "no model was called");
@@ -71,18 +71,18 @@ async fn states_that_declare_nothing_are_not_checked() {
 fn the_stock_agent_draws_its_graph() {
     let model = Arc::new(ScriptedModel::new());
     let chart = statewise_states::agent(model, tools()).mermaid();
-    // States by position in name order: action, answer, reasoning.
+    // States by position in name order: answer, reasoning, tools.
     for line in [
         "flowchart TD",
-        "s0[\"action\"]",
-        "s1[\"answer\"]",
-        "s2[\"reasoning\"]",
-        "start --> s2",
-        "s0 --> s2",
-        "s1 --> stop",
-        "s2 --> s0",
+        "s0[\"answer\"]",
+        "s1[\"reasoning\"]",
+        "s2[\"tools\"]",
+        "start --> s1",
         "s2 --> s1",
-        "s2 --> s2",
+        "s0 --> stop",
+        "s1 --> s2",
+        "s1 --> s0",
+        "s1 --> s1",
     ] {
         assert!(
             chart.lines().any(|l| l.trim() == line),

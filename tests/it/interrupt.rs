@@ -113,7 +113,7 @@ async fn an_approval_survives_a_restart_and_runs_the_tool_once() {
     assert_eq!(out.answer, None);
     assert!(
         transfer.calls.lock().unwrap().is_empty(),
-        "nothing ran before the reply"
+        "nothing ran before the response"
     );
     drop(machine);
 
@@ -123,7 +123,7 @@ async fn an_approval_survives_a_restart_and_runs_the_tool_once() {
         Arc::new(ScriptedModel::new().text(r#"{"final_answer": "Sent 40 to bob."}"#));
     let store = SqliteStore::open(&db).unwrap();
     let machine = agent(&second_model, &transfer).with_store(store.clone());
-    // Resuming without a reply asks again, running nothing.
+    // Resuming without a response asks again, running nothing.
     let again = finish(machine.resume("pay-1").await.unwrap())
         .await
         .unwrap();
@@ -142,9 +142,9 @@ async fn an_approval_survives_a_restart_and_runs_the_tool_once() {
     assert_eq!(second_model.calls().len(), 1);
     assert_eq!(
         out.path,
-        ["reasoning", "action", "action", "reasoning", "answer"]
+        ["reasoning", "tools", "tools", "reasoning", "answer"]
     );
-    // A second reply finds nobody waiting.
+    // A second response finds nobody waiting.
     assert!(matches!(
         machine.resume_with("pay-1", json!(true)).await,
         Err(MachineError::NotPaused { .. })
@@ -152,7 +152,7 @@ async fn an_approval_survives_a_restart_and_runs_the_tool_once() {
 }
 
 /// A run of the agent paused on its transfer call: the machine, the tool,
-/// the model (whose second reply is `answer`) and the call's id.
+/// the model (whose second response is `answer`) and the call's id.
 async fn paused_on_transfer(
     run_id: &str,
     answer: &str,
@@ -179,10 +179,10 @@ async fn paused_on_transfer(
 async fn a_rejected_call_reaches_the_model_as_an_observation() {
     let (machine, transfer, model, call_id) =
         paused_on_transfer("pay-2", "I did not send it.").await;
-    let reply = Approvals::new()
+    let response = Approvals::new()
         .reject(call_id, "not this month")
-        .into_reply();
-    let out = finish(machine.resume_with("pay-2", reply).await.unwrap())
+        .into_response();
+    let out = finish(machine.resume_with("pay-2", response).await.unwrap())
         .await
         .unwrap();
     assert_eq!(out.answer.as_deref(), Some("I did not send it."));
@@ -201,10 +201,10 @@ async fn a_rejected_call_reaches_the_model_as_an_observation() {
 #[tokio::test]
 async fn a_person_can_edit_the_arguments_before_approving() {
     let (machine, transfer, _, call_id) = paused_on_transfer("pay-3", "Sent.").await;
-    let reply = Approvals::new()
+    let response = Approvals::new()
         .edit(call_id, json!({"to": "bob", "amount": 25}))
-        .into_reply();
-    finish(machine.resume_with("pay-3", reply).await.unwrap())
+        .into_response();
+    finish(machine.resume_with("pay-3", response).await.unwrap())
         .await
         .unwrap();
     assert_eq!(
@@ -213,7 +213,7 @@ async fn a_person_can_edit_the_arguments_before_approving() {
     );
 }
 
-/// Asks a person once per branch input, then answers with the reply;
+/// Asks a person once per branch input, then answers with the response;
 /// counts its work before and after asking.
 #[derive(Clone, Default)]
 struct Confirm {
@@ -229,7 +229,7 @@ impl State for Confirm {
         Box::pin(statewise::try_stream! {
             let topic = env.input.clone().unwrap_or(Value::Null);
             let id = format!("confirm:{topic}");
-            let Some(reply) = env.reply(&id).cloned() else {
+            let Some(response) = env.response(&id).cloned() else {
                 self.before.fetch_add(1, Ordering::SeqCst);
                 // Only "b" needs a person.
                 if topic != json!("b") {
@@ -240,7 +240,7 @@ impl State for Confirm {
                 return;
             };
             self.after.fetch_add(1, Ordering::SeqCst);
-            env.answer = Some(format!("{topic}: {reply}"));
+            env.answer = Some(format!("{topic}: {response}"));
         })
     }
     fn transition(&self, _env: &Env) -> Next {
@@ -353,7 +353,7 @@ async fn a_transition_can_pause_the_run_too() {
         .with_state(FnState::new(
             "publish",
             |env: &mut Env| {
-                let verdict = env.reply("review").cloned().unwrap_or_default();
+                let verdict = env.response("review").cloned().unwrap_or_default();
                 env.answer = Some(format!("published: {verdict}"));
                 Ok(())
             },

@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use statewise::fit::Fitter;
 use statewise::model::{ChatModel, ChatRequest, ModelError, OpenAi, Params};
+use statewise::state::ActionParsed;
 use statewise::tool::{ToolRegistry, Toolbox};
 use statewise::{Action, Emit, Env, Event, EventKind, Machine, MachineError, Message, StateError};
 use statewise_states::{Answer, Reasoning};
@@ -145,8 +146,8 @@ async fn a_real_llama_cpp_server_through_reasoning_and_answer() {
     );
     // The answer as it streamed: decoded while the model wrote it.
     let streamed_answer = crate::support::answer_text(&events);
-    let parsed = events.iter().find_map(|e| match &e.kind {
-        EventKind::Emitted(Emit::ActionParsed(Action::FinalAnswer(a))) => Some(a.clone()),
+    let parsed = events.iter().find_map(|e| match e.custom() {
+        Some(ActionParsed(Action::FinalAnswer(a))) => Some(a),
         _ => None,
     });
     let Some(EventKind::Finished(out)) = events.last().map(|e| &e.kind) else {

@@ -30,6 +30,7 @@ mod local_model;
 #[cfg(feature = "mcp")]
 mod mcp;
 mod models;
+mod native_answer;
 mod openai_provider;
 #[cfg(feature = "otel")]
 mod otlp_receiver;
@@ -44,5 +45,6 @@ mod store;
 mod tool_context;
 mod tool_policy;
 mod trace;
+mod typed_output;
 #[cfg(feature = "redis")]
 mod worker;

@@ -282,7 +282,7 @@ async fn the_agent_loop_over_http_with_equal_usage_streamed_or_not() {
             .await
             .unwrap();
         assert_eq!(out.answer.as_deref(), Some("42"));
-        assert_eq!(out.env.observations[0].content, json!(42.0));
+        assert_eq!(out.env.observations[0].content, json!(42));
         let first = server.requests()[0].json();
         assert!(first.get("tools").is_none());
         assert_eq!(first["response_format"]["type"], "json_schema");
@@ -330,9 +330,9 @@ async fn native_tool_calling_round_trip() {
     assert_eq!(assistant["tool_calls"][1]["id"], "call_b");
     assert_eq!(
         messages[messages.len() - 2],
-        json!({"role": "tool", "content": "42.0", "tool_call_id": "call_a"})
+        json!({"role": "tool", "content": "42", "tool_call_id": "call_a"})
     );
-    assert_eq!(messages[messages.len() - 1]["content"], "4.0");
+    assert_eq!(messages[messages.len() - 1]["content"], "4");
     assert_eq!(out.usage().total_tokens(), 110 + 17);
 }
 

@@ -28,7 +28,7 @@ fn reasoning(model: Arc<ScriptedModel>) -> Reasoning {
 fn reasoning_routes_on_the_pending_action() {
     let r = reasoning(Arc::new(ScriptedModel::new()));
     let env = Env::new().with_action(Act::ToolCalls(vec![calc("c", "1+1")]));
-    assert_eq!(r.transition(&env), Next::to("action"));
+    assert_eq!(r.transition(&env), Next::to("tools"));
     let env = Env::new().with_action(Act::FinalAnswer("2".into()));
     assert_eq!(r.transition(&env), Next::to("answer"));
     assert_eq!(r.transition(&Env::new()), Next::to("reasoning"));
@@ -99,7 +99,7 @@ async fn reasoning_step_parses_a_repaired_action_and_counts_usage() {
         .step("reasoning", Env::from_user("6*7?"))
         .await
         .unwrap();
-    assert_eq!(out.next, Next::to("action"));
+    assert_eq!(out.next, Next::to("tools"));
     let calls = out.env.pending_calls().unwrap();
     assert_eq!(calls.len(), 1);
     assert_eq!(calls[0].arguments, json!({"expression": "6*7"}));
@@ -115,10 +115,10 @@ async fn reasoning_step_parses_a_repaired_action_and_counts_usage() {
         .starts_with("Sure!"));
     let tokens: String = out.events.iter().filter_map(|e| e.token()).collect();
     assert!(tokens.contains("'calculator'"));
-    assert!(out.events.iter().any(|e| matches!(
-        &e.kind,
-        statewise::EventKind::Emitted(Emit::ActionParsed(_))
-    )));
+    assert!(out
+        .events
+        .iter()
+        .any(|e| e.custom::<statewise::state::ActionParsed>().is_some()));
     model.assert_complete();
 }
 
@@ -243,9 +243,9 @@ async fn reasoning_reports_model_errors() {
 async fn action_records_observations_and_tool_messages() {
     let env =
         Env::from_user("?").with_action(Act::ToolCalls(vec![calc("a", "2*21"), calc("b", "1/0")]));
-    let out = Machine::new("action")
+    let out = Machine::new("tools")
         .with_state(RunTools::new(tools()))
-        .step("action", env)
+        .step("tools", env)
         .await
         .unwrap();
     assert_eq!(out.env.action, None);
@@ -256,7 +256,7 @@ async fn action_records_observations_and_tool_messages() {
             obs[0].content.clone(),
             obs[0].is_error
         ),
-        ("a", json!(42.0), false)
+        ("a", json!(42), false)
     );
     assert!(obs[1].is_error);
     assert!(obs[1].render().contains("division by zero"));
@@ -268,15 +268,15 @@ async fn action_records_observations_and_tool_messages() {
         .collect();
     assert_eq!(tool_msgs.len(), 2);
     assert_eq!(tool_msgs[0].tool_call_id.as_deref(), Some("a"));
-    assert_eq!(tool_msgs[0].content, "42.0");
+    assert_eq!(tool_msgs[0].content, "42");
 }
 
 #[tokio::test]
 async fn action_respects_its_allow_list() {
     let env = Env::new().with_action(Act::ToolCalls(vec![calc("a", "1")]));
-    let out = Machine::new("action")
+    let out = Machine::new("tools")
         .with_state(RunTools::new(tools().allow(["clock"])))
-        .step("action", env)
+        .step("tools", env)
         .await
         .unwrap();
     assert!(out.env.observations[0].is_error);
@@ -286,9 +286,9 @@ async fn action_respects_its_allow_list() {
 #[tokio::test]
 async fn action_without_calls_is_a_typed_error_that_keeps_the_env() {
     let env = Env::new().with_action(Act::FinalAnswer("4".into()));
-    let failure = Machine::new("action")
+    let failure = Machine::new("tools")
         .with_state(RunTools::new(tools()))
-        .step("action", env)
+        .step("tools", env)
         .await
         .unwrap_err();
     assert_eq!(failure.error.code(), "precondition");
@@ -305,8 +305,21 @@ async fn answer_streams_the_given_answer() {
         .unwrap();
     assert_eq!(out.next, Next::End);
     assert_eq!(out.env.answer.as_deref(), Some("It is 42."));
-    let tokens: Vec<_> = out.events.iter().filter_map(|e| e.token()).collect();
-    assert_eq!(tokens, ["It ", "is ", "42."]);
+    assert_eq!(crate::support::answer_text(&out.events), "It is 42.");
+}
+
+#[tokio::test]
+async fn answer_sends_nothing_when_reasoning_gave_the_answer() {
+    let mut env = Env::new().with_action(Act::FinalAnswer("It is 42.".into()));
+    env.answer = Some("It is 42.".into());
+    let out = Machine::new("answer")
+        .with_state(Answer::new())
+        .step("answer", env)
+        .await
+        .unwrap();
+    assert_eq!(out.env.answer.as_deref(), Some("It is 42."));
+    assert_eq!(out.env.action, None);
+    assert_eq!(crate::support::answer_text(&out.events), "");
 }
 
 #[tokio::test]
@@ -326,7 +339,6 @@ async fn answer_with_its_own_model() {
 #[tokio::test]
 async fn reasoning_announces_the_tool_name_while_streaming() {
     use statewise::action::PartialAction;
-    use statewise::EventKind;
     let model = Arc::new(ScriptedModel::new().text(
         r#"{"tool_calls": [{"name": "calculator", "arguments": {"expression": "a very long expression indeed"}}]}"#,
     ));
@@ -335,41 +347,33 @@ async fn reasoning_announces_the_tool_name_while_streaming() {
         .step("reasoning", Env::from_user("?"))
         .await
         .unwrap();
-    let kinds: Vec<&EventKind> = out.events.iter().map(|e| &e.kind).collect();
-    let announced = kinds
+    let announced = out
+        .events
         .iter()
-        .position(|k| matches!(k, EventKind::Emitted(Emit::PartialAction(PartialAction::ToolCalls(n))) if n == &["calculator"]))
+        .position(
+            |e| matches!(e.custom(), Some(PartialAction::ToolCalls(n)) if n == ["calculator"]),
+        )
         .expect("tool name announced");
-    let parsed = kinds
+    let parsed = out
+        .events
         .iter()
-        .position(|k| matches!(k, EventKind::Emitted(Emit::ActionParsed(_))))
+        .position(|e| e.custom::<statewise::state::ActionParsed>().is_some())
         .unwrap();
-    let tokens_after = kinds[announced..parsed]
+    let tokens_after = out.events[announced..parsed]
         .iter()
-        .filter(|k| matches!(k, EventKind::Emitted(Emit::Token(_))))
+        .filter(|e| e.token().is_some())
         .count();
     assert!(
         tokens_after >= 4,
         "announced early, with {tokens_after} tokens still to come"
     );
     // Announced once: nothing new was learnt later.
-    let partials = kinds
+    let partials = out
+        .events
         .iter()
-        .filter(|k| matches!(k, EventKind::Emitted(Emit::PartialAction(_))))
+        .filter(|e| e.custom::<PartialAction>().is_some())
         .count();
     assert_eq!(partials, 1);
-}
-
-/// The old name still builds the same state, for one release.
-#[test]
-#[allow(deprecated)]
-fn the_old_action_name_is_run_tools() {
-    let old: statewise_states::Action = statewise_states::Action::new(tools());
-    assert_eq!(old.name(), "action");
-    assert_eq!(
-        old.transition(&Env::new()),
-        RunTools::new(tools()).transition(&Env::new())
-    );
 }
 
 /// A scripted model that calls tools natively, as OpenAI's and Anthropic's
@@ -539,8 +543,8 @@ async fn drafts_of(
 fn first_call_id(events: &[statewise::Event]) -> String {
     events
         .iter()
-        .find_map(|e| match &e.kind {
-            statewise::EventKind::Emitted(Emit::ActionParsed(Act::ToolCalls(calls))) => {
+        .find_map(|e| match e.custom() {
+            Some(statewise::state::ActionParsed(Act::ToolCalls(calls))) => {
                 Some(calls[0].id.clone())
             }
             _ => None,

@@ -1,5 +1,5 @@
 //! Checkpoint stores: the conformance suite for each store, and runs that
-//! save, resume (in process and after SIGKILL) and fork.
+//! save, resume (in process and after SIGKILL) and rerun.
 
 use crate::support;
 
@@ -264,7 +264,7 @@ async fn a_run_dropped_midway_resumes_to_the_same_answer() {
 }
 
 #[tokio::test]
-async fn a_fork_runs_on_from_any_step_and_leaves_the_original() {
+async fn a_rerun_goes_on_from_any_step_and_leaves_the_original() {
     let store = MemoryStore::new();
     let machine = agent().with_store(store.clone());
     let original = machine
@@ -273,25 +273,25 @@ async fn a_fork_runs_on_from_any_step_and_leaves_the_original() {
         .unwrap();
     let before: Vec<CheckpointMeta> = store.list("orig").await.unwrap();
 
-    let forked = statewise::machine::finish(machine.fork("orig", 2, "fork").await.unwrap())
+    let second = statewise::machine::finish(machine.rerun("orig", 2, "second").await.unwrap())
         .await
         .unwrap();
-    assert_eq!(forked.run_id, "fork");
-    assert_eq!(forked.answer, original.answer);
-    assert_eq!(forked.path, original.path);
-    let fork_start = store.get("fork", Some(2)).await.unwrap().unwrap();
-    let parent = fork_start.parent.unwrap();
+    assert_eq!(second.run_id, "second");
+    assert_eq!(second.answer, original.answer);
+    assert_eq!(second.path, original.path);
+    let second_start = store.get("second", Some(2)).await.unwrap().unwrap();
+    let parent = second_start.parent.unwrap();
     assert_eq!((parent.run_id.as_str(), parent.step), ("orig", 2));
     assert_eq!(store.list("orig").await.unwrap(), before);
 
-    // From step 0 a fork is a fresh rerun of the same input.
-    let rerun = statewise::machine::finish(machine.fork("orig", 0, "rerun").await.unwrap())
+    // From step 0 a rerun starts afresh from the same input.
+    let rerun = statewise::machine::finish(machine.rerun("orig", 0, "rerun").await.unwrap())
         .await
         .unwrap();
     assert_eq!(rerun.answer, original.answer);
 
     assert!(matches!(
-        machine.fork("orig", 2, "fork").await.err(),
+        machine.rerun("orig", 2, "second").await.err(),
         Some(MachineError::Store(StoreError::Exists { .. }))
     ));
     assert!(matches!(

@@ -48,6 +48,8 @@ pub struct Response {
     pub cut_after: Option<usize>,
     /// Pause this long before the given piece.
     pub stall: Option<(usize, Duration)>,
+    /// Where the instant each piece went out is written.
+    pub sent: Option<Arc<Mutex<Vec<tokio::time::Instant>>>>,
 }
 
 impl Response {
@@ -61,6 +63,7 @@ impl Response {
             delay: Duration::ZERO,
             cut_after: None,
             stall: None,
+            sent: None,
         }
     }
 
@@ -84,12 +87,32 @@ impl Response {
             delay: Duration::ZERO,
             cut_after: None,
             stall: None,
+            sent: None,
         }
     }
 
     pub fn header(mut self, name: &str, value: &str) -> Self {
         self.headers.push((name.into(), value.into()));
         self
+    }
+
+    /// An event stream sent one event per piece, `pause` before each, the
+    /// instant each went out written to `sent`.
+    pub fn sse_events_paced(
+        transcript: &str,
+        pause: Duration,
+        sent: Arc<Mutex<Vec<tokio::time::Instant>>>,
+    ) -> Self {
+        let pieces = transcript
+            .split_inclusive("\n\n")
+            .map(str::to_owned)
+            .collect();
+        Response {
+            pieces,
+            delay: pause,
+            sent: Some(sent),
+            ..Self::sse("", 1)
+        }
     }
 
     pub fn cut_after(mut self, pieces: usize) -> Self {
@@ -274,6 +297,9 @@ async fn serve(
             socket.write_all(piece.as_bytes()).await?;
         }
         socket.flush().await?;
+        if let Some(sent) = &response.sent {
+            sent.lock().unwrap().push(tokio::time::Instant::now());
+        }
     }
     if response.streaming {
         socket.write_all(b"0\r\n\r\n").await?;
@@ -438,8 +464,8 @@ pub fn transcript(provider: &str, name: &str) -> String {
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
 }
 
-/// The final answer's text as a caller saw it stream: the pieces Reasoning
-/// decoded while the model wrote them, then what the `answer` state sent.
+/// The answer's text as a caller saw it stream: the run's answer pieces,
+/// from whichever state wrote them.
 pub fn answer_text(events: &[statewise::Event]) -> String {
     use statewise::{Emit, EventKind};
     events
@@ -447,7 +473,6 @@ pub fn answer_text(events: &[statewise::Event]) -> String {
         .filter(|e| e.branch.is_none())
         .filter_map(|e| match &e.kind {
             EventKind::Emitted(Emit::AnswerToken(t)) => Some(t.as_str()),
-            EventKind::Emitted(Emit::Token(t)) if &*e.state == "answer" => Some(t.as_str()),
             _ => None,
         })
         .collect()

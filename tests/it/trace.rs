@@ -86,7 +86,7 @@ async fn a_step_record_holds_the_whole_data_flow() {
     );
     assert!(matches!(&reasoning.action, Some(Action::ToolCalls(c)) if c[0].name == "calculator"));
     assert_eq!(reasoning.usage, usage(210, 24));
-    assert_eq!(reasoning.next, Some(Next::to("action")));
+    assert_eq!(reasoning.next, Some(Next::to("tools")));
     assert!(reasoning.env_before.messages.len() == 1 && reasoning.env_before.step == 0);
     // Action: the tool's input and output.
     let action = steps[1];
@@ -95,7 +95,7 @@ async fn a_step_record_holds_the_whole_data_flow() {
         action.tools[0].call.arguments,
         json!({"expression": "1234 * 5678"})
     );
-    assert_eq!(action.tools[0].output, Some(json!(7006652.0)));
+    assert_eq!(action.tools[0].output, Some(json!(7006652)));
     assert!(!action.tools[0].is_error);
     assert_eq!(action.env_before.step, 1);
     // Answer, and the end of the run.

@@ -315,7 +315,7 @@ async fn a_client_streams_a_run_s_events() {
     assert_eq!(kinds.last(), Some(&"finished"), "{kinds:?}");
     let observed = events
         .iter()
-        .any(|e| e["data"]["observation"]["content"] == serde_json::json!(42.0));
+        .any(|e| e["data"]["observation"]["content"] == serde_json::json!(42));
     assert!(observed, "the tool's result is among the events");
     shutdown.cancel();
     running.await.unwrap().unwrap();

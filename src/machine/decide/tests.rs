@@ -319,7 +319,7 @@ fn a_branch_starts_from_the_parent_with_its_input_and_nothing_spent() {
     let mut parent = Env::from_user("compare");
     parent.usage.prompt_tokens = 40;
     parent.step = 2;
-    parent.replies.insert("x".into(), serde_json::json!(true));
+    parent.responses.insert("x".into(), serde_json::json!(true));
     parent.interrupt = Some(Box::new(Interrupt::new("y", "?")));
     let fork = fork3();
     let env = branch_env(&parent, &fork.branches[1]);
@@ -327,7 +327,7 @@ fn a_branch_starts_from_the_parent_with_its_input_and_nothing_spent() {
     assert_eq!(env.messages, parent.messages);
     assert_eq!(env.step, 2, "the step count goes on");
     assert_eq!(env.usage, Usage::default());
-    assert!(env.replies.is_empty() && env.interrupt.is_none());
+    assert!(env.responses.is_empty() && env.interrupt.is_none());
 }
 
 #[test]
@@ -373,7 +373,7 @@ fn a_branch_that_never_said_how_it_ended_counts_as_failed() {
     assert!(joined
         .outcomes
         .iter()
-        .all(|o| o.error.as_ref().is_some_and(|e| e.kind == "interrupted")));
+        .all(|o| o.error.as_ref().is_some_and(|e| e.kind == "cut")));
 }
 
 #[test]

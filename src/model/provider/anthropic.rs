@@ -6,17 +6,20 @@ use std::collections::HashMap;
 use eventsource_stream::Eventsource;
 use futures::future::BoxFuture;
 use futures::{FutureExt, StreamExt};
-use serde::Deserialize;
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 
+use super::anthropic_wire::{
+    finish, force_respond, mark_cache_breakpoints, responds, wire_messages, StreamEvent,
+    WireMessage, RESPOND,
+};
 use super::http::{
     endpoint_setters, error_chain, error_message, json_body, send, Api, Auth, Endpoint, Resolved,
 };
 use super::window::anthropic_window;
-use crate::env::{Message, Role, Usage};
+use crate::env::{Role, Usage};
 use crate::model::{
-    Capabilities, ChatModel, ChatRequest, Chunk, ChunkStream, ContextWindow, FinishReason,
-    ModelError, Reply, ToolCallDelta,
+    Capabilities, ChatModel, ChatRequest, Chunk, ChunkStream, ContextWindow, ModelError, Reply,
+    ToolCallDelta,
 };
 use crate::redact::{redact, Secret};
 use reqwest::header::CONTENT_TYPE;
@@ -106,6 +109,9 @@ impl Anthropic {
         if self.prompt_cache {
             mark_cache_breakpoints(&mut body);
         }
+        if let (Some(schema), true) = (&request.response_schema, responds(request)) {
+            force_respond(&mut body, schema);
+        }
         if let Some(t) = p.temperature {
             body["temperature"] = json!(t);
         }
@@ -144,7 +150,7 @@ impl Anthropic {
 pub(crate) fn message_reply(message: Value) -> Result<Reply, ModelError> {
     let message: WireMessage =
         serde_json::from_value(message).map_err(|e| protocol(0, e.to_string()))?;
-    Ok(Reply::from_chunks(message.into_chunks()))
+    Ok(Reply::from_chunks(message.into_chunks(false)))
 }
 
 impl AnthropicBuilder {
@@ -212,7 +218,8 @@ impl ChatModel for Anthropic {
     fn capabilities(&self) -> Capabilities {
         Capabilities {
             native_tools: true,
-            json_schema: false,
+            // Through a forced tool (`anthropic_wire`).
+            json_schema: true,
         }
     }
 
@@ -224,6 +231,7 @@ impl ChatModel for Anthropic {
         // Serialized here, so the request (prompt, schema) is freed now
         // rather than held for the whole call.
         let body = json_body(PROVIDER, &self.body(&request));
+        let respond = responds(&request);
         drop(request);
         Box::pin(async_stream::try_stream! {
             let body = body?;
@@ -240,7 +248,7 @@ impl ChatModel for Anthropic {
             if !self.streaming {
                 let body = response.bytes().await.map_err(|e| cut(0, &e, &self.key))?;
                 let message: WireMessage = serde_json::from_slice(&body).map_err(|e| protocol(0, e.to_string()))?;
-                for chunk in message.into_chunks() {
+                for chunk in message.into_chunks(respond) {
                     yield chunk;
                 }
                 return;
@@ -270,6 +278,8 @@ impl ChatModel for Anthropic {
                         None
                     }
                     "content_block_start" => match data.content_block {
+                        // The forced call's input is the reply's text.
+                        Some(block) if respond && block.name.as_deref() == Some(RESPOND) => None,
                         Some(block) if block.kind == "tool_use" => {
                             let n = tool_index.len();
                             tool_index.insert(data.index.unwrap_or(0), n);
@@ -281,6 +291,7 @@ impl ChatModel for Anthropic {
                     "content_block_delta" => data.delta.and_then(|d| match d.kind.as_deref() {
                         Some("text_delta") => d.text.map(Chunk::Text),
                         Some("thinking_delta") => d.thinking.map(Chunk::Reasoning),
+                        Some("input_json_delta") if respond && tool_index.is_empty() => d.partial_json.map(Chunk::Text),
                         Some("input_json_delta") => {
                             let index = tool_index.get(&data.index.unwrap_or(0)).copied().unwrap_or(0);
                             d.partial_json.map(|arguments| Chunk::ToolCall(ToolCallDelta { index, id: None, name: None, arguments }))
@@ -292,7 +303,7 @@ impl ChatModel for Anthropic {
                             // Output tokens are a running total: keep the last.
                             usage.completion_tokens = out;
                         }
-                        data.delta.and_then(|d| d.stop_reason).map(|r| Chunk::Finish(stop_reason(&r)))
+                        data.delta.and_then(|d| d.stop_reason).map(|r| Chunk::Finish(finish(&r, respond)))
                     }
                     "message_stop" => {
                         finished = true;
@@ -339,194 +350,10 @@ fn protocol(chunks: usize, message: String) -> ModelError {
     }
 }
 
-fn stop_reason(reason: &str) -> FinishReason {
-    match reason {
-        "end_turn" | "stop_sequence" => FinishReason::Stop,
-        "max_tokens" => FinishReason::Length,
-        "tool_use" => FinishReason::ToolCalls,
-        "refusal" => FinishReason::ContentFilter,
-        other => FinishReason::Other(other.to_owned()),
-    }
-}
-
-/// Marks the ends of the system prompt, the tool list and the conversation
-/// as cache breakpoints (three of the four the API allows): a request that
-/// extends the last one reads everything up to its last breakpoint from the
-/// cache.
-fn mark_cache_breakpoints(body: &mut Value) {
-    let ephemeral = json!({"type": "ephemeral"});
-    if let Some(system) = body.get("system").and_then(Value::as_str) {
-        body["system"] = json!([{"type": "text", "text": system, "cache_control": ephemeral}]);
-    }
-    if let Some(tool) = body
-        .get_mut("tools")
-        .and_then(Value::as_array_mut)
-        .and_then(|t| t.last_mut())
-    {
-        tool["cache_control"] = ephemeral.clone();
-    }
-    if let Some(block) = body
-        .get_mut("messages")
-        .and_then(Value::as_array_mut)
-        .and_then(|m| m.last_mut())
-        .and_then(|m| m.get_mut("content"))
-        .and_then(Value::as_array_mut)
-        .and_then(|c| c.last_mut())
-    {
-        block["cache_control"] = ephemeral;
-    }
-}
-
-/// The conversation as Messages API turns: system messages go to the
-/// `system` field, tool results become `tool_result` blocks of a user turn,
-/// and consecutive turns of one role are merged (the API wants them to
-/// alternate).
-fn wire_messages(messages: &[Message]) -> Vec<Value> {
-    let mut turns: Vec<(&str, Vec<Value>)> = Vec::new();
-    for m in messages {
-        let (role, blocks) = match m.role {
-            Role::System => continue,
-            Role::User => ("user", vec![json!({"type": "text", "text": m.content})]),
-            Role::Tool => (
-                "user",
-                vec![
-                    json!({"type": "tool_result", "tool_use_id": m.tool_call_id, "content": m.content}),
-                ],
-            ),
-            Role::Assistant => {
-                let mut blocks = Vec::new();
-                if !m.content.is_empty() {
-                    blocks.push(json!({"type": "text", "text": m.content}));
-                }
-                for c in &m.tool_calls {
-                    let input = match &c.arguments {
-                        Value::Object(_) => c.arguments.clone(),
-                        other => json!({ "input": other }),
-                    };
-                    blocks.push(
-                        json!({"type": "tool_use", "id": c.id, "name": c.name, "input": input}),
-                    );
-                }
-                ("assistant", blocks)
-            }
-        };
-        match turns.last_mut() {
-            Some((last, content)) if *last == role => content.extend(blocks),
-            _ => turns.push((role, blocks)),
-        }
-    }
-    turns
-        .into_iter()
-        .map(|(role, content)| json!({"role": role, "content": content}))
-        .collect()
-}
-
-// Wire types: every field optional, unknown fields ignored.
-
-#[derive(Deserialize, Default)]
-#[serde(default)]
-struct StreamEvent {
-    #[serde(rename = "type")]
-    kind: String,
-    index: Option<u64>,
-    message: Option<WireMessage>,
-    content_block: Option<Block>,
-    delta: Option<Delta>,
-    usage: Option<WireUsage>,
-    error: Option<Value>,
-}
-
-#[derive(Deserialize, Default)]
-#[serde(default)]
-struct Block {
-    #[serde(rename = "type")]
-    kind: String,
-    id: Option<String>,
-    name: Option<String>,
-    text: Option<String>,
-    thinking: Option<String>,
-    input: Option<Value>,
-}
-
-#[derive(Deserialize, Default)]
-#[serde(default)]
-struct Delta {
-    #[serde(rename = "type")]
-    kind: Option<String>,
-    text: Option<String>,
-    thinking: Option<String>,
-    partial_json: Option<String>,
-    stop_reason: Option<String>,
-}
-
-#[derive(Deserialize, Default)]
-#[serde(default)]
-struct WireUsage {
-    input_tokens: Option<u64>,
-    output_tokens: Option<u64>,
-    cache_creation_input_tokens: Option<u64>,
-    cache_read_input_tokens: Option<u64>,
-}
-
-impl WireUsage {
-    /// Anthropic counts cached prompt tokens apart from `input_tokens`; ours
-    /// are part of `prompt_tokens`, as in OpenAI's API.
-    fn into_usage(self) -> Usage {
-        let read = self.cache_read_input_tokens.unwrap_or(0);
-        let write = self.cache_creation_input_tokens.unwrap_or(0);
-        Usage {
-            prompt_tokens: self.input_tokens.unwrap_or(0) + read + write,
-            completion_tokens: self.output_tokens.unwrap_or(0),
-            cached_tokens: read,
-            cache_write_tokens: write,
-            ..Usage::default()
-        }
-    }
-}
-
-#[derive(Deserialize, Default)]
-#[serde(default)]
-struct WireMessage {
-    model: Option<String>,
-    content: Vec<Block>,
-    stop_reason: Option<String>,
-    usage: Option<WireUsage>,
-}
-
-impl WireMessage {
-    /// The whole reply as the same chunks a stream would have carried.
-    fn into_chunks(self) -> Vec<Chunk> {
-        if let Some(model) = &self.model {
-            crate::model::span::record_response_model(model);
-        }
-        let mut chunks = Vec::new();
-        let mut tools = 0;
-        for block in self.content {
-            match block.kind.as_str() {
-                "text" => chunks.extend(block.text.filter(|t| !t.is_empty()).map(Chunk::Text)),
-                "thinking" => chunks.extend(block.thinking.map(Chunk::Reasoning)),
-                "tool_use" => {
-                    chunks.push(Chunk::ToolCall(ToolCallDelta {
-                        index: tools,
-                        id: block.id,
-                        name: block.name,
-                        arguments: block.input.unwrap_or(Value::Object(Map::new())).to_string(),
-                    }));
-                    tools += 1;
-                }
-                _ => {}
-            }
-        }
-        chunks.extend(self.stop_reason.map(|r| Chunk::Finish(stop_reason(&r))));
-        chunks.extend(self.usage.map(|u| Chunk::Usage(u.into_usage())));
-        chunks
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::env::ToolCall;
+    use crate::env::{Message, ToolCall};
 
     #[test]
     fn turns_alternate_and_tool_results_are_user_blocks() {

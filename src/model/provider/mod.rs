@@ -6,6 +6,8 @@
 #[cfg(feature = "http")]
 mod anthropic;
 #[cfg(feature = "http")]
+mod anthropic_wire;
+#[cfg(feature = "http")]
 pub(crate) mod http;
 #[cfg(feature = "local")]
 mod local;

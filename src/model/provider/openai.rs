@@ -590,6 +590,8 @@ mod tests {
             body["response_format"]["json_schema"]["schema"],
             json!({"type": "object"})
         );
+        // An object with open keys cannot be strict.
+        assert_eq!(body["response_format"]["json_schema"]["strict"], false);
         assert_eq!(
             (body["max_tokens"].clone(), body["seed"].clone()),
             (json!(5), json!(7))

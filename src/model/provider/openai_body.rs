@@ -66,7 +66,9 @@ impl<'a> Body<'a> {
                 json_schema: JsonSchema {
                     name: "response",
                     schema,
-                    strict: false,
+                    // OpenAI's strict mode where the schema allows it
+                    // (`output::strict` leaves such a schema as it is).
+                    strict: crate::output::strict(schema).as_ref() == Some(schema),
                 },
             }),
             _ => None,

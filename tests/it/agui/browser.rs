@@ -21,6 +21,19 @@ impl Drop for Killed {
 
 #[tokio::test]
 async fn the_page_streams_an_answer_shows_tool_calls_and_approves_one() {
+    page_flow(&[], "serve-page.png").await;
+}
+
+/// With native tool calls (as OpenAI and Anthropic models make them) the
+/// answer is the page's text, streamed, not thinking.
+#[tokio::test]
+async fn the_page_streams_a_native_tool_callers_answer_as_text() {
+    page_flow(&["--native"], "serve-page-native.png").await;
+}
+
+/// The serve example started with `args`, its page driven through a tool
+/// call, a streamed answer and an approval; the screenshot saved as `shot`.
+async fn page_flow(args: &[&str], shot: &str) {
     let chromium =
         PathBuf::from(std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into()));
     assert!(
@@ -30,6 +43,7 @@ async fn the_page_streams_an_answer_shows_tool_calls_and_approves_one() {
     );
     let mut child = tokio::process::Command::new(crate::support::example("serve"))
         .args(["--port", "0"])
+        .args(args)
         .stdout(Stdio::piped())
         .kill_on_drop(true)
         .spawn()
@@ -49,7 +63,7 @@ async fn the_page_streams_an_answer_shows_tool_calls_and_approves_one() {
     };
     let shots = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/screenshots");
     std::fs::create_dir_all(&shots).unwrap();
-    let screenshot = shots.join("serve-page.png");
+    let screenshot = shots.join(shot);
     let _ = std::fs::remove_file(&screenshot);
     let out = node(
         "browser.mjs",
