@@ -59,15 +59,14 @@ pub fn assistant(request: &ChatRequest) -> Result<Reply, ModelError> {
     let action = match result {
         Some(r) => {
             let result: Value = serde_json::from_str(&r).unwrap_or(Value::String(r));
-            let answer = match (
-                result["error"].as_str(),
-                result["utc"].as_str(),
-                result.as_str(),
-            ) {
-                (Some(error), _, _) => format!("I could not do that: {error}."),
-                (None, Some(utc), _) => format!("The clock says it is {utc}."),
-                (None, None, Some(text)) => format!("Done: the email was {text}."),
-                (None, None, None) => format!("Done: {result}."),
+            let answer = match (result["error"].as_str(), result.as_str()) {
+                (Some(error), _) => format!("I could not do that: {error}."),
+                // The clock says the time in a sentence of its own.
+                (None, Some(text)) if question.contains("time") => {
+                    format!("The clock says: {text}")
+                }
+                (None, Some(text)) => format!("Done: the email was {text}."),
+                (None, None) => format!("Done: {result}."),
             };
             json!({"final_answer": answer})
         }

@@ -6,6 +6,7 @@ use statewise::model::{ChatRequest, Params, SharedModel};
 use statewise::output::Output;
 use statewise::{Action, Emit, EmitStream, Env, Message, Next, Role, State, StateError};
 
+use crate::ground::Grounding;
 use crate::{prompt, ANSWER};
 
 const DEFAULT_INSTRUCTIONS: &str =
@@ -148,9 +149,10 @@ impl Answer {
     /// given (default off): an answer that leaves out a number of a short
     /// result (`134` from the calculator; the day, year and time from the
     /// clock) is replaced by the results themselves, since a small model
-    /// sometimes writes a greeting or another number instead. The check
-    /// needs the whole answer, so an answer after tool calls is sent whole
-    /// once written (its pieces stream as [`Emit::Token`]s); one without
+    /// sometimes writes a greeting or another number instead. An answer
+    /// after tool calls is held back (its pieces stream as
+    /// [`Emit::Token`]s) until its completed words keep them, then sent as
+    /// one [`Emit::AnswerToken`] and streamed live from there; one without
     /// tool results streams as usual.
     pub fn grounded(mut self, on: bool) -> Self {
         self.grounded = on;
@@ -269,24 +271,38 @@ impl State for Answer {
                 return;
             };
             let draft = usize::from(matches!(env.action, Some(Action::FinalAnswer(_))));
-            let results = match self.grounded {
+            let grounding = Grounding::new(match self.grounded {
                 true => results_since_question(env),
                 false => Vec::new(),
-            };
+            });
+            // Held back (as plain tokens) until it keeps the results.
+            let mut held = !grounding.is_empty();
+            let mut written = String::new();
             let snapshot: &Env = env;
             let mut call = self.fitter.call(&**model, draft, &snapshot.settings, || self.request(snapshot));
             while let Some(streamed) = call.next().await {
-                yield match Emit::from(streamed?) {
-                    Emit::Token(t) if results.is_empty() => Emit::AnswerToken(t),
-                    emit => emit,
-                };
+                match Emit::from(streamed?) {
+                    Emit::Token(t) if held => {
+                        written.push_str(&t);
+                        yield Emit::Token(t);
+                        if grounding.holds(&written, false) {
+                            held = false;
+                            yield Emit::AnswerToken(written.clone());
+                        }
+                    }
+                    Emit::Token(t) => yield Emit::AnswerToken(t),
+                    emit => yield emit,
+                }
             }
             let reply = call.finish();
             env.usage.add(&reply.usage);
-            let answer = match results.is_empty() {
-                true => reply.text,
-                false => {
-                    let answer = grounded_answer(reply.text, &results);
+            let answer = match held {
+                false => reply.text,
+                true => {
+                    let answer = match grounding.holds(&reply.text, true) {
+                        true => reply.text,
+                        false => grounding.fallback(),
+                    };
                     yield Emit::AnswerToken(answer.clone());
                     answer
                 }
@@ -329,60 +345,6 @@ fn failed(env: &Env, m: &Message) -> bool {
         .any(|o| o.is_error && m.tool_call_id.as_deref() == Some(o.call_id.as_str()))
 }
 
-/// Results longer than this are not checked: a long text is summed up,
-/// not copied, and its numbers need not all appear.
-const CHECKED_RESULT_CHARS: usize = 200;
-
-/// `answer` if it keeps every number and name of each short result, else
-/// the results themselves (`The calculator says: 134.`; a sentence as it
-/// is).
-fn grounded_answer(answer: String, results: &[(String, String)]) -> String {
-    let kept: Vec<&str> = numbers(&answer).into_iter().chain(names(&answer)).collect();
-    let keeps = results
-        .iter()
-        .filter(|(_, content)| content.chars().count() <= CHECKED_RESULT_CHARS)
-        .all(|(_, content)| {
-            numbers(content)
-                .into_iter()
-                .chain(names(content))
-                .all(|n| kept.contains(&n))
-        });
-    if keeps {
-        return answer;
-    }
-    let said: Vec<String> = results
-        .iter()
-        .map(|(tool, content)| match content.trim_end().ends_with('.') {
-            true => content.trim().to_owned(),
-            false => format!("The {tool} says: {}.", content.trim()),
-        })
-        .collect();
-    said.join(" ")
-}
-
-/// The capitalized words of `text` that do not open a sentence (`Friday`,
-/// `December`, `UTC` of `It is Friday, 4 December 2026, 21:13 UTC.`): the
-/// names a result holds.
-fn names(text: &str) -> Vec<&str> {
-    let mut names = Vec::new();
-    let mut opens = true;
-    for word in text.split_whitespace() {
-        let bare = word.trim_matches(|c: char| !c.is_alphanumeric());
-        if !opens && bare.chars().next().is_some_and(char::is_uppercase) {
-            names.push(bare);
-        }
-        opens = word.ends_with(['.', '!', '?', ':']);
-    }
-    names
-}
-
-/// The runs of digits in `text` (`21:13` gives `21` and `13`).
-fn numbers(text: &str) -> Vec<&str> {
-    text.split(|c: char| !c.is_ascii_digit())
-        .filter(|run| !run.is_empty())
-        .collect()
-}
-
 /// The user's last question with the tool results that came after it, in
 /// one message (`What is 7 * 8?\n(The calculator says: 56)`), and whether
 /// there were any; the question alone when there are none. A 135M model
@@ -408,46 +370,4 @@ fn compact_question(env: &Env) -> (String, bool) {
         return (question.to_owned(), false);
     }
     (format!("{question}\n{}", results.join("\n")), true)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::grounded_answer;
-
-    fn calc(n: &str) -> Vec<(String, String)> {
-        vec![("calculator".to_owned(), n.to_owned())]
-    }
-
-    #[test]
-    fn an_answer_that_keeps_the_results_numbers_stays() {
-        let answer = grounded_answer("17 * 23 = 391.".into(), &calc("391"));
-        assert_eq!(answer, "17 * 23 = 391.");
-    }
-
-    #[test]
-    fn an_answer_without_them_is_the_results() {
-        let answer = grounded_answer("I'm ready to help.".into(), &calc("134"));
-        assert_eq!(answer, "The calculator says: 134.");
-        let clock = vec![(
-            "clock".to_owned(),
-            "It is Friday, 4 December 2026, 21:13 UTC.".to_owned(),
-        )];
-        let answer = grounded_answer("It's 2026, 21:19 UTC.".into(), &clock);
-        assert_eq!(answer, "It is Friday, 4 December 2026, 21:13 UTC.");
-        // The numbers kept, the weekday not.
-        let answer = grounded_answer("The day is 4 December 2026, 21:13 UTC.".into(), &clock);
-        assert_eq!(answer, "It is Friday, 4 December 2026, 21:13 UTC.");
-        let answer = grounded_answer(
-            "Today is Friday, 4 December 2026, 21:13 UTC.".into(),
-            &clock,
-        );
-        assert_eq!(answer, "Today is Friday, 4 December 2026, 21:13 UTC.");
-    }
-
-    #[test]
-    fn long_results_are_not_checked() {
-        let long = vec![("search".to_owned(), format!("{} 42", "word ".repeat(60)))];
-        let answer = grounded_answer("A summary.".into(), &long);
-        assert_eq!(answer, "A summary.");
-    }
 }

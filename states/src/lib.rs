@@ -26,6 +26,7 @@
 
 mod answer;
 mod decide;
+mod ground;
 mod output;
 mod prompt;
 mod reasoning;

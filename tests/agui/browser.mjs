@@ -33,7 +33,7 @@ try {
   await page.fill("#question", "What time is it?");
   await page.click("#send");
   const answer = page.locator(".turn").nth(0).locator(".answer");
-  await page.waitForFunction(() => /Z\.$/.test(document.querySelector(".answer")?.textContent ?? ""));
+  await page.waitForFunction(() => /UTC\.$/.test(document.querySelector(".answer")?.textContent ?? ""));
   out.firstAnswer = await answer.textContent();
   out.answerLengthsSeen = await page.evaluate(() => window.answerLengths.size);
   out.firstToolCall = await page.locator(".turn").nth(0).locator(".tool-call .tool-name").textContent();

@@ -98,13 +98,31 @@ async fn a_question_from_knowledge_is_answered_without_a_tool() {
         ]
     );
     // The answer is free text, asked for as the user asked: no schema, no
-    // tool talk.
-    assert!(calls[1].response_schema.is_none());
-    assert_eq!(calls[1].messages.len(), 2);
+    // tool talk; worked exchanges (questions unlike this one) come first,
+    // as earlier turns.
+    let answer = &calls[1];
+    assert!(answer.response_schema.is_none());
+    assert_eq!(answer.messages[0].role, statewise::Role::System);
+    let turns = &answer.messages[1..answer.messages.len() - 1];
+    assert!(!turns.is_empty() && turns.len() % 2 == 0, "{turns:#?}");
+    for pair in turns.chunks(2) {
+        assert_eq!(pair[0].role, statewise::Role::User);
+        assert_eq!(pair[1].role, statewise::Role::Assistant);
+        assert!(!pair[0].content.contains("France"));
+    }
     assert_eq!(
-        calls[1].messages[1].content,
+        answer.messages.last().unwrap().content,
         "What is the capital of France?"
     );
+    // With no tool results the answer streams as it is written.
+    let pieces: Vec<&str> = events
+        .iter()
+        .filter_map(|e| match &e.kind {
+            EventKind::Emitted(Emit::AnswerToken(t)) => Some(t.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(pieces.concat(), "The capital of France is Paris.");
 }
 
 #[tokio::test]
@@ -143,13 +161,38 @@ async fn a_tool_without_arguments_is_called_without_asking_for_them() {
     let model = Arc::new(
         ScriptedModel::new()
             .text(r#"{"next": "clock"}"#)
-            .text("It is Monday."),
+            .text("Sure!"),
     );
     let (answer, events) = run(&model, "What day is it?").await;
-    assert_eq!(answer.as_deref(), Some("It is Monday."));
-    assert_eq!(tools_called(&events).len(), 1);
-    assert!(tools_called(&events)[0].starts_with("clock -> "));
+    let called = tools_called(&events);
+    assert_eq!(called.len(), 1);
+    let result = called[0].strip_prefix("clock -> ").expect("the clock ran");
     assert_eq!(model.calls().len(), 2, "the choice and the answer only");
+    // An answer that leaves out the clock's result is replaced by it.
+    let said: String = serde_json::from_str(result).unwrap();
+    assert_eq!(answer.as_deref(), Some(said.as_str()));
+}
+
+#[tokio::test]
+async fn an_answer_after_a_tool_streams_once_it_keeps_the_result() {
+    // The model streams its reply a word at a time.
+    let model = Arc::new(
+        ScriptedModel::new()
+            .text(r#"{"next": "math"}"#)
+            .text(r#"{"expression": "17 * 23"}"#)
+            .text("17 * 23 is 391, as asked."),
+    );
+    let (answer, events) = run(&model, "What is 17 * 23?").await;
+    assert_eq!(answer.as_deref(), Some("17 * 23 is 391, as asked."));
+    let pieces: Vec<&str> = events
+        .iter()
+        .filter_map(|e| match &e.kind {
+            EventKind::Emitted(Emit::AnswerToken(t)) => Some(t.as_str()),
+            _ => None,
+        })
+        .collect();
+    // Held until `391` was a whole word, then live.
+    assert_eq!(pieces, ["17 * 23 is 391, ", "as ", "asked."]);
 }
 
 #[tokio::test]
