@@ -45,7 +45,7 @@
 //!
 //! Running them:
 //! - [`console`]: prints a run to a terminal as it streams.
-//! - [`batch`]: a machine over a JSONL dataset, resumable, in flat memory.
+//! - [`dataset`]: a machine over a JSONL dataset, resumable, in flat memory.
 //! - `worker` (`redis` feature): a fleet of workers sharing a Redis Streams
 //!   run queue; a crashed worker's run resumes elsewhere.
 //! - `server` and `agui` (`server` feature): runs over HTTP as AG-UI
@@ -80,7 +80,7 @@
 //! 8. `machine` (with `event`)
 //! 9. `testkit`, `console`, `otel`
 //! 10. `replay`, `worker`
-//! 11. `batch`, `agui`
+//! 11. `dataset`, `agui`
 //! 12. `server`
 //!
 //! ## A custom state
@@ -120,10 +120,10 @@ pub mod action;
 #[cfg(feature = "server")]
 pub mod agui;
 pub mod backend;
-#[cfg(feature = "batch")]
-pub mod batch;
 #[cfg(feature = "console")]
 pub mod console;
+#[cfg(feature = "dataset")]
+pub mod dataset;
 pub mod env;
 pub mod fit;
 pub mod layer;

@@ -12,7 +12,7 @@
 //!   call against the ideal 2 s.
 //! - P3: time to first token through the framework against a raw reqwest
 //!   stream to the same server.
-//! - Scale: scripted items through the batch runner (`load scale N`, in a
+//! - Scale: scripted items through the dataset runner (`load scale N`, in a
 //!   process of its own): items/s and peak RSS for 100,000 and 1,000,000
 //!   items, to show memory flat as the dataset grows.
 
@@ -25,7 +25,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use statewise::batch::Batch;
+use statewise::dataset::Dataset;
 use statewise::model::{FnModel, OpenAi, Reply};
 use statewise::tool::{ToolRegistry, Toolbox};
 use statewise::{Env, Machine, Usage};
@@ -177,7 +177,7 @@ async fn p3(url: &str) -> (Duration, Duration) {
     (raw[raw.len() / 2], framework[framework.len() / 2])
 }
 
-/// `n` scripted items through the batch runner; items/s and peak RSS (KB).
+/// `n` scripted items through the dataset runner; items/s and peak RSS (KB).
 async fn scale(n: usize) -> (f64, u64) {
     let dir = std::env::temp_dir().join(format!("statewise-scale-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
@@ -215,7 +215,7 @@ async fn scale(n: usize) -> (f64, u64) {
     });
     let machine = statewise_states::agent(Arc::new(model), Toolbox::new(ToolRegistry::new()));
     let started = Instant::now();
-    let summary = Batch::new(machine)
+    let summary = Dataset::new(machine)
         .concurrency(64)
         .progress(false)
         .run(&input, &output)
@@ -285,7 +285,7 @@ async fn report(which: &str) {
         // The batch runner on scripted items, each size in its own process.
         for n in [100_000, 1_000_000] {
             let (rate, rss) = scale_in_process(n);
-            println!("| scale: {n} scripted items through the batch runner | flat memory | {rate:.0} items/s, peak RSS {:.1} MB |", rss as f64 / 1024.0);
+            println!("| scale: {n} scripted items through the dataset runner | flat memory | {rate:.0} items/s, peak RSS {:.1} MB |", rss as f64 / 1024.0);
         }
     }
 }

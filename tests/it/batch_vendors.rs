@@ -9,7 +9,7 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
-use statewise::batch::{Batch, ItemResult};
+use statewise::dataset::{Dataset, ItemResult};
 use statewise::layer::batch::{
     AnthropicBatch, BatchConfig, BatchVendor, MemoryLedger, OnExpired, OpenAiBatch, SqliteLedger,
     ViaBatch,
@@ -117,7 +117,7 @@ async fn five_hundred_items(
     let dir = temp_dir("batch-vendor");
     let output = dir.join("output.jsonl");
     let _clock = mock.run_clock(MINUTE);
-    let summary = Batch::new(agent)
+    let summary = Dataset::new(agent)
         .concurrency(n)
         .run(dataset(&dir, n), &output)
         .await
@@ -180,7 +180,7 @@ async fn the_runner_killed_mid_batch_resumes_without_paying_twice() {
         let n = 60;
         let input = dataset(&dir, n);
         let output = dir.join("output.jsonl");
-        let exe = crate::support::example("batch");
+        let exe = crate::support::example("dataset");
         let run = || {
             Command::new(&exe)
                 .args([input.to_str().unwrap(), output.to_str().unwrap()])

@@ -11,12 +11,12 @@ mod agent_loop;
 #[cfg(feature = "server")]
 mod agui;
 mod anthropic_provider;
-mod batch;
 mod batch_lane;
 mod batch_mock;
 mod batch_vendors;
 mod cache;
 mod context_fit;
+mod dataset;
 mod fault_injection;
 mod fixtures;
 #[cfg(feature = "redis")]

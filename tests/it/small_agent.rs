@@ -104,7 +104,7 @@ async fn a_question_from_knowledge_is_answered_without_a_tool() {
     assert!(answer.response_schema.is_none());
     assert_eq!(answer.messages[0].role, statewise::Role::System);
     let turns = &answer.messages[1..answer.messages.len() - 1];
-    assert!(!turns.is_empty() && turns.len() % 2 == 0, "{turns:#?}");
+    assert!(!turns.is_empty() && turns.len().is_multiple_of(2), "{turns:#?}");
     for pair in turns.chunks(2) {
         assert_eq!(pair[0].role, statewise::Role::User);
         assert_eq!(pair[1].role, statewise::Role::Assistant);

@@ -385,7 +385,7 @@ async fn a_batch_through_the_queue_resumes_without_queueing_twice() {
         .collect();
     std::fs::write(&input, lines.join("\n") + "\n").unwrap();
     let batch = || {
-        statewise::batch::Batch::on_queue(queue.clone(), "agent")
+        statewise::dataset::Dataset::on_queue(queue.clone(), "agent")
             .concurrency(16)
             .progress(false)
     };

@@ -1,4 +1,4 @@
-//! What a batch run reports: counts, accuracy, tokens and cost, and
+//! What a dataset run reports: counts, accuracy, tokens and cost, and
 //! latency percentiles from a fixed-size histogram.
 
 use std::collections::BTreeMap;
@@ -38,12 +38,12 @@ impl Histogram {
     }
 }
 
-/// What a batch did, over the whole output file.
+/// What a dataset run did, over the whole output file.
 #[derive(Debug, Clone, Default)]
 pub struct Summary {
     /// Results in the output.
     pub total: u64,
-    /// Of those, found there when the batch started.
+    /// Of those, found there when the run started.
     pub resumed: u64,
     /// Runs that finished.
     pub succeeded: u64,

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use serde_json::Value;
 
 use super::summary::Summary;
-use super::{io, BatchError, Item, ItemResult};
+use super::{io, DatasetError, Item, ItemResult};
 
 /// Reads items one line at a time.
 pub(super) struct ItemReader {
@@ -19,7 +19,7 @@ pub(super) struct ItemReader {
 }
 
 impl ItemReader {
-    pub(super) fn open(path: &Path) -> Result<Self, BatchError> {
+    pub(super) fn open(path: &Path) -> Result<Self, DatasetError> {
         let file = File::open(path).map_err(io(path))?;
         Ok(ItemReader {
             path: path.to_path_buf(),
@@ -30,14 +30,14 @@ impl ItemReader {
 }
 
 impl Iterator for ItemReader {
-    type Item = Result<Item, BatchError>;
+    type Item = Result<Item, DatasetError>;
 
     fn next(&mut self) -> Option<Self::Item> {
         loop {
             let text = match self.lines.next()? {
                 Ok(t) => t,
                 Err(source) => {
-                    return Some(Err(BatchError::Io {
+                    return Some(Err(DatasetError::Io {
                         path: self.path.clone(),
                         source,
                     }))
@@ -48,7 +48,7 @@ impl Iterator for ItemReader {
                 continue;
             }
             return Some(
-                parse_item(&text, self.line).map_err(|message| BatchError::BadItem {
+                parse_item(&text, self.line).map_err(|message| DatasetError::BadItem {
                     path: self.path.clone(),
                     line: self.line,
                     message,
@@ -84,7 +84,7 @@ pub(super) fn resume(
     items: &mut ItemReader,
     output: &Path,
     summary: &mut Summary,
-) -> Result<File, BatchError> {
+) -> Result<File, DatasetError> {
     let mut out = OpenOptions::new()
         .create(true)
         .read(true)
@@ -105,7 +105,7 @@ pub(super) fn resume(
         // Each result is one write: only a last line without its newline
         // can be torn. A whole line that is not a result is not ours.
         let result =
-            serde_json::from_str::<ItemResult>(&buf).map_err(|e| BatchError::NotResults {
+            serde_json::from_str::<ItemResult>(&buf).map_err(|e| DatasetError::NotResults {
                 path: output.to_path_buf(),
                 line: line_no,
                 message: e.to_string(),
@@ -115,7 +115,7 @@ pub(super) fn resume(
             None => String::new(),
         };
         if result.id != expected {
-            return Err(BatchError::Mismatch {
+            return Err(DatasetError::Mismatch {
                 path: output.to_path_buf(),
                 line: line_no,
                 expected,
@@ -131,7 +131,7 @@ pub(super) fn resume(
     Ok(out)
 }
 
-pub(super) fn count_lines(path: &Path) -> Result<u64, BatchError> {
+pub(super) fn count_lines(path: &Path) -> Result<u64, DatasetError> {
     let file = File::open(path).map_err(io(path))?;
     let mut n = 0;
     for line in BufReader::new(file).lines() {

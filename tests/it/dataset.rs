@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::support::{temp_dir, MockServer};
-use statewise::batch::{Batch, BatchError, ItemResult};
+use statewise::dataset::{Dataset, DatasetError, ItemResult};
 use statewise::model::{FnModel, Reply};
 use statewise::tool::{ToolRegistry, Toolbox};
 use statewise::Usage;
@@ -38,7 +38,7 @@ fn complete_lines(path: &Path) -> usize {
         .count()
 }
 
-/// Starts the batch example as a child against a local mock server, kills
+/// Starts the dataset example as a child against a local mock server, kills
 /// it with SIGKILL at random points five times, resumes, and checks that
 /// the output holds every id exactly once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -59,7 +59,7 @@ async fn batch_survives_sigkill_five_times() {
     let n = 400;
     let input = dataset(&dir, n);
     let output = dir.join("output.jsonl");
-    let exe = support::example("batch");
+    let exe = support::example("dataset");
     let run = || {
         Command::new(&exe)
             .args([
@@ -75,7 +75,7 @@ async fn batch_survives_sigkill_five_times() {
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
-            .expect("the batch example starts")
+            .expect("the dataset example starts")
     };
 
     let mut rng = fastrand::Rng::with_seed(7);
@@ -129,7 +129,7 @@ async fn a_torn_last_line_is_run_again() {
     let dir = temp_dir("torn");
     let input = dataset(&dir, 5);
     let output = dir.join("output.jsonl");
-    let batch = Batch::new(answering_machine()).progress(false);
+    let batch = Dataset::new(answering_machine()).progress(false);
     batch.run(&input, &output).await.unwrap();
     // Keep two results and half of the third, as a crash mid-write would.
     let text = std::fs::read_to_string(&output).unwrap();
@@ -152,23 +152,23 @@ async fn another_datasets_output_is_refused_and_bad_lines_are_typed() {
         "{\"id\":\"zz\",\"answer\":null,\"path\":[],\"usage\":{},\"latency_ms\":1.0}\n",
     )
     .unwrap();
-    let e = Batch::new(answering_machine())
+    let e = Dataset::new(answering_machine())
         .progress(false)
         .run(&input, &output)
         .await
         .unwrap_err();
     assert!(
-        matches!(&e, BatchError::Mismatch { line: 1, expected, found, .. } if expected == "q0" && found == "zz"),
+        matches!(&e, DatasetError::Mismatch { line: 1, expected, found, .. } if expected == "q0" && found == "zz"),
         "{e}"
     );
 
     std::fs::write(&output, "{\"id\":\"q0\"}\n").unwrap();
-    let e = Batch::new(answering_machine())
+    let e = Dataset::new(answering_machine())
         .progress(false)
         .run(&input, &output)
         .await
         .unwrap_err();
-    assert!(matches!(e, BatchError::NotResults { line: 1, .. }), "{e}");
+    assert!(matches!(e, DatasetError::NotResults { line: 1, .. }), "{e}");
     assert_eq!(
         std::fs::read_to_string(&output).unwrap(),
         "{\"id\":\"q0\"}\n",
@@ -176,17 +176,17 @@ async fn another_datasets_output_is_refused_and_bad_lines_are_typed() {
     );
 
     std::fs::write(&input, "{\"input\": \"ok\"}\nnot json\n").unwrap();
-    let e = Batch::new(answering_machine())
+    let e = Dataset::new(answering_machine())
         .progress(false)
         .run(&input, dir.join("out2.jsonl"))
         .await
         .unwrap_err();
-    assert!(matches!(e, BatchError::BadItem { line: 2, .. }), "{e}");
-    let e = Batch::new(answering_machine())
+    assert!(matches!(e, DatasetError::BadItem { line: 2, .. }), "{e}");
+    let e = Dataset::new(answering_machine())
         .run(dir.join("missing.jsonl"), dir.join("o.jsonl"))
         .await
         .unwrap_err();
-    assert!(matches!(e, BatchError::Io { .. }));
+    assert!(matches!(e, DatasetError::Io { .. }));
 }
 
 /// `--schema FILE`: every item is asked for the schema's object (the
@@ -238,7 +238,7 @@ async fn batch_with_a_schema_writes_one_typed_object_per_line() {
     )
     .unwrap();
     let output = dir.join("output.jsonl");
-    let run = Command::new(support::example("batch"))
+    let run = Command::new(support::example("dataset"))
         .args([
             input.to_str().unwrap(),
             output.to_str().unwrap(),

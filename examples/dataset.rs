@@ -1,6 +1,6 @@
 //! The stock agent over a JSONL dataset, resumable.
 //!
-//!     cargo run --release --example batch -- INPUT.jsonl OUTPUT.jsonl [--concurrency N] [--model NAME] [--stream] [--lane batch]
+//!     cargo run --release --example dataset -- INPUT.jsonl OUTPUT.jsonl [--concurrency N] [--model NAME] [--stream] [--lane batch]
 //!
 //! Each input line is `{"id": ..., "input": "...", "expected": ...}`; each
 //! output line the item's answer, path, usage, latency and error kind, in
@@ -38,7 +38,7 @@ use std::process::ExitCode;
 
 use std::sync::Arc;
 
-use statewise::batch::Batch;
+use statewise::dataset::Dataset;
 use statewise::layer::batch::{BatchConfig, SqliteLedger};
 use statewise::layer::Priced;
 use statewise::model::{Price, SharedModel};
@@ -147,40 +147,40 @@ fn parse_args() -> Result<Args, String> {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let _telemetry = logs::init_from_args("statewise-batch");
+    let _telemetry = logs::init_from_args("statewise-dataset");
     let args = match parse_args() {
         Ok(a) => a,
         Err(e) => {
-            eprintln!("batch: {e}");
+            eprintln!("dataset: {e}");
             return ExitCode::from(2);
         }
     };
-    let batch = match &args.queue {
+    let dataset = match &args.queue {
         Some(url) => match on_queue(url) {
-            Ok(batch) => batch,
+            Ok(dataset) => dataset,
             Err(e) => {
-                eprintln!("batch: {e}");
+                eprintln!("dataset: {e}");
                 return ExitCode::from(2);
             }
         },
         None => match model(&args).and_then(|model| machine(model, args.schema.as_deref())) {
-            Ok(machine) => Batch::new(machine),
+            Ok(machine) => Dataset::new(machine),
             Err(e) => {
-                eprintln!("batch: {e}");
+                eprintln!("dataset: {e}");
                 return ExitCode::from(2);
             }
         },
     };
-    let batch = batch
+    let dataset = dataset
         .concurrency(args.concurrency)
         .stream_tokens(args.stream);
-    match batch.run(&args.input, &args.output).await {
+    match dataset.run(&args.input, &args.output).await {
         Ok(summary) => {
             print!("{summary}");
             ExitCode::SUCCESS
         }
         Err(e) => {
-            eprintln!("batch: {e}");
+            eprintln!("dataset: {e}");
             ExitCode::FAILURE
         }
     }
@@ -234,12 +234,12 @@ fn model(args: &Args) -> Result<SharedModel, String> {
 
 /// The batch fed through the run queue at `url` to the workers of `agent`.
 #[cfg(feature = "redis")]
-fn on_queue(url: &str) -> Result<Batch, String> {
+fn on_queue(url: &str) -> Result<Dataset, String> {
     let queue = statewise::worker::RunQueue::open(url).map_err(|e| e.to_string())?;
-    Ok(Batch::on_queue(queue, "agent"))
+    Ok(Dataset::on_queue(queue, "agent"))
 }
 
 #[cfg(not(feature = "redis"))]
-fn on_queue(_url: &str) -> Result<Batch, String> {
+fn on_queue(_url: &str) -> Result<Dataset, String> {
     Err("--queue needs the run queue: build with --features redis".into())
 }

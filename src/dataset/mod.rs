@@ -89,10 +89,10 @@ pub fn contains_expected() -> Checker {
     })
 }
 
-/// Why a batch could not run.
+/// Why a dataset run could not run.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
-pub enum BatchError {
+pub enum DatasetError {
     /// A file could not be read or written.
     #[error("{path}: {source}")]
     Io {
@@ -113,7 +113,7 @@ pub enum BatchError {
         message: String,
     },
     /// A line of the output file is not a result.
-    #[error("{path}:{line}: not a result line ({message}); is it the output of this batch?")]
+    #[error("{path}:{line}: not a result line ({message}); is it the output of this dataset run?")]
     NotResults {
         /// The output file.
         path: PathBuf,
@@ -136,8 +136,8 @@ pub enum BatchError {
     },
 }
 
-fn io(path: &Path) -> impl Fn(std::io::Error) -> BatchError + '_ {
-    move |source| BatchError::Io {
+fn io(path: &Path) -> impl Fn(std::io::Error) -> DatasetError + '_ {
+    move |source| DatasetError::Io {
         path: path.to_path_buf(),
         source,
     }
@@ -146,15 +146,15 @@ fn io(path: &Path) -> impl Fn(std::io::Error) -> BatchError + '_ {
 /// Runs a machine over a dataset.
 ///
 /// ```no_run
-/// # async fn demo(machine: statewise::Machine) -> Result<(), statewise::batch::BatchError> {
-/// use statewise::batch::Batch;
+/// # async fn demo(machine: statewise::Machine) -> Result<(), statewise::dataset::DatasetError> {
+/// use statewise::dataset::Dataset;
 ///
-/// let summary = Batch::new(machine).concurrency(16).run("questions.jsonl", "results.jsonl").await?;
+/// let summary = Dataset::new(machine).concurrency(16).run("questions.jsonl", "results.jsonl").await?;
 /// println!("{summary}");
 /// # Ok(()) }
 /// ```
 #[derive(Clone)]
-pub struct Batch {
+pub struct Dataset {
     lane: Lane,
     concurrency: usize,
     checker: Checker,
@@ -162,15 +162,15 @@ pub struct Batch {
     stream_tokens: bool,
 }
 
-impl std::fmt::Debug for Batch {
+impl std::fmt::Debug for Dataset {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Batch")
+        f.debug_struct("Dataset")
             .field("concurrency", &self.concurrency)
             .finish_non_exhaustive()
     }
 }
 
-/// Where a batch's items run.
+/// Where a dataset run's items run.
 #[derive(Clone)]
 enum Lane {
     /// In this process.
@@ -185,7 +185,7 @@ enum Lane {
     },
 }
 
-impl Batch {
+impl Dataset {
     /// Runs `machine` on every item, 8 at a time, checking answers with
     /// [`contains_expected`].
     pub fn new(machine: Machine) -> Self {
@@ -209,7 +209,7 @@ impl Batch {
         })
     }
 
-    /// The run id prefix of a queued batch's items.
+    /// The run id prefix of a queued dataset run's items.
     #[cfg(feature = "redis")]
     pub fn run_prefix(mut self, prefix: impl Into<String>) -> Self {
         if let Lane::Queue { run_prefix, .. } = &mut self.lane {
@@ -229,7 +229,7 @@ impl Batch {
     }
 
     fn with_lane(lane: Lane) -> Self {
-        Batch {
+        Dataset {
             lane,
             concurrency: 8,
             checker: contains_expected(),
@@ -273,7 +273,7 @@ impl Batch {
         &self,
         input: impl AsRef<Path>,
         output: impl AsRef<Path>,
-    ) -> Result<Summary, BatchError> {
+    ) -> Result<Summary, DatasetError> {
         let (input, output) = (input.as_ref(), output.as_ref());
         let mut items = ItemReader::open(input)?;
         let mut summary = Summary::default();
@@ -397,7 +397,7 @@ impl Batch {
             }
             Err(QueueError::Timeout { .. }) => result.error = Some("queue_timeout".to_owned()),
             Err(e) => {
-                tracing::warn!(run_id, error = %e, "queueing a batch item failed");
+                tracing::warn!(run_id, error = %e, "queueing a dataset item failed");
                 result.error = Some("queue".to_owned());
             }
         }
@@ -459,12 +459,12 @@ impl Batch {
     }
 }
 
-/// The run id prefix of a queued batch writing to `output`: stable across
+/// The run id prefix of a queued dataset run writing to `output`: stable across
 /// reruns of one command, different for another output file.
 fn run_prefix(output: &Path) -> String {
     use sha2::{Digest, Sha256};
     let path = std::fs::canonicalize(output).unwrap_or_else(|_| output.to_path_buf());
     let hash = Sha256::digest(path.to_string_lossy().as_bytes());
     let hex: String = hash.iter().take(6).map(|b| format!("{b:02x}")).collect();
-    format!("batch-{hex}")
+    format!("dataset-{hex}")
 }
