@@ -284,8 +284,12 @@ impl State for Answer {
                 match Emit::from(streamed?) {
                     Emit::Token(t) if held => {
                         written.push_str(&t);
+                        // Only a token that ends a word can complete a
+                        // number or name, so only then is the text checked
+                        // again (the check reads all of it).
+                        let ends_word = t.contains(|c: char| !c.is_alphanumeric());
                         yield Emit::Token(t);
-                        if grounding.holds(&written, false) {
+                        if ends_word && grounding.holds(&written, false) {
                             held = false;
                             yield Emit::AnswerToken(written.clone());
                         }

@@ -327,10 +327,7 @@ async fn the_small_agent_routes_the_local_model_and_streams_its_answer() {
             // With nothing to hold it to, the answer streams from its first
             // word.
             None => {
-                let pieces = events
-                    .iter()
-                    .filter(|e| matches!(e.kind, EventKind::Emitted(Emit::AnswerToken(_))))
-                    .count();
+                let pieces = support::answer_pieces(&events).len();
                 assert!(
                     pieces > 1,
                     "{question}: the answer streamed in {pieces} piece(s)"

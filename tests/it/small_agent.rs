@@ -10,6 +10,8 @@ use statewise::{Emit, Env, EventKind};
 use statewise_states::tools::{Calculator, Clock};
 use statewise_states::{small_agent, Example};
 
+use crate::support::answer_pieces;
+
 fn tools() -> Toolbox {
     Toolbox::new(ToolRegistry::new().with(Calculator).with(Clock))
 }
@@ -104,7 +106,10 @@ async fn a_question_from_knowledge_is_answered_without_a_tool() {
     assert!(answer.response_schema.is_none());
     assert_eq!(answer.messages[0].role, statewise::Role::System);
     let turns = &answer.messages[1..answer.messages.len() - 1];
-    assert!(!turns.is_empty() && turns.len().is_multiple_of(2), "{turns:#?}");
+    assert!(
+        !turns.is_empty() && turns.len().is_multiple_of(2),
+        "{turns:#?}"
+    );
     for pair in turns.chunks(2) {
         assert_eq!(pair[0].role, statewise::Role::User);
         assert_eq!(pair[1].role, statewise::Role::Assistant);
@@ -115,13 +120,8 @@ async fn a_question_from_knowledge_is_answered_without_a_tool() {
         "What is the capital of France?"
     );
     // With no tool results the answer streams as it is written.
-    let pieces: Vec<&str> = events
-        .iter()
-        .filter_map(|e| match &e.kind {
-            EventKind::Emitted(Emit::AnswerToken(t)) => Some(t.as_str()),
-            _ => None,
-        })
-        .collect();
+    let pieces = answer_pieces(&events);
+    assert!(pieces.len() > 1, "{pieces:?}");
     assert_eq!(pieces.concat(), "The capital of France is Paris.");
 }
 
@@ -184,13 +184,7 @@ async fn an_answer_after_a_tool_streams_once_it_keeps_the_result() {
     );
     let (answer, events) = run(&model, "What is 17 * 23?").await;
     assert_eq!(answer.as_deref(), Some("17 * 23 is 391, as asked."));
-    let pieces: Vec<&str> = events
-        .iter()
-        .filter_map(|e| match &e.kind {
-            EventKind::Emitted(Emit::AnswerToken(t)) => Some(t.as_str()),
-            _ => None,
-        })
-        .collect();
+    let pieces = answer_pieces(&events);
     // Held until `391` was a whole word, then live.
     assert_eq!(pieces, ["17 * 23 is 391, ", "as ", "asked."]);
 }

@@ -467,6 +467,12 @@ pub fn transcript(provider: &str, name: &str) -> String {
 /// The answer's text as a caller saw it stream: the run's answer pieces,
 /// from whichever state wrote them.
 pub fn answer_text(events: &[statewise::Event]) -> String {
+    answer_pieces(events).concat()
+}
+
+/// The run's answer pieces ([`Emit::AnswerToken`](statewise::Emit)s
+/// outside fork branches), in the order they streamed.
+pub fn answer_pieces(events: &[statewise::Event]) -> Vec<&str> {
     use statewise::{Emit, EventKind};
     events
         .iter()
