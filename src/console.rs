@@ -7,7 +7,7 @@ use futures::{Stream, StreamExt};
 use crate::action::PartialAction;
 use crate::machine::event::{Event, EventKind, RunFailure, RunOutput};
 use crate::machine::MachineError;
-use crate::state::{ActionParsed, Emit};
+use crate::state::{ActionParsed, ActionRepaired, Emit};
 
 /// Renders a run's events as text: the answer as it streams
 /// ([`Emit::AnswerToken`], from whichever state writes it) and, when
@@ -104,10 +104,11 @@ impl Console {
                     let mark = if o.is_error { "✗" } else { "←" };
                     line(&mut out, format!("{mark} {}: {}", o.tool, o.render()));
                 }
-                // Those two repeat what the tokens above show.
+                // Those three repeat what the tokens above show.
                 EventKind::Emitted(Emit::Custom(custom))
                     if self.verbose
                         && !custom.is::<ActionParsed>()
+                        && !custom.is::<ActionRepaired>()
                         && !custom.is::<PartialAction>() =>
                 {
                     line(&mut out, format!("• {}: {}", custom.name, custom.value));

@@ -1,4 +1,4 @@
-//! `repair`, `repair_prefix`, `parse_action` and the partial reader on any
+//! `repair`, `repair_prefix`, `parse_action` and the action reader on any
 //! text: they must not panic, and must not take time out of proportion to the
 //! input (run with `-timeout`).
 //!
@@ -10,7 +10,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use statewise::action::{parse_action, repair, repair_prefix, PartialActionReader};
+use statewise::action::{parse_action, repair, repair_prefix, ActionReader};
 
 fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else { return };
@@ -21,7 +21,7 @@ fuzz_target!(|data: &[u8]| {
     }
     let _ = repair_prefix(text);
     let _ = parse_action(text);
-    let mut reader = PartialActionReader::default();
+    let mut reader = ActionReader::new("call_");
     let mut rest = text;
     while !rest.is_empty() {
         let cut = rest.char_indices().nth(3).map_or(rest.len(), |(i, _)| i);

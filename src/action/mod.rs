@@ -4,20 +4,18 @@
 //! Errors name exactly what was wrong, because the Reasoning state sends
 //! them back to the model as feedback.
 
-mod answer;
-mod calls;
 mod parser;
-mod partial;
+mod reader;
 mod repair;
+mod unescape;
+mod walk;
 
 use serde_json::{json, Map, Value};
 
 use crate::env::{Action, ToolCall};
 use crate::tool::ToolSpec;
 
-pub use answer::AnswerReader;
-pub use calls::ToolCallReader;
-pub use partial::{PartialAction, PartialActionReader};
+pub use reader::{ActionReader, Parsed, PartialAction, Progress};
 pub use repair::{repair, repair_prefix, RepairError};
 
 /// Why a reply is not an action.
@@ -148,6 +146,14 @@ pub fn action_from_value(value: Value) -> Result<Action, ParseError> {
     let action = match value {
         Value::Array(items) => action_from_list(items),
         Value::Object(map) => action_from_object(map),
+        // The action written as a JSON string (`"{\"final_answer\": ..."`),
+        // as a model that encodes its output twice does.
+        Value::String(text) => match repair(&text) {
+            Ok(inner @ (Value::Object(_) | Value::Array(_))) => return action_from_value(inner),
+            _ => Err(ParseError::NotAnAction {
+                found: "a lone string".to_owned(),
+            }),
+        },
         other => Err(ParseError::NotAnAction {
             found: format!("a lone {}", type_name(&other)),
         }),

@@ -388,6 +388,27 @@ impl<'a> Parser<'a> {
                     self.i = self.skip_ws_from(self.i) + 1;
                     items.push(self.implied_object(key));
                 }
+                Some(v) if !v.is_array() && self.row_opener_lost(&items) => {
+                    // `[["a", "b"], "c", "d"], ["e"]]`: a row whose `[` was
+                    // left out; it ends at its `]`.
+                    let mut row = vec![v];
+                    loop {
+                        self.skip_ws_comments();
+                        match self.peek() {
+                            Some(',') => self.i += 1,
+                            Some(']') => {
+                                self.i += 1;
+                                break;
+                            }
+                            None => break,
+                            Some(_) => match self.parse_value() {
+                                Some(v) => row.push(v),
+                                None => break,
+                            },
+                        }
+                    }
+                    items.push(Value::Array(row));
+                }
                 Some(v) => items.push(v),
                 None if self.i == before => self.i += 1,
                 None => {}
@@ -395,6 +416,35 @@ impl<'a> Parser<'a> {
         }
         self.stack.pop();
         Some(Value::Array(items))
+    }
+
+    /// Whether a scalar among rows (`items` all arrays) begins a row whose
+    /// opening `[` was lost: plain scalars follow up to a `]` that is
+    /// followed by a `,` and another row.
+    fn row_opener_lost(&self, items: &[Value]) -> bool {
+        if items.is_empty() || !items.iter().all(Value::is_array) {
+            return false;
+        }
+        let mut k = self.i;
+        while k < self.s.len() && k - self.i < LOOKAHEAD {
+            match self.s[k] {
+                q if is_quote(q) => match self.quoted_end(k) {
+                    Some(end) => k = end + 1,
+                    None => return false,
+                },
+                ']' => {
+                    // Another row follows (not a list of rows).
+                    let j = self.skip_ws_from(k + 1);
+                    let next = self.skip_ws_from(j + 1);
+                    return self.at(j) == Some(',')
+                        && self.at(next) == Some('[')
+                        && self.at(self.skip_ws_from(next + 1)) != Some('[');
+                }
+                '[' | '{' | '}' | ':' => return false,
+                _ => k += 1,
+            }
+        }
+        false
     }
 
     fn implied_object(&mut self, key: String) -> Value {
@@ -559,6 +609,9 @@ impl<'a> Parser<'a> {
 
         let mut out = String::new();
         let mut embedded_open = false;
+        // Braces and brackets the text itself opened (`Use {"a": 1}`): a
+        // closer that one of them awaits is the text's, not the end.
+        let mut opened = 0usize;
         loop {
             let Some(c) = self.peek() else {
                 // Cut off by the end of the input.
@@ -595,7 +648,7 @@ impl<'a> Parser<'a> {
             let missing_close = match (ctx, c) {
                 (Some(Ctx::Value), ',') => self.key_at(self.skip_ws_from(self.i + 1)),
                 (Some(Ctx::Value), '}') | (Some(Ctx::Array), ']') => {
-                    !self.closer_ahead(close, self.i)
+                    opened == 0 && !self.closer_ahead(close, self.i)
                 }
                 (Some(Ctx::Key), ':') => self.colon_ends_key(close),
                 _ => false,
@@ -603,6 +656,11 @@ impl<'a> Parser<'a> {
             if missing_close {
                 let kept = out.trim_end().to_owned();
                 return Some(Value::String(kept));
+            }
+            match c {
+                '{' | '[' => opened += 1,
+                '}' | ']' => opened = opened.saturating_sub(1),
+                _ => {}
             }
             out.push(c);
             self.i += 1;
@@ -640,6 +698,14 @@ impl<'a> Parser<'a> {
     }
 
     fn quote_role(&self, ctx: Option<Ctx>, out: &str, embedded_open: bool) -> QuoteRole {
+        // A quotation inside a value that reads as a key (`"Use {"a": 1}"`)
+        // is text: a value's own closing quote is never followed by `:`.
+        let quoted_key = embedded_open
+            && ctx == Some(Ctx::Value)
+            && self.at(self.skip_ws_from(self.i + 1)) == Some(':');
+        if quoted_key {
+            return QuoteRole::Embedded;
+        }
         if self.ends_string(ctx, self.i) {
             return QuoteRole::Closes;
         }

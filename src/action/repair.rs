@@ -80,7 +80,12 @@ fn repair_with(text: &str, partial: bool) -> Result<Value, RepairError> {
             return Ok(v);
         }
     }
-    let chars: Vec<char> = text.chars().collect();
+    let mut chars: Vec<char> = text.chars().collect();
+    if starts_with_key(&chars) {
+        // `"final_answer": "..."}`: the opening brace was left out (or
+        // was the prompt's, as a prefilled reply has it).
+        chars.insert(0, '{');
+    }
     let mut docs = Vec::new();
     for block in fenced_blocks(&chars).unwrap_or_else(|| vec![&chars[..]]) {
         documents(block, partial, &mut docs)?;
@@ -101,6 +106,30 @@ fn repair_with(text: &str, partial: bool) -> Result<Value, RepairError> {
         1 => Ok(docs.remove(0)),
         _ => Ok(Value::Array(docs)),
     }
+}
+
+/// Whether `s` begins, after whitespace, with a quoted key and its colon.
+fn starts_with_key(s: &[char]) -> bool {
+    let Some(start) = s.iter().position(|c| !c.is_whitespace()) else {
+        return false;
+    };
+    let quote = s[start];
+    if quote != '"' && quote != '\'' {
+        return false;
+    }
+    let Some(len) = s[start + 1..]
+        .iter()
+        .take(256)
+        .position(|&c| c == quote || c == '\n')
+    else {
+        return false;
+    };
+    let end = start + 1 + len;
+    s[end] == quote
+        && s[end + 1..]
+            .iter()
+            .find(|c| !c.is_whitespace())
+            .is_some_and(|&c| c == ':')
 }
 
 fn is_empty_container(v: &Value) -> bool {

@@ -85,6 +85,17 @@ impl StateEvent for ActionParsed {
     const NAME: &'static str = "action_parsed";
 }
 
+/// The JSON a state recovered from the model's text before reading it as
+/// its action ([`Parsed::repaired`](crate::action::Parsed)): traces record
+/// it as the step's `repaired`, so the text is repaired once, by the state.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct ActionRepaired(pub serde_json::Value);
+
+impl StateEvent for ActionRepaired {
+    const NAME: &'static str = "action_repaired";
+}
+
 /// What is known of an action while its text still streams
 /// ([`PartialAction`]); never retracted.
 impl StateEvent for PartialAction {

@@ -19,7 +19,7 @@ use crate::env::{Env, ErrorRecord, Interrupt, Observation, ScratchError, ToolCal
 use crate::model::ModelError;
 use crate::output::OutputError;
 
-pub use custom::{ActionParsed, Custom, StateEvent};
+pub use custom::{ActionParsed, ActionRepaired, Custom, StateEvent};
 pub use fork::{Branch, Fork, OnBranchFailure};
 
 /// Where a run goes after a state.
@@ -91,7 +91,7 @@ pub enum Emit {
     Reasoning(String),
     /// A piece of the answer's text, the moment it is produced, from
     /// whichever state writes it (the stock Reasoning decodes it from a
-    /// JSON action with [`AnswerReader`](crate::action::AnswerReader), or
+    /// JSON action with [`ActionReader`](crate::action::ActionReader), or
     /// passes a native reply's text on as it arrives); never retracted.
     /// The console, the AG-UI translator and the server show the answer
     /// from these alone, so a custom state that emits them streams its
@@ -111,7 +111,7 @@ pub enum Emit {
     /// its arguments' text as it arrives. From native tool calls
     /// ([`Streamed::ToolCallDraft`](crate::model::Streamed)) and JSON
     /// actions alike (the stock Reasoning reads them with
-    /// [`ToolCallReader`](crate::action::ToolCallReader)).
+    /// [`ActionReader`](crate::action::ActionReader)).
     ToolCallDraft(crate::env::ToolCallDraft),
     /// A tool call began.
     ToolCallStarted(ToolCall),

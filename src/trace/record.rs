@@ -8,7 +8,7 @@ use serde_json::Value;
 use crate::env::{Action, Env, ToolCall, Usage};
 use crate::fit::Fitted;
 use crate::model::ModelCall;
-use crate::state::{ActionParsed, Emit, Next};
+use crate::state::{ActionParsed, ActionRepaired, Emit, Next};
 
 /// One line of a trace.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -126,8 +126,8 @@ pub struct StepRecord {
     /// Reasoning text streamed by the state.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub reasoning: String,
-    /// The streamed text as repaired JSON, when the state parsed an action
-    /// from it.
+    /// The JSON the state recovered from the streamed text, when it says
+    /// so ([`ActionRepaired`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub repaired: Option<Value>,
     /// The action the state decided on.
@@ -215,6 +215,8 @@ impl StepTrace {
             Emit::Custom(custom) => {
                 if let Some(ActionParsed(action)) = custom.decode() {
                     r.action = Some(action);
+                } else if let Some(ActionRepaired(value)) = custom.decode() {
+                    r.repaired = Some(value);
                 }
             }
             Emit::ToolCallStarted(call) => r.tools.push(ToolRecord {
@@ -259,6 +261,7 @@ impl StepTrace {
         r.text.clear();
         r.reasoning.clear();
         r.action = None;
+        r.repaired = None;
         r.tools.clear();
     }
 
@@ -271,9 +274,6 @@ impl StepTrace {
         let r = &mut self.record;
         r.elapsed_ms = ms(self.started.elapsed());
         r.usage = env_after.usage.since(&r.env_before.usage);
-        if r.action.is_some() && !r.text.trim().is_empty() {
-            r.repaired = crate::action::repair(&r.text).ok();
-        }
         r.next = next;
         r.error = error;
         r.answer = env_after.answer.clone();

@@ -5,12 +5,10 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use futures::StreamExt;
 use serde_json::Value;
-use statewise::action::{
-    action_schema, AnswerReader, ParseError, PartialActionReader, RepairError, ToolCallReader,
-};
+use statewise::action::{action_schema, ActionReader, ParseError, Progress, RepairError};
 use statewise::fit::Fitter;
 use statewise::model::{ChatRequest, Params, SharedModel};
-use statewise::state::{ActionParsed, StateEvent};
+use statewise::state::{ActionParsed, ActionRepaired, StateEvent};
 use statewise::tool::{ToolSpec, Toolbox};
 use statewise::{
     Action, Emit, EmitStream, Env, Message, Next, ScratchKey, State, StateError, ToolCall,
@@ -394,12 +392,11 @@ impl State for Reasoning {
             let notes = self.notes(env).len();
             let snapshot: &Env = env;
             let mut call = self.fitter.call(&*self.model, notes, &snapshot.settings, || self.request(snapshot));
-            let mut reader = PartialActionReader::default();
-            // The answer's text as it is written, for JSON actions.
-            let mut answer = (!native && stream_answer).then(AnswerReader::default);
-            // Its tool calls as they are written (native ones come drafted).
+            // One pass over a JSON action's text: what it is, the answer's
+            // text as it is written, its tool calls as drafts (native ones
+            // come drafted).
             let prefix = call_id_prefix(env);
-            let mut drafts = ToolCallReader::new(prefix.clone());
+            let mut reader = ActionReader::new(prefix.clone());
             // The answer's text the caller has seen from this call.
             let mut streamed = String::new();
             while let Some(piece) = call.next().await {
@@ -413,22 +410,19 @@ impl State for Reasoning {
                     }
                     emit => emit,
                 };
-                let (partial, text, drafted) = match &emit {
-                    Emit::Token(t) if !native => {
-                        let text = answer.as_mut().map(|a| a.push(t)).unwrap_or_default();
-                        (reader.push(t).cloned(), text, drafts.push(t))
-                    }
-                    _ => (None, String::new(), Vec::new()),
+                let progress = match &emit {
+                    Emit::Token(t) if !native => reader.push(t),
+                    _ => Progress::default(),
                 };
                 yield emit;
-                if let Some(partial) = partial {
+                if let Some(partial) = progress.partial {
                     yield Emit::custom(&partial);
                 }
-                if !text.is_empty() {
-                    streamed.push_str(&text);
-                    yield Emit::AnswerToken(text);
+                if stream_answer && !progress.answer.is_empty() {
+                    streamed.push_str(&progress.answer);
+                    yield Emit::AnswerToken(progress.answer);
                 }
-                for draft in drafted {
+                for draft in progress.drafts {
                     yield Emit::ToolCallDraft(draft);
                 }
             }
@@ -445,7 +439,10 @@ impl State for Reasoning {
                 }
             } else {
                 match reader.finish() {
-                    Ok(action) => Ok(renumber(action, &prefix)),
+                    Ok(parsed) => {
+                        yield Emit::custom(&ActionRepaired(parsed.repaired));
+                        Ok(renumber(parsed.action, &prefix))
+                    }
                     Err(ParseError::Repair(RepairError::NoJson { .. })) if self.prose_is_answer => {
                         Ok(Action::FinalAnswer(reply.text.trim().to_owned()))
                     }

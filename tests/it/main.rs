@@ -37,6 +37,7 @@ mod otlp_receiver;
 mod reliability;
 mod repair_cli;
 mod repair_conformance;
+mod repair_mutations;
 mod repair_regressions;
 mod replay;
 mod small_agent;
