@@ -103,6 +103,58 @@ impl ToolCall {
             arguments,
         }
     }
+
+    /// The tool and its arguments as one string, with every object's keys
+    /// in sorted order: two calls of one tool with the same arguments have
+    /// the same signature whatever order the model wrote the keys in (the
+    /// id is not part of it).
+    ///
+    /// ```
+    /// use serde_json::json;
+    /// use statewise::ToolCall;
+    ///
+    /// let a = ToolCall::new("c0", "search", json!({"q": "rust", "n": 3}));
+    /// let b = ToolCall::new("c1", "search", serde_json::from_str(r#"{"n": 3, "q": "rust"}"#)?);
+    /// assert_eq!(a.signature(), b.signature());
+    /// # Ok::<(), serde_json::Error>(())
+    /// ```
+    pub fn signature(&self) -> String {
+        let mut out = self.name.clone();
+        out.push('\u{0}');
+        write_sorted(&self.arguments, &mut out);
+        out
+    }
+}
+
+/// `value` as JSON text with object keys sorted, recursively.
+fn write_sorted(value: &Value, out: &mut String) {
+    match value {
+        Value::Object(map) => {
+            let mut fields: Vec<(&String, &Value)> = map.iter().collect();
+            fields.sort_by(|a, b| a.0.cmp(b.0));
+            out.push('{');
+            for (i, (key, value)) in fields.into_iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                out.push_str(&Value::String(key.clone()).to_string());
+                out.push(':');
+                write_sorted(value, out);
+            }
+            out.push('}');
+        }
+        Value::Array(items) => {
+            out.push('[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                write_sorted(item, out);
+            }
+            out.push(']');
+        }
+        scalar => out.push_str(&scalar.to_string()),
+    }
 }
 
 /// A tool call as the model writes it, before the call is complete: a

@@ -362,9 +362,7 @@ impl Reasoning {
         let mut counts = env.scratch.get(key)?.unwrap_or_default();
         let mut repeated = None;
         for call in calls {
-            let n = counts
-                .entry(format!("{}\u{0}{}", call.name, call.arguments))
-                .or_default();
+            let n = counts.entry(call.signature()).or_default();
             *n += 1;
             if *n >= self.max_repeated_calls && repeated.is_none() {
                 repeated = Some((call.clone(), *n));

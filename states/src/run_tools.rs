@@ -1,12 +1,16 @@
 //! The RunTools state: run the pending tool calls.
 
+use std::collections::BTreeMap;
 use std::time::Instant;
 
 use futures::stream::{FuturesUnordered, StreamExt};
 use statewise::tool::approval::{approval_request, Approvals, Verdict};
 use statewise::tool::client::{client_request, ClientResults};
 use statewise::tool::{ToolContext, Toolbox};
-use statewise::{Emit, EmitStream, Env, Message, Next, Observation, State, StateError, ToolCall};
+use statewise::{
+    Emit, EmitStream, Env, Message, Next, Observation, Role, ScratchKey, State, StateError,
+    ToolCall,
+};
 
 use crate::{REASONING, TOOLS};
 
@@ -29,6 +33,12 @@ use crate::{REASONING, TOOLS};
 /// ([`ClientResults`]) become their observations, beside those of the
 /// tools run here.
 ///
+/// A call repeated within one request (the same tool with the same
+/// arguments, in any key order: [`ToolCall::signature`]) is answered from
+/// the observation of the first, without running the tool again: a small
+/// model asks twice, and a second run of a tool with effects would do them
+/// twice. A failed call runs again; a new user request starts afresh.
+///
 /// Its name is `tools` unless renamed ([`TOOLS`](crate::TOOLS)), as the
 /// stock Reasoning state routes tool calls there.
 ///
@@ -38,6 +48,8 @@ pub struct RunTools {
     name: String,
     tools: Toolbox,
     then: String,
+    /// The calls that ran and succeeded, by signature: each one's call id.
+    ran: ScratchKey<BTreeMap<String, String>>,
 }
 
 impl RunTools {
@@ -47,12 +59,14 @@ impl RunTools {
             name: TOOLS.to_owned(),
             tools,
             then: REASONING.to_owned(),
+            ran: ran_key(TOOLS),
         }
     }
 
     /// Renames the state.
     pub fn named(mut self, name: impl Into<String>) -> Self {
         self.name = name.into();
+        self.ran = ran_key(&self.name);
         self
     }
 
@@ -61,6 +75,10 @@ impl RunTools {
         self.then = state.into();
         self
     }
+}
+
+fn ran_key(name: &str) -> ScratchKey<BTreeMap<String, String>> {
+    ScratchKey::named(format!("{name}.ran"))
 }
 
 /// What a person and the caller answered about a step's calls.
@@ -80,6 +98,37 @@ enum Ask {
 }
 
 impl RunTools {
+    /// The observation of an earlier call like `call` (same signature)
+    /// made since the last user request, as the answer to `call`.
+    fn earlier(
+        &self,
+        env: &Env,
+        ran: &BTreeMap<String, String>,
+        call: &ToolCall,
+    ) -> Option<Observation> {
+        let id = ran.get(&call.signature())?;
+        let asked = env
+            .messages
+            .iter()
+            .rposition(|m| m.role == Role::User)
+            .unwrap_or(0);
+        let answered_since = env.messages[asked..]
+            .iter()
+            .any(|m| m.tool_call_id.as_ref() == Some(id));
+        if !answered_since {
+            return None;
+        }
+        let earlier = env
+            .observations
+            .iter()
+            .rev()
+            .find(|o| &o.call_id == id && !o.is_error)?;
+        Some(Observation {
+            call_id: call.id.clone(),
+            ..earlier.clone()
+        })
+    }
+
     /// The answers the calls wait for: approvals first, then the caller's
     /// results (so a rejected call is never handed out).
     fn answers(&self, env: &Env, calls: &[ToolCall]) -> Result<Answers, Ask> {
@@ -150,9 +199,14 @@ impl State for RunTools {
                 Err(Ask::Failed(e)) => Err(e)?,
             };
             env.action = None;
+            let mut ran = env.scratch.get(&self.ran)?.unwrap_or_default();
             let mut done: Vec<Option<Observation>> = vec![None; calls.len()];
             let mut approved = Vec::with_capacity(calls.len());
             for (i, call) in calls.iter().enumerate() {
+                if let Some(observation) = self.earlier(env, &ran, call) {
+                    done[i] = Some(observation);
+                    continue;
+                }
                 if let (Some(results), true) = (&client_results, self.tools.is_client_tool(&call.name)) {
                     done[i] = Some(results.observe(call));
                     continue;
@@ -187,9 +241,13 @@ impl State for RunTools {
                     is_error: observation.is_error,
                     elapsed,
                 };
+                if let (false, Some((_, call))) = (observation.is_error, approved.iter().find(|(j, _)| *j == i)) {
+                    ran.insert(call.signature(), observation.call_id.clone());
+                }
                 done[i] = Some(observation);
             }
             drop(running);
+            env.scratch.set(&self.ran, &ran)?;
             for observation in done.into_iter().flatten() {
                 env.messages.push(Message::tool(observation.call_id.clone(), observation.render()));
                 env.observations.push(observation.clone());

@@ -340,11 +340,18 @@ async fn a_call_repeated_forever_still_gets_an_answer() {
             "answer"
         ]
     );
+    // The second call was answered from the first one's observation: the
+    // tool ran once.
+    assert_eq!(out.env.observations.len(), 2);
     assert_eq!(
-        out.env.observations.len(),
-        2,
-        "the tool ran twice, not more"
+        out.env.observations[0].content,
+        out.env.observations[1].content
     );
+    let started = events
+        .iter()
+        .filter(|e| matches!(e.kind, EventKind::Emitted(Emit::ToolCallStarted(_))))
+        .count();
+    assert_eq!(started, 1, "the tool ran once");
     let third = &model.calls()[2];
     assert!(
         !third.messages[0]
@@ -588,4 +595,75 @@ async fn states_can_be_registered_between_runs() {
         snapshot.run(Env::new()).await.is_err(),
         "clones are snapshots"
     );
+}
+
+/// A tool that counts how often it runs: what a tool with effects does.
+struct Counting {
+    runs: Arc<std::sync::atomic::AtomicU32>,
+}
+
+impl Tool for Counting {
+    type Args = Value;
+    type Output = u32;
+    type Error = std::convert::Infallible;
+
+    fn name(&self) -> &str {
+        "count"
+    }
+    fn description(&self) -> &str {
+        "Counts its runs."
+    }
+    fn parameters(&self) -> Value {
+        json!({"type": "object"})
+    }
+    async fn call(&self, _: Value, _ctx: statewise::tool::ToolContext) -> Result<u32, Self::Error> {
+        Ok(self.runs.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1)
+    }
+}
+
+#[tokio::test]
+async fn a_repeated_call_in_another_key_order_is_answered_without_running_again() {
+    let runs = Arc::new(std::sync::atomic::AtomicU32::new(0));
+    let tools = Toolbox::new(ToolRegistry::new().with(Counting { runs: runs.clone() }));
+    let model = Arc::new(
+        ScriptedModel::new()
+            .text(r#"{"tool_calls": [{"name": "count", "arguments": {"a": 1, "b": {"x": [1, 2], "y": "z"}}}]}"#)
+            .text(r#"{"tool_calls": [{"name": "count", "arguments": {"b": {"y": "z", "x": [1, 2]}, "a": 1}}]}"#)
+            .text(r#"{"tool_calls": [{"name": "count", "arguments": {"a": 2}}]}"#)
+            .text(r#"{"final_answer": "done"}"#)
+            // The next request: the same call runs again.
+            .text(r#"{"tool_calls": [{"name": "count", "arguments": {"a": 1, "b": {"x": [1, 2], "y": "z"}}}]}"#)
+            .text(r#"{"final_answer": "again"}"#),
+    );
+    // Not withdrawn for the repeat: the state under test answers it.
+    let machine = Machine::new("reasoning")
+        .with_state(Reasoning::new(model.clone(), tools.clone()).max_repeated_calls(3))
+        .with_state(RunTools::new(tools))
+        .with_state(Answer::new());
+    let out = run(&machine, "count").await.unwrap();
+    let contents: Vec<Value> = out
+        .env
+        .observations
+        .iter()
+        .map(|o| o.content.clone())
+        .collect();
+    // The repeat got the first call's observation; other arguments ran.
+    assert_eq!(contents, [json!(1), json!(1), json!(2)]);
+    assert_eq!(runs.load(std::sync::atomic::Ordering::SeqCst), 2);
+    let ids: Vec<&str> = out
+        .env
+        .observations
+        .iter()
+        .map(|o| o.call_id.as_str())
+        .collect();
+    assert_eq!(ids.len(), 3);
+    assert_ne!(ids[0], ids[1], "each call gets its own observation");
+
+    let mut env = out.env;
+    env.messages
+        .push(statewise::Message::user("count once more"));
+    let out = machine.run(env).await.unwrap();
+    assert_eq!(out.answer.as_deref(), Some("again"));
+    assert_eq!(runs.load(std::sync::atomic::Ordering::SeqCst), 3);
+    assert_eq!(out.env.observations.last().unwrap().content, json!(3));
 }
