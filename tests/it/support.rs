@@ -428,9 +428,13 @@ pub fn example(name: &str) -> std::path::PathBuf {
         .join(name)
 }
 
-/// An empty folder for this test process, named `name`.
+/// A new empty folder for this call, named after `name`.
 pub fn temp_dir(name: &str) -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!("statewise-{name}-{}", std::process::id()));
+    // Unique per call: two tests asking for the same name run at once (the
+    // two batch vendors once emptied each other's folder).
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!("statewise-{name}-{}-{n}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     dir
