@@ -284,22 +284,33 @@ impl Decide {
 
     /// The request that asks for `spec`'s arguments for `env`'s last user
     /// request.
+    ///
+    /// For a tool called with numbers, each request (the examples' and the
+    /// user's) is followed by the numbers it gives, in order
+    /// (`Numbers: 15%, 200`): a small model copies the first number twice
+    /// (`15 * 0.15` for "What is 15 percent of 200?") or drops one unless it
+    /// sees them listed.
     pub fn arguments_request(&self, spec: &ToolSpec, env: &Env) -> ChatRequest {
         let system = format!(
             "Write the arguments for the tool `{}` ({}) to handle the user's request. \
              Reply with the arguments as JSON, following this schema: {}",
             spec.name, spec.description, spec.parameters
         );
+        let numbers = self.called_with_numbers(&spec.name);
+        let shown = |request: &str| match numbers {
+            true => with_numbers(request),
+            false => request.to_owned(),
+        };
         let mut messages = vec![Message::system(system)];
         for example in &self.examples {
             if let Some((tool, arguments)) = &example.tool {
                 if *tool == spec.name {
-                    messages.push(Message::user(example.request.clone()));
+                    messages.push(Message::user(shown(&example.request)));
                     messages.push(Message::assistant(arguments.to_string()));
                 }
             }
         }
-        messages.push(Message::user(last_request(env)));
+        messages.push(Message::user(shown(&last_request(env))));
         ChatRequest {
             messages,
             tools: Vec::new(),
@@ -454,6 +465,26 @@ fn with_percents_of(value: Value, percents: &[String]) -> Value {
     }
 }
 
+/// `request` followed by the numbers it gives, in order, a percentage
+/// with its sign: `Numbers: 15%, 200`.
+fn with_numbers(request: &str) -> String {
+    let percents = percents(request);
+    let numbers: Vec<String> = number_spans(request)
+        .into_iter()
+        .map(|(start, end)| {
+            let n = &request[start..end];
+            match percents.iter().any(|p| p == n) {
+                true => format!("{n}%"),
+                false => n.to_owned(),
+            }
+        })
+        .collect();
+    match numbers.is_empty() {
+        true => request.to_owned(),
+        false => format!("{request}\nNumbers: {}", numbers.join(", ")),
+    }
+}
+
 /// The numbers `text` gives as percentages.
 fn percents(text: &str) -> Vec<String> {
     let lower = text.to_lowercase();
@@ -560,5 +591,18 @@ mod tests {
         assert_eq!(fix("8% of 400", "How much is 8 % of 400?"), "8% of 400");
         assert_eq!(fix("140 * 2", "What is 40% of 140?"), "140 * 2");
         assert_eq!(fix("7 * 8", "What is 7 * 8?"), "7 * 8");
+    }
+
+    #[test]
+    fn a_numeric_request_is_shown_with_its_numbers() {
+        assert_eq!(
+            super::with_numbers("What is 15 percent of 200?"),
+            "What is 15 percent of 200?\nNumbers: 15%, 200"
+        );
+        assert_eq!(
+            super::with_numbers("Divide 3.5 by 7."),
+            "Divide 3.5 by 7.\nNumbers: 3.5, 7"
+        );
+        assert_eq!(super::with_numbers("What time is it?"), "What time is it?");
     }
 }

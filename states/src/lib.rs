@@ -78,8 +78,8 @@ const SMALL_ANSWER_SHOTS: [(&str, &str); 3] = [
         "The opposite of wet is dry.",
     ),
     (
-        "How do you say cat in German?",
-        "In German, cat is \"Katze\".",
+        "What is the past tense of swim?",
+        "The past tense of swim is swam.",
     ),
 ];
 

@@ -201,3 +201,42 @@ async fn a_choice_that_names_no_option_is_answered() {
     assert_eq!(answer.as_deref(), Some("I am not sure."));
     assert!(tools_called(&events).is_empty());
 }
+
+#[tokio::test]
+async fn a_numeric_tool_is_asked_for_arguments_with_the_requests_numbers() {
+    let model = Arc::new(
+        ScriptedModel::new()
+            .text(r#"{"next": "math"}"#)
+            .text(r#"{"expression": "15 * 200"}"#)
+            .text("15% of 200 is 30."),
+    );
+    let (answer, events) = run(&model, "What is 15 percent of 200?").await;
+    assert_eq!(answer.as_deref(), Some("15% of 200 is 30."));
+    // The sign put back on the percentage the model wrote bare.
+    assert_eq!(tools_called(&events), ["calculator -> 30"]);
+    let calls = model.calls();
+    let last_user = |i: usize| {
+        calls[i]
+            .messages
+            .iter()
+            .rev()
+            .find(|m| m.role == statewise::Role::User)
+            .map(|m| m.content.clone())
+            .unwrap_or_default()
+    };
+    // The choice sees the request as asked; the arguments call sees its
+    // numbers too, as each of the calculator's examples shows them.
+    assert_eq!(last_user(0), "What is 15 percent of 200?");
+    assert_eq!(
+        last_user(1),
+        "What is 15 percent of 200?\nNumbers: 15%, 200"
+    );
+    assert!(calls[1]
+        .messages
+        .iter()
+        .any(|m| m.content == "What is 23 + 19?\nNumbers: 23, 19"));
+    assert!(!calls[0]
+        .messages
+        .iter()
+        .any(|m| m.content.contains("Numbers:")));
+}
