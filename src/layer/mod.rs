@@ -49,7 +49,7 @@ macro_rules! wrapper {
 }
 
 /// The [`ChatModel`] methods a layer passes through to its `inner` model
-/// unchanged: `name`, `capabilities` and `context_window`.
+/// unchanged: `name`, `capabilities`, `context_window` and `token_counter`.
 macro_rules! forward_model_info {
     () => {
         fn name(&self) -> &str {
@@ -64,6 +64,10 @@ macro_rules! forward_model_info {
             &self,
         ) -> futures::future::BoxFuture<'_, Option<$crate::model::ContextWindow>> {
             self.inner.context_window()
+        }
+
+        fn token_counter(&self) -> Option<std::sync::Arc<dyn $crate::model::TokenCounter>> {
+            self.inner.token_counter()
         }
     };
 }

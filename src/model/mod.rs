@@ -183,6 +183,14 @@ pub trait ChatModel: Send + Sync {
         futures::future::ready(None).boxed()
     }
 
+    /// The counter [`context_window`](Self::context_window) gives, known
+    /// without asking anything (`None`: tokens are estimated). A layer that
+    /// keeps the window's size elsewhere ([`Cache`](crate::layer::Cache))
+    /// pairs it with this.
+    fn token_counter(&self) -> Option<Arc<dyn TokenCounter>> {
+        None
+    }
+
     /// Streams the reply to `request`.
     fn stream(&self, request: ChatRequest) -> ChunkStream<'_>;
 
@@ -211,6 +219,10 @@ impl<M: ChatModel + ?Sized> ChatModel for Arc<M> {
 
     fn context_window(&self) -> BoxFuture<'_, Option<ContextWindow>> {
         (**self).context_window()
+    }
+
+    fn token_counter(&self) -> Option<Arc<dyn TokenCounter>> {
+        (**self).token_counter()
     }
 
     fn stream(&self, request: ChatRequest) -> ChunkStream<'_> {

@@ -1,7 +1,7 @@
 //! Test doubles: a model that plays a script, and one computed by a closure.
 
 use std::collections::VecDeque;
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use futures::stream::{self, StreamExt};
 use serde::{Deserialize, Serialize};
@@ -10,7 +10,7 @@ use serde_json::Value;
 use futures::future::BoxFuture;
 use futures::FutureExt;
 
-use super::context::{request_tokens, Estimate};
+use super::context::{request_tokens, Estimate, TokenCounter};
 use super::{
     Capabilities, ChatModel, ChatRequest, ChunkStream, ContextWindow, ModelError, ModelErrorKind,
     Reply,
@@ -204,6 +204,10 @@ impl ChatModel for ScriptedModel {
 
     fn context_window(&self) -> BoxFuture<'_, Option<ContextWindow>> {
         futures::future::ready(self.window.clone()).boxed()
+    }
+
+    fn token_counter(&self) -> Option<Arc<dyn TokenCounter>> {
+        self.window.as_ref().and_then(|w| w.counter.clone())
     }
 
     fn stream(&self, request: ChatRequest) -> ChunkStream<'_> {

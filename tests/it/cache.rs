@@ -187,8 +187,16 @@ async fn a_cached_rerun_of_the_openai_example_makes_no_request() {
     };
     let first = run();
     assert_eq!(server.requests().len(), 2);
+    // The window was asked for (`/props`, then `/v1/models`; this server
+    // has neither) once, by the first run.
+    assert_eq!(server.gets().len(), 2);
     let second = run();
     assert_eq!(server.requests().len(), 2, "the cached run made a request");
+    assert_eq!(
+        server.gets().len(),
+        2,
+        "the cached run asked for the window"
+    );
 
     // Every line but the usage summary is the same; the summary says why.
     let (body1, summary1) = first.trim_end().rsplit_once('\n').unwrap();
@@ -490,5 +498,42 @@ async fn a_failed_call_lets_another_process_make_it() {
     assert!(
         started.elapsed() < Duration::from_secs(60),
         "it did not wait for the claim to lapse"
+    );
+}
+
+/// The window a server reported is kept in the store: a new process (a new
+/// provider and cache over the same store) asks the server nothing.
+#[tokio::test]
+async fn the_context_window_is_cached_beside_the_replies() {
+    let server = MockServer::with_gets(
+        |req| react_response(req, usage(1, 1)),
+        |req| match req.path.as_str() {
+            "/props" => {
+                support::Response::json(200, r#"{"default_generation_settings": {"n_ctx": 1536}}"#)
+            }
+            _ => support::Response::json(404, "{}"),
+        },
+    )
+    .await;
+    let store: Arc<dyn CacheStore> = Arc::new(MemoryCache::new(10));
+    let process = || {
+        let model = statewise::model::OpenAi::builder("m")
+            .base_url(server.url("/v1"))
+            .build()
+            .unwrap();
+        model.cache(Arc::clone(&store))
+    };
+    let first = process();
+    assert_eq!(first.context_window().await.map(|w| w.tokens), Some(1536));
+    assert_eq!(first.context_window().await.map(|w| w.tokens), Some(1536));
+    assert_eq!(server.gets().len(), 1);
+    let second = process();
+    let window = second.context_window().await.unwrap();
+    assert_eq!(window.tokens, 1536);
+    assert!(window.counter.is_none(), "the provider estimates");
+    assert_eq!(
+        server.gets().len(),
+        1,
+        "the second process asked the server"
     );
 }

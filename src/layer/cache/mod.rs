@@ -7,6 +7,7 @@ pub mod conformance;
 mod redis;
 #[cfg(feature = "sqlite")]
 mod sqlite;
+mod window;
 
 use std::collections::HashMap;
 use std::num::NonZeroUsize;
@@ -18,11 +19,15 @@ use futures::future::BoxFuture;
 use futures::StreamExt;
 use lru::LruCache;
 use sha2::{Digest, Sha256};
-use tokio::sync::watch;
+use tokio::sync::{watch, OnceCell};
 
 use crate::backend::BackendError;
 use crate::env::Usage;
-use crate::model::{ChatModel, ChatRequest, Chunk, ChunkStream, ModelError};
+use crate::model::{
+    Capabilities, ChatModel, ChatRequest, Chunk, ChunkStream, ContextWindow, ModelError,
+    TokenCounter,
+};
+use window::{window_entry, window_key, window_of};
 
 #[cfg(feature = "redis")]
 pub use self::redis::RedisCache;
@@ -233,6 +238,8 @@ pub struct Cache<M> {
     /// This cache's name in claims shared with other processes.
     owner: Arc<str>,
     claim_ttl: Duration,
+    /// The inner model's window, once known (shared by clones).
+    window: Arc<OnceCell<Option<ContextWindow>>>,
 }
 
 /// What claiming a request among processes came to.
@@ -367,6 +374,7 @@ impl<M: ChatModel> Cache<M> {
             flights: Arc::default(),
             owner: format!("{}-{:08x}", std::process::id(), fastrand::u32(..)).into(),
             claim_ttl: Duration::from_secs(120),
+            window: Arc::default(),
         }
     }
 
@@ -443,7 +451,50 @@ fn as_hit(chunks: Vec<Chunk>) -> Vec<Chunk> {
 wrapper!(Cache);
 
 impl<M: ChatModel> ChatModel for Cache<M> {
-    forward_model_info!();
+    fn name(&self) -> &str {
+        self.inner.name()
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        self.inner.capabilities()
+    }
+
+    /// The inner model's window, asked once and kept in the store: a later
+    /// process sharing the store takes it from there (with the inner
+    /// model's [`token_counter`](ChatModel::token_counter)) and asks the
+    /// inner model nothing.
+    fn context_window(&self) -> BoxFuture<'_, Option<ContextWindow>> {
+        Box::pin(async move {
+            self.window
+                .get_or_init(|| async {
+                    let key = window_key(self.inner.name());
+                    match self.store.get(&key).await {
+                        Ok(Some(entry)) => {
+                            if let Some(tokens) = window_of(&entry) {
+                                return tokens.map(|tokens| ContextWindow {
+                                    tokens,
+                                    counter: self.inner.token_counter(),
+                                });
+                            }
+                        }
+                        Ok(None) => {}
+                        Err(e) => tracing::warn!(model = self.inner.name(), error = %e, "reading the cached context window failed"),
+                    }
+                    let window = self.inner.context_window().await;
+                    let entry = window_entry(window.as_ref().map(|w| w.tokens));
+                    if let Err(e) = self.store.put(&key, &entry).await {
+                        tracing::warn!(model = self.inner.name(), error = %e, "caching the context window failed");
+                    }
+                    window
+                })
+                .await
+                .clone()
+        })
+    }
+
+    fn token_counter(&self) -> Option<Arc<dyn TokenCounter>> {
+        self.inner.token_counter()
+    }
 
     fn stream(&self, request: ChatRequest) -> ChunkStream<'_> {
         Box::pin(async_stream::try_stream! {

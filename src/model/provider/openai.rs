@@ -250,6 +250,10 @@ impl ChatModel for OpenAi {
         })
     }
 
+    fn token_counter(&self) -> Option<Arc<dyn TokenCounter>> {
+        self.counter.clone()
+    }
+
     fn stream(&self, request: ChatRequest) -> ChunkStream<'_> {
         // Serialized here, so the request (prompt, schema) is freed now
         // rather than held for the whole call.

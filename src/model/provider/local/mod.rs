@@ -290,6 +290,10 @@ impl ChatModel for LocalModel {
         futures::future::ready(Some(self.inner.window.clone())).boxed()
     }
 
+    fn token_counter(&self) -> Option<Arc<dyn TokenCounter>> {
+        self.inner.window.counter.clone()
+    }
+
     fn stream(&self, request: ChatRequest) -> ChunkStream<'_> {
         // Small buffer: generation runs ahead of a slow reader by a few tokens only.
         let (out, rx) = async_mpsc::channel(16);
