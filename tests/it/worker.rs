@@ -119,7 +119,13 @@ async fn killed_and_paused_workers_lose_and_repeat_nothing() {
     );
 
     for _ in 0..5 {
-        tokio::time::sleep(Duration::from_millis(fastrand::u64(500..1200))).await;
+        // Killed once a few more runs are recorded (not after a time, which
+        // a slow machine turns into a kill before any work or after all).
+        let want = queue.recorded().await.unwrap().len() + fastrand::usize(5..30);
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while queue.recorded().await.unwrap().len() < want && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
         let victim = fastrand::usize(..3);
         fleet.0[victim].kill().unwrap();
         fleet.0[victim].wait().unwrap();
