@@ -83,7 +83,20 @@ return n
 ";
 
 // Built once: a script hashes its source for EVALSHA.
+/// Records a tool call's observation (1), or -1 if fenced: a worker whose
+/// claim was taken over must not journal an effect as the run's. KEYS:
+/// effects, fence. ARGV: call key, observation, token or "".
+const JOURNAL: &str = r"
+if ARGV[3] ~= '' and redis.call('GET', KEYS[2]) ~= ARGV[3] then
+  redis.call('INCR', KEYS[2] .. ':rejected')
+  return -1
+end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+return 1
+";
+
 static PUT_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(PUT));
+static JOURNAL_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(JOURNAL));
 static FORK_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(FORK));
 static LATEST_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(LATEST));
 static LIST_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(LIST));
@@ -446,21 +459,21 @@ impl Journal for RedisStore {
     ) -> BoxFuture<'a, Result<(), JournalError>> {
         Box::pin(async move {
             let text = to_json(observation, run_id).map_err(|e| JournalError(Box::new(e)))?;
-            let effects = self.key(run_id, "effects");
-            self.conn
+            let (fence, token) = self.fence_args(run_id);
+            let keys = [self.key(run_id, "effects"), fence];
+            let written: i64 = self
+                .conn
                 .run(|mut conn| {
-                    let (effects, text) = (&effects, &text);
-                    async move {
-                        redis::cmd("HSET")
-                            .arg(effects)
-                            .arg(key)
-                            .arg(text)
-                            .query_async::<()>(&mut conn)
-                            .await
-                    }
+                    let mut call = JOURNAL_SCRIPT.prepare_invoke();
+                    call.key(&keys[..]).arg(key).arg(&text).arg(&token);
+                    async move { call.invoke_async(&mut conn).await }
                 })
                 .await
-                .map_err(|e| JournalError(Box::new(e)))
+                .map_err(|e| JournalError(Box::new(e)))?;
+            match written {
+                -1 => Err(JournalError(Box::new(self.fenced_error()))),
+                _ => Ok(()),
+            }
         })
     }
 }

@@ -396,7 +396,9 @@ impl Worker {
         let machine = machine
             .clone()
             .with_store(store.clone())
-            .with_journal(self.store.clone());
+            // Fenced too: a worker whose claim was taken over journals no
+            // effect as the run's.
+            .with_journal(store.clone());
         let events = match store.get(&d.run_id, None).await {
             Ok(Some(_)) => match machine.resume(&d.run_id).await {
                 Ok(events) => events,

@@ -136,6 +136,67 @@ async fn a_stale_claim_cannot_write_over_the_new_owner() {
     assert_eq!(writers.last(), Some(&(latest.step, second)));
 }
 
+/// The Redis tool journal: what a call recorded reads back, per run and
+/// key; a stale claim cannot journal an effect as the run's; and a journal
+/// that kept nothing would fail here.
+#[cfg(feature = "redis")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_redis_journal_keeps_each_calls_observation_under_the_current_claim() {
+    use statewise::env::Journal;
+    use statewise::Observation;
+    let redis = crate::services::Redis::shared_or_own();
+    let store = statewise::store::RedisStore::open(&redis.url)
+        .unwrap()
+        .with_prefix(format!("journal{:08x}", fastrand::u32(..)));
+    let observation = |content: serde_json::Value| Observation {
+        call_id: "call_1_0".into(),
+        tool: "count".into(),
+        content,
+        is_error: false,
+    };
+    assert_eq!(store.recorded("r", "k1").await.unwrap(), None);
+    store
+        .record("r", "k1", &observation(json!(1)))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.recorded("r", "k1").await.unwrap(),
+        Some(observation(json!(1)))
+    );
+    assert_eq!(store.recorded("r", "k2").await.unwrap(), None);
+    assert_eq!(store.recorded("other", "k1").await.unwrap(), None);
+
+    let first = store.claim("r").await.unwrap();
+    let paused = store.fenced("r", first);
+    paused
+        .record("r", "k2", &observation(json!(2)))
+        .await
+        .unwrap();
+    let second = store.claim("r").await.unwrap();
+    let owner = store.fenced("r", second);
+    // The paused worker's effect is refused; the new owner's is kept.
+    let refused = paused.record("r", "k3", &observation(json!("stale"))).await;
+    let source = refused.expect_err("a stale claim journaled an effect").0;
+    assert!(matches!(
+        source.downcast_ref::<StoreError>(),
+        Some(StoreError::Fenced { token, .. }) if *token == first
+    ));
+    assert_eq!(store.recorded("r", "k3").await.unwrap(), None);
+    owner
+        .record("r", "k3", &observation(json!(3)))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.recorded("r", "k3").await.unwrap(),
+        Some(observation(json!(3)))
+    );
+    assert_eq!(
+        store.recorded("r", "k2").await.unwrap(),
+        Some(observation(json!(2)))
+    );
+    assert_eq!(store.rejected("r").await.unwrap(), 1);
+}
+
 #[cfg(feature = "postgres")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_store_conforms() {
