@@ -15,6 +15,12 @@
 //! model file) that notes the request, then answers; `--latency MS` makes
 //! each of its replies take that long.
 //!
+//! A second machine, `count`, makes two calls of `count` at once (one
+//! quick, one after 300 ms), each adding one to a counter in Redis with no
+//! check of its own: with `--no-journal` a worker killed between them
+//! makes the quick one again when the run resumes; with the journal (the
+//! default) it does not.
+//!
 //! `--log-json` writes structured logs (JSON lines, spans included) to
 //! stderr; `RUST_LOG` filters them. `--otlp` (with `--features otel`)
 //! sends the spans to `OTEL_EXPORTER_OTLP_ENDPOINT`.
@@ -84,6 +90,58 @@ impl Tool for Note {
     }
 }
 
+/// Counts its executions of a run, after waiting `after_ms`: an effect
+/// that is not idempotent by itself (no key, no check), so only the
+/// framework's journal keeps a resumed run from doing it again.
+struct Count {
+    redis: redis::aio::ConnectionManager,
+    prefix: String,
+}
+
+#[derive(Deserialize, schemars::JsonSchema)]
+struct CountArgs {
+    /// How long to wait before counting, in milliseconds.
+    after_ms: u64,
+}
+
+impl Tool for Count {
+    type Args = CountArgs;
+    type Output = u64;
+    type Error = redis::RedisError;
+
+    fn name(&self) -> &str {
+        "count"
+    }
+    fn description(&self) -> &str {
+        "Counts, after a while."
+    }
+    async fn call(&self, args: CountArgs, ctx: ToolContext) -> Result<u64, redis::RedisError> {
+        tokio::time::sleep(Duration::from_millis(args.after_ms)).await;
+        redis::cmd("INCR")
+            .arg(format!("{}:counted:{}", self.prefix, ctx.run_id))
+            .query_async(&mut self.redis.clone())
+            .await
+    }
+}
+
+/// Makes two counting calls at once, a quick one and a slow one (a worker
+/// killed between them has done one effect of its step), then answers.
+fn counting_stand_in(request: &ChatRequest) -> Result<Reply, ModelError> {
+    let counted = request
+        .messages
+        .iter()
+        .any(|m| m.content.starts_with("Observation from `count`"));
+    let action = if counted {
+        json!({"final_answer": "counted twice"})
+    } else {
+        json!({"tool_calls": [
+            {"name": "count", "arguments": {"after_ms": 0}},
+            {"name": "count", "arguments": {"after_ms": 300}},
+        ]})
+    };
+    Ok(Reply::text(action.to_string()))
+}
+
 /// Notes the request, then answers.
 fn stand_in(request: &ChatRequest) -> Result<Reply, ModelError> {
     let question = request
@@ -133,6 +191,7 @@ struct Args {
     lease: Duration,
     max_deliveries: u64,
     id: Option<String>,
+    journal: bool,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -145,6 +204,7 @@ fn parse_args() -> Result<Args, String> {
         lease: Duration::from_secs(30),
         max_deliveries: 5,
         id: None,
+        journal: true,
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -163,6 +223,7 @@ fn parse_args() -> Result<Args, String> {
             "--lease" => args.lease = Duration::from_millis(number(value()?)?),
             "--max-deliveries" => args.max_deliveries = number(value()?)?,
             "--id" => args.id = Some(value()?),
+            "--no-journal" => args.journal = false,
             other => return Err(format!("unknown argument {other}")),
         }
     }
@@ -206,11 +267,20 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let count = Count {
+        redis: redis.clone(),
+        prefix: args.prefix.clone(),
+    };
     let note = Note {
         redis,
         prefix: args.prefix.clone(),
     };
     let agent = statewise_states::agent(model, Toolbox::new(ToolRegistry::new().with(note)));
+    let counter: SharedModel = Arc::new(Delayed {
+        inner: Arc::new(FnModel::new("stand-in", counting_stand_in)),
+        delay: args.latency,
+    });
+    let counter = statewise_states::agent(counter, Toolbox::new(ToolRegistry::new().with(count)));
     let mut worker = match Worker::new(&args.redis) {
         Ok(w) => w,
         Err(e) => {
@@ -221,6 +291,8 @@ async fn main() -> ExitCode {
     worker = worker
         .with_prefix(&args.prefix)
         .machine("agent", agent)
+        .machine("count", counter)
+        .journal(args.journal)
         .concurrency(args.concurrency)
         .lease(args.lease)
         .max_deliveries(args.max_deliveries);

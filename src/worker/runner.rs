@@ -103,6 +103,8 @@ pub struct Worker {
     concurrency: usize,
     lease: Duration,
     max_deliveries: u64,
+    /// Whether completed tool calls are journaled in the store.
+    journal: bool,
     stats: Arc<WorkerStats>,
     /// Where the last scan for lapsed leases stopped, and when the next
     /// is due.
@@ -137,6 +139,7 @@ impl Worker {
             concurrency: 8,
             lease: Duration::from_secs(30),
             max_deliveries: 5,
+            journal: true,
             stats: Arc::default(),
             reclaim: Mutex::new(("0-0".to_owned(), tokio::time::Instant::now())),
         })
@@ -150,8 +153,9 @@ impl Worker {
         self
     }
 
-    /// Runs submitted for `name` on `machine` (its store and journal are
-    /// replaced by the worker's).
+    /// Runs submitted for `name` on `machine` (its store, and its journal
+    /// unless [`journal`](Self::journal) is off, are replaced by the
+    /// worker's).
     pub fn machine(mut self, name: impl Into<String>, machine: Machine) -> Self {
         self.machines.insert(name.into(), machine);
         self
@@ -175,6 +179,18 @@ impl Worker {
     /// `(deliveries + 1)`th time.
     pub fn max_deliveries(mut self, deliveries: u64) -> Self {
         self.max_deliveries = deliveries.max(1);
+        self
+    }
+
+    /// Whether each completed tool call is journaled in the store, under
+    /// the run's claim (default yes): a run taken over after a crash then
+    /// answers the calls its last step had completed from the journal
+    /// instead of making them again. Off, the machine keeps the journal it
+    /// has (none unless given one), and a crashed worker's last step runs
+    /// its tools again: for tools idempotent by themselves, or to see what
+    /// the journal prevents.
+    pub fn journal(mut self, on: bool) -> Self {
+        self.journal = on;
         self
     }
 
@@ -393,12 +409,12 @@ impl Worker {
             }
         };
         let store = self.store.fenced(&d.run_id, token);
-        let machine = machine
-            .clone()
-            .with_store(store.clone())
+        let mut machine = machine.clone().with_store(store.clone());
+        if self.journal {
             // Fenced too: a worker whose claim was taken over journals no
             // effect as the run's.
-            .with_journal(store.clone());
+            machine = machine.with_journal(store.clone());
+        }
         let events = match store.get(&d.run_id, None).await {
             Ok(Some(_)) => match machine.resume(&d.run_id).await {
                 Ok(events) => events,

@@ -20,7 +20,20 @@ use crate::services::Redis;
 /// A worker process of the `worker` example: its stand-in model takes
 /// `latency` per reply, and its `note` tool counts its effects in Redis.
 fn worker_process(url: &str, prefix: &str, id: &str, latency_ms: u64, lease_ms: u64) -> Child {
+    worker_process_with(url, prefix, id, latency_ms, lease_ms, &[])
+}
+
+/// [`worker_process`] with more arguments.
+fn worker_process_with(
+    url: &str,
+    prefix: &str,
+    id: &str,
+    latency_ms: u64,
+    lease_ms: u64,
+    more: &[&str],
+) -> Child {
     Command::new(crate::support::example("worker"))
+        .args(more)
         .args(["--redis", url, "--prefix", prefix, "--id", id])
         .args([
             "--latency",
@@ -426,4 +439,80 @@ async fn a_batch_through_the_queue_resumes_without_queueing_twice() {
     );
     shutdown.cancel();
     running.await.unwrap().unwrap();
+}
+
+/// 150 runs of the example's `count` machine through three worker
+/// processes, one killed (SIGKILL) and restarted five times, each kill
+/// once a few more runs are recorded. Each run makes two calls at once that
+/// count in Redis with no check of their own, a quick one and one after
+/// 300 ms; a worker killed between them has done one effect of the step.
+/// The lease (3 s) is long enough that no live worker loses a run: one
+/// that is slow but alive when its claim is taken over has done its effect
+/// before the fenced journal refuses it, the window only the tool's own
+/// use of the idempotency key closes. Returns how often each run counted.
+async fn counted_runs(redis: &Redis, prefix: &str, journal: bool) -> BTreeMap<String, u64> {
+    const RUNS: usize = 150;
+    let more: &[&str] = if journal { &[] } else { &["--no-journal"] };
+    let spawn =
+        |n: usize| worker_process_with(&redis.url, prefix, &format!("c{n}"), 20, 3000, more);
+    let mut fleet = Fleet((0..3).map(spawn).collect());
+    let queue = RunQueue::open(&redis.url).unwrap().with_prefix(prefix);
+    for i in 0..RUNS {
+        let env = Env::from_user(format!("Count {i}"));
+        queue
+            .submit("count", &format!("run-{i:03}"), &env)
+            .await
+            .unwrap();
+    }
+    for started in 3..8 {
+        let want = queue.recorded().await.unwrap().len() + fastrand::usize(5..20);
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while queue.recorded().await.unwrap().len() < want && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let victim = fastrand::usize(..3);
+        fleet.0[victim].kill().unwrap();
+        fleet.0[victim].wait().unwrap();
+        fleet.0[victim] = spawn(started);
+    }
+    let recorded = wait_all(&queue, RUNS, Duration::from_secs(300)).await;
+    assert!(recorded.iter().all(|o| o.status == OutcomeStatus::Finished));
+    let mut conn = redis::Client::open(redis.url.as_str())
+        .unwrap()
+        .get_connection_manager()
+        .await
+        .unwrap();
+    let mut counts = BTreeMap::new();
+    for outcome in &recorded {
+        let key = format!("{prefix}:counted:{}", outcome.run_id);
+        counts.insert(outcome.run_id.clone(), get_u64(&mut conn, &key).await);
+    }
+    counts
+}
+
+/// Effects once, shown by what stops repeats: the tool repeats whatever it
+/// is asked to, so with the journal every run counts exactly its two
+/// calls, and with the journal off some run's quick call ran again after
+/// a kill.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_journal_alone_keeps_effects_to_one_per_call() {
+    let redis = Redis::own(true);
+    let with = counted_runs(&redis, "journal-on", true).await;
+    let repeated: Vec<_> = with.iter().filter(|(_, n)| **n != 2).collect();
+    assert!(
+        repeated.is_empty(),
+        "with the journal, runs counted other than twice: {repeated:?}"
+    );
+
+    let without = counted_runs(&redis, "journal-off", false).await;
+    let repeated = without.values().filter(|n| **n > 2).count();
+    println!(
+        "journal off: {repeated} of {} runs made a call again",
+        without.len()
+    );
+    assert!(
+        repeated > 0,
+        "without the journal no call ran twice: the kills prove nothing"
+    );
+    assert!(without.values().all(|n| *n >= 2));
 }
