@@ -104,6 +104,7 @@ pub struct ScheduleHandle {
 struct Counts {
     started: AtomicU64,
     skipped: AtomicU64,
+    queued: AtomicU64,
 }
 
 impl ScheduleHandle {
@@ -115,6 +116,12 @@ impl ScheduleHandle {
     /// Firings skipped because a run was still going.
     pub fn skipped(&self) -> u64 {
         self.counts.skipped.load(Ordering::SeqCst)
+    }
+
+    /// Firings that queued a run to start when the last one ends
+    /// ([`Overlap::Queue`]).
+    pub fn queued(&self) -> u64 {
+        self.counts.queued.load(Ordering::SeqCst)
     }
 
     /// Stops firing (runs under way go on).
@@ -171,7 +178,10 @@ async fn fire(server: Server, schedule: Schedule, counts: Arc<Counts>) {
                 counts.skipped.fetch_add(1, Ordering::SeqCst);
                 tracing::info!(schedule = %schedule.name, "skipped: the last run is still going");
             }
-            Fire::Queue => queued = true,
+            Fire::Queue => {
+                counts.queued.fetch_add(1, Ordering::SeqCst);
+                queued = true;
+            }
             Fire::Start => {
                 queued = false;
                 n += 1;
