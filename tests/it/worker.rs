@@ -48,6 +48,27 @@ fn worker_process_with(
         .expect("the worker example starts")
 }
 
+/// Kills a random worker of `fleet` (SIGKILL) once `more` further runs
+/// are recorded, and starts its replacement with `spawn`. On progress, not
+/// after a time, which a slow machine turns into a kill before any work or
+/// after all of it.
+async fn kill_one_after_progress(
+    queue: &RunQueue,
+    fleet: &mut Fleet,
+    more: std::ops::Range<usize>,
+    spawn: impl FnOnce() -> Child,
+) {
+    let want = queue.recorded().await.unwrap().len() + fastrand::usize(more);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while queue.recorded().await.unwrap().len() < want && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let victim = fastrand::usize(..fleet.0.len());
+    fleet.0[victim].kill().unwrap();
+    fleet.0[victim].wait().unwrap();
+    fleet.0[victim] = spawn();
+}
+
 /// Kills the worker processes when the test ends, however it ends.
 struct Fleet(Vec<Child>);
 
@@ -132,17 +153,7 @@ async fn killed_and_paused_workers_lose_and_repeat_nothing() {
     );
 
     for _ in 0..5 {
-        // Killed once a few more runs are recorded (not after a time, which
-        // a slow machine turns into a kill before any work or after all).
-        let want = queue.recorded().await.unwrap().len() + fastrand::usize(5..30);
-        let deadline = Instant::now() + Duration::from_secs(120);
-        while queue.recorded().await.unwrap().len() < want && Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        let victim = fastrand::usize(..3);
-        fleet.0[victim].kill().unwrap();
-        fleet.0[victim].wait().unwrap();
-        fleet.0[victim] = spawn(started);
+        kill_one_after_progress(&queue, &mut fleet, 5..30, || spawn(started)).await;
         started += 1;
     }
     // Paused, not dead: its runs are taken over, and when it wakes its
@@ -465,15 +476,7 @@ async fn counted_runs(redis: &Redis, prefix: &str, journal: bool) -> BTreeMap<St
             .unwrap();
     }
     for started in 3..8 {
-        let want = queue.recorded().await.unwrap().len() + fastrand::usize(5..20);
-        let deadline = Instant::now() + Duration::from_secs(120);
-        while queue.recorded().await.unwrap().len() < want && Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        let victim = fastrand::usize(..3);
-        fleet.0[victim].kill().unwrap();
-        fleet.0[victim].wait().unwrap();
-        fleet.0[victim] = spawn(started);
+        kill_one_after_progress(&queue, &mut fleet, 5..20, || spawn(started)).await;
     }
     let recorded = wait_all(&queue, RUNS, Duration::from_secs(300)).await;
     assert!(recorded.iter().all(|o| o.status == OutcomeStatus::Finished));
