@@ -1,6 +1,6 @@
 //! The RunTools state: run the pending tool calls.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Instant;
 
 use futures::stream::{FuturesUnordered, StreamExt};
@@ -98,8 +98,8 @@ enum Ask {
 }
 
 impl RunTools {
-    /// The observation of an earlier call like `call` (same signature)
-    /// made since the last user request, as the answer to `call`.
+    /// The observation of an earlier call like `call` (same signature),
+    /// as the answer to `call`.
     fn earlier(
         &self,
         env: &Env,
@@ -107,17 +107,6 @@ impl RunTools {
         call: &ToolCall,
     ) -> Option<Observation> {
         let id = ran.get(&call.signature())?;
-        let asked = env
-            .messages
-            .iter()
-            .rposition(|m| m.role == Role::User)
-            .unwrap_or(0);
-        let answered_since = env.messages[asked..]
-            .iter()
-            .any(|m| m.tool_call_id.as_ref() == Some(id));
-        if !answered_since {
-            return None;
-        }
         let earlier = env
             .observations
             .iter()
@@ -199,7 +188,15 @@ impl State for RunTools {
                 Err(Ask::Failed(e)) => Err(e)?,
             };
             env.action = None;
+            // The calls that ran since the last user request (earlier
+            // ones are forgotten: a new request starts afresh).
             let mut ran = env.scratch.get(&self.ran)?.unwrap_or_default();
+            let asked = env.messages.iter().rposition(|m| m.role == Role::User).unwrap_or(0);
+            let answered: BTreeSet<&str> = env.messages[asked..]
+                .iter()
+                .filter_map(|m| m.tool_call_id.as_deref())
+                .collect();
+            ran.retain(|_, id| answered.contains(id.as_str()));
             let mut done: Vec<Option<Observation>> = vec![None; calls.len()];
             let mut approved = Vec::with_capacity(calls.len());
             for (i, call) in calls.iter().enumerate() {
