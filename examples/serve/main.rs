@@ -15,6 +15,11 @@
 //! Anthropic models do (it writes JSON actions otherwise, as small local
 //! models do); the page shows the same either way. `--port N` changes the
 //! port (0 picks a free one; the address is printed either way).
+//! `--redis URL` (with feature `redis`) keeps the runs' checkpoints and
+//! which run each paused thread waits in on that Redis, so two servers on
+//! one Redis serve one fleet: a thread paused on one resumes on the other,
+//! or on the same one after a restart. (Run event logs stay in each
+//! server's memory for now.)
 
 mod demo;
 
@@ -32,6 +37,7 @@ struct Args {
     port: u16,
     model: Option<String>,
     native: bool,
+    redis: Option<String>,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -39,6 +45,7 @@ fn parse_args() -> Result<Args, String> {
         port: 3000,
         model: None,
         native: false,
+        redis: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -47,9 +54,10 @@ fn parse_args() -> Result<Args, String> {
             "--port" => args.port = value()?.parse().map_err(|e| format!("--port: {e}"))?,
             "--model" => args.model = Some(value()?),
             "--native" => args.native = true,
+            "--redis" => args.redis = Some(value()?),
             other => {
                 return Err(format!(
-                    "unknown argument {other} (try --port N, --model SPEC, --native)"
+                    "unknown argument {other} (try --port N, --model SPEC, --native, --redis URL)"
                 ))
             }
         }
@@ -93,6 +101,13 @@ async fn main() -> ExitCode {
         statewise_states::agent(Arc::clone(&model), tools)
     })
     .with_page(PAGE);
+    let server = match shared(server, args.redis.as_deref()) {
+        Ok(server) => server,
+        Err(e) => {
+            eprintln!("serve: {e}");
+            return ExitCode::from(2);
+        }
+    };
     let listener = match tokio::net::TcpListener::bind(("127.0.0.1", args.port)).await {
         Ok(l) => l,
         Err(e) => {
@@ -109,4 +124,22 @@ async fn main() -> ExitCode {
         return ExitCode::FAILURE;
     }
     ExitCode::SUCCESS
+}
+
+/// `server` keeping its checkpoints and paused threads on the Redis at
+/// `url`, if one is given.
+#[cfg(feature = "redis")]
+fn shared(server: Server, url: Option<&str>) -> Result<Server, String> {
+    let Some(url) = url else { return Ok(server) };
+    let store = statewise::store::RedisStore::open(url).map_err(|e| e.to_string())?;
+    let threads = statewise::server::RedisThreads::open(url).map_err(|e| e.to_string())?;
+    Ok(server.with_store(store).with_threads(threads))
+}
+
+#[cfg(not(feature = "redis"))]
+fn shared(server: Server, url: Option<&str>) -> Result<Server, String> {
+    match url {
+        None => Ok(server),
+        Some(_) => Err("--redis needs the `redis` feature (--features server,redis)".into()),
+    }
 }

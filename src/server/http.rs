@@ -50,6 +50,7 @@ impl IntoResponse for ServerError {
                 StatusCode::CONFLICT
             }
             ServerError::Store(_) | ServerError::Machine(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            ServerError::Threads(_) => StatusCode::SERVICE_UNAVAILABLE,
             #[cfg(feature = "redis")]
             ServerError::Queue(_) => StatusCode::SERVICE_UNAVAILABLE,
         };

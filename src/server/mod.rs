@@ -30,6 +30,7 @@ mod http;
 mod log;
 mod plan;
 mod schedule;
+mod threads;
 mod ws;
 
 use std::collections::HashMap;
@@ -48,6 +49,9 @@ use crate::store::{MemoryStore, Store, StoreError};
 
 pub use log::{RunInfo, RunLog, RunStatus};
 pub use schedule::{Overlap, Schedule, ScheduleError, ScheduleHandle};
+#[cfg(feature = "redis")]
+pub use threads::RedisThreads;
+pub use threads::{MemoryThreads, Threads};
 
 /// What builds the machine for a request (its client tools, say).
 pub type Agent = dyn Fn(&RunAgentInput) -> Machine + Send + Sync;
@@ -101,6 +105,9 @@ pub enum ServerError {
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// Where paused threads are kept ([`Server::with_threads`]) failed.
+    #[error("looking up the thread's paused run failed: {0}")]
+    Threads(#[source] crate::backend::BackendError),
     /// The machine could not resume the run (it is not paused, or the
     /// server's machine has no store).
     #[error(transparent)]
@@ -120,6 +127,7 @@ impl ServerError {
             ServerError::Queue(_) => "queue",
             ServerError::BadInput(_) => "bad_input",
             ServerError::Store(_) => "store",
+            ServerError::Threads(_) => "threads",
             ServerError::Machine(_) => "machine",
         }
     }
@@ -150,6 +158,8 @@ impl ServerError {
 pub struct Server {
     agent: Arc<Agent>,
     store: Arc<dyn Store>,
+    /// The run each paused thread waits in.
+    threads: Arc<dyn Threads>,
     shared: Arc<Shared>,
     direct_stops_when_unread: bool,
     background_stops_when_unread: bool,
@@ -180,8 +190,6 @@ impl std::fmt::Debug for Server {
 struct Shared {
     /// Runs by AG-UI run id.
     runs: Mutex<HashMap<String, Arc<RunLog>>>,
-    /// The statewise run each paused thread waits in.
-    paused: Mutex<HashMap<String, String>>,
 }
 
 fn locked<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -198,6 +206,7 @@ impl Server {
         Server {
             agent: Arc::new(agent),
             store: Arc::new(MemoryStore::new()),
+            threads: Arc::new(MemoryThreads::new()),
             shared: Arc::default(),
             direct_stops_when_unread: true,
             background_stops_when_unread: false,
@@ -229,6 +238,15 @@ impl Server {
     /// Keeps checkpoints (and so pauses) in `store`.
     pub fn with_store(mut self, store: impl Store + 'static) -> Self {
         self.store = Arc::new(store);
+        self
+    }
+
+    /// Keeps the run each paused thread waits in `threads` (default: in
+    /// this process's memory). With [`RedisThreads`] and a shared store
+    /// ([`with_store`](Self::with_store)), a thread paused on one server
+    /// resumes on any other, or on this one after a restart.
+    pub fn with_threads(mut self, threads: impl Threads + 'static) -> Self {
+        self.threads = Arc::new(threads);
         self
     }
 
@@ -332,7 +350,11 @@ impl Server {
                 });
             }
         }
-        let paused_run = locked(&self.shared.paused).get(&input.thread_id).cloned();
+        let paused_run = self
+            .threads
+            .paused(&input.thread_id)
+            .await
+            .map_err(ServerError::Threads)?;
         let paused = match &paused_run {
             Some(run_id) => self
                 .store
@@ -410,10 +432,10 @@ impl Server {
                     Some(event) => {
                         match &event.kind {
                             EventKind::Interrupted(output) => {
-                                locked(&self.shared.paused).insert(thread_id.clone(), output.run_id.clone());
+                                self.set_paused(&thread_id, Some(&output.run_id)).await;
                             }
                             EventKind::Finished(_) | EventKind::Failed(_) => {
-                                locked(&self.shared.paused).remove(&thread_id);
+                                self.set_paused(&thread_id, None).await;
                             }
                             _ => {}
                         }
@@ -428,6 +450,15 @@ impl Server {
         // Dropping the machine's stream stops a cancelled run's work.
         drop(events);
         self.forget_later(log);
+    }
+
+    /// Records the run `thread_id` is paused in; a failure is logged (the
+    /// run goes on, and a resume of the thread then says it has nothing to
+    /// resume).
+    async fn set_paused(&self, thread_id: &str, run_id: Option<&str>) {
+        if let Err(e) = self.threads.set_paused(thread_id, run_id).await {
+            tracing::error!(thread_id, error = %e, "recording the thread's paused run failed");
+        }
     }
 
     /// Submits a new run to the Redis queue, and follows its events.
@@ -471,12 +502,8 @@ impl Server {
             match events.next().await {
                 Some(Ok(event)) => {
                     match event["type"].as_str() {
-                        Some("interrupted") => {
-                            locked(&self.shared.paused).insert(thread_id.clone(), run_id.clone());
-                        }
-                        Some("finished" | "failed") => {
-                            locked(&self.shared.paused).remove(&thread_id);
-                        }
+                        Some("interrupted") => self.set_paused(&thread_id, Some(&run_id)).await,
+                        Some("finished" | "failed") => self.set_paused(&thread_id, None).await,
                         _ => {}
                     }
                     if let Err(e) = translator.push_json(&event, &mut out) {

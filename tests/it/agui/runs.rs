@@ -437,3 +437,65 @@ async fn background_runs_go_to_the_redis_queue_and_stream_the_workers_events() {
     shutdown.cancel();
     running.await.unwrap().unwrap();
 }
+
+/// A thread paused on one server resumes on another (or on the same one
+/// after a restart): the run it waits in is kept in Redis
+/// (`RedisThreads`), its checkpoint in the shared store.
+#[cfg(feature = "redis")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thread_paused_on_one_server_resumes_on_another() {
+    use statewise::server::RedisThreads;
+    use statewise::store::RedisStore;
+    let redis = crate::services::Redis::shared_or_own();
+    let prefix = format!("threads{:08x}", fastrand::u32(..));
+    let replica = || {
+        server(Duration::from_millis(1))
+            .with_store(
+                RedisStore::open(&redis.url)
+                    .unwrap()
+                    .with_prefix(prefix.clone()),
+            )
+            .with_threads(RedisThreads::open(&redis.url).unwrap().with_prefix(&prefix))
+    };
+    let http = reqwest::Client::new();
+    let a = serve(replica()).await;
+    http.post(format!("{a}/runs"))
+        .json(&input("shared", "a-1", "email the team"))
+        .send()
+        .await
+        .unwrap();
+    wait_for(&http, &a, "a-1", "interrupted").await;
+    let paused = read_events(&http, &a, "a-1").await;
+    let interrupt = paused.last().unwrap().1["outcome"]["interrupts"][0]["id"].clone();
+
+    // Another replica, which has seen nothing of the thread.
+    let b = serve(replica()).await;
+    let resume = json!({"threadId": "shared", "runId": "b-1", "messages": [],
+        "resume": [{"interruptId": interrupt, "status": "resolved", "payload": true}]});
+    let answered = http
+        .post(format!("{b}/runs"))
+        .json(&resume)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answered.status(), 202, "{:?}", answered.text().await);
+    let events = read_events(&http, &b, "b-1").await;
+    assert_eq!(
+        events.last().unwrap().1["result"],
+        "Result: sent to team@example.com"
+    );
+    // Finished: the thread has nothing left to resume, on either replica.
+    for url in [&a, &b] {
+        let again = json!({"threadId": "shared", "runId": format!("again-{}", url.len()), "messages": [],
+            "resume": [{"interruptId": interrupt, "status": "resolved", "payload": true}]});
+        let refused = http
+            .post(format!("{url}/runs"))
+            .json(&again)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(refused.status(), 409);
+        let body: Value = refused.json().await.unwrap();
+        assert_eq!(body["code"], "nothing_to_resume");
+    }
+}
