@@ -181,24 +181,21 @@ impl Walk {
 
     fn step(&mut self, c: char, found: &mut Found, captured: &mut String) {
         if let Some(mut text) = self.text.take() {
-            if text.unescape.closes(c, text.quote) {
-                // The string ends here; it is not put back.
-                let out = match text.kind {
-                    Kind::Answer => Some(&mut found.answer),
-                    Kind::Key | Kind::Name => Some(&mut text.kept),
-                    Kind::Skipped => None,
-                };
-                text.unescape.finish(out);
-                self.string_ended(text, found, captured);
-                return;
-            }
+            let closes = text.unescape.closes(c, text.quote);
+            // Where the string's decoded text goes.
             let out = match text.kind {
                 Kind::Answer => Some(&mut found.answer),
                 Kind::Key | Kind::Name => Some(&mut text.kept),
                 Kind::Skipped => None,
             };
-            text.unescape.push(c, out);
-            self.text = Some(text);
+            if closes {
+                // The string ends here; it is not put back.
+                text.unescape.finish(out);
+                self.string_ended(text, found, captured);
+            } else {
+                text.unescape.push(c, out);
+                self.text = Some(text);
+            }
             return;
         }
         if self.stack.is_empty() {

@@ -470,11 +470,13 @@ async fn a_thread_paused_on_one_server_resumes_on_another() {
 
     // Another replica, which has seen nothing of the thread.
     let b = serve(replica()).await;
-    let resume = json!({"threadId": "shared", "runId": "b-1", "messages": [],
-        "resume": [{"interruptId": interrupt, "status": "resolved", "payload": true}]});
+    let resume = |run: &str| {
+        json!({"threadId": "shared", "runId": run, "messages": [],
+            "resume": [{"interruptId": interrupt, "status": "resolved", "payload": true}]})
+    };
     let answered = http
         .post(format!("{b}/runs"))
-        .json(&resume)
+        .json(&resume("b-1"))
         .send()
         .await
         .unwrap();
@@ -485,12 +487,10 @@ async fn a_thread_paused_on_one_server_resumes_on_another() {
         "Result: sent to team@example.com"
     );
     // Finished: the thread has nothing left to resume, on either replica.
-    for url in [&a, &b] {
-        let again = json!({"threadId": "shared", "runId": format!("again-{}", url.len()), "messages": [],
-            "resume": [{"interruptId": interrupt, "status": "resolved", "payload": true}]});
+    for (url, run) in [(&a, "again-a"), (&b, "again-b")] {
         let refused = http
             .post(format!("{url}/runs"))
-            .json(&again)
+            .json(&resume(run))
             .send()
             .await
             .unwrap();
