@@ -15,11 +15,12 @@
 //! Anthropic models do (it writes JSON actions otherwise, as small local
 //! models do); the page shows the same either way. `--port N` changes the
 //! port (0 picks a free one; the address is printed either way).
-//! `--redis URL` (with feature `redis`) keeps the runs' checkpoints and
-//! which run each paused thread waits in on that Redis, so two servers on
-//! one Redis serve one fleet: a thread paused on one resumes on the other,
-//! or on the same one after a restart. (Run event logs stay in each
-//! server's memory for now.)
+//! `--redis URL` (with feature `redis`) keeps the runs' checkpoints, which
+//! run each paused thread waits in, and every run's event log on that
+//! Redis, so two servers on one Redis serve one fleet: a thread paused on
+//! one resumes on the other (or on the same one after a restart), and
+//! either answers any run's status, replays its events from
+//! `Last-Event-ID` and cancels it.
 
 mod demo;
 
@@ -126,14 +127,18 @@ async fn main() -> ExitCode {
     ExitCode::SUCCESS
 }
 
-/// `server` keeping its checkpoints and paused threads on the Redis at
-/// `url`, if one is given.
+/// `server` keeping its checkpoints, paused threads and run logs on the
+/// Redis at `url`, if one is given.
 #[cfg(feature = "redis")]
 fn shared(server: Server, url: Option<&str>) -> Result<Server, String> {
     let Some(url) = url else { return Ok(server) };
     let store = statewise::store::RedisStore::open(url).map_err(|e| e.to_string())?;
     let threads = statewise::server::RedisThreads::open(url).map_err(|e| e.to_string())?;
-    Ok(server.with_store(store).with_threads(threads))
+    let logs = statewise::server::RedisRunLogs::open(url).map_err(|e| e.to_string())?;
+    Ok(server
+        .with_store(store)
+        .with_threads(threads)
+        .with_logs(logs))
 }
 
 #[cfg(not(feature = "redis"))]

@@ -50,7 +50,7 @@ impl IntoResponse for ServerError {
                 StatusCode::CONFLICT
             }
             ServerError::Store(_) | ServerError::Machine(_) => StatusCode::INTERNAL_SERVER_ERROR,
-            ServerError::Threads(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ServerError::Threads(_) | ServerError::Logs(_) => StatusCode::SERVICE_UNAVAILABLE,
             #[cfg(feature = "redis")]
             ServerError::Queue(_) => StatusCode::SERVICE_UNAVAILABLE,
         };
@@ -114,14 +114,14 @@ async fn status(
     State(server): State<Server>,
     Path(id): Path<String>,
 ) -> Result<Response, ServerError> {
-    Ok(Json(server.run(&id)?.info()).into_response())
+    Ok(Json(server.run(&id).await?.info()).into_response())
 }
 
 async fn cancel(
     State(server): State<Server>,
     Path(id): Path<String>,
 ) -> Result<Response, ServerError> {
-    Ok((StatusCode::ACCEPTED, Json(server.cancel(&id)?)).into_response())
+    Ok((StatusCode::ACCEPTED, Json(server.cancel(&id).await?)).into_response())
 }
 
 async fn events(
@@ -129,7 +129,7 @@ async fn events(
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Result<Response, ServerError> {
-    let log = server.run(&id)?;
+    let log = server.run(&id).await?;
     Ok(sse(&log, resume_from(&headers)).into_response())
 }
 

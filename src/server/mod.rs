@@ -11,7 +11,9 @@
 //! resumes them (`plan.rs` decides how). With a Redis `RunQueue`
 //! (feature `redis`, `Server::with_queue`), background runs go to the
 //! queue's workers instead, and their logs follow the events the workers
-//! stream.
+//! stream. Replicas share a fleet through three things kept on Redis:
+//! checkpoints ([`Store`]), paused threads ([`Threads`]) and runs' event
+//! logs ([`RunLogs`]); any replica then answers for any run.
 //!
 //! Routes ([`Server::router`]):
 //!
@@ -29,6 +31,8 @@
 mod http;
 mod log;
 mod plan;
+mod replica;
+mod run_logs;
 mod schedule;
 mod threads;
 mod ws;
@@ -46,8 +50,12 @@ use crate::env::Background;
 use crate::machine::event::EventKind;
 use crate::machine::{Machine, MachineError};
 use crate::store::{MemoryStore, Store, StoreError};
+use log::Driver;
 
 pub use log::{RunInfo, RunLog, RunStatus};
+#[cfg(feature = "redis")]
+pub use run_logs::RedisRunLogs;
+pub use run_logs::{Entry, MemoryRunLogs, Page, RunLogs, DEFAULT_MAX_AGE, DEFAULT_MAX_EVENTS};
 pub use schedule::{Overlap, Schedule, ScheduleError, ScheduleHandle};
 #[cfg(feature = "redis")]
 pub use threads::RedisThreads;
@@ -108,6 +116,9 @@ pub enum ServerError {
     /// Where paused threads are kept ([`Server::with_threads`]) failed.
     #[error("looking up the thread's paused run failed: {0}")]
     Threads(#[source] crate::backend::BackendError),
+    /// The shared run logs ([`Server::with_logs`]) failed.
+    #[error("reading or writing the shared run logs failed: {0}")]
+    Logs(#[source] crate::backend::BackendError),
     /// The machine could not resume the run (it is not paused, or the
     /// server's machine has no store).
     #[error(transparent)]
@@ -128,6 +139,7 @@ impl ServerError {
             ServerError::BadInput(_) => "bad_input",
             ServerError::Store(_) => "store",
             ServerError::Threads(_) => "threads",
+            ServerError::Logs(_) => "logs",
             ServerError::Machine(_) => "machine",
         }
     }
@@ -160,6 +172,10 @@ pub struct Server {
     store: Arc<dyn Store>,
     /// The run each paused thread waits in.
     threads: Arc<dyn Threads>,
+    /// Runs' event logs shared with the other replicas, if any.
+    logs: Option<Arc<dyn RunLogs>>,
+    /// The most events a run's log here keeps.
+    max_events: usize,
     shared: Arc<Shared>,
     direct_stops_when_unread: bool,
     background_stops_when_unread: bool,
@@ -207,6 +223,8 @@ impl Server {
             agent: Arc::new(agent),
             store: Arc::new(MemoryStore::new()),
             threads: Arc::new(MemoryThreads::new()),
+            logs: None,
+            max_events: DEFAULT_MAX_EVENTS,
             shared: Arc::default(),
             direct_stops_when_unread: true,
             background_stops_when_unread: false,
@@ -250,6 +268,25 @@ impl Server {
         self
     }
 
+    /// Writes every run's events to `logs` as well, and reads from there
+    /// the runs other replicas run: with [`RedisRunLogs`] (and
+    /// [`with_threads`](Self::with_threads), [`with_store`](Self::with_store)
+    /// on the same Redis), any replica answers a run's status, replays its
+    /// events from `Last-Event-ID`, follows it live, and cancels it (the
+    /// running replica stops it at its next event).
+    pub fn with_logs(mut self, logs: impl RunLogs + 'static) -> Self {
+        self.logs = Some(Arc::new(logs));
+        self
+    }
+
+    /// Keeps at most `max_events` of each run's events in this server's
+    /// memory (default [`DEFAULT_MAX_EVENTS`]); readers from an older
+    /// index start at the oldest kept.
+    pub fn max_events(mut self, max_events: usize) -> Self {
+        self.max_events = max_events;
+        self
+    }
+
     /// Whether a run stops once its last client disconnects: for direct
     /// runs (`POST /agent`, default yes) and background ones (`POST /runs`,
     /// default no).
@@ -284,17 +321,6 @@ impl Server {
         &self.background
     }
 
-    /// The run `run_id`, while it is kept.
-    pub fn run(&self, run_id: &str) -> Result<Arc<RunLog>, ServerError> {
-        locked(&self.shared.runs)
-            .get(run_id)
-            .cloned()
-            .ok_or_else(|| ServerError::UnknownRun {
-                run_id: run_id.to_owned(),
-                kept_secs: self.keep_ended.as_secs(),
-            })
-    }
-
     /// Serves the routes on `listener` until the process ends, then waits
     /// for background work.
     pub async fn serve(self, listener: tokio::net::TcpListener) -> std::io::Result<()> {
@@ -302,18 +328,6 @@ impl Server {
         let served = axum::serve(listener, self.router()).await;
         background.idle().await;
         served
-    }
-
-    /// Cancels run `run_id`: it ends with `RUN_FINISHED` (cancelled).
-    pub fn cancel(&self, run_id: &str) -> Result<RunInfo, ServerError> {
-        let log = self.run(run_id)?;
-        if log.queued() {
-            return Err(ServerError::NotCancellable {
-                run_id: run_id.to_owned(),
-            });
-        }
-        log.cancel();
-        Ok(log.info())
     }
 
     /// Starts the run `input` asks for (a new one, or the thread's paused
@@ -343,7 +357,7 @@ impl Server {
         stop_when_unread: bool,
         enqueue: bool,
     ) -> Result<Arc<RunLog>, ServerError> {
-        if let Ok(existing) = self.run(&input.run_id) {
+        if let Ok(existing) = self.run(&input.run_id).await {
             if existing.info().status == RunStatus::Running {
                 return Err(ServerError::RunExists {
                     run_id: input.run_id,
@@ -380,7 +394,7 @@ impl Server {
                 machine.resume_with(&run_id, response).await?
             }
         };
-        let (translator, log) = self.open(&input, stop_when_unread, false);
+        let (translator, log) = self.open(&input, stop_when_unread, Driver::Here);
         let span = tracing::info_span!("statewise.agui_run", thread_id = %input.thread_id, run_id = %input.run_id);
         // In the request's span, with the caller's subscriber (a scoped
         // one, too): the run's spans join the request's trace.
@@ -398,7 +412,7 @@ impl Server {
         &self,
         input: &RunAgentInput,
         stop_when_unread: bool,
-        queued: bool,
+        driver: Driver,
     ) -> (Translator, Arc<RunLog>) {
         let translator = Translator::new(&input.thread_id, &input.run_id)
             .known_calls(input.tool_call_ids())
@@ -407,7 +421,8 @@ impl Server {
             input.run_id.clone(),
             input.thread_id.clone(),
             stop_when_unread,
-            queued,
+            driver,
+            self.max_events,
         ));
         locked(&self.shared.runs).insert(input.run_id.clone(), Arc::clone(&log));
         (translator, log)
@@ -422,7 +437,7 @@ impl Server {
         thread_id: String,
     ) {
         let mut out = vec![translator.start()];
-        log.append(out.drain(..), None);
+        self.record(&log, out.drain(..), None).await;
         let cancelled = log.cancelled().clone();
         while !translator.ended() {
             tokio::select! {
@@ -445,7 +460,7 @@ impl Server {
                 },
             }
             let status = out.last().and_then(status_of);
-            log.append(out.drain(..), status);
+            self.record(&log, out.drain(..), status).await;
         }
         // Dropping the machine's stream stops a cancelled run's work.
         drop(events);
@@ -475,7 +490,7 @@ impl Server {
             .submit(machine, &input.run_id, &input.env())
             .instrument(span.clone())
             .await?;
-        let (translator, log) = self.open(&input, false, true);
+        let (translator, log) = self.open(&input, false, Driver::Queue);
         tokio::spawn(
             self.clone()
                 .follow(Arc::clone(&log), queue, translator, input.thread_id)
@@ -495,7 +510,7 @@ impl Server {
         thread_id: String,
     ) {
         let mut out = vec![translator.start()];
-        log.append(out.drain(..), None);
+        self.record(&log, out.drain(..), None).await;
         let run_id = log.run_id().to_owned();
         let mut events = std::pin::pin!(queue.events(&run_id));
         while !translator.ended() {
@@ -517,7 +532,7 @@ impl Server {
                 None => translator.cut(&mut out),
             }
             let status = out.last().and_then(status_of);
-            log.append(out.drain(..), status);
+            self.record(&log, out.drain(..), status).await;
         }
         self.forget_later(log);
     }

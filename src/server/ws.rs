@@ -119,10 +119,12 @@ async fn follow(
             )
         }
         Control::Cancel { run_id } => {
-            server.cancel(&run_id)?;
+            server.cancel(&run_id).await?;
             return Ok(());
         }
-        Control::Subscribe { run_id, after } => (server.run(&run_id)?, after.map_or(0, |a| a + 1)),
+        Control::Subscribe { run_id, after } => {
+            (server.run(&run_id).await?, after.map_or(0, |a| a + 1))
+        }
     };
     let tx = tx.clone();
     forwarding.spawn(async move {

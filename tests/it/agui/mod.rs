@@ -6,6 +6,7 @@
 mod browser;
 mod client;
 mod load;
+mod replicas;
 mod runs;
 
 use std::path::PathBuf;

@@ -12,12 +12,16 @@ use statewise::{Emit, EmitStream, Env, Machine, Next, State};
 
 use super::{serve, server, sse_events, types};
 
-fn input(thread: &str, run: &str, text: &str) -> Value {
+pub(super) fn input(thread: &str, run: &str, text: &str) -> Value {
     json!({"threadId": thread, "runId": run, "messages": [{"id": "u1", "role": "user", "content": text}]})
 }
 
 /// Run `run`'s events, read whole (after the run ends).
-async fn read_events(http: &reqwest::Client, url: &str, run: &str) -> Vec<(Option<usize>, Value)> {
+pub(super) async fn read_events(
+    http: &reqwest::Client,
+    url: &str,
+    run: &str,
+) -> Vec<(Option<usize>, Value)> {
     let response = http
         .get(format!("{url}/runs/{run}/events"))
         .send()
@@ -26,7 +30,7 @@ async fn read_events(http: &reqwest::Client, url: &str, run: &str) -> Vec<(Optio
     sse_events(&response.text().await.unwrap())
 }
 
-async fn status(http: &reqwest::Client, url: &str, run: &str) -> Value {
+pub(super) async fn status(http: &reqwest::Client, url: &str, run: &str) -> Value {
     http.get(format!("{url}/runs/{run}"))
         .send()
         .await
@@ -88,7 +92,7 @@ async fn a_background_run_is_replayed_whole_to_a_late_client_and_from_last_event
     assert_eq!(missing["code"], "unknown_run");
 }
 
-async fn wait_for(http: &reqwest::Client, url: &str, run: &str, want: &str) -> Value {
+pub(super) async fn wait_for(http: &reqwest::Client, url: &str, run: &str, want: &str) -> Value {
     for _ in 0..200 {
         let s = status(http, url, run).await;
         if s["status"] == want {
@@ -172,7 +176,7 @@ async fn a_direct_run_stops_when_its_client_disconnects() {
     drop(response);
     let mut status = RunStatus::Running;
     for _ in 0..200 {
-        status = server.run("direct-1").unwrap().info().status;
+        status = server.run("direct-1").await.unwrap().info().status;
         if status != RunStatus::Running {
             break;
         }
@@ -436,66 +440,4 @@ async fn background_runs_go_to_the_redis_queue_and_stream_the_workers_events() {
 
     shutdown.cancel();
     running.await.unwrap().unwrap();
-}
-
-/// A thread paused on one server resumes on another (or on the same one
-/// after a restart): the run it waits in is kept in Redis
-/// (`RedisThreads`), its checkpoint in the shared store.
-#[cfg(feature = "redis")]
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_thread_paused_on_one_server_resumes_on_another() {
-    use statewise::server::RedisThreads;
-    use statewise::store::RedisStore;
-    let redis = crate::services::Redis::shared_or_own();
-    let prefix = format!("threads{:08x}", fastrand::u32(..));
-    let replica = || {
-        server(Duration::from_millis(1))
-            .with_store(
-                RedisStore::open(&redis.url)
-                    .unwrap()
-                    .with_prefix(prefix.clone()),
-            )
-            .with_threads(RedisThreads::open(&redis.url).unwrap().with_prefix(&prefix))
-    };
-    let http = reqwest::Client::new();
-    let a = serve(replica()).await;
-    http.post(format!("{a}/runs"))
-        .json(&input("shared", "a-1", "email the team"))
-        .send()
-        .await
-        .unwrap();
-    wait_for(&http, &a, "a-1", "interrupted").await;
-    let paused = read_events(&http, &a, "a-1").await;
-    let interrupt = paused.last().unwrap().1["outcome"]["interrupts"][0]["id"].clone();
-
-    // Another replica, which has seen nothing of the thread.
-    let b = serve(replica()).await;
-    let resume = |run: &str| {
-        json!({"threadId": "shared", "runId": run, "messages": [],
-            "resume": [{"interruptId": interrupt, "status": "resolved", "payload": true}]})
-    };
-    let answered = http
-        .post(format!("{b}/runs"))
-        .json(&resume("b-1"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(answered.status(), 202, "{:?}", answered.text().await);
-    let events = read_events(&http, &b, "b-1").await;
-    assert_eq!(
-        events.last().unwrap().1["result"],
-        "Result: sent to team@example.com"
-    );
-    // Finished: the thread has nothing left to resume, on either replica.
-    for (url, run) in [(&a, "again-a"), (&b, "again-b")] {
-        let refused = http
-            .post(format!("{url}/runs"))
-            .json(&resume(run))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(refused.status(), 409);
-        let body: Value = refused.json().await.unwrap();
-        assert_eq!(body["code"], "nothing_to_resume");
-    }
 }
