@@ -21,6 +21,10 @@
 //! makes the quick one again when the run resumes; with the journal (the
 //! default) it does not.
 //!
+//! A third, `fanout`, forks four branches that each work for `--latency`:
+//! they run as child runs on the queue's workers, and the forking run
+//! gives its worker slot back while it waits for them.
+//!
 //! `--log-json` writes structured logs (JSON lines, spans included) to
 //! stderr; `RUST_LOG` filters them. `--otlp` (with `--features otel`)
 //! sends the spans to `OTEL_EXPORTER_OTLP_ENDPOINT`.
@@ -37,8 +41,10 @@ use serde_json::json;
 use statewise::model::{
     ChatModel, ChatRequest, ChunkStream, FnModel, ModelError, Reply, SharedModel,
 };
+use statewise::state::FnState;
 use statewise::tool::{Tool, ToolContext, ToolRegistry, Toolbox};
 use statewise::worker::Worker;
+use statewise::{Emit, EmitStream, Env, Fork, Machine, Next, State};
 use tokio_util::sync::CancellationToken;
 
 /// Writes a note to Redis once per idempotency key, and counts its calls.
@@ -160,6 +166,59 @@ fn stand_in(request: &ChatRequest) -> Result<Reply, ModelError> {
         json!({"name": "note", "arguments": {"text": question}})
     };
     Ok(Reply::text(action.to_string()))
+}
+
+/// `fanout`'s branch: works for `latency`, then answers with its input.
+struct Work {
+    latency: Duration,
+}
+
+impl State for Work {
+    fn name(&self) -> &str {
+        "work"
+    }
+
+    fn run<'a>(&'a self, env: &'a mut Env) -> EmitStream<'a> {
+        Box::pin(statewise::try_stream! {
+            tokio::time::sleep(self.latency).await;
+            let part = env.input.clone().unwrap_or_default();
+            yield Emit::Token(format!("part {part}"));
+            env.answer = Some(format!("part {part}"));
+        })
+    }
+
+    fn transition(&self, _: &Env) -> Next {
+        Next::End
+    }
+}
+
+/// The `fanout` machine: `plan` forks four `work` branches (child runs on
+/// the queue's workers), `merge` joins what they answered.
+fn fanout(latency: Duration) -> Machine {
+    let plan = FnState::new(
+        "plan",
+        |_: &mut Env| Ok(()),
+        |_: &Env| {
+            Next::fork((0..4).fold(Fork::join_at("merge"), |f, i| f.branch("work", json!(i))))
+        },
+    );
+    let merge = FnState::new(
+        "merge",
+        |env: &mut Env| {
+            let parts: Vec<String> = env
+                .branches
+                .iter()
+                .filter_map(|b| b.answer.clone())
+                .collect();
+            env.answer = Some(format!("merged {}", parts.join(", ")));
+            Ok(())
+        },
+        |_: &Env| Next::End,
+    );
+    Machine::new("plan")
+        .with_state(plan)
+        .with_state(Work { latency })
+        .with_state(merge)
 }
 
 /// A model whose every reply starts after `delay`.
@@ -292,6 +351,7 @@ async fn main() -> ExitCode {
         .with_prefix(&args.prefix)
         .machine("agent", agent)
         .machine("count", counter)
+        .machine("fanout", fanout(args.latency))
         .journal(args.journal)
         .concurrency(args.concurrency)
         .lease(args.lease)
@@ -315,10 +375,11 @@ async fn main() -> ExitCode {
     match worker.run(shutdown).await {
         Ok(()) => {
             println!(
-                "worker: {} claimed, {} taken over, {} recorded, {} left for another try, {} dropped (claim lost), {} dead-lettered",
+                "worker: {} claimed, {} taken over, {} recorded, {} parked for child runs, {} left for another try, {} dropped (claim lost), {} dead-lettered",
                 stats.claimed(),
                 stats.reclaimed(),
                 stats.recorded(),
+                stats.parked(),
                 stats.released(),
                 stats.abandoned(),
                 stats.dead()

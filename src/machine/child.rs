@@ -64,7 +64,7 @@ pub(super) enum ChildItem {
 }
 
 /// Where a child sits: the parent's branch, then `segment`.
-fn nest(branch: &Option<Arc<str>>, segment: &str) -> Arc<str> {
+pub(super) fn nest(branch: &Option<Arc<str>>, segment: &str) -> Arc<str> {
     match branch {
         Some(parent) => Arc::from(format!("{parent}/{segment}")),
         None => Arc::from(segment),

@@ -21,6 +21,7 @@ mod driver;
 mod error;
 pub mod event;
 mod record;
+mod remote;
 mod resume;
 mod step;
 mod sub;
@@ -43,6 +44,7 @@ use event::{Event, EventKind, RunFailure, RunOutput};
 use child::Spent;
 use decide::Limits;
 pub use error::{MachineError, MachineErrorKind, Resource};
+pub use remote::{waiting_for, ChildRun, Dispatch, WAITING_FOR_CHILDREN};
 pub use sub::SubMachine;
 
 /// The default bound on states entered per run; see [`Machine::max_steps`].
@@ -104,6 +106,7 @@ pub struct Machine {
     /// Set once the declared edges were found registered; cleared by
     /// every change of the states.
     edges_checked: Arc<OnceLock<()>>,
+    dispatch: Option<Arc<dyn remote::Dispatch>>,
 }
 
 impl std::fmt::Debug for Machine {
@@ -146,6 +149,7 @@ impl Machine {
             span_content: None,
             output: None,
             edges_checked: Arc::default(),
+            dispatch: None,
         }
     }
 

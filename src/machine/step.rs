@@ -149,15 +149,25 @@ impl Run {
             from = %forking,
             branches = fork.branches.len(),
         );
-        let mut branches = self.machine.run_fork(
-            &fork,
-            &self.env,
-            &forking,
-            &self.run_id,
-            &self.branch,
-            &shared,
-            self.deadline,
-        );
+        let mut branches = match &self.machine.dispatch {
+            Some(dispatch) => self.machine.fork_out(
+                Arc::clone(dispatch),
+                &fork,
+                &self.env,
+                &forking,
+                &self.run_id,
+                &self.branch,
+            ),
+            None => self.machine.run_fork(
+                &fork,
+                &self.env,
+                &forking,
+                &self.run_id,
+                &self.branch,
+                &shared,
+                self.deadline,
+            ),
+        };
         let ended = relay(&mut branches, &span, out).await;
         let step = self.env.step;
         let joined = match ended {
@@ -167,6 +177,11 @@ impl Run {
             },
             _ => return Step::End(Outcome::Failed(MachineError::Cut), step),
         };
+        // The empty responses that woke a parent waiting for its child
+        // runs have done their work.
+        self.env
+            .responses
+            .retain(|id, _| !id.starts_with(super::remote::WAITING_FOR_CHILDREN));
         let next = if let Some(request) = joined.interrupt {
             // Pause at the fork: the resumed fork takes the done
             // branches from their checkpoints and runs the rest.

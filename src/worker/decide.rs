@@ -3,7 +3,7 @@
 
 use crate::env::Usage;
 use crate::machine::event::EventKind;
-use crate::machine::MachineError;
+use crate::machine::{waiting_for, MachineError};
 use crate::store::StoreError;
 
 use super::OutcomeStatus;
@@ -43,6 +43,9 @@ pub(crate) enum Disposition {
     Release(String),
     /// Another worker took the run over: stop without writing anything.
     Abandon,
+    /// The run waits for these child runs: park it (no outcome) and give
+    /// its slot back until the last of them ends.
+    Park(Vec<String>),
 }
 
 /// The disposition of a run whose stream ended with `last` (its last event;
@@ -57,14 +60,19 @@ pub(crate) fn disposition(last: Option<&EventKind>) -> Disposition {
             path: out.path.clone(),
             usage: out.env.usage,
         }),
-        Some(EventKind::Interrupted(out)) => Disposition::Record(Ended {
-            status: OutcomeStatus::Interrupted,
-            answer: out.answer.clone(),
-            error: None,
-            code: None,
-            path: out.path.clone(),
-            usage: out.env.usage,
-        }),
+        Some(EventKind::Interrupted(out)) => {
+            match out.env.interrupt.as_deref().and_then(waiting_for) {
+                Some(children) => Disposition::Park(children),
+                None => Disposition::Record(Ended {
+                    status: OutcomeStatus::Interrupted,
+                    answer: out.answer.clone(),
+                    error: None,
+                    code: None,
+                    path: out.path.clone(),
+                    usage: out.env.usage,
+                }),
+            }
+        }
         Some(EventKind::Failed(failure)) => match &failure.error {
             MachineError::Store(StoreError::Fenced { .. }) => Disposition::Abandon,
             // The run did not fail; what keeps it failed. Another delivery
@@ -102,8 +110,9 @@ pub(crate) fn dead_error(last_error: Option<String>, deliveries: u64) -> String 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::env::Env;
+    use crate::env::{Env, Interrupt};
     use crate::machine::event::{RunFailure, RunOutput};
+    use crate::machine::WAITING_FOR_CHILDREN;
 
     fn failed(error: MachineError) -> EventKind {
         EventKind::Failed(Box::new(RunFailure {
@@ -156,6 +165,36 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn a_run_waiting_for_its_children_is_parked_and_a_person_s_pause_recorded() {
+        let paused = |interrupt: Interrupt| {
+            let env = Env {
+                interrupt: Some(Box::new(interrupt)),
+                ..Env::default()
+            };
+            EventKind::Interrupted(Box::new(RunOutput {
+                answer: None,
+                path: Vec::new(),
+                env,
+                run_id: "p".into(),
+            }))
+        };
+        let mut waiting = Interrupt::new(format!("{WAITING_FOR_CHILDREN}p/2"), "");
+        waiting.payload = serde_json::json!({"children": ["p/2/0", "p/2/1"]});
+        assert_eq!(
+            disposition(Some(&paused(waiting))),
+            Disposition::Park(vec!["p/2/0".into(), "p/2/1".into()])
+        );
+        let person = paused(Interrupt::new("approve", "May I?"));
+        assert!(matches!(
+            disposition(Some(&person)),
+            Disposition::Record(Ended {
+                status: OutcomeStatus::Interrupted,
+                ..
+            })
+        ));
     }
 
     #[test]

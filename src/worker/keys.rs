@@ -50,4 +50,15 @@ impl Keys {
     pub(crate) fn error(&self, run_id: &str) -> String {
         format!("{}:run:{run_id}:error", self.prefix)
     }
+
+    /// The child runs a parked parent still waits for (a set).
+    pub(crate) fn waiting(&self, parent: &str) -> String {
+        format!("{}:run:{parent}:children", self.prefix)
+    }
+
+    /// Parent run id → its machine, for parents parked until their child
+    /// runs end.
+    pub(crate) fn parked(&self) -> String {
+        format!("{}:parked", self.prefix)
+    }
 }

@@ -35,18 +35,22 @@
 //! # Ok(()) }
 //! ```
 
+mod children;
 mod decide;
+mod delivery;
 mod keys;
 mod outcome;
 mod protocol;
 mod queue;
 mod runner;
+mod stats;
 
 use std::time::Duration;
 
 pub use outcome::{DeadLetter, Outcome, OutcomeStatus};
-pub use queue::{RunQueue, Submitted};
-pub use runner::{Worker, WorkerStats};
+pub use queue::{Occupancy, RunQueue, Submitted};
+pub use runner::Worker;
+pub use stats::WorkerStats;
 
 use crate::backend::BackendError;
 use crate::store::StoreError;

@@ -33,9 +33,14 @@ return {1, id}
 
 /// Records an outcome once, under the current claim, and acknowledges the
 /// delivery; with a machine name in ARGV[6], also writes a dead letter.
+/// For a child run (its parent in ARGV[9]), the last of a parked parent's
+/// children to end queues the parent's wake-up, in the same script: a
+/// crash cannot record the child and lose the wake-up.
 /// Returns 1 if recorded now, 0 if it already was, -1 if fenced.
-/// KEYS: fence, outcomes, outcome log, queue, events, dead.
-/// ARGV: token, run, outcome, entry, group, machine or "", error, deliveries.
+/// KEYS: fence, outcomes, outcome log, queue, events, dead, the parent's
+/// waiting children, parked parents.
+/// ARGV: token, run, outcome, entry, group, machine or "", error,
+/// deliveries, parent or "".
 static FINISH: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
@@ -46,11 +51,64 @@ if new == 1 then
   if ARGV[6] ~= '' then
     redis.call('XADD', KEYS[6], '*', 'run', ARGV[2], 'machine', ARGV[6], 'error', ARGV[7], 'deliveries', ARGV[8])
   end
+  if ARGV[9] ~= '' then
+    redis.call('SREM', KEYS[7], ARGV[2])
+    local machine = redis.call('HGET', KEYS[8], ARGV[9])
+    if machine and redis.call('SCARD', KEYS[7]) == 0 then
+      redis.call('HDEL', KEYS[8], ARGV[9])
+      redis.call('XADD', KEYS[4], '*', 'run', ARGV[9], 'machine', machine, 'env', '', 'trace', '', 'wake', '1')
+    end
+  end
 end
 redis.call('XACK', KEYS[4], ARGV[5], ARGV[4])
 redis.call('XDEL', KEYS[4], ARGV[4])
 redis.call('EXPIRE', KEYS[5], 86400)
 return new
+",
+    )
+});
+
+/// Parks a parent until its child runs end, under the current claim, and
+/// acknowledges its delivery: its slot is free. The children already
+/// recorded are not waited for; if none is left, the parent's wake-up is
+/// queued at once. Returns how many it waits for, or -1 if fenced.
+/// KEYS: fence, outcomes, the parent's waiting children, parked parents,
+/// queue. ARGV: token, parent, machine, entry, group, trace, children...
+static PARK: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return -1 end
+for i = 7, #ARGV do
+  if redis.call('HEXISTS', KEYS[2], ARGV[i]) == 0 then
+    redis.call('SADD', KEYS[3], ARGV[i])
+  else
+    redis.call('SREM', KEYS[3], ARGV[i])
+  end
+end
+redis.call('XACK', KEYS[5], ARGV[5], ARGV[4])
+redis.call('XDEL', KEYS[5], ARGV[4])
+local waiting = redis.call('SCARD', KEYS[3])
+if waiting == 0 then
+  redis.call('HDEL', KEYS[4], ARGV[2])
+  redis.call('XADD', KEYS[5], '*', 'run', ARGV[2], 'machine', ARGV[3], 'env', '', 'trace', ARGV[6], 'wake', '1')
+else
+  redis.call('HSET', KEYS[4], ARGV[2], ARGV[3])
+end
+return waiting
+",
+    )
+});
+
+/// Queues a child run once, like [`SUBMIT`], with the child's description
+/// (JSON) beside it. KEYS: submitted, queue. ARGV: run id, machine,
+/// traceparent, child.
+pub(super) static SUBMIT_CHILD: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 then return 0 end
+local id = redis.call('XADD', KEYS[2], '*', 'run', ARGV[1], 'machine', ARGV[2], 'env', '', 'trace', ARGV[3], 'child', ARGV[4])
+redis.call('HSET', KEYS[1], ARGV[1], id)
+return 1
 ",
     )
 });
@@ -95,7 +153,7 @@ pub(super) async fn ensure_group(conn: &RedisConn, keys: &Keys) -> Result<(), Ba
 
 /// One consumer of the queue's group: a worker's connections and its name.
 pub(super) struct Consumer {
-    conn: RedisConn,
+    pub(super) conn: RedisConn,
     /// Blocking reads only, so they never hold up other commands.
     reader: RedisConn,
     pub(super) keys: Keys,
@@ -279,6 +337,7 @@ impl Consumer {
     /// Records `outcome` (JSON) for `run_id` once, under `fence`,
     /// acknowledges `entry`, and with `dead` also writes a dead letter. 1
     /// if recorded now, 0 if it already was, -1 if fenced.
+    #[allow(clippy::too_many_arguments)]
     pub(super) async fn finish(
         &self,
         fence: &Fence,
@@ -287,8 +346,10 @@ impl Consumer {
         outcome: &str,
         dead: Option<DeadLetterArgs<'_>>,
         deliveries: u64,
+        parent: Option<&str>,
     ) -> Result<i64, BackendError> {
         let token = fence.token;
+        let parent = parent.unwrap_or_default();
         let keys = [
             fence.key.clone(),
             self.keys.outcomes(),
@@ -296,6 +357,8 @@ impl Consumer {
             self.keys.queue(),
             self.keys.events(run_id),
             self.keys.dead(),
+            self.keys.waiting(parent),
+            self.keys.parked(),
         ];
         let (machine, error) = dead.map_or(("", ""), |d| (d.machine, d.error));
         self.conn
@@ -309,7 +372,47 @@ impl Consumer {
                     .arg(GROUP)
                     .arg(machine)
                     .arg(error)
-                    .arg(deliveries);
+                    .arg(deliveries)
+                    .arg(parent);
+                async move { call.invoke_async(&mut conn).await }
+            })
+            .await
+    }
+
+    /// Parks `parent` (delivered as `entry`, run by `machine`) until
+    /// `children` have ended, under `fence`, and acknowledges the entry:
+    /// how many it waits for, 0 if its wake-up is queued already, -1 if
+    /// fenced.
+    pub(super) async fn park(
+        &self,
+        fence: &Fence,
+        parent: &str,
+        machine: &str,
+        entry: &str,
+        trace: &str,
+        children: &[String],
+    ) -> Result<i64, BackendError> {
+        let token = fence.token;
+        let keys = [
+            fence.key.clone(),
+            self.keys.outcomes(),
+            self.keys.waiting(parent),
+            self.keys.parked(),
+            self.keys.queue(),
+        ];
+        self.conn
+            .run(|mut conn| {
+                let mut call = PARK.prepare_invoke();
+                call.key(&keys[..])
+                    .arg(token)
+                    .arg(parent)
+                    .arg(machine)
+                    .arg(entry)
+                    .arg(GROUP)
+                    .arg(trace);
+                for child in children {
+                    call.arg(child);
+                }
                 async move { call.invoke_async(&mut conn).await }
             })
             .await

@@ -24,6 +24,19 @@ pub struct Submitted {
     pub new: bool,
 }
 
+/// `XPENDING`'s summary of entries: id, consumer, idle ms, deliveries.
+type Pending = Vec<(String, String, u64, u64)>;
+
+/// Which runs hold a worker's slot, and which wait without one
+/// ([`RunQueue::occupancy`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Occupancy {
+    /// Runs delivered to a worker and not yet acknowledged.
+    pub held: Vec<String>,
+    /// Runs parked until their child runs end.
+    pub parked: Vec<String>,
+}
+
 /// Puts runs on a Redis queue for [`Worker`](super::Worker)s, and reads
 /// what became of them.
 ///
@@ -194,6 +207,51 @@ impl RunQueue {
                 parse(&text, "an entry of the outcome log")
             })
             .collect()
+    }
+
+    /// Which runs hold a worker's slot and which wait for their child
+    /// runs without one, read at one instant (at most 1,000 held).
+    pub async fn occupancy(&self) -> Result<Occupancy, QueueError> {
+        ensure_group(&self.conn, &self.keys).await?;
+        let (queue, parked) = (self.keys.queue(), self.keys.parked());
+        let runs = self
+            .conn
+            .run(|mut conn| {
+                let (queue, parked) = (&queue, &parked);
+                async move {
+                    // One transaction: a parent parks (its entry acknowledged)
+                    // or wakes (a new entry) atomically, so the two reads
+                    // agree.
+                    let (parked, pending): (Vec<String>, Pending) = redis::pipe()
+                        .atomic()
+                        .cmd("HKEYS")
+                        .arg(parked)
+                        .cmd("XPENDING")
+                        .arg(queue)
+                        .arg(super::keys::GROUP)
+                        .arg("-")
+                        .arg("+")
+                        .arg(1000)
+                        .query_async(&mut conn)
+                        .await?;
+                    let mut pipe = redis::pipe();
+                    for (entry, ..) in &pending {
+                        pipe.cmd("XRANGE").arg(queue).arg(entry).arg(entry);
+                    }
+                    let entries: Vec<StreamRangeReply> = if pending.is_empty() {
+                        Vec::new()
+                    } else {
+                        pipe.query_async(&mut conn).await?
+                    };
+                    let held = entries
+                        .iter()
+                        .filter_map(|r| r.ids.first().and_then(|e| e.get::<String>("run")))
+                        .collect();
+                    Ok(Occupancy { held, parked })
+                }
+            })
+            .await?;
+        Ok(runs)
     }
 
     /// Every entry of the stream `key`.

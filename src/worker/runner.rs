@@ -8,7 +8,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::panic::AssertUnwindSafe;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -19,54 +19,18 @@ use tokio_util::sync::CancellationToken;
 use tracing::instrument::WithSubscriber;
 use tracing::Instrument;
 
+use super::children::QueueDispatch;
 use super::decide::{dead_error, disposition, is_poison, Disposition, Ended};
+use super::delivery::{open, Delivery, Opened};
 use super::keys::Keys;
 use super::protocol::{Consumer, DeadLetterArgs, Fence, TakenOver};
+use super::stats::WorkerStats;
 use super::{Outcome, OutcomeStatus, QueueError};
 use crate::backend::BackendError;
-use crate::env::Env;
 use crate::machine::event::{Event, EventKind};
 use crate::machine::Machine;
 use crate::metric;
-use crate::store::{RedisStore, Store};
-
-/// What a worker has done so far.
-#[derive(Debug, Default)]
-pub struct WorkerStats {
-    claimed: AtomicU64,
-    reclaimed: AtomicU64,
-    recorded: AtomicU64,
-    released: AtomicU64,
-    abandoned: AtomicU64,
-    dead: AtomicU64,
-}
-
-impl WorkerStats {
-    /// Runs taken from the queue as new deliveries.
-    pub fn claimed(&self) -> u64 {
-        self.claimed.load(Ordering::Relaxed)
-    }
-    /// Runs taken over from a worker whose lease ran out.
-    pub fn reclaimed(&self) -> u64 {
-        self.reclaimed.load(Ordering::Relaxed)
-    }
-    /// Outcomes this worker recorded.
-    pub fn recorded(&self) -> u64 {
-        self.recorded.load(Ordering::Relaxed)
-    }
-    /// Deliveries left for another try (the store failed, a panic).
-    pub fn released(&self) -> u64 {
-        self.released.load(Ordering::Relaxed)
-    }
-    /// Runs dropped because another worker had taken them over.
-    pub fn abandoned(&self) -> u64 {
-        self.abandoned.load(Ordering::Relaxed)
-    }
-    /// Runs this worker sent to the dead-letter stream.
-    pub fn dead(&self) -> u64 {
-        self.dead.load(Ordering::Relaxed)
-    }
-}
+use crate::store::RedisStore;
 
 /// A run a worker holds, as its lease renewal sees it.
 struct Lease {
@@ -77,17 +41,6 @@ struct Lease {
 }
 
 type Leases = Arc<Mutex<HashMap<String, Lease>>>;
-
-/// One delivery of a queued run.
-struct Delivery {
-    entry: String,
-    run_id: String,
-    machine: String,
-    env: String,
-    deliveries: u64,
-    /// The submitter's W3C traceparent, if it sent one.
-    trace: Option<String>,
-}
 
 /// Runs queued runs of the machines it knows: claims them from the queue
 /// (new ones, and those whose worker stopped renewing its lease), runs each
@@ -105,6 +58,8 @@ pub struct Worker {
     max_deliveries: u64,
     /// Whether completed tool calls are journaled in the store.
     journal: bool,
+    /// Whether forks' branches go on the queue as child runs.
+    fork_out: bool,
     stats: Arc<WorkerStats>,
     /// Where the last scan for lapsed leases stopped, and when the next
     /// is due.
@@ -140,6 +95,7 @@ impl Worker {
             lease: Duration::from_secs(30),
             max_deliveries: 5,
             journal: true,
+            fork_out: true,
             stats: Arc::default(),
             reclaim: Mutex::new(("0-0".to_owned(), tokio::time::Instant::now())),
         })
@@ -191,6 +147,15 @@ impl Worker {
     /// the journal prevents.
     pub fn journal(mut self, on: bool) -> Self {
         self.journal = on;
+        self
+    }
+
+    /// Whether a run's fork branches go on the queue as child runs of
+    /// their own (default yes): the forking run gives its slot back while
+    /// it waits and is queued again when the last child ends. Off, a
+    /// worker runs a fork's branches itself, in the run's slot.
+    pub fn fork_out(mut self, on: bool) -> Self {
+        self.fork_out = on;
         self
     }
 
@@ -322,27 +287,12 @@ impl Worker {
         entry: StreamId,
         deliveries: u64,
     ) -> Result<Option<Delivery>, BackendError> {
-        let fields = (
-            entry.get::<String>("run"),
-            entry.get::<String>("machine"),
-            entry.get::<String>("env"),
-        );
-        let trace = entry.get::<String>("trace").filter(|t| !t.is_empty());
-        match fields {
-            (Some(run_id), Some(machine), Some(env)) => Ok(Some(Delivery {
-                entry: entry.id,
-                run_id,
-                machine,
-                env,
-                deliveries,
-                trace,
-            })),
-            _ => {
-                tracing::warn!(entry = %entry.id, "queue entry without run, machine and env; dropped");
-                self.consumer.ack(&entry.id).await?;
-                Ok(None)
-            }
+        let delivery = Delivery::read(&entry, deliveries);
+        if delivery.is_none() {
+            tracing::warn!(entry = %entry.id, "queue entry without run, machine and env (or a child run that does not read); dropped");
+            self.consumer.ack(&entry.id).await?;
         }
+        Ok(delivery)
     }
 
     /// Claims the run (a new fencing token) and runs it; a panic is noted
@@ -399,15 +349,6 @@ impl Worker {
             self.record(d, token, ended).await;
             return;
         };
-        let env: Env = match serde_json::from_str(&d.env) {
-            Ok(env) => env,
-            Err(e) => {
-                let error = format!("the submitted env is not an Env: {e}");
-                let ended = Ended::failed(OutcomeStatus::Failed, "bad_env", error);
-                self.record(d, token, ended).await;
-                return;
-            }
-        };
         let store = self.store.fenced(&d.run_id, token);
         let mut machine = machine.clone().with_store(store.clone());
         if self.journal {
@@ -415,21 +356,18 @@ impl Worker {
             // effect as the run's.
             machine = machine.with_journal(store.clone());
         }
-        let events = match store.get(&d.run_id, None).await {
-            Ok(Some(_)) => match machine.resume(&d.run_id).await {
-                Ok(events) => events,
-                Err(e) => {
-                    return self
-                        .release(&d.run_id, &format!("resuming failed: {e}"))
-                        .await
-                }
-            },
-            Ok(None) => machine.stream_as(d.run_id.as_str(), env),
-            Err(e) => {
-                return self
-                    .release(&d.run_id, &format!("reading its checkpoint failed: {e}"))
-                    .await
-            }
+        if self.fork_out {
+            machine = machine.with_dispatch(QueueDispatch {
+                conn: self.consumer.conn.clone(),
+                keys: self.consumer.keys.clone(),
+                machine: d.machine.clone(),
+                trace: d.trace.clone().unwrap_or_default(),
+            });
+        }
+        let events = match open(&machine, d, &store).await {
+            Opened::Events(events) => events,
+            Opened::Record(ended) => return self.record(d, token, ended).await,
+            Opened::Release(why) => return self.release(&d.run_id, &why).await,
         };
         // The run's spans belong to this delivery, in the submitter's trace.
         let span = tracing::info_span!(
@@ -471,6 +409,32 @@ impl Worker {
             Disposition::Release(why) => self.release(&d.run_id, &why).await,
             Disposition::Abandon => {
                 self.stats.abandoned.fetch_add(1, Ordering::Relaxed);
+            }
+            Disposition::Park(children) => self.park(d, token, &children).await,
+        }
+    }
+
+    /// Parks a parent until its child runs end, giving its slot back.
+    async fn park(&self, d: &Delivery, token: u64, children: &[String]) {
+        let fence = Fence {
+            key: self.store.fence_key(&d.run_id),
+            token,
+        };
+        let trace = d.trace.as_deref().unwrap_or_default();
+        match self
+            .consumer
+            .park(&fence, &d.run_id, &d.machine, &d.entry, trace, children)
+            .await
+        {
+            Ok(-1) => {
+                self.stats.abandoned.fetch_add(1, Ordering::Relaxed);
+            }
+            Ok(_) => {
+                self.stats.parked.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(e) => {
+                tracing::warn!(run_id = %d.run_id, error = %e, "parking a run failed; it will be delivered again");
+                self.stats.released.fetch_add(1, Ordering::Relaxed);
             }
         }
     }
@@ -525,7 +489,15 @@ impl Worker {
         };
         let recorded = self
             .consumer
-            .finish(&fence, &d.run_id, &d.entry, &text, letter, d.deliveries)
+            .finish(
+                &fence,
+                &d.run_id,
+                &d.entry,
+                &text,
+                letter,
+                d.deliveries,
+                d.parent(),
+            )
             .await;
         match recorded {
             Ok(-1) => {

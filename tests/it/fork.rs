@@ -586,3 +586,128 @@ async fn a_traced_fork_replays_offline_with_its_branches_model_calls() {
         .await;
     assert!(replay.matches(), "{replay:?}");
 }
+
+/// Records the child runs handed to it (once per run id), and says which
+/// were given up.
+#[derive(Debug, Clone, Default)]
+struct Handed {
+    children: Arc<Mutex<Vec<statewise::machine::ChildRun>>>,
+    given_up: Arc<Mutex<BTreeMap<String, (String, String)>>>,
+}
+
+impl statewise::machine::Dispatch for Handed {
+    fn dispatch<'a>(
+        &'a self,
+        child: &'a statewise::machine::ChildRun,
+    ) -> futures::future::BoxFuture<'a, Result<(), statewise::backend::BackendError>> {
+        let mut children = self.children.lock().unwrap();
+        if !children.iter().any(|c| c.run_id == child.run_id) {
+            children.push(child.clone());
+        }
+        Box::pin(async { Ok(()) })
+    }
+
+    fn given_up<'a>(
+        &'a self,
+        run_id: &'a str,
+    ) -> futures::future::BoxFuture<
+        'a,
+        Result<Option<(String, String)>, statewise::backend::BackendError>,
+    > {
+        let found = self.given_up.lock().unwrap().get(run_id).cloned();
+        Box::pin(async move { Ok(found) })
+    }
+}
+
+/// The last event of a stream.
+async fn last_of(mut events: statewise::EventStream) -> statewise::Event {
+    let mut last = None;
+    while let Some(event) = events.next().await {
+        last = Some(event);
+    }
+    last.expect("the run said how it ended")
+}
+
+/// What a paused run waits for, if it waits for child runs.
+fn waits_for(event: &statewise::Event) -> Option<Vec<String>> {
+    match &event.kind {
+        EventKind::Interrupted(out) => {
+            statewise::machine::waiting_for(out.env.interrupt.as_deref()?)
+        }
+        _ => None,
+    }
+}
+
+/// A fork handed out: the parent runs no branch itself and pauses waiting
+/// for its child runs; each resume joins those that ended (from their
+/// checkpoints, or given up) and waits for the rest, handing nothing out
+/// twice; once all have ended, the join sees them as if run here.
+#[tokio::test]
+async fn a_handed_out_fork_waits_for_its_child_runs_then_joins_them() {
+    let store = Arc::new(MemoryStore::new());
+    let search = Search {
+        pause: Duration::from_millis(1),
+        ..Search::default()
+    };
+    let handed = Handed::default();
+    let parent = agent(search.clone(), |f| f)
+        .with_store(Arc::clone(&store))
+        .with_dispatch(handed.clone());
+    let first = last_of(parent.stream_as("p", Env::from_user("compare"))).await;
+    let ids: Vec<String> = (0..5).map(|i| format!("p/1/{i}")).collect();
+    assert_eq!(waits_for(&first), Some(ids.clone()));
+    assert!(search.runs().is_empty(), "the parent ran a branch itself");
+
+    // Elsewhere (a worker): the first three children run.
+    let elsewhere = agent(search.clone(), |f| f).with_store(Arc::clone(&store));
+    let children = handed.children.lock().unwrap().clone();
+    assert_eq!(children.len(), 5);
+    for child in &children[..3] {
+        let mut events = elsewhere.stream_child(child.clone()).await;
+        let mut paths = Vec::new();
+        while let Some(event) = events.next().await {
+            paths.push(event.path());
+        }
+        assert!(
+            paths.iter().all(|p| p.starts_with(&child.branch)),
+            "{paths:?}"
+        );
+    }
+    let second = last_of(
+        parent
+            .resume_with("p", serde_json::Value::Null)
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(waits_for(&second), Some(ids[3..].to_vec()));
+    assert_eq!(handed.children.lock().unwrap().len(), 5, "handed out twice");
+
+    // The fourth runs; the fifth is given up by the queue.
+    last_of(elsewhere.stream_child(children[3].clone()).await).await;
+    handed
+        .given_up
+        .lock()
+        .unwrap()
+        .insert("p/1/4".into(), ("dead".into(), "delivered 6 times".into()));
+    let done = last_of(
+        parent
+            .resume_with("p", serde_json::Value::Null)
+            .await
+            .unwrap(),
+    )
+    .await;
+    let EventKind::Finished(out) = done.kind else {
+        panic!("the run finishes once every child has ended: {done:?}");
+    };
+    assert_eq!(
+        out.answer.as_deref(),
+        Some("found rust; found tokio; [\"boom\" failed: custom]; found serde; [\"axum\" failed: dead]")
+    );
+    let once: BTreeMap<String, u32> = QUERIES[..4].iter().map(|q| (q.to_string(), 1)).collect();
+    assert_eq!(search.runs(), once, "each child ran once, elsewhere");
+    assert!(
+        out.env.responses.is_empty(),
+        "the wake-ups left nothing behind"
+    );
+}
