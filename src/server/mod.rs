@@ -364,6 +364,16 @@ impl Server {
                 });
             }
         }
+        self.start_new(input, stop_when_unread, enqueue).await
+    }
+
+    /// [`start_as`](Self::start_as) for a run id known to be free.
+    async fn start_new(
+        &self,
+        input: RunAgentInput,
+        stop_when_unread: bool,
+        enqueue: bool,
+    ) -> Result<Arc<RunLog>, ServerError> {
         let paused_run = self
             .threads
             .paused(&input.thread_id)

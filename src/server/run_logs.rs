@@ -66,6 +66,22 @@ pub trait RunLogs: Send + Sync + std::fmt::Debug {
     /// Asks the server running the run to cancel it; answers whether a
     /// log of the run is kept.
     fn cancel<'a>(&'a self, run_id: &'a str) -> BoxFuture<'a, Result<bool, BackendError>>;
+
+    /// Opens run `run_id`'s log (running, on `thread_id`) unless one is
+    /// kept already, and makes it the thread's latest run: true if this
+    /// call opened it. A schedule's firing starts where the claim is won,
+    /// so on one replica only.
+    fn claim<'a>(
+        &'a self,
+        run_id: &'a str,
+        thread_id: &'a str,
+    ) -> BoxFuture<'a, Result<bool, BackendError>>;
+
+    /// The latest run claimed on `thread_id`, while its log is kept.
+    fn latest<'a>(
+        &'a self,
+        thread_id: &'a str,
+    ) -> BoxFuture<'a, Result<Option<String>, BackendError>>;
 }
 
 /// One set of logs shared by several servers in a process.
@@ -85,6 +101,21 @@ impl<T: RunLogs + ?Sized> RunLogs for Arc<T> {
     fn cancel<'a>(&'a self, run_id: &'a str) -> BoxFuture<'a, Result<bool, BackendError>> {
         (**self).cancel(run_id)
     }
+
+    fn claim<'a>(
+        &'a self,
+        run_id: &'a str,
+        thread_id: &'a str,
+    ) -> BoxFuture<'a, Result<bool, BackendError>> {
+        (**self).claim(run_id, thread_id)
+    }
+
+    fn latest<'a>(
+        &'a self,
+        thread_id: &'a str,
+    ) -> BoxFuture<'a, Result<Option<String>, BackendError>> {
+        (**self).latest(thread_id)
+    }
 }
 
 /// Shared logs in this process's memory: for several servers in one
@@ -92,6 +123,8 @@ impl<T: RunLogs + ?Sized> RunLogs for Arc<T> {
 #[derive(Debug)]
 pub struct MemoryRunLogs {
     runs: Mutex<HashMap<String, Kept>>,
+    /// Thread → its latest claimed run.
+    latest: Mutex<HashMap<String, String>>,
     max_events: usize,
     max_age: Duration,
 }
@@ -110,6 +143,7 @@ impl Default for MemoryRunLogs {
     fn default() -> Self {
         MemoryRunLogs {
             runs: Mutex::default(),
+            latest: Mutex::default(),
             max_events: DEFAULT_MAX_EVENTS,
             max_age: DEFAULT_MAX_AGE,
         }
@@ -128,6 +162,13 @@ impl MemoryRunLogs {
         self.max_events = max_events.max(1);
         self.max_age = max_age;
         self
+    }
+
+    fn latest_runs(&self) -> std::sync::MutexGuard<'_, HashMap<String, String>> {
+        // Only inserts and lookups happen under the lock.
+        self.latest
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     fn runs(&self) -> std::sync::MutexGuard<'_, HashMap<String, Kept>> {
@@ -188,6 +229,44 @@ impl RunLogs for MemoryRunLogs {
         let known = self.runs().get_mut(run_id).map(|kept| kept.cancel = true);
         Box::pin(async move { Ok(known.is_some()) })
     }
+
+    fn claim<'a>(
+        &'a self,
+        run_id: &'a str,
+        thread_id: &'a str,
+    ) -> BoxFuture<'a, Result<bool, BackendError>> {
+        let mut runs = self.runs();
+        let won = !runs.contains_key(run_id);
+        if won {
+            runs.insert(
+                run_id.to_owned(),
+                Kept {
+                    thread_id: thread_id.to_owned(),
+                    status: RunStatus::Running,
+                    cancel: false,
+                    first: 0,
+                    events: VecDeque::new(),
+                    written: Instant::now(),
+                },
+            );
+            self.latest_runs()
+                .insert(thread_id.to_owned(), run_id.to_owned());
+        }
+        Box::pin(async move { Ok(won) })
+    }
+
+    fn latest<'a>(
+        &'a self,
+        thread_id: &'a str,
+    ) -> BoxFuture<'a, Result<Option<String>, BackendError>> {
+        let runs = self.runs();
+        let latest = self
+            .latest_runs()
+            .get(thread_id)
+            .filter(|run| runs.contains_key(*run))
+            .cloned();
+        Box::pin(async move { Ok(latest) })
+    }
 }
 
 #[cfg(feature = "redis")]
@@ -219,6 +298,16 @@ redis.call('EXPIRE', KEYS[2], ARGV[2])
 return redis.call('HGET', KEYS[2], 'cancel')
 ";
 
+    /// Opens a run's log unless kept, and makes it its thread's latest.
+    /// KEYS: the run's hash, the thread's latest. ARGV: thread, ttl, run.
+    const CLAIM: &str = r"
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+redis.call('HSET', KEYS[1], 'thread', ARGV[1], 'status', 'running')
+redis.call('EXPIRE', KEYS[1], ARGV[2])
+redis.call('SET', KEYS[2], ARGV[3], 'EX', ARGV[2])
+return 1
+";
+
     /// Flags a kept run for cancelling.
     const CANCEL: &str = r"
 if redis.call('EXISTS', KEYS[1]) == 1 then
@@ -239,6 +328,7 @@ return 0
         max_age: Duration,
         append: redis::Script,
         cancel: redis::Script,
+        claim: redis::Script,
     }
 
     impl RedisRunLogs {
@@ -252,6 +342,7 @@ return 0
                 max_age: DEFAULT_MAX_AGE,
                 append: redis::Script::new(APPEND),
                 cancel: redis::Script::new(CANCEL),
+                claim: redis::Script::new(CLAIM),
             })
         }
 
@@ -352,6 +443,42 @@ return 0
                     status,
                     events,
                 }))
+            })
+        }
+
+        fn claim<'a>(
+            &'a self,
+            run_id: &'a str,
+            thread_id: &'a str,
+        ) -> BoxFuture<'a, Result<bool, BackendError>> {
+            let (_, run) = self.keys(run_id);
+            let latest = format!("{}:thread-latest:{thread_id}", self.prefix);
+            let ttl = self.max_age.as_secs().max(1);
+            Box::pin(async move {
+                let won: i64 = self
+                    .conn
+                    .run(|mut conn| {
+                        let mut call = self.claim.key(&run);
+                        call.key(&latest).arg(thread_id).arg(ttl).arg(run_id);
+                        async move { call.invoke_async(&mut conn).await }
+                    })
+                    .await?;
+                Ok(won == 1)
+            })
+        }
+
+        fn latest<'a>(
+            &'a self,
+            thread_id: &'a str,
+        ) -> BoxFuture<'a, Result<Option<String>, BackendError>> {
+            let latest = format!("{}:thread-latest:{thread_id}", self.prefix);
+            Box::pin(async move {
+                self.conn
+                    .run(|mut conn| {
+                        let latest = &latest;
+                        async move { redis::cmd("GET").arg(latest).query_async(&mut conn).await }
+                    })
+                    .await
             })
         }
 

@@ -146,7 +146,6 @@ impl Server {
 async fn fire(server: Server, schedule: Schedule, counts: Arc<Counts>) {
     let mut last: Option<Arc<super::RunLog>> = None;
     let mut queued = false;
-    let mut n = 0u64;
     loop {
         let now = chrono::Utc::now();
         let Ok(next) = schedule.cron.find_next_occurrence(&now, false) else {
@@ -165,6 +164,8 @@ async fn fire(server: Server, schedule: Schedule, counts: Arc<Counts>) {
             () = tokio::time::sleep(wait) => true,
             () = ended => false,
         };
+        // The schedule's latest run may be another replica's.
+        last = server.latest_run(&schedule.name, last).await;
         let running = last
             .as_ref()
             .is_some_and(|l| l.info().status == RunStatus::Running);
@@ -184,11 +185,22 @@ async fn fire(server: Server, schedule: Schedule, counts: Arc<Counts>) {
             }
             Fire::Start => {
                 queued = false;
-                n += 1;
                 let mut input = schedule.input.clone();
                 input.thread_id = schedule.name.clone();
-                input.run_id = format!("{}-{}-{n}", schedule.name, now.timestamp_millis());
-                match server.start_background(input).await {
+                // The same id on every replica for the same firing (the
+                // slot's time, or the run it waited for), so one starts it.
+                input.run_id = match (fired, &last) {
+                    (false, Some(after)) => format!("{}-after-{}", schedule.name, after.run_id()),
+                    _ => format!("{}-{}", schedule.name, next.timestamp_millis()),
+                };
+                if !server.claim(&input.run_id, &schedule.name).await {
+                    counts.skipped.fetch_add(1, Ordering::SeqCst);
+                    continue;
+                }
+                match server
+                    .start_new(input, server.background_stops_when_unread, true)
+                    .await
+                {
                     Ok(log) => {
                         counts.started.fetch_add(1, Ordering::SeqCst);
                         last = Some(log);
@@ -199,6 +211,46 @@ async fn fire(server: Server, schedule: Schedule, counts: Arc<Counts>) {
                 }
             }
         }
+    }
+}
+
+impl Server {
+    /// Whether this replica starts run `run_id` of schedule `thread_id`:
+    /// without shared logs, yes; with them, if its claim is won. A
+    /// failed claim starts nothing (a run twice is worse than a firing
+    /// missed), and says so.
+    async fn claim(&self, run_id: &str, thread_id: &str) -> bool {
+        let Some(logs) = &self.logs else { return true };
+        match logs.claim(run_id, thread_id).await {
+            Ok(won) => {
+                if !won {
+                    tracing::info!(run_id, "skipped: another replica started this firing");
+                }
+                won
+            }
+            Err(e) => {
+                tracing::error!(run_id, error = %e, "claiming a scheduled run failed; not started");
+                false
+            }
+        }
+    }
+
+    /// The schedule's latest run: `last` (started here), or the run a
+    /// replica started since, read from the shared logs.
+    async fn latest_run(
+        &self,
+        thread_id: &str,
+        last: Option<Arc<super::RunLog>>,
+    ) -> Option<Arc<super::RunLog>> {
+        let Some(logs) = &self.logs else { return last };
+        let latest = match logs.latest(thread_id).await {
+            Ok(Some(run_id)) => run_id,
+            _ => return last,
+        };
+        if last.as_ref().is_some_and(|l| l.run_id() == latest) {
+            return last;
+        }
+        self.run(&latest).await.ok().or(last)
     }
 }
 

@@ -353,3 +353,35 @@ async fn redis_logs_skip_repeats_keep_indexes_and_pass_on_a_cancel() {
         "the cancel reaches the writer"
     );
 }
+
+/// One schedule on two replicas sharing logs: each firing starts on one
+/// replica only (the other counts it skipped), where without shared logs
+/// each would start its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_schedule_on_two_replicas_starts_each_firing_once() {
+    use statewise::server::{Schedule, ScheduleHandle};
+    let logs = Arc::new(MemoryRunLogs::new());
+    let replica = || server(Duration::from_millis(1)).with_logs(Arc::clone(&logs));
+    let (a, b) = (replica(), replica());
+    let template: statewise::agui::RunAgentInput =
+        serde_json::from_value(input("", "", "hello")).unwrap();
+    let schedule = || Schedule::new("tick", "* * * * * *", template.clone()).unwrap();
+    let (on_a, on_b) = (a.schedule(schedule()), b.schedule(schedule()));
+    tokio::time::sleep(Duration::from_millis(3500)).await;
+    on_a.stop();
+    on_b.stop();
+    let fired = |h: &ScheduleHandle| h.started() + h.skipped() + h.queued();
+    let started = on_a.started() + on_b.started();
+    let counts = [
+        on_a.started(),
+        on_a.skipped(),
+        on_b.started(),
+        on_b.skipped(),
+    ];
+    assert!(started >= 2, "{counts:?}");
+    assert!(
+        started <= fired(&on_a).max(fired(&on_b)),
+        "a firing started on both replicas: {counts:?}"
+    );
+    assert!(on_a.skipped() + on_b.skipped() >= 2, "{counts:?}");
+}
