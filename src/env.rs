@@ -329,6 +329,11 @@ pub struct Env {
     /// The request the run is paused on, if it is waiting for a person.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub interrupt: Option<Box<Interrupt>>,
+    /// Who the run acts for, set by the caller
+    /// ([`Env::with_principal`]); saved with the run, so a resumed run acts
+    /// for the same principal.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub principal: Option<crate::guard::Principal>,
     /// People's responses to interrupts, by [`Interrupt::id`].
     #[serde(skip_serializing_if = "BTreeMap::is_empty", alias = "replies")]
     pub responses: BTreeMap<String, Value>,
@@ -374,6 +379,15 @@ pub struct RunSettings {
     /// ([`Machine::output`](crate::Machine::output)): the state that writes
     /// the answer writes it in this shape.
     pub output: Option<std::sync::Arc<crate::output::Output>>,
+    /// Who the run acts for ([`Env::principal`]): a toolbox offers and runs
+    /// only the tools it holds the scopes of.
+    pub principal: Option<std::sync::Arc<crate::guard::Principal>>,
+    /// The machine's guardrails ([`Machine::with_guardrails`](crate::Machine::with_guardrails)):
+    /// a toolbox runs their tool checks on every call.
+    pub guardrails: crate::guard::Guardrails,
+    /// Where tool calls report the guardrails they tripped, for the machine
+    /// to act on.
+    pub tripwire: crate::guard::Tripwire,
 }
 
 /// Equal when they describe the same run the same way; the cancellation
@@ -386,6 +400,7 @@ impl PartialEq for RunSettings {
             && self.deadline == other.deadline
             && self.span_content.is_some() == other.span_content.is_some()
             && self.output.as_ref().map(|o| o.schema()) == other.output.as_ref().map(|o| o.schema())
+            && self.principal == other.principal
     }
 }
 
@@ -439,6 +454,52 @@ impl Env {
     pub fn with_assistant(mut self, content: impl Into<String>) -> Self {
         self.messages.push(Message::assistant(content));
         self
+    }
+
+    /// Acts for `principal`: the tools it may use are the only ones offered
+    /// and run.
+    pub fn with_principal(mut self, principal: crate::guard::Principal) -> Self {
+        self.principal = Some(principal);
+        self
+    }
+
+    /// What tool guardrails know of this run: its user messages, the tool
+    /// results so far and the principal.
+    pub fn call_scope(&self) -> crate::guard::CallScope {
+        let input: Vec<&str> = self
+            .messages
+            .iter()
+            .filter(|m| m.role == Role::User)
+            .map(|m| m.content.as_str())
+            .collect();
+        let results = self
+            .observations
+            .iter()
+            .map(|o| match &o.content {
+                Value::String(s) => s.clone(),
+                other => other.to_string(),
+            })
+            .collect();
+        crate::guard::CallScope::new(input.join("\n"), results).acting_for(self.principal.clone())
+    }
+
+    /// The input a run starting from this env answers: its last user
+    /// messages (after the last message of any other role), and a branch's
+    /// own input, for input guardrails.
+    pub fn run_input(&self) -> String {
+        let start = self
+            .messages
+            .iter()
+            .rposition(|m| m.role != Role::User)
+            .map_or(0, |i| i + 1);
+        let mut parts: Vec<String> = self.messages[start..]
+            .iter()
+            .map(|m| m.content.clone())
+            .collect();
+        if let Some(input) = &self.input {
+            parts.push(input.to_string());
+        }
+        parts.join("\n")
     }
 
     /// Sets the pending action.

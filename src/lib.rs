@@ -126,6 +126,7 @@ pub mod console;
 pub mod dataset;
 pub mod env;
 pub mod fit;
+pub mod guard;
 pub mod layer;
 pub mod machine;
 pub mod metric;

@@ -49,6 +49,9 @@ pub const QUEUE_CLAIMS_TOTAL: &str = "statewise_queue_claims_total";
 /// Counter: background tasks that failed, by task name
 /// ([`Background`](crate::env::Background)).
 pub const BACKGROUND_FAILURES_TOTAL: &str = "statewise_background_failures_total";
+/// Guardrails that tripped, by `guardrail`, `stage` (`input`, `output`,
+/// `tool_call`, `tool_result`) and `stops` (`true` when the run stopped).
+pub const GUARDRAIL_TRIPS_TOTAL: &str = "statewise_guardrail_trips_total";
 
 pub(crate) fn run_ended(machine: &str, outcome: &'static str) {
     metrics::counter!(RUNS_TOTAL, "machine" => machine.to_owned(), "outcome" => outcome)
@@ -112,6 +115,12 @@ pub(crate) fn tool_call(tool: &str, outcome: &'static str, elapsed: Duration) {
     metrics::counter!(TOOL_CALLS_TOTAL, "tool" => tool.to_owned(), "outcome" => outcome)
         .increment(1);
     metrics::histogram!(TOOL_CALL_DURATION_SECONDS, "tool" => tool.to_owned()).record(elapsed);
+}
+
+pub(crate) fn guardrail_tripped(guardrail: &str, stage: &'static str, stops: bool) {
+    let stops = if stops { "true" } else { "false" };
+    metrics::counter!(GUARDRAIL_TRIPS_TOTAL, "guardrail" => guardrail.to_owned(), "stage" => stage, "stops" => stops)
+        .increment(1);
 }
 
 pub(crate) fn retry(model: (&str, &str)) {

@@ -60,6 +60,8 @@ pub(super) enum Failure {
     Deadline(Duration),
     /// The state asked a person ([`Emit::Interrupt`](crate::Emit::Interrupt)).
     Interrupt(Box<Interrupt>),
+    /// A guardrail stopped the run.
+    Tripped(crate::guard::Trip),
 }
 
 /// What a run enters: a state, or a machine run as a child.
@@ -195,6 +197,7 @@ pub(super) fn route(
             then: Box::new(Next::to(name.to_owned())),
         }),
         Some(Failure::Deadline(after)) => Route::Fail(MachineError::Deadline { after }),
+        Some(Failure::Tripped(trip)) => Route::Fail(MachineError::Guardrail(trip)),
         Some(Failure::State(source)) => match state.on_error(&source) {
             Some(next) => Route::Recovered(next, source.record(step, name)),
             None => Route::Fail(MachineError::State {

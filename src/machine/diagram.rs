@@ -1,4 +1,5 @@
-//! [`Machine::mermaid`]: the declared graph as a Mermaid flowchart.
+//! [`Machine::mermaid`]: the declared graph as a Mermaid flowchart; and
+//! the machine's `Debug`, which names its parts without their contents.
 //!
 //! Drawn from what states declare ([`State::targets`](crate::State::targets)),
 //! not from runs: a fork a state declares (its branches' targets and its
@@ -144,4 +145,20 @@ fn label(name: &str) -> String {
     name.replace('"', "#quot;")
         .replace('<', "#lt;")
         .replace('>', "#gt;")
+}
+
+impl std::fmt::Debug for Machine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Machine")
+            .field("states", &self.states.keys().collect::<Vec<_>>())
+            .field("machines", &self.subs.keys().collect::<Vec<_>>())
+            .field("name", &self.name)
+            .field("entry", &self.entry)
+            .field("limits", &self.limits)
+            .field("store", &self.store.is_some())
+            .field("journal", &self.journal.is_some())
+            .field("tracer", &self.tracer)
+            .field("guardrails", &self.guardrails)
+            .finish()
+    }
 }

@@ -22,6 +22,7 @@ use tracing::Span;
 use super::child::Spent;
 use super::decide;
 use super::event::{Event, EventKind};
+use super::guarding::{self, Guarding};
 use super::record::Recorder;
 use super::{Driven, Machine, MachineError, RunCtx};
 use crate::env::{Env, RunSettings, Usage};
@@ -54,6 +55,15 @@ impl Machine {
                 Err(error) => Err(error),
                 Ok(()) => run.opened(&start, resumed_at).await,
             };
+            // Input refused before the first state: no model call is made.
+            let opened = match (opened, run.guarding.before_first().await) {
+                (Ok(()), Some(trip)) => {
+                    let tripped = EventKind::Emitted(guarding::tripped(&trip));
+                    out.emit(run.event(0, tripped)).await;
+                    Err(MachineError::Guardrail(trip))
+                }
+                (opened, _) => opened,
+            };
             let mut at = start;
             // Every way out of the loop carries the outcome, so the end
             // record and the last event are written in one place.
@@ -72,6 +82,7 @@ impl Machine {
                     }
                 },
             };
+            let outcome = run.answered(outcome, step, &out).await;
             out.emit(run.finish(outcome, step).await).await;
         })
     }
@@ -107,6 +118,8 @@ pub(super) struct Run {
     pub(super) settings: RunSettings,
     /// The run's `invoke_agent` span, parent of its states' spans.
     pub(super) span: Span,
+    /// Its guardrails' state from event to event.
+    pub(super) guarding: Guarding,
 }
 
 /// How a step ended: the run goes on at a `Next`, or ends at a step.
@@ -141,6 +154,7 @@ impl Run {
             spent,
             deadline,
             keep_failure,
+            resumed_at,
             ..
         } = ctx;
         let name = &machine.name;
@@ -169,7 +183,14 @@ impl Run {
             span_content: machine.span_content.clone(),
             background: machine.background.clone(),
             output: machine.output.clone(),
+            principal: env.principal.clone().map(Arc::new),
+            guardrails: machine.guardrails.clone(),
+            tripwire: crate::guard::Tripwire::default(),
         };
+        // A run starting afresh has its input judged; a resumed one, a
+        // branch or a single step had theirs judged where they began.
+        let fresh = resumed_at.is_none() && branch.is_none() && !single_step;
+        let guarding = Guarding::new(&machine.guardrails, fresh.then(|| env.run_input()));
         let recorder = Recorder::new(
             Arc::clone(&run_id),
             parent.zip(branch.clone()),
@@ -192,6 +213,7 @@ impl Run {
             recorder,
             settings,
             span,
+            guarding,
         }
     }
 
@@ -218,6 +240,27 @@ impl Run {
     /// An event of `step` in the state entered last.
     pub(super) fn event(&self, step: u32, kind: EventKind) -> Driven {
         tagged(step, &self.name, &self.branch, kind)
+    }
+
+    /// A finished run's outcome once its answer is what the output
+    /// guardrails let out (failed when one blocks it).
+    async fn answered(&mut self, outcome: Outcome, step: u32, out: &Out) -> Outcome {
+        if !matches!(outcome, Outcome::Finished) || self.env.interrupt.is_some() {
+            return outcome;
+        }
+        let env = &mut self.env;
+        match self
+            .guarding
+            .final_answer(&mut env.answer, &mut env.messages)
+            .await
+        {
+            Ok(()) => outcome,
+            Err(trip) => {
+                let tripped = EventKind::Emitted(guarding::tripped(&trip));
+                out.emit(self.event(step, tripped)).await;
+                Outcome::Failed(MachineError::Guardrail(trip))
+            }
+        }
     }
 
     /// Writes the run's end, and its last item: the final event, or for a

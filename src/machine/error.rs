@@ -71,6 +71,10 @@ pub enum MachineError {
     /// [`EventKind::Interrupted`](super::event::EventKind::Interrupted).
     #[error("the event stream ended before the run did")]
     Cut,
+    /// A guardrail stopped the run ([`Guardrails`](crate::guard::Guardrails));
+    /// the trip says which, where and why.
+    #[error("{0}; the run was stopped before harm")]
+    Guardrail(crate::guard::Trip),
     /// A checkpoint could not be saved or read.
     #[error("checkpoint store: {0}")]
     Store(#[from] StoreError),
@@ -127,6 +131,7 @@ impl MachineError {
             MachineError::UnknownState { .. } => MachineErrorKind::UnknownState,
             MachineError::MaxSteps { .. } => MachineErrorKind::MaxSteps,
             MachineError::Cut => MachineErrorKind::Cut,
+            MachineError::Guardrail(_) => MachineErrorKind::Guardrail,
             MachineError::Deadline { .. } => MachineErrorKind::Deadline,
             MachineError::Budget { .. } => MachineErrorKind::Budget,
             MachineError::Store(_) => MachineErrorKind::Store,
@@ -165,6 +170,8 @@ pub enum MachineErrorKind {
     MaxSteps,
     /// [`MachineError::Cut`].
     Cut,
+    /// [`MachineError::Guardrail`].
+    Guardrail,
     /// [`MachineError::Deadline`].
     Deadline,
     /// [`MachineError::Budget`].
@@ -192,6 +199,7 @@ impl MachineErrorKind {
             MachineErrorKind::UnknownState => "unknown_state",
             MachineErrorKind::MaxSteps => "max_steps",
             MachineErrorKind::Cut => "cut",
+            MachineErrorKind::Guardrail => "guardrail",
             MachineErrorKind::Deadline => "deadline",
             MachineErrorKind::Budget => "budget",
             MachineErrorKind::Store => "store",

@@ -10,7 +10,8 @@
 //! async loop that polls states and does the I/O), `child.rs` (forks'
 //! branches and sub-machines, run as child runs), `record.rs` (the one
 //! hook for checkpoints and trace records), `sub.rs` (the sub-machine
-//! node), `diagram.rs` (Mermaid), and this one (the builder and the ways
+//! node), `diagram.rs` (Mermaid and `Debug`), `guarding.rs` (guardrails in
+//! a run), and this one (the builder and the ways
 //! to start, resume and finish a run).
 
 mod attempt;
@@ -20,6 +21,7 @@ mod diagram;
 mod driver;
 mod error;
 pub mod event;
+mod guarding;
 mod record;
 mod remote;
 mod resume;
@@ -107,21 +109,7 @@ pub struct Machine {
     /// every change of the states.
     edges_checked: Arc<OnceLock<()>>,
     dispatch: Option<Arc<dyn remote::Dispatch>>,
-}
-
-impl std::fmt::Debug for Machine {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Machine")
-            .field("states", &self.states.keys().collect::<Vec<_>>())
-            .field("machines", &self.subs.keys().collect::<Vec<_>>())
-            .field("name", &self.name)
-            .field("entry", &self.entry)
-            .field("limits", &self.limits)
-            .field("store", &self.store.is_some())
-            .field("journal", &self.journal.is_some())
-            .field("tracer", &self.tracer)
-            .finish()
-    }
+    guardrails: crate::guard::Guardrails,
 }
 
 impl Machine {
@@ -150,6 +138,7 @@ impl Machine {
             output: None,
             edges_checked: Arc::default(),
             dispatch: None,
+            guardrails: crate::guard::Guardrails::default(),
         }
     }
 

@@ -98,6 +98,12 @@ impl StateEvent for ActionRepaired {
 
 /// What is known of an action while its text still streams
 /// ([`PartialAction`]); never retracted.
+/// A guardrail tripped ([`Trip`](crate::guard::Trip)): the machine sends
+/// it as the event of the state running, stopping or not.
+impl StateEvent for crate::guard::Trip {
+    const NAME: &'static str = "guardrail_tripped";
+}
+
 impl StateEvent for PartialAction {
     const NAME: &'static str = "partial_action";
 }

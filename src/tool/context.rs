@@ -12,7 +12,8 @@ use std::sync::Arc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::env::{Journal, RunSettings};
+use crate::env::{Env, Journal, RunSettings};
+use crate::guard::{CallScope, Guardrails, Principal, Tripwire};
 
 /// What a tool call knows of where it runs.
 #[derive(Debug, Clone, Default)]
@@ -43,6 +44,15 @@ pub struct ToolContext {
     /// Whether the call's span carries its arguments and result, redacted
     /// with this ([`RunSettings::span_content`]).
     pub span_content: Option<Arc<crate::redact::Redactor>>,
+    /// Who the run acts for: a tool needing scopes it lacks is refused.
+    pub principal: Option<Arc<Principal>>,
+    /// The machine's guardrails, whose tool checks run around the call.
+    pub guardrails: Guardrails,
+    /// Where the call reports a guardrail it tripped.
+    pub tripwire: Tripwire,
+    /// What the run knew when the call was made, for tool guardrails
+    /// ([`ToolContext::for_call_in`]); empty unless the state set it.
+    pub scope: Arc<CallScope>,
 }
 
 impl ToolContext {
@@ -59,7 +69,26 @@ impl ToolContext {
             cancel: settings.cancel.child_token(),
             journal: settings.journal.clone(),
             span_content: settings.span_content.clone(),
+            principal: settings.principal.clone(),
+            guardrails: settings.guardrails.clone(),
+            tripwire: settings.tripwire.clone(),
+            scope: Arc::default(),
         }
+    }
+
+    /// The context of call `call_id` in the run `env` holds, at its current
+    /// step, with what tool guardrails need to know of the run
+    /// ([`Env::call_scope`]). States running several calls build the
+    /// scope once and use [`ToolContext::for_call`] and
+    /// [`ToolContext::in_scope`].
+    pub fn for_call_in(env: &Env, call_id: impl Into<String>) -> Self {
+        Self::for_call(&env.settings, env.step, call_id).in_scope(Arc::new(env.call_scope()))
+    }
+
+    /// The same context, with `scope` for tool guardrails.
+    pub fn in_scope(mut self, scope: Arc<CallScope>) -> Self {
+        self.scope = scope;
+        self
     }
 
     /// The context of one attempt at the call, limited to `limit` from now:

@@ -96,6 +96,18 @@ pub enum ToolError {
         /// The limit.
         after: std::time::Duration,
     },
+    /// A guardrail refused the call, or its result
+    /// ([`ToolGuardrail`](crate::guard::ToolGuardrail)); the model reads
+    /// the reason.
+    #[error("guardrail `{guardrail}` refused the call of `{tool}`: {reason}")]
+    Refused {
+        /// The tool.
+        tool: String,
+        /// The guardrail.
+        guardrail: String,
+        /// Why, for the model.
+        reason: String,
+    },
     /// The tool's output could not be serialized.
     #[error("`{tool}` returned output that is not JSON: {message}")]
     Output {
@@ -108,7 +120,7 @@ pub enum ToolError {
 
 impl ToolError {
     /// The error's kind in snake_case (`unknown`, `not_allowed`,
-    /// `invalid_arguments`, `failed`, `timed_out`, `output`): the
+    /// `invalid_arguments`, `failed`, `timed_out`, `refused`, `output`): the
     /// `error.type` of its span and the `outcome` of its metric.
     pub fn kind_name(&self) -> &'static str {
         match self {
@@ -117,6 +129,7 @@ impl ToolError {
             ToolError::InvalidArguments { .. } => "invalid_arguments",
             ToolError::Failed { .. } => "failed",
             ToolError::TimedOut { .. } => "timed_out",
+            ToolError::Refused { .. } => "refused",
             ToolError::Output { .. } => "output",
         }
     }
@@ -179,6 +192,11 @@ pub trait Tool: Send + Sync + 'static {
     fn parameters(&self) -> Value {
         parameters_of::<Self::Args>()
     }
+    /// The scopes a principal must hold to be offered this tool and to
+    /// call it ([`Principal`](crate::guard::Principal)); none by default.
+    fn scopes(&self) -> Vec<String> {
+        Vec::new()
+    }
     /// Runs the tool; `ctx` says which call of which run this is, with its
     /// deadline and cancellation signal.
     fn call(
@@ -195,6 +213,10 @@ pub trait DynTool: Send + Sync {
     fn name(&self) -> &str;
     /// The spec shown to models.
     fn spec(&self) -> ToolSpec;
+    /// The scopes a principal must hold to use it; none by default.
+    fn scopes(&self) -> Vec<String> {
+        Vec::new()
+    }
     /// Runs the tool on JSON arguments (already checked against the
     /// spec's schema when the call comes through a [`Toolbox`]).
     fn call_json(
@@ -207,6 +229,10 @@ pub trait DynTool: Send + Sync {
 impl<T: Tool> DynTool for T {
     fn name(&self) -> &str {
         Tool::name(self)
+    }
+
+    fn scopes(&self) -> Vec<String> {
+        Tool::scopes(self)
     }
 
     fn spec(&self) -> ToolSpec {

@@ -12,6 +12,7 @@ use tracing::Instrument;
 
 use super::{ToolContext, ToolError, ToolPolicy, ToolRegistry, ToolSpec};
 use crate::env::{Observation, ToolCall};
+use crate::guard::{CallCheck, Guardrails, Principal, ResultCheck, Stage, ToolGuardrail, Trip};
 use crate::semconv as sc;
 
 /// A set of tools that changes while the program runs, such as an MCP
@@ -74,6 +75,10 @@ pub struct Toolbox {
     /// Time limits and retries by tool name, and for the rest.
     policies: Arc<BTreeMap<String, ToolPolicy>>,
     default_policy: ToolPolicy,
+    /// Scopes a principal needs for a tool, besides the tool's own.
+    scopes: Arc<BTreeMap<String, Vec<String>>>,
+    /// This toolbox's own tool guardrails (the machine's run too).
+    guardrails: Guardrails,
     /// Shared by clones with the same allow-list: a state asks for the
     /// specs on every model call.
     listing: Arc<std::sync::Mutex<Listing>>,
@@ -100,6 +105,8 @@ impl Toolbox {
             client: Arc::default(),
             policies: Arc::default(),
             default_policy: ToolPolicy::default(),
+            scopes: Arc::default(),
+            guardrails: Guardrails::default(),
             listing: Arc::default(),
         }
         .relisted()
@@ -154,6 +161,59 @@ impl Toolbox {
             .get(name)
             .copied()
             .unwrap_or(self.default_policy)
+    }
+
+    /// Lets only principals holding every one of `scopes` see and call
+    /// tool `name` (besides the scopes the tool declares itself,
+    /// [`DynTool::scopes`](super::DynTool::scopes)).
+    pub fn require_scopes<S: Into<String>>(
+        mut self,
+        name: impl Into<String>,
+        scopes: impl IntoIterator<Item = S>,
+    ) -> Self {
+        Arc::make_mut(&mut self.scopes)
+            .entry(name.into())
+            .or_default()
+            .extend(scopes.into_iter().map(Into::into));
+        self
+    }
+
+    /// Runs `guardrail` around every call of this toolbox, after the
+    /// machine's tool guardrails.
+    pub fn guard(mut self, guardrail: impl ToolGuardrail + 'static) -> Self {
+        self.guardrails = self.guardrails.tool(guardrail);
+        self
+    }
+
+    /// The scopes a principal needs to use tool `name`.
+    fn needed(&self, registry: &ToolRegistry, name: &str) -> Vec<String> {
+        let own = registry.get(name).map(|t| t.scopes()).unwrap_or_default();
+        own.into_iter()
+            .chain(self.scopes.get(name).into_iter().flatten().cloned())
+            .collect()
+    }
+
+    /// Specs of the tools `principal` may call, sorted by name: every tool
+    /// of [`Toolbox::specs`] whose scopes it holds (all of them for a run
+    /// acting for no one). What a state offers the model.
+    pub fn specs_for(&self, principal: Option<&Principal>) -> Arc<[ToolSpec]> {
+        let (registry, specs) = self.listed();
+        match principal {
+            None => specs,
+            Some(p) => specs
+                .iter()
+                .filter(|s| p.holds(self.needed(&registry, &s.name)))
+                .cloned()
+                .collect(),
+        }
+    }
+
+    /// The names `principal` may call, sorted.
+    pub fn names_for(&self, principal: Option<&Principal>) -> Vec<String> {
+        self.specs_for(principal)
+            .iter()
+            .map(|s| s.name.clone())
+            .collect()
     }
 
     /// Whether calls of tool `name` wait for approval.
@@ -213,9 +273,11 @@ impl Toolbox {
         self.listed().1
     }
 
-    /// Calls tool `name` under its [`ToolPolicy`], failing on an unknown or
-    /// forbidden name, or on arguments its schema rejects (the tool is not
-    /// called then).
+    /// Calls tool `name` under its [`ToolPolicy`] and the tool guardrails
+    /// (the machine's, then this toolbox's), failing on an unknown or
+    /// forbidden name, a principal lacking the tool's scopes, arguments its
+    /// schema rejects, or a guardrail's refusal (the tool is not called
+    /// then); a guardrail may replace or refuse the result.
     pub async fn call(
         &self,
         name: &str,
@@ -223,27 +285,67 @@ impl Toolbox {
         ctx: ToolContext,
     ) -> Result<Value, ToolError> {
         let (registry, _) = self.listed();
+        let principal = ctx.principal.as_deref();
         let Some(tool) = registry.get(name) else {
             return Err(ToolError::Unknown {
                 name: name.to_owned(),
-                available: self.names(),
+                available: self.names_for(principal),
             });
         };
-        if !self.allowed(name) {
+        let permitted = principal.is_none_or(|p| p.holds(self.needed(&registry, name)));
+        if !self.allowed(name) || !permitted {
             return Err(ToolError::NotAllowed {
                 name: name.to_owned(),
-                allowed: self.names(),
+                allowed: self.names_for(principal),
             });
         }
         if let Some(check) = registry.checks.get(name) {
             check.check(name, &arguments)?;
         }
+        let guardrails: Vec<&Arc<dyn ToolGuardrail>> = ctx
+            .guardrails
+            .tool_guardrails()
+            .iter()
+            .chain(self.guardrails.tool_guardrails())
+            .collect();
+        for guardrail in &guardrails {
+            let (reason, stops) = match guardrail.before(name, &arguments, &ctx.scope).await {
+                CallCheck::Allow => continue,
+                CallCheck::Reject(reason) => (reason, false),
+                CallCheck::Stop(reason) => (reason, true),
+            };
+            return Err(refused(
+                &ctx,
+                &***guardrail,
+                name,
+                Stage::ToolCall,
+                reason,
+                stops,
+            ));
+        }
         let policy = self.policy_of(name);
-        policy
+        let mut result = policy
             .run(name, arguments, &ctx, |arguments, ctx| {
                 tool.call_json(arguments, ctx)
             })
-            .await
+            .await?;
+        for guardrail in &guardrails {
+            match guardrail.after(name, &result, &ctx.scope).await {
+                ResultCheck::Keep => {}
+                ResultCheck::Replace(value) => result = value,
+                ResultCheck::Stop(reason) => {
+                    return Err(refused(
+                        &ctx,
+                        &***guardrail,
+                        name,
+                        Stage::ToolResult,
+                        reason,
+                        true,
+                    ))
+                }
+            }
+        }
+        Ok(result)
     }
 
     /// Runs `call` and records its outcome, failure included, as an
@@ -331,5 +433,25 @@ impl Toolbox {
             content,
             is_error,
         }
+    }
+}
+
+/// Reports a guardrail's refusal on the run's tripwire and makes it the
+/// call's error, which the model reads.
+fn refused(
+    ctx: &ToolContext,
+    guardrail: &dyn ToolGuardrail,
+    tool: &str,
+    stage: Stage,
+    reason: String,
+    stops: bool,
+) -> ToolError {
+    let mut trip = Trip::new(guardrail.name(), stage, reason.clone());
+    trip.stops = stops;
+    ctx.tripwire.record(trip);
+    ToolError::Refused {
+        tool: tool.to_owned(),
+        guardrail: guardrail.name().to_owned(),
+        reason,
     }
 }

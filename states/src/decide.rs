@@ -202,7 +202,7 @@ impl Decide {
     /// The request that asks which option to take for `env`'s last user
     /// request.
     pub fn choice_request(&self, env: &Env) -> ChatRequest {
-        let specs = self.tools.specs();
+        let specs = self.tools.specs_for(env.principal.as_ref());
         let mut system = format!("{}\n\nOptions:\n", self.instructions);
         for spec in specs.iter() {
             system.push_str(&format!(
@@ -357,7 +357,7 @@ impl State for Decide {
                     break arguments;
                 }
                 let next = chosen(&reply.text, &options).unwrap_or(ANSWER_OPTION);
-                let Some(spec) = self.tools.specs().iter().find(|s| self.label_of(&s.name) == next).cloned() else {
+                let Some(spec) = self.tools.specs_for(env.principal.as_ref()).iter().find(|s| self.label_of(&s.name) == next).cloned() else {
                     // No tool: the answer state writes the answer.
                     return;
                 };

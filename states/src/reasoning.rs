@@ -265,7 +265,7 @@ impl Reasoning {
             .unwrap_or(0);
         match self.max_tool_rounds {
             Some(max) if rounds >= max => Arc::from([]),
-            _ => self.tools.specs(),
+            _ => self.tools.specs_for(env.principal.as_ref()),
         }
     }
 
@@ -282,7 +282,7 @@ impl Reasoning {
     pub fn request(&self, env: &Env) -> ChatRequest {
         let specs = self.offered(env);
         let capabilities = self.model.capabilities();
-        let prompts = self.prompts();
+        let prompts = self.prompts(env);
         let notes = self.notes(env);
         if capabilities.native_tools && !specs.is_empty() {
             let mut messages = prompt::native_conversation(prompts.native.clone(), env);
@@ -323,11 +323,13 @@ impl Reasoning {
         notes
     }
 
-    fn prompts(&self) -> Arc<Prompts> {
-        let all = self.tools.specs();
+    fn prompts(&self, env: &Env) -> Arc<Prompts> {
+        // A principal's tools are a list of their own each time: compared
+        // by content, so the prompts are built once per set of tools.
+        let all = self.tools.specs_for(env.principal.as_ref());
         let mut cached = self.prompts.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some((specs, prompts)) = &*cached {
-            if Arc::ptr_eq(specs, &all) {
+            if Arc::ptr_eq(specs, &all) || specs[..] == all[..] {
                 return Arc::clone(prompts);
             }
         }

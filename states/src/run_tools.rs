@@ -1,6 +1,7 @@
 //! The RunTools state: run the pending tool calls.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 use std::time::Instant;
 
 use futures::stream::{FuturesUnordered, StreamExt};
@@ -220,10 +221,12 @@ impl State for RunTools {
                 yield Emit::ToolCallStarted(call.clone());
             }
             let (settings, step) = (&env.settings, env.step);
+            // What tool guardrails know of the run, built once for the calls.
+            let scope = Arc::new(env.call_scope());
             let mut running: FuturesUnordered<_> = approved
                 .iter()
                 .map(|(i, call)| {
-                    let ctx = ToolContext::for_call(settings, step, &call.id);
+                    let ctx = ToolContext::for_call(settings, step, &call.id).in_scope(Arc::clone(&scope));
                     async move {
                     let started = Instant::now();
                     let observation = self.tools.observe(call, ctx).await;

@@ -23,6 +23,7 @@ mod fixtures;
 mod fleet_limit;
 mod fork;
 mod graph;
+mod guardrails;
 mod interrupt;
 mod llama_server;
 #[cfg(feature = "local")]
