@@ -21,6 +21,12 @@
 //! one resumes on the other (or on the same one after a restart), and
 //! either answers any run's status, replays its events from
 //! `Last-Event-ID` and cancels it.
+//!
+//! `--api-key KEY` (repeatable) lets in only requests carrying
+//! `Authorization: Bearer KEY`; each key is its own principal (`key1`,
+//! `key2`, ... in the order given), and a run is answered only to the
+//! principal that started it. The page needs no key to load, but its
+//! requests do, so with keys set use an AG-UI client that sends one.
 
 mod demo;
 
@@ -28,8 +34,9 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
+use statewise::guard::Principal;
 use statewise::model::{FnModel, SharedModel};
-use statewise::server::Server;
+use statewise::server::{ApiKeys, Server};
 use statewise::tool::{ToolRegistry, Toolbox};
 
 const PAGE: &str = include_str!("page.html");
@@ -39,6 +46,7 @@ struct Args {
     model: Option<String>,
     native: bool,
     redis: Option<String>,
+    api_keys: Vec<String>,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -47,6 +55,7 @@ fn parse_args() -> Result<Args, String> {
         model: None,
         native: false,
         redis: None,
+        api_keys: Vec::new(),
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -56,9 +65,10 @@ fn parse_args() -> Result<Args, String> {
             "--model" => args.model = Some(value()?),
             "--native" => args.native = true,
             "--redis" => args.redis = Some(value()?),
+            "--api-key" => args.api_keys.push(value()?),
             other => {
                 return Err(format!(
-                    "unknown argument {other} (try --port N, --model SPEC, --native, --redis URL)"
+                    "unknown argument {other} (try --port N, --model SPEC, --native, --redis URL, --api-key KEY)"
                 ))
             }
         }
@@ -102,6 +112,23 @@ async fn main() -> ExitCode {
         statewise_states::agent(Arc::clone(&model), tools)
     })
     .with_page(PAGE);
+    let server = match args.api_keys.is_empty() {
+        true => server,
+        false => {
+            let keys = args
+                .api_keys
+                .iter()
+                .enumerate()
+                .fold(ApiKeys::new(), |keys, (i, key)| {
+                    // Each key its own principal, holding every scope.
+                    keys.key(
+                        key,
+                        Principal::new(format!("key{}", i + 1)).with_scopes(["*"]),
+                    )
+                });
+            server.with_auth(keys)
+        }
+    };
     let server = match shared(server, args.redis.as_deref()) {
         Ok(server) => server,
         Err(e) => {

@@ -9,7 +9,7 @@ use crate::tool::ToolSpec;
 
 /// A request to run the agent.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RunAgentInput {
     /// The conversation.
     pub thread_id: String,

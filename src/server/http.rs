@@ -16,7 +16,6 @@ use serde_json::json;
 
 use super::{RunLog, Server, ServerError};
 use crate::agui::RunAgentInput;
-use crate::machine::MachineErrorKind;
 
 impl Server {
     /// The server's routes, to serve or to merge into an app of your own.
@@ -26,39 +25,44 @@ impl Server {
             .route("/runs", post(start_background))
             .route("/runs/{id}", get(status).delete(cancel))
             .route("/runs/{id}/events", get(events))
-            .route("/ws", get(super::ws::upgrade));
+            .route("/ws", get(super::ws::upgrade))
+            .layer(axum::extract::DefaultBodyLimit::max(self.access.max_body));
         if self.page.is_some() {
             router = router.route("/", get(page));
         }
         if self.metrics.is_some() {
             router = router.route("/metrics", get(metrics));
         }
-        router.with_state(self.clone())
+        let router = router.with_state(self.clone());
+        match self.cors() {
+            Some(cors) => router.layer(cors),
+            None => router,
+        }
     }
-}
 
-impl IntoResponse for ServerError {
-    fn into_response(self) -> Response {
-        let status = match &self {
-            ServerError::NothingToResume { .. }
-            | ServerError::UnknownInterrupt { .. }
-            | ServerError::RunExists { .. }
-            | ServerError::NotCancellable { .. } => StatusCode::CONFLICT,
-            ServerError::UnknownRun { .. } => StatusCode::NOT_FOUND,
-            ServerError::BadInput(_) => StatusCode::BAD_REQUEST,
-            ServerError::Machine(e) if e.kind() == MachineErrorKind::NotPaused => {
-                StatusCode::CONFLICT
-            }
-            ServerError::Store(_) | ServerError::Machine(_) => StatusCode::INTERNAL_SERVER_ERROR,
-            ServerError::Threads(_) | ServerError::Logs(_) => StatusCode::SERVICE_UNAVAILABLE,
-            #[cfg(feature = "redis")]
-            ServerError::Queue(_) => StatusCode::SERVICE_UNAVAILABLE,
-        };
-        (
-            status,
-            Json(json!({"error": self.to_string(), "code": self.code()})),
+    /// The CORS layer for the origins allowed, if any is.
+    fn cors(&self) -> Option<tower_http::cors::CorsLayer> {
+        use axum::http::{HeaderName, HeaderValue, Method};
+        let origins: Vec<HeaderValue> = self
+            .access
+            .origins
+            .iter()
+            .filter_map(|o| HeaderValue::from_str(o).ok())
+            .collect();
+        if origins.is_empty() {
+            return None;
+        }
+        Some(
+            tower_http::cors::CorsLayer::new()
+                .allow_origin(origins)
+                .allow_methods([Method::GET, Method::POST, Method::DELETE])
+                .allow_headers([
+                    header::AUTHORIZATION,
+                    header::CONTENT_TYPE,
+                    HeaderName::from_static("last-event-id"),
+                    HeaderName::from_static("x-api-key"),
+                ]),
         )
-            .into_response()
     }
 }
 
@@ -85,10 +89,12 @@ async fn agent(
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Result<Response, ServerError> {
+    let caller = server.caller(&headers).await?;
     let input = input_of(&body)?;
     let span = request_span(&headers);
     let stop = server.direct_stops_when_unread;
-    let log = tracing::Instrument::instrument(server.start(input, stop), span).await?;
+    let started = server.start_as(input, stop, false, caller);
+    let log = tracing::Instrument::instrument(started, span).await?;
     Ok(sse(&log, 0).into_response())
 }
 
@@ -97,10 +103,13 @@ async fn start_background(
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Result<Response, ServerError> {
+    let caller = server.caller(&headers).await?;
     let input = input_of(&body)?;
     let thread_id = input.thread_id.clone();
     let span = request_span(&headers);
-    let log = tracing::Instrument::instrument(server.start_background(input), span).await?;
+    let stop = server.background_stops_when_unread;
+    let started = server.start_as(input, stop, true, caller);
+    let log = tracing::Instrument::instrument(started, span).await?;
     let body = json!({"runId": log.run_id(), "threadId": thread_id});
     Ok((
         StatusCode::ACCEPTED,
@@ -113,15 +122,20 @@ async fn start_background(
 async fn status(
     State(server): State<Server>,
     Path(id): Path<String>,
+    headers: HeaderMap,
 ) -> Result<Response, ServerError> {
-    Ok(Json(server.run(&id).await?.info()).into_response())
+    let caller = server.caller(&headers).await?;
+    Ok(Json(server.run_for(&id, caller.as_ref()).await?.info()).into_response())
 }
 
 async fn cancel(
     State(server): State<Server>,
     Path(id): Path<String>,
+    headers: HeaderMap,
 ) -> Result<Response, ServerError> {
-    Ok((StatusCode::ACCEPTED, Json(server.cancel(&id).await?)).into_response())
+    let caller = server.caller(&headers).await?;
+    let info = server.cancel_for(&id, caller.as_ref()).await?;
+    Ok((StatusCode::ACCEPTED, Json(info)).into_response())
 }
 
 async fn events(
@@ -129,7 +143,8 @@ async fn events(
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Result<Response, ServerError> {
-    let log = server.run(&id).await?;
+    let caller = server.caller(&headers).await?;
+    let log = server.run_for(&id, caller.as_ref()).await?;
     Ok(sse(&log, resume_from(&headers)).into_response())
 }
 
@@ -152,17 +167,23 @@ fn sse(log: &Arc<RunLog>, from: usize) -> Sse<impl Stream<Item = Result<SseEvent
     Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
 }
 
+/// The page is the app's own shell, served without credentials: it asks
+/// for nothing but what a browser loads.
 async fn page(State(server): State<Server>) -> Response {
     Html(server.page.as_deref().unwrap_or_default().to_owned()).into_response()
 }
 
-async fn metrics(State(server): State<Server>) -> Response {
+async fn metrics(
+    State(server): State<Server>,
+    headers: HeaderMap,
+) -> Result<Response, ServerError> {
+    server.caller(&headers).await?;
     let body = server
         .metrics
         .as_ref()
         .map(|render| render())
         .unwrap_or_default();
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
+    Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response())
 }
 
 #[cfg(test)]

@@ -91,6 +91,8 @@ pub struct RunLog {
     driver: Driver,
     /// The most events kept; older ones are dropped.
     max_events: usize,
+    /// The principal that started the run, on a server with auth.
+    owner: Option<String>,
 }
 
 #[derive(Debug)]
@@ -146,7 +148,20 @@ impl RunLog {
             stop_when_unread,
             driver,
             max_events: max_events.max(1),
+            owner: None,
         }
+    }
+
+    /// The same log, of a run `owner` started.
+    pub(crate) fn owned_by(mut self, owner: Option<String>) -> Self {
+        self.owner = owner;
+        self
+    }
+
+    /// The id of the principal that started the run, on a server with
+    /// auth ([`Server::with_auth`](super::Server::with_auth)).
+    pub fn owner(&self) -> Option<&str> {
+        self.owner.as_deref()
     }
 
     fn inner(&self) -> MutexGuard<'_, Inner> {

@@ -28,6 +28,8 @@
 //! | `GET /` | the page, if one is set ([`Server::with_page`]) |
 //! | `GET /metrics` | the metrics, if set ([`Server::with_metrics`]) |
 
+mod auth;
+mod error;
 mod http;
 mod log;
 mod plan;
@@ -47,11 +49,14 @@ use tracing::Instrument;
 
 use crate::agui::{AgUiEvent, RunAgentInput, RunFinishedOutcome, Translator};
 use crate::env::Background;
+use crate::guard::Principal;
 use crate::machine::event::EventKind;
-use crate::machine::{Machine, MachineError};
-use crate::store::{MemoryStore, Store, StoreError};
+use crate::machine::Machine;
+use crate::store::{MemoryStore, Store};
 use log::Driver;
 
+pub use auth::{bearer_token, ApiKeys, AuthError, Authenticate, DEFAULT_MAX_BODY};
+pub use error::ServerError;
 pub use log::{RunInfo, RunLog, RunStatus};
 #[cfg(feature = "redis")]
 pub use run_logs::RedisRunLogs;
@@ -63,87 +68,6 @@ pub use threads::{MemoryThreads, Threads};
 
 /// What builds the machine for a request (its client tools, say).
 pub type Agent = dyn Fn(&RunAgentInput) -> Machine + Send + Sync;
-
-/// Why a request could not start a run.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum ServerError {
-    /// Resume entries came for a thread that is not paused.
-    #[error("thread {thread_id} has no paused run to resume; send the request without `resume`")]
-    NothingToResume {
-        /// The thread.
-        thread_id: String,
-    },
-    /// The resume entries do not answer what the run waits for.
-    #[error("the run waits for interrupt {waiting:?}, and the resume entries answer {answered:?}")]
-    UnknownInterrupt {
-        /// The ids the entries answer.
-        answered: Vec<String>,
-        /// The id the run waits for.
-        waiting: String,
-    },
-    /// A run of that id is under way.
-    #[error("run {run_id} is already running; start a new run with a new runId")]
-    RunExists {
-        /// The run.
-        run_id: String,
-    },
-    /// No run of that id is known (it never was, or was forgotten).
-    #[error("no run {run_id}; runs are kept for {kept_secs} s after they end")]
-    UnknownRun {
-        /// The run.
-        run_id: String,
-        /// How long ended runs are kept.
-        kept_secs: u64,
-    },
-    /// The run is on the Redis queue; its worker cannot be stopped from
-    /// here.
-    #[error("run {run_id} runs on a queue worker and cannot be cancelled from the server")]
-    NotCancellable {
-        /// The run.
-        run_id: String,
-    },
-    /// The Redis queue refused the run.
-    #[cfg(feature = "redis")]
-    #[error(transparent)]
-    Queue(#[from] crate::worker::QueueError),
-    /// The request was not a valid `RunAgentInput`.
-    #[error("the request is not an AG-UI RunAgentInput: {0}")]
-    BadInput(String),
-    /// The store failed.
-    #[error(transparent)]
-    Store(#[from] StoreError),
-    /// Where paused threads are kept ([`Server::with_threads`]) failed.
-    #[error("looking up the thread's paused run failed: {0}")]
-    Threads(#[source] crate::backend::BackendError),
-    /// The shared run logs ([`Server::with_logs`]) failed.
-    #[error("reading or writing the shared run logs failed: {0}")]
-    Logs(#[source] crate::backend::BackendError),
-    /// The machine could not resume the run (it is not paused, or the
-    /// server's machine has no store).
-    #[error(transparent)]
-    Machine(#[from] MachineError),
-}
-
-impl ServerError {
-    /// The error's kind, as a short code (for the response's `code`).
-    pub fn code(&self) -> &'static str {
-        match self {
-            ServerError::NothingToResume { .. } => "nothing_to_resume",
-            ServerError::UnknownInterrupt { .. } => "unknown_interrupt",
-            ServerError::RunExists { .. } => "run_exists",
-            ServerError::UnknownRun { .. } => "unknown_run",
-            ServerError::NotCancellable { .. } => "not_cancellable",
-            #[cfg(feature = "redis")]
-            ServerError::Queue(_) => "queue",
-            ServerError::BadInput(_) => "bad_input",
-            ServerError::Store(_) => "store",
-            ServerError::Threads(_) => "threads",
-            ServerError::Logs(_) => "logs",
-            ServerError::Machine(_) => "machine",
-        }
-    }
-}
 
 /// An AG-UI server for one agent.
 ///
@@ -187,6 +111,7 @@ pub struct Server {
     /// machine by.
     #[cfg(feature = "redis")]
     queue: Option<(crate::worker::RunQueue, Arc<str>)>,
+    access: auth::Access,
 }
 
 impl std::fmt::Debug for Server {
@@ -234,6 +159,7 @@ impl Server {
             background: Background::new(),
             #[cfg(feature = "redis")]
             queue: None,
+            access: auth::Access::default(),
         }
     }
 
@@ -339,7 +265,7 @@ impl Server {
         input: RunAgentInput,
         stop_when_unread: bool,
     ) -> Result<Arc<RunLog>, ServerError> {
-        self.start_as(input, stop_when_unread, false).await
+        self.start_as(input, stop_when_unread, false, None).await
     }
 
     /// Starts a background run: on the Redis queue if the server has one
@@ -347,24 +273,29 @@ impl Server {
     /// clients unless [`stop_when_unread`](Self::stop_when_unread) says
     /// otherwise).
     pub async fn start_background(&self, input: RunAgentInput) -> Result<Arc<RunLog>, ServerError> {
-        self.start_as(input, self.background_stops_when_unread, true)
+        self.start_as(input, self.background_stops_when_unread, true, None)
             .await
     }
 
+    /// Starts (or resumes) a run acting for `caller`: a run id or a paused
+    /// thread of another principal's is refused.
     async fn start_as(
         &self,
         input: RunAgentInput,
         stop_when_unread: bool,
         enqueue: bool,
+        caller: Option<Principal>,
     ) -> Result<Arc<RunLog>, ServerError> {
         if let Ok(existing) = self.run(&input.run_id).await {
+            auth::owned(caller.as_ref(), existing.owner(), &input.run_id)?;
             if existing.info().status == RunStatus::Running {
                 return Err(ServerError::RunExists {
                     run_id: input.run_id,
                 });
             }
         }
-        self.start_new(input, stop_when_unread, enqueue).await
+        self.start_new(input, stop_when_unread, enqueue, caller)
+            .await
     }
 
     /// [`start_as`](Self::start_as) for a run id known to be free.
@@ -373,6 +304,7 @@ impl Server {
         input: RunAgentInput,
         stop_when_unread: bool,
         enqueue: bool,
+        caller: Option<Principal>,
     ) -> Result<Arc<RunLog>, ServerError> {
         let paused_run = self
             .threads
@@ -384,13 +316,19 @@ impl Server {
                 .store
                 .get(run_id, None)
                 .await?
-                .and_then(|c| c.env.interrupt.map(|i| (run_id.clone(), *i))),
+                .map(|c| {
+                    let owner = c.env.principal.as_ref().map(|p| p.id.clone());
+                    auth::owned(caller.as_ref(), owner.as_deref(), run_id)?;
+                    Ok::<_, ServerError>(c.env.interrupt.map(|i| (run_id.clone(), *i)))
+                })
+                .transpose()?
+                .flatten(),
             None => None,
         };
         let start = plan::start(&input, paused.as_ref().map(|(id, i)| (id.as_str(), i)))?;
         #[cfg(feature = "redis")]
         if let (Some((queue, machine)), plan::Start::Fresh, true) = (&self.queue, &start, enqueue) {
-            return self.enqueue(queue.clone(), machine, input).await;
+            return self.enqueue(queue.clone(), machine, input, caller).await;
         }
         #[cfg(not(feature = "redis"))]
         let _ = enqueue;
@@ -398,13 +336,18 @@ impl Server {
             .with_store(Arc::clone(&self.store))
             .with_background(self.background.clone())
             .snapshots(true);
+        let env = match caller.clone() {
+            Some(principal) => input.env().with_principal(principal),
+            None => input.env(),
+        };
         let events = match start {
-            plan::Start::Fresh => machine.stream_as(input.run_id.clone(), input.env()),
+            plan::Start::Fresh => machine.stream_as(input.run_id.clone(), env),
             plan::Start::Resume { run_id, response } => {
                 machine.resume_with(&run_id, response).await?
             }
         };
-        let (translator, log) = self.open(&input, stop_when_unread, Driver::Here);
+        let owner = caller.map(|p| p.id);
+        let (translator, log) = self.open(&input, stop_when_unread, Driver::Here, owner);
         let span = tracing::info_span!("statewise.agui_run", thread_id = %input.thread_id, run_id = %input.run_id);
         // In the request's span, with the caller's subscriber (a scoped
         // one, too): the run's spans join the request's trace.
@@ -423,17 +366,21 @@ impl Server {
         input: &RunAgentInput,
         stop_when_unread: bool,
         driver: Driver,
+        owner: Option<String>,
     ) -> (Translator, Arc<RunLog>) {
         let translator = Translator::new(&input.thread_id, &input.run_id)
             .known_calls(input.tool_call_ids())
             .with_state(input.state.clone().filter(|s| !s.is_null()));
-        let log = Arc::new(RunLog::new(
-            input.run_id.clone(),
-            input.thread_id.clone(),
-            stop_when_unread,
-            driver,
-            self.max_events,
-        ));
+        let log = Arc::new(
+            RunLog::new(
+                input.run_id.clone(),
+                input.thread_id.clone(),
+                stop_when_unread,
+                driver,
+                self.max_events,
+            )
+            .owned_by(owner),
+        );
         locked(&self.shared.runs).insert(input.run_id.clone(), Arc::clone(&log));
         (translator, log)
     }
@@ -493,14 +440,20 @@ impl Server {
         queue: crate::worker::RunQueue,
         machine: &str,
         input: RunAgentInput,
+        caller: Option<Principal>,
     ) -> Result<Arc<RunLog>, ServerError> {
         let span = tracing::info_span!("statewise.agui_run", thread_id = %input.thread_id, run_id = %input.run_id);
+        let owner = caller.as_ref().map(|p| p.id.clone());
+        let env = match caller {
+            Some(principal) => input.env().with_principal(principal),
+            None => input.env(),
+        };
         // In the request's span: the queue entry carries its trace.
         queue
-            .submit(machine, &input.run_id, &input.env())
+            .submit(machine, &input.run_id, &env)
             .instrument(span.clone())
             .await?;
-        let (translator, log) = self.open(&input, false, Driver::Queue);
+        let (translator, log) = self.open(&input, false, Driver::Queue, owner);
         tokio::spawn(
             self.clone()
                 .follow(Arc::clone(&log), queue, translator, input.thread_id)

@@ -12,8 +12,9 @@ use std::time::Duration;
 
 use super::log::{Driver, RunInfo, RunLog, RunStatus};
 use super::run_logs::Entry;
-use super::{locked, Server, ServerError};
+use super::{auth, locked, Server, ServerError};
 use crate::agui::AgUiEvent;
+use crate::guard::Principal;
 
 impl Server {
     /// The run `run_id`: kept here, or (with [`with_logs`](Self::with_logs))
@@ -40,13 +41,16 @@ impl Server {
             if let Some(log) = runs.get(run_id) {
                 return Ok(Arc::clone(log));
             }
-            let log = Arc::new(RunLog::new(
-                run_id.to_owned(),
-                page.thread_id,
-                false,
-                Driver::Replica,
-                self.max_events,
-            ));
+            let log = Arc::new(
+                RunLog::new(
+                    run_id.to_owned(),
+                    page.thread_id,
+                    false,
+                    Driver::Replica,
+                    self.max_events,
+                )
+                .owned_by(page.owner),
+            );
             runs.insert(run_id.to_owned(), Arc::clone(&log));
             log
         };
@@ -75,10 +79,32 @@ impl Server {
         Ok(log)
     }
 
+    /// The run `run_id`, if `caller` may see it
+    /// ([`with_auth`](Self::with_auth)): 403 for another principal's run.
+    pub async fn run_for(
+        &self,
+        run_id: &str,
+        caller: Option<&Principal>,
+    ) -> Result<Arc<RunLog>, ServerError> {
+        let log = self.run(run_id).await?;
+        auth::owned(caller, log.owner(), run_id)?;
+        Ok(log)
+    }
+
     /// Cancels run `run_id`: it ends with `RUN_FINISHED` (cancelled). A
     /// run another replica runs stops at its next event there.
     pub async fn cancel(&self, run_id: &str) -> Result<RunInfo, ServerError> {
-        let log = self.run(run_id).await?;
+        self.cancel_for(run_id, None).await
+    }
+
+    /// [`cancel`](Self::cancel), if `caller` may: 403 for another
+    /// principal's run.
+    pub async fn cancel_for(
+        &self,
+        run_id: &str,
+        caller: Option<&Principal>,
+    ) -> Result<RunInfo, ServerError> {
+        let log = self.run_for(run_id, caller).await?;
         match log.driver() {
             Driver::Here => log.cancel(),
             Driver::Queue => {
@@ -112,6 +138,7 @@ impl Server {
             first,
             events: &batch,
             status: log.info().status,
+            owner: log.owner(),
         };
         match logs.append(entry).await {
             Ok(true) if log.runs_here() => log.cancel(),

@@ -36,6 +36,8 @@ pub struct Entry<'a> {
     pub events: &'a [Arc<str>],
     /// The run's status after them.
     pub status: RunStatus,
+    /// The principal that started the run, on a server with auth.
+    pub owner: Option<&'a str>,
 }
 
 /// What a shared log holds from some index on.
@@ -45,6 +47,8 @@ pub struct Page {
     pub thread_id: String,
     /// The run's status.
     pub status: RunStatus,
+    /// The principal that started the run, on a server with auth.
+    pub owner: Option<String>,
     /// Events, each with its index, in order (a bounded number).
     pub events: Vec<(usize, Arc<str>)>,
 }
@@ -132,6 +136,7 @@ pub struct MemoryRunLogs {
 #[derive(Debug)]
 struct Kept {
     thread_id: String,
+    owner: Option<String>,
     status: RunStatus,
     cancel: bool,
     first: usize,
@@ -188,12 +193,16 @@ impl RunLogs for MemoryRunLogs {
         let mut runs = self.runs();
         let kept = runs.entry(entry.run_id.to_owned()).or_insert_with(|| Kept {
             thread_id: entry.thread_id.to_owned(),
+            owner: None,
             status: entry.status,
             cancel: false,
             first: entry.first,
             events: VecDeque::new(),
             written: Instant::now(),
         });
+        if let Some(owner) = entry.owner {
+            kept.owner = Some(owner.to_owned());
+        }
         for (i, event) in entry.events.iter().enumerate() {
             if entry.first + i >= kept.first + kept.events.len() {
                 kept.events.push_back(Arc::clone(event));
@@ -217,6 +226,7 @@ impl RunLogs for MemoryRunLogs {
         let page = self.runs().get(run_id).map(|kept| Page {
             thread_id: kept.thread_id.clone(),
             status: kept.status,
+            owner: kept.owner.clone(),
             events: (kept.first..)
                 .zip(kept.events.iter().cloned())
                 .skip(from.saturating_sub(kept.first))
@@ -242,6 +252,7 @@ impl RunLogs for MemoryRunLogs {
                 run_id.to_owned(),
                 Kept {
                     thread_id: thread_id.to_owned(),
+                    owner: None,
                     status: RunStatus::Running,
                     cancel: false,
                     first: 0,
@@ -286,13 +297,14 @@ local last = 0
 local tail = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
 if #tail > 0 then last = tonumber(string.match(tail[1][1], '-(%d+)$')) end
 local first = tonumber(ARGV[5])
-for i = 6, #ARGV do
-  local seq = first + (i - 6) + 1
+for i = 7, #ARGV do
+  local seq = first + (i - 7) + 1
   if seq > last then
     redis.call('XADD', KEYS[1], 'MAXLEN', ARGV[1], '0-' .. seq, 'event', ARGV[i])
   end
 end
 redis.call('HSET', KEYS[2], 'thread', ARGV[3], 'status', ARGV[4])
+if ARGV[6] ~= '' then redis.call('HSET', KEYS[2], 'owner', ARGV[6]) end
 redis.call('EXPIRE', KEYS[1], ARGV[2])
 redis.call('EXPIRE', KEYS[2], ARGV[2])
 return redis.call('HGET', KEYS[2], 'cancel')
@@ -316,6 +328,9 @@ if redis.call('EXISTS', KEYS[1]) == 1 then
 end
 return 0
 ";
+
+    /// A run hash's thread, status and owner.
+    type RunFields = (Option<String>, Option<String>, Option<String>);
 
     /// Shared logs on Redis: per run a stream of events
     /// (`{prefix}:run-log:{id}`) and a hash of its thread, status and
@@ -383,7 +398,8 @@ return 0
                             .arg(ttl)
                             .arg(entry.thread_id)
                             .arg(entry.status.as_str())
-                            .arg(entry.first);
+                            .arg(entry.first)
+                            .arg(entry.owner.unwrap_or(""));
                         for event in entry.events {
                             call.arg(&**event);
                         }
@@ -401,14 +417,15 @@ return 0
         ) -> BoxFuture<'a, Result<Option<Page>, BackendError>> {
             let (events, run) = self.keys(run_id);
             Box::pin(async move {
-                let ((thread, status), reply): (
-                    (Option<String>, Option<String>),
-                    StreamRangeReply,
-                ) = self
+                let ((thread, status, owner), reply): (RunFields, StreamRangeReply) = self
                     .conn
                     .run(|mut conn| {
                         let mut pipe = redis::pipe();
-                        pipe.cmd("HMGET").arg(&run).arg("thread").arg("status");
+                        pipe.cmd("HMGET")
+                            .arg(&run)
+                            .arg("thread")
+                            .arg("status")
+                            .arg("owner");
                         pipe.cmd("XRANGE")
                             .arg(&events)
                             .arg(format!("0-{}", from + 1))
@@ -441,6 +458,7 @@ return 0
                 Ok(Some(Page {
                     thread_id,
                     status,
+                    owner,
                     events,
                 }))
             })
@@ -522,6 +540,7 @@ mod tests {
                     first,
                     events: &evs,
                     status,
+                    owner: None,
                 })
                 .await
                 .unwrap();
@@ -548,6 +567,7 @@ mod tests {
             first: 0,
             events: &none,
             status: RunStatus::Running,
+            owner: None,
         };
         assert!(!logs.append(write).await.unwrap());
         assert!(logs.cancel("r").await.unwrap());
@@ -564,6 +584,7 @@ mod tests {
             first: 0,
             events: &one,
             status: RunStatus::Running,
+            owner: None,
         })
         .await
         .unwrap();

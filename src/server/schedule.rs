@@ -198,7 +198,7 @@ async fn fire(server: Server, schedule: Schedule, counts: Arc<Counts>) {
                     continue;
                 }
                 match server
-                    .start_new(input, server.background_stops_when_unread, true)
+                    .start_new(input, server.background_stops_when_unread, true, None)
                     .await
                 {
                     Ok(log) => {

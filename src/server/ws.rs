@@ -12,6 +12,7 @@
 
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::State;
+use axum::http::HeaderMap;
 use axum::response::Response;
 use futures::{SinkExt, StreamExt};
 use serde::Deserialize;
@@ -20,6 +21,7 @@ use tokio::task::JoinSet;
 
 use super::{Server, ServerError};
 use crate::agui::{AgUiEvent, ResumeEntry, ResumeStatus, RunAgentInput};
+use crate::guard::Principal;
 
 /// A control message a client sends on the socket.
 #[derive(Debug, Deserialize)]
@@ -49,11 +51,19 @@ enum Control {
     },
 }
 
-pub(super) async fn upgrade(State(server): State<Server>, ws: WebSocketUpgrade) -> Response {
-    ws.on_upgrade(move |socket| session(server, socket))
+/// Upgrades a request whose credentials let it in: the socket acts for
+/// its principal from then on (a browser cannot set headers on a
+/// WebSocket, so a page behind auth uses the HTTP routes).
+pub(super) async fn upgrade(
+    State(server): State<Server>,
+    headers: HeaderMap,
+    ws: WebSocketUpgrade,
+) -> Result<Response, ServerError> {
+    let caller = server.caller(&headers).await?;
+    Ok(ws.on_upgrade(move |socket| session(server, socket, caller)))
 }
 
-async fn session(server: Server, socket: WebSocket) {
+async fn session(server: Server, socket: WebSocket, caller: Option<Principal>) {
     let (mut sink, mut incoming) = socket.split();
     let (tx, mut rx) = mpsc::channel::<String>(256);
     // Each run's events are forwarded by a task of this set; closing the
@@ -68,7 +78,7 @@ async fn session(server: Server, socket: WebSocket) {
                     Message::Close(_) => break,
                     _ => continue,
                 };
-                if let Err(e) = follow(&server, text.as_str(), &tx, &mut forwarding).await {
+                if let Err(e) = follow(&server, caller.as_ref(), text.as_str(), &tx, &mut forwarding).await {
                     let error = AgUiEvent::RunError { message: e.to_string(), code: Some(e.code().to_owned()), usage: None };
                     let _ = tx.send(serde_json::to_string(&error).unwrap_or_default()).await;
                 }
@@ -84,6 +94,7 @@ async fn session(server: Server, socket: WebSocket) {
 
 async fn follow(
     server: &Server,
+    caller: Option<&Principal>,
     text: &str,
     tx: &mpsc::Sender<String>,
     forwarding: &mut JoinSet<()>,
@@ -93,7 +104,12 @@ async fn follow(
     let (log, from) = match control {
         Control::Run { input } => (
             server
-                .start(*input, server.direct_stops_when_unread)
+                .start_as(
+                    *input,
+                    server.direct_stops_when_unread,
+                    false,
+                    caller.cloned(),
+                )
                 .await?,
             0,
         ),
@@ -113,18 +129,20 @@ async fn follow(
                 }],
                 ..RunAgentInput::default()
             };
+            let stop = server.direct_stops_when_unread;
             (
-                server.start(input, server.direct_stops_when_unread).await?,
+                server.start_as(input, stop, false, caller.cloned()).await?,
                 0,
             )
         }
         Control::Cancel { run_id } => {
-            server.cancel(&run_id).await?;
+            server.cancel_for(&run_id, caller).await?;
             return Ok(());
         }
-        Control::Subscribe { run_id, after } => {
-            (server.run(&run_id).await?, after.map_or(0, |a| a + 1))
-        }
+        Control::Subscribe { run_id, after } => (
+            server.run_for(&run_id, caller).await?,
+            after.map_or(0, |a| a + 1),
+        ),
     };
     let tx = tx.clone();
     forwarding.spawn(async move {

@@ -3,7 +3,7 @@
 //
 //   node client.mjs '<scenario>'
 //
-// A scenario: { url, threadId, messages?, state?, steps: [step] }, a step:
+// A scenario: { url, threadId, messages?, state?, headers?, steps: [step] }, a step:
 // { runId, url?, tools?, resume?: { status, payload }, toolResult? }.
 // `resume` answers every interrupt the last run left pending; `toolResult`
 // answers every client tool call it left pending with that text. For each
@@ -18,6 +18,7 @@ const agent = new HttpAgent({
   threadId: scenario.threadId,
   initialMessages: scenario.messages ?? [],
   initialState: scenario.state ?? {},
+  headers: scenario.headers ?? {},
 });
 const runs = [];
 let pendingToolCallIds = [];

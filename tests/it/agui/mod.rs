@@ -3,6 +3,7 @@
 //! runs over HTTP, the WebSocket, schedules, a headless Chromium on the
 //! page, and 1,000 concurrent SSE clients.
 
+mod auth;
 mod browser;
 mod client;
 mod load;

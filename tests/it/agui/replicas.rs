@@ -326,6 +326,7 @@ async fn redis_logs_skip_repeats_keep_indexes_and_pass_on_a_cancel() {
             first: *first,
             events,
             status: *status,
+            owner: None,
         };
         assert!(!logs.append(entry).await.unwrap());
     }
@@ -347,6 +348,7 @@ async fn redis_logs_skip_repeats_keep_indexes_and_pass_on_a_cancel() {
         first: 4,
         events: &none,
         status: RunStatus::Running,
+        owner: None,
     };
     assert!(
         logs.append(entry).await.unwrap(),
