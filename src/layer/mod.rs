@@ -79,6 +79,7 @@ mod fallback;
 #[cfg(feature = "redis")]
 mod fleet_limit;
 mod limit;
+mod per_principal;
 mod priced;
 mod retry;
 mod timeout;
@@ -97,7 +98,8 @@ pub use cache::{cache_key, Cache, CacheStats, CacheStore, MemoryCache};
 pub use fallback::Fallback;
 #[cfg(feature = "redis")]
 pub use fleet_limit::FleetLimit;
-pub use limit::{Limit, Limits};
+pub use limit::{Limit, Limits, QuotaExceeded};
+pub use per_principal::PerPrincipal;
 pub use priced::Priced;
 pub use retry::{Retry, RetryPolicy};
 pub use timeout::{Timeout, Timeouts};

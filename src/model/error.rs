@@ -375,6 +375,9 @@ pub enum ModelErrorKind {
     /// A replay has no recorded reply
     /// ([`NotRecorded`](crate::replay::NotRecorded)).
     NotRecorded,
+    /// A budget of a [`Limit`](crate::layer::Limit) would not allow the
+    /// call within its longest wait ([`QuotaExceeded`](crate::layer::QuotaExceeded)).
+    Quota,
     /// [`ModelError::Other`].
     Other,
 }
@@ -390,6 +393,7 @@ impl ModelErrorKind {
             ModelErrorKind::Protocol => "protocol",
             ModelErrorKind::Timeout => "timeout",
             ModelErrorKind::CircuitOpen => "circuit_open",
+            ModelErrorKind::Quota => "quota",
             ModelErrorKind::Config => "config",
             ModelErrorKind::Request => "request",
             ModelErrorKind::Backend => "backend",

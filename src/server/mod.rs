@@ -31,6 +31,8 @@
 mod auth;
 mod error;
 mod http;
+#[cfg(feature = "jwt")]
+mod jwt;
 mod log;
 mod plan;
 mod replica;
@@ -57,6 +59,8 @@ use log::Driver;
 
 pub use auth::{bearer_token, ApiKeys, AuthError, Authenticate, DEFAULT_MAX_BODY};
 pub use error::ServerError;
+#[cfg(feature = "jwt")]
+pub use jwt::{Jwt, JwtKeyError};
 pub use log::{RunInfo, RunLog, RunStatus};
 #[cfg(feature = "redis")]
 pub use run_logs::RedisRunLogs;
@@ -68,6 +72,10 @@ pub use threads::{MemoryThreads, Threads};
 
 /// What builds the machine for a request (its client tools, say).
 pub type Agent = dyn Fn(&RunAgentInput) -> Machine + Send + Sync;
+
+/// What builds the machine for a request acting for a principal (its
+/// model held to the principal's budget, say).
+pub type AgentFor = dyn Fn(&RunAgentInput, Option<&Principal>) -> Machine + Send + Sync;
 
 /// An AG-UI server for one agent.
 ///
@@ -92,7 +100,7 @@ pub type Agent = dyn Fn(&RunAgentInput) -> Machine + Send + Sync;
 /// ```
 #[derive(Clone)]
 pub struct Server {
-    agent: Arc<Agent>,
+    agent: Arc<AgentFor>,
     store: Arc<dyn Store>,
     /// The run each paused thread waits in.
     threads: Arc<dyn Threads>,
@@ -144,6 +152,16 @@ impl Server {
     /// checkpoints in memory; the answer is what the run's states stream
     /// as [`Emit::AnswerToken`](crate::state::Emit::AnswerToken)s.
     pub fn new(agent: impl Fn(&RunAgentInput) -> Machine + Send + Sync + 'static) -> Self {
+        Self::new_per_principal(move |input, _| agent(input))
+    }
+
+    /// A server whose runs `agent` builds for the request and the
+    /// principal it acts for ([`with_auth`](Self::with_auth)): a model per
+    /// principal ([`PerPrincipal`](crate::layer::PerPrincipal)) holds each
+    /// to its own budget.
+    pub fn new_per_principal(
+        agent: impl Fn(&RunAgentInput, Option<&Principal>) -> Machine + Send + Sync + 'static,
+    ) -> Self {
         Server {
             agent: Arc::new(agent),
             store: Arc::new(MemoryStore::new()),
@@ -332,7 +350,7 @@ impl Server {
         }
         #[cfg(not(feature = "redis"))]
         let _ = enqueue;
-        let machine = (self.agent)(&input)
+        let machine = (self.agent)(&input, caller.as_ref())
             .with_store(Arc::clone(&self.store))
             .with_background(self.background.clone())
             .snapshots(true);

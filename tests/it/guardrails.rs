@@ -338,3 +338,51 @@ fn a_trip_is_a_custom_event_named_guardrail_tripped() {
     assert_eq!(event.name, "guardrail_tripped");
     assert_eq!(event.value["stage"], Value::from("output"));
 }
+
+#[tokio::test]
+async fn each_principal_is_held_to_its_own_daily_budget() {
+    use statewise::layer::{Limit, Limits, PerPrincipal, QuotaExceeded};
+    use statewise::model::{FnModel, ModelErrorKind, Reply, SharedModel};
+    let model: SharedModel = Arc::new(FnModel::new("m", |_: &statewise::model::ChatRequest| {
+        Ok(Reply::text(r#"{"final_answer": "ok"}"#))
+    }));
+    let base = Arc::clone(&model);
+    let models = PerPrincipal::new(model, move |_: &Principal| -> SharedModel {
+        let daily = Limits {
+            requests_per_day: Some(2),
+            max_wait: Some(Duration::from_millis(10)),
+            ..Limits::default()
+        };
+        Arc::new(Limit::new(Arc::clone(&base), daily))
+    });
+    let run = |who: &str| {
+        let principal = Principal::new(who);
+        let machine = agent(models.model(Some(&principal)), Toolbox::default());
+        async move { events_of(&machine, Env::from_user("hi").with_principal(principal)).await }
+    };
+    for _ in 0..2 {
+        assert!(matches!(
+            run("alice").await.last().unwrap().kind,
+            EventKind::Finished(_)
+        ));
+    }
+    let refused = run("alice").await;
+    let Some(MachineError::State { source, .. }) = failure(&refused) else {
+        panic!(
+            "the third call of the day should fail: {:?}",
+            refused.last()
+        );
+    };
+    let statewise::StateError::Model(error) = source else {
+        panic!("{source:?}")
+    };
+    assert_eq!(error.kind(), ModelErrorKind::Quota);
+    let quota = error.refusal::<QuotaExceeded>().unwrap();
+    assert_eq!(quota.budget, "requests per day");
+    assert!(quota.retry_in > Duration::from_secs(3_600));
+    // Bob's budget is his own.
+    assert!(matches!(
+        run("bob").await.last().unwrap().kind,
+        EventKind::Finished(_)
+    ));
+}

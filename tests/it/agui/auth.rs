@@ -13,7 +13,7 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::Message;
 
 use super::runs::input;
-use super::{node, serve, server, sse_events};
+use super::{node, serve, server, sse_events, ServeProcess};
 
 const ALICE: &str = "alice-key-0123456789";
 const BOB: &str = "bob-key-0123456789";
@@ -365,4 +365,30 @@ async fn a_thousand_bad_requests_get_4xx_and_a_run_under_way_finishes() {
         .unwrap();
     assert_eq!(fresh.status(), 200);
     assert!(fresh.text().await.unwrap().contains("RUN_FINISHED"));
+}
+
+#[tokio::test]
+async fn the_serve_example_with_api_keys_refuses_requests_without_one() {
+    let serve = ServeProcess::start(&["--port", "0", "--api-key", ALICE, "--api-key", BOB]);
+    let url = &serve.url;
+    let http = reqwest::Client::new();
+    let ask = |key: Option<&str>, run: &str| {
+        let request = http
+            .post(format!("{url}/agent"))
+            .json(&input("t-serve", run, "hello"));
+        match key {
+            Some(k) => request.bearer_auth(k),
+            None => request,
+        }
+        .send()
+    };
+    assert_eq!(ask(None, "s-0").await.unwrap().status(), 401);
+    assert_eq!(ask(Some("guess"), "s-0").await.unwrap().status(), 401);
+    let answered = ask(Some(ALICE), "s-1").await.unwrap();
+    assert_eq!(answered.status(), 200);
+    assert!(answered.text().await.unwrap().contains("RUN_FINISHED"));
+    // Each key is its own principal.
+    let status = |key: &str| http.get(format!("{url}/runs/s-1")).bearer_auth(key).send();
+    assert_eq!(status(ALICE).await.unwrap().status(), 200);
+    assert_eq!(status(BOB).await.unwrap().status(), 403);
 }

@@ -168,3 +168,48 @@ pub(crate) fn types(events: &[(Option<usize>, Value)]) -> Vec<String> {
         .map(|(_, e)| e["type"].as_str().unwrap().to_owned())
         .collect()
 }
+
+/// A process of the `serve` example, killed when dropped.
+pub(crate) struct ServeProcess {
+    child: std::process::Child,
+    pub(crate) url: String,
+}
+
+impl ServeProcess {
+    /// Starts `serve` with `args` (give `--port 0`) and reads the address
+    /// it prints.
+    pub(crate) fn start(args: &[&str]) -> Self {
+        use std::io::BufRead;
+        let mut child = std::process::Command::new(crate::support::example("serve"))
+            .args(args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("the serve example starts");
+        let mut line = String::new();
+        let stdout = child.stdout.take().expect("piped");
+        std::io::BufReader::new(stdout)
+            .read_line(&mut line)
+            .unwrap();
+        let url = line
+            .trim()
+            .strip_prefix("serving on ")
+            .unwrap_or_else(|| panic!("serve printed {line:?}, not its address"))
+            .to_owned();
+        ServeProcess { child, url }
+    }
+
+    /// SIGKILL: no shutdown, nothing flushed.
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    pub(crate) fn kill(&mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+}
+
+impl Drop for ServeProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -10,6 +10,8 @@ use serde_json::{json, Value};
 use statewise::server::{MemoryRunLogs, Server};
 
 use super::runs::{input, read_events, status, wait_for};
+#[cfg(feature = "redis")]
+use super::ServeProcess;
 use super::{serve, server, sse_events, types};
 
 /// Two replicas made by `replica`: a run started on A is known to B,
@@ -174,51 +176,6 @@ async fn a_thread_paused_on_one_server_resumes_on_another() {
     }
 }
 
-/// A process of the `serve` example on Redis, killed when dropped.
-#[cfg(feature = "redis")]
-struct ServeProcess {
-    child: std::process::Child,
-    url: String,
-}
-
-#[cfg(feature = "redis")]
-impl ServeProcess {
-    fn start(redis: &str) -> Self {
-        use std::io::BufRead;
-        let mut child = std::process::Command::new(crate::support::example("serve"))
-            .args(["--redis", redis, "--port", "0"])
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("the serve example starts");
-        let mut line = String::new();
-        let stdout = child.stdout.take().expect("piped");
-        std::io::BufReader::new(stdout)
-            .read_line(&mut line)
-            .unwrap();
-        let url = line
-            .trim()
-            .strip_prefix("serving on ")
-            .unwrap_or_else(|| panic!("serve printed {line:?}, not its address"))
-            .to_owned();
-        ServeProcess { child, url }
-    }
-
-    /// SIGKILL: no shutdown, nothing flushed.
-    fn kill(&mut self) {
-        self.child.kill().unwrap();
-        self.child.wait().unwrap();
-    }
-}
-
-#[cfg(feature = "redis")]
-impl Drop for ServeProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// Two `serve` processes on one Redis: a run started on A pauses for
 /// approval; A is killed (SIGKILL); B replays the run's events from a
 /// client's `Last-Event-ID`, and the approval sent to B finishes it, once.
@@ -226,8 +183,8 @@ impl Drop for ServeProcess {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_run_paused_on_a_killed_server_replays_and_resumes_on_another() {
     let redis = crate::services::Redis::shared_or_own();
-    let mut a = ServeProcess::start(&redis.url);
-    let b = ServeProcess::start(&redis.url);
+    let mut a = ServeProcess::start(&["--redis", &redis.url, "--port", "0"]);
+    let b = ServeProcess::start(&["--redis", &redis.url, "--port", "0"]);
     let http = reqwest::Client::new();
     let thread = format!("killed-{:08x}", fastrand::u32(..));
     let (first, second) = (format!("{thread}-1"), format!("{thread}-2"));
@@ -381,8 +338,12 @@ async fn a_schedule_on_two_replicas_starts_each_firing_once() {
         on_b.skipped(),
     ];
     assert!(started >= 2, "{counts:?}");
+    // The replicas' windows may differ by a slot at either end (each
+    // schedule starts and stops a moment apart): at most one slot more
+    // than either saw, where starting every firing on both would give
+    // about twice as many.
     assert!(
-        started <= fired(&on_a).max(fired(&on_b)),
+        started <= fired(&on_a).max(fired(&on_b)) + 1,
         "a firing started on both replicas: {counts:?}"
     );
     assert!(on_a.skipped() + on_b.skipped() >= 2, "{counts:?}");
