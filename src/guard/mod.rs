@@ -19,6 +19,7 @@ mod pii;
 mod planted;
 mod principal;
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use futures::future::BoxFuture;
@@ -107,7 +108,15 @@ impl std::fmt::Display for Trip {
 /// Where tool calls report the guardrails they tripped, for the machine to
 /// read after each event: clones share one list.
 #[derive(Debug, Clone, Default)]
-pub struct Tripwire(Arc<Mutex<Vec<Trip>>>);
+pub struct Tripwire(Arc<Wire>);
+
+#[derive(Debug, Default)]
+struct Wire {
+    /// Set while trips wait: the machine reads it after every event, so
+    /// an empty wire costs one load, not a lock.
+    pending: AtomicBool,
+    trips: Mutex<Vec<Trip>>,
+}
 
 impl Tripwire {
     /// Records `trip`.
@@ -115,16 +124,22 @@ impl Tripwire {
         // A poisoned lock only means a panic elsewhere while recording;
         // the list itself is whole.
         self.0
+            .trips
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .push(trip);
+        self.0.pending.store(true, Ordering::Release);
     }
 
     /// The trips recorded since the last call, oldest first.
     pub fn drain(&self) -> Vec<Trip> {
+        if !self.0.pending.swap(false, Ordering::Acquire) {
+            return Vec::new();
+        }
         std::mem::take(
             &mut *self
                 .0
+                .trips
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner),
         )

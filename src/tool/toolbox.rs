@@ -185,6 +185,11 @@ impl Toolbox {
         self
     }
 
+    /// Whether this toolbox has tool guardrails of its own.
+    pub fn has_guardrails(&self) -> bool {
+        !self.guardrails.tool_guardrails().is_empty()
+    }
+
     /// The scopes a principal needs to use tool `name`.
     fn needed(&self, registry: &ToolRegistry, name: &str) -> Vec<String> {
         let own = registry.get(name).map(|t| t.scopes()).unwrap_or_default();

@@ -221,8 +221,10 @@ impl State for RunTools {
                 yield Emit::ToolCallStarted(call.clone());
             }
             let (settings, step) = (&env.settings, env.step);
-            // What tool guardrails know of the run, built once for the calls.
-            let scope = Arc::new(env.call_scope());
+            // What tool guardrails know of the run, built once for the
+            // calls, and only when a guardrail will read it.
+            let guarded = self.tools.has_guardrails() || !settings.guardrails.tool_guardrails().is_empty();
+            let scope = Arc::new(if guarded { env.call_scope() } else { Default::default() });
             let mut running: FuturesUnordered<_> = approved
                 .iter()
                 .map(|(i, call)| {

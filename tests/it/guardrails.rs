@@ -386,3 +386,44 @@ async fn each_principal_is_held_to_its_own_daily_budget() {
         EventKind::Finished(_)
     ));
 }
+
+#[tokio::test]
+async fn a_tool_guardrail_that_stops_the_run_keeps_its_checkpoint() {
+    use statewise::guard::{CallCheck, FnGuardrail};
+    use statewise::store::{MemoryStore, Store};
+    let sent = SendEmail::default();
+    let model = Arc::new(
+        ScriptedModel::new()
+            .text(r#"{"tool_calls": [{"name": "fetch_page", "arguments": {"url": "https://example.com/a"}}]}"#)
+            .text(r#"{"tool_calls": [{"name": "send_email", "arguments": {"to": "ops@example.com"}}]}"#),
+    );
+    let no_mail = FnGuardrail::new("no_mail_today", |tool: &str, _: &Value| match tool {
+        "send_email" => CallCheck::Stop("mail is off today".into()),
+        _ => CallCheck::Allow,
+    });
+    let store = Arc::new(MemoryStore::new());
+    let machine = agent(model, tools(&sent))
+        .with_guardrails(Guardrails::new().tool(no_mail))
+        .with_store(Arc::clone(&store));
+    let seen: Vec<Event> = machine
+        .stream_as("stopped-1", Env::from_user("Read it, then mail ops"))
+        .collect()
+        .await;
+    assert_eq!(sent.0.load(Ordering::SeqCst), 0);
+    let Some(MachineError::Guardrail(trip)) = failure(&seen) else {
+        panic!("{:?}", seen.last())
+    };
+    assert_eq!(
+        (trip.guardrail.as_str(), trip.stage),
+        ("no_mail_today", statewise::guard::Stage::ToolCall)
+    );
+    assert_eq!(failure(&seen).unwrap().code(), "guardrail");
+    // The checkpoint holds the run up to the refused call: the page read.
+    let kept = store
+        .get("stopped-1", None)
+        .await
+        .unwrap()
+        .expect("a checkpoint");
+    assert_eq!(kept.env.observations.len(), 1);
+    assert_eq!(kept.env.observations[0].tool, "fetch_page");
+}

@@ -3,6 +3,7 @@
 //! official client with a token, a request limit per principal, and a
 //! thousand bad requests that leave a good run alone.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures::{SinkExt, StreamExt};
@@ -391,4 +392,76 @@ async fn the_serve_example_with_api_keys_refuses_requests_without_one() {
     let status = |key: &str| http.get(format!("{url}/runs/s-1")).bearer_auth(key).send();
     assert_eq!(status(ALICE).await.unwrap().status(), 200);
     assert_eq!(status(BOB).await.unwrap().status(), 403);
+}
+
+/// An input check that takes its time, as one asking a model would, and
+/// trips on "forbidden".
+struct SlowCheck;
+
+impl statewise::guard::InputGuardrail for SlowCheck {
+    fn name(&self) -> &str {
+        "slow_check"
+    }
+    fn check<'a>(
+        &'a self,
+        input: &'a str,
+    ) -> futures::future::BoxFuture<'a, statewise::guard::Check> {
+        Box::pin(async move {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            match input.contains("forbidden") {
+                true => statewise::guard::Check::Trip("a forbidden topic".into()),
+                false => statewise::guard::Check::Pass,
+            }
+        })
+    }
+}
+
+#[tokio::test]
+async fn a_tripped_input_guardrail_sends_the_client_no_answer_text() {
+    use statewise::guard::Guardrails;
+    // The stand-in model streams a long answer, a word every 10 ms: it is
+    // well under way when the check trips.
+    let model = Arc::new(super::model(Duration::from_millis(10)));
+    let url = serve(Server::new(move |_| {
+        statewise_states::agent(model.clone(), statewise::tool::Toolbox::default())
+            .with_guardrails(Guardrails::new().input(SlowCheck))
+    }))
+    .await;
+    let http = reqwest::Client::new();
+    let ask = |text: &str| {
+        http.post(format!("{url}/agent"))
+            .json(&input("t-g", "g-1", text))
+            .send()
+    };
+    let body = ask("say something long and forbidden")
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let events = sse_events(&body);
+    let kinds: Vec<&str> = events
+        .iter()
+        .map(|(_, e)| e["type"].as_str().unwrap())
+        .collect();
+    assert!(
+        !kinds
+            .iter()
+            .any(|k| k.starts_with("TEXT_MESSAGE") || k.starts_with("REASONING")),
+        "{kinds:?}"
+    );
+    let last = &events.last().unwrap().1;
+    assert_eq!(
+        (last["type"].as_str(), last["code"].as_str()),
+        (Some("RUN_ERROR"), Some("guardrail")),
+        "{last}"
+    );
+    // The same agent answers a harmless question in full.
+    let body = ask("say something long")
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(body.contains("TEXT_MESSAGE_CONTENT") && body.contains("RUN_FINISHED"));
 }
