@@ -129,6 +129,7 @@ pub mod fit;
 pub mod guard;
 pub mod layer;
 pub mod machine;
+pub mod memory;
 pub mod metric;
 pub mod model;
 #[cfg(feature = "otel")]

@@ -50,6 +50,25 @@ async fn wait_for(http: &reqwest::Client, url: &str, key: &str, run: &str, want:
     panic!("run {run} never got to {want}: {last}");
 }
 
+/// Run `run`'s events, read whole as `key`.
+async fn events_as(
+    http: &reqwest::Client,
+    url: &str,
+    key: &str,
+    run: &str,
+) -> Vec<(Option<usize>, Value)> {
+    let body = http
+        .get(format!("{url}/runs/{run}/events"))
+        .bearer_auth(key)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    sse_events(&body)
+}
+
 /// A WebSocket to `url` sending `key`, if the server lets it in.
 async fn socket(
     url: &str,
@@ -136,17 +155,8 @@ async fn another_principal_gets_403_on_every_route_and_no_credentials_get_401() 
     assert_eq!(started.status(), 202);
     let paused = wait_for(&http, &url, ALICE, "a-1", "interrupted").await;
     assert_eq!(paused["threadId"], "t-alice");
-    let events = http
-        .get(format!("{url}/runs/a-1/events"))
-        .bearer_auth(ALICE)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let interrupt_id =
-        sse_events(&events).last().unwrap().1["outcome"]["interrupts"][0]["id"].clone();
+    let events = events_as(&http, &url, ALICE, "a-1").await;
+    let interrupt_id = events.last().unwrap().1["outcome"]["interrupts"][0]["id"].clone();
     let resume = |run: &str| {
         json!({"threadId": "t-alice", "runId": run, "messages": [],
                "resume": [{"interruptId": interrupt_id, "status": "resolved", "payload": true}]})
@@ -345,16 +355,7 @@ async fn a_thousand_bad_requests_get_4xx_and_a_run_under_way_finishes() {
     }
     // The server is healthy, and Alice's run finished whole.
     let done = wait_for(&http, &url, ALICE, "good-1", "finished").await;
-    let events = http
-        .get(format!("{url}/runs/good-1/events"))
-        .bearer_auth(ALICE)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let events = sse_events(&events);
+    let events = events_as(&http, &url, ALICE, "good-1").await;
     assert_eq!(events.len() as u64, done["events"].as_u64().unwrap());
     assert_eq!(events.last().unwrap().1["type"], "RUN_FINISHED");
     let fresh = http
