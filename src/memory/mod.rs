@@ -16,6 +16,8 @@ pub mod conformance;
 mod embed;
 mod in_memory;
 mod rank;
+#[cfg(feature = "sqlite")]
+mod sqlite;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -27,6 +29,8 @@ use serde_json::Value;
 pub use embed::{content_key, CachedEmbedder, EmbedError, Embedder, HashEmbedder};
 pub use in_memory::InMemoryStore;
 pub use rank::{bm25, cosine, fuse, Fused};
+#[cfg(feature = "sqlite")]
+pub use sqlite::SqliteMemory;
 
 /// Where a memory lives: a path of one or more non-empty segments.
 pub type Namespace = Vec<String>;
@@ -151,7 +155,7 @@ impl Search {
 #[non_exhaustive]
 pub enum MemoryError {
     /// A namespace was empty or had an empty segment.
-    #[error("namespace {namespace:?} is not valid: give one or more non-empty segments, such as [\"users\", \"alice\"]")]
+    #[error("namespace {namespace:?} is not valid: give one or more non-empty segments without U+001F, such as [\"users\", \"alice\"]")]
     Namespace {
         /// The namespace given.
         namespace: Namespace,
@@ -186,9 +190,14 @@ pub enum MemoryError {
     Backend(#[from] crate::backend::BackendError),
 }
 
-/// Checks `namespace`: one or more non-empty segments.
+/// Checks `namespace`: one or more non-empty segments, none holding the
+/// unit separator U+001F (which stores join segments with).
 pub fn check_namespace(namespace: &[String]) -> Result<(), MemoryError> {
-    if namespace.is_empty() || namespace.iter().any(|s| s.is_empty()) {
+    if namespace.is_empty()
+        || namespace
+            .iter()
+            .any(|s| s.is_empty() || s.contains('\u{1f}'))
+    {
         return Err(MemoryError::Namespace {
             namespace: namespace.to_vec(),
         });
