@@ -27,6 +27,7 @@
 mod answer;
 mod decide;
 mod ground;
+mod memory_tools;
 mod output;
 mod prompt;
 mod reasoning;
@@ -35,6 +36,7 @@ pub mod tools;
 
 pub use answer::Answer;
 pub use decide::{Decide, Example};
+pub use memory_tools::{MemoryToolError, Recall, RecallArgs, Recalled, Remember, RememberArgs};
 pub use reasoning::{Reasoning, RepeatedCall};
 pub use run_tools::RunTools;
 

@@ -30,6 +30,7 @@ mod llama_server;
 mod local_model;
 #[cfg(feature = "mcp")]
 mod mcp;
+mod memory;
 mod models;
 mod native_answer;
 mod openai_provider;

@@ -1,0 +1,124 @@
+//! The agent remembers: a fact user A tells is recalled in A's later run,
+//! never in B's, through the stock `remember` and `recall` tools scoped to
+//! the run's principal.
+
+use std::sync::Arc;
+
+use futures::StreamExt;
+use serde_json::Value;
+use statewise::guard::Principal;
+use statewise::memory::{HashEmbedder, InMemoryStore, MemoryStore, Search};
+use statewise::model::ScriptedModel;
+use statewise::tool::{ToolRegistry, Toolbox};
+use statewise::{Emit, Env, EventKind};
+use statewise_states::{agent, Recall, Remember};
+
+/// The results of the run's `recall` calls.
+async fn recalled(store: &Arc<dyn MemoryStore>, model: ScriptedModel, env: Env) -> Vec<Value> {
+    let tools = Toolbox::new(
+        ToolRegistry::new()
+            .with(Remember::new(Arc::clone(store)))
+            .with(Recall::new(Arc::clone(store))),
+    );
+    let events: Vec<_> = agent(Arc::new(model), tools).stream(env).collect().await;
+    assert!(
+        matches!(events.last().unwrap().kind, EventKind::Finished(_)),
+        "{:?}",
+        events.last()
+    );
+    events
+        .iter()
+        .filter_map(|e| match &e.kind {
+            EventKind::Emitted(Emit::Observation(o)) if o.tool == "recall" => {
+                Some(o.content.clone())
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+fn asking_to_recall() -> ScriptedModel {
+    ScriptedModel::new()
+        .text(r#"{"tool_calls": [{"name": "recall", "arguments": {"query": "what is my cat called"}}]}"#)
+        .text(r#"{"final_answer": "Let me see."}"#)
+}
+
+#[tokio::test]
+async fn a_fact_told_by_one_user_is_recalled_for_that_user_only() {
+    let store: Arc<dyn MemoryStore> = Arc::new(InMemoryStore::new(HashEmbedder::new(256)));
+    let alice = Principal::new("alice");
+    let tell = ScriptedModel::new()
+        .text(r#"{"tool_calls": [{"name": "remember", "arguments": {"text": "The user's cat is called Miso."}}]}"#)
+        .text(r#"{"final_answer": "I will remember that."}"#);
+    let env = Env::from_user("My cat is called Miso.").with_principal(alice.clone());
+    recalled(&store, tell, env).await;
+    // Other facts of Alice's, and one of Bob's, around it.
+    let bob = Principal::new("bob");
+    for (who, text) in [
+        (&alice, "The user lives in Lisbon."),
+        (&bob, "The user's dog is called Rex."),
+    ] {
+        let model = ScriptedModel::new()
+            .text(format!(
+                r#"{{"tool_calls": [{{"name": "remember", "arguments": {{"text": "{text}"}}}}]}}"#
+            ))
+            .text(r#"{"final_answer": "Noted."}"#);
+        recalled(
+            &store,
+            model,
+            Env::from_user(text).with_principal(who.clone()),
+        )
+        .await;
+    }
+
+    let later = Env::from_user("What is my cat called?").with_principal(alice);
+    let for_alice = recalled(&store, asking_to_recall(), later).await;
+    assert_eq!(
+        for_alice[0][0]["text"], "The user's cat is called Miso.",
+        "{for_alice:?}"
+    );
+
+    let for_bob = recalled(
+        &store,
+        asking_to_recall(),
+        Env::from_user("What is my cat called?").with_principal(bob),
+    )
+    .await;
+    let texts = for_bob[0].to_string();
+    assert!(
+        !texts.contains("Miso") && !texts.contains("Lisbon"),
+        "{texts}"
+    );
+    assert!(texts.contains("Rex"), "{texts}");
+
+    // Every memory is under its principal's namespace.
+    let spaces = store
+        .list_namespaces(&["memories".into()], 10, 0)
+        .await
+        .unwrap();
+    assert_eq!(
+        spaces,
+        [
+            vec!["memories".to_owned(), "alice".into()],
+            vec!["memories".into(), "bob".into()]
+        ]
+    );
+    let alices = store
+        .search(&Search::under(["memories", "alice"]))
+        .await
+        .unwrap();
+    assert_eq!(alices.len(), 2);
+}
+
+#[tokio::test]
+async fn without_a_principal_the_memory_tools_refuse() {
+    let store: Arc<dyn MemoryStore> = Arc::new(InMemoryStore::new(HashEmbedder::new(64)));
+    let observed = recalled(
+        &store,
+        asking_to_recall(),
+        Env::from_user("What is my cat called?"),
+    )
+    .await;
+    let error = observed[0]["error"].as_str().unwrap_or_default().to_owned();
+    assert!(error.contains("no principal"), "{observed:?}");
+}
