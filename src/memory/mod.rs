@@ -15,6 +15,8 @@
 pub mod conformance;
 mod embed;
 mod in_memory;
+#[cfg(feature = "postgres")]
+mod postgres;
 mod rank;
 #[cfg(feature = "sqlite")]
 mod sqlite;
@@ -28,6 +30,8 @@ use serde_json::Value;
 
 pub use embed::{content_key, CachedEmbedder, EmbedError, Embedder, HashEmbedder};
 pub use in_memory::InMemoryStore;
+#[cfg(feature = "postgres")]
+pub use postgres::PostgresMemory;
 pub use rank::{bm25, cosine, fuse, Fused};
 #[cfg(feature = "sqlite")]
 pub use sqlite::SqliteMemory;

@@ -122,3 +122,14 @@ async fn without_a_principal_the_memory_tools_refuse() {
     let error = observed[0]["error"].as_str().unwrap_or_default().to_owned();
     assert!(error.contains("no principal"), "{observed:?}");
 }
+
+#[cfg(feature = "postgres")]
+#[tokio::test]
+async fn the_postgres_store_with_pgvector_conforms() {
+    use statewise::memory::{conformance, PostgresMemory};
+    let pg = crate::services::Postgres::with_vector();
+    let store = PostgresMemory::open(&pg.url, HashEmbedder::new(64)).unwrap();
+    conformance::check(move |embedder| store.with_embedder(embedder))
+        .await
+        .unwrap();
+}

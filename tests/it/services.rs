@@ -131,12 +131,55 @@ impl Postgres {
                 return Postgres { url, own: None };
             }
         }
+        Self::own(&postgres_bin(), false)
+    }
+
+    /// `PGVECTOR_DATABASE_URL` if set, else a fresh cluster of our own
+    /// with the pgvector extension: PostgreSQL 16 from the `pgserver`
+    /// wheel (`scripts/setup` installs it; Debian has no pgvector).
+    pub fn with_vector() -> Postgres {
+        if let Ok(url) = std::env::var("PGVECTOR_DATABASE_URL") {
+            if !url.is_empty() {
+                return Postgres { url, own: None };
+            }
+        }
+        Self::own(&pgserver_bin(), true)
+    }
+
+    /// A fresh cluster of the server in `bin` on a free port; with `copy`,
+    /// the installation is copied beside it first, so that the `postgres`
+    /// user can run it when we are root.
+    fn own(bin: &Path, copy: bool) -> Postgres {
         let port = free_port();
         // Under /tmp: the server's user must be able to reach the folder.
         let dir = std::env::temp_dir().join(format!("statewise-pg-{port}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
-        let bin = postgres_bin();
+        let bin = match copy && is_root() {
+            true => {
+                // The wheel's layout, kept: its binaries find their
+                // libraries at $ORIGIN/../../../pgserver.libs.
+                let package = bin.ancestors().nth(2).expect("pgserver/pginstall/bin");
+                let site = package.parent().expect("the wheel's folder");
+                let copy = dir.join("site");
+                std::fs::create_dir_all(copy.join("pgserver")).unwrap();
+                for (from, to) in [
+                    (package.join("pginstall"), copy.join("pgserver/pginstall")),
+                    (site.join("pgserver.libs"), copy.join("pgserver.libs")),
+                ] {
+                    let ok = Command::new("cp")
+                        .arg("-a")
+                        .arg(&from)
+                        .arg(&to)
+                        .status()
+                        .map(|s| s.success())
+                        .unwrap_or(false);
+                    assert!(ok, "copying {} to {}", from.display(), to.display());
+                }
+                copy.join("pgserver/pginstall/bin")
+            }
+            false => bin.to_path_buf(),
+        };
         let as_server = |program: &str| -> Command {
             // PostgreSQL refuses to run as root: run it as `postgres`.
             if is_root() {
@@ -149,7 +192,7 @@ impl Postgres {
         };
         if is_root() {
             let ok = Command::new("chown")
-                .args(["postgres:"])
+                .args(["-R", "postgres:"])
                 .arg(&dir)
                 .status()
                 .map(|s| s.success())
@@ -221,6 +264,40 @@ fn is_root() -> bool {
         .output()
         .map(|o| o.stdout.starts_with(b"0\n"))
         .unwrap_or(false)
+}
+
+#[cfg(feature = "postgres")]
+/// The `bin` folder of the `pgserver` wheel's PostgreSQL (with pgvector):
+/// `STATEWISE_PGSERVER` names the wheel's `pgserver` folder, else Python
+/// is asked where it is.
+fn pgserver_bin() -> PathBuf {
+    let dir = std::env::var("STATEWISE_PGSERVER")
+        .ok()
+        .filter(|d| !d.is_empty())
+        .or_else(|| {
+            let python = std::env::var("STATEWISE_PYTHON").unwrap_or_else(|_| "python3".into());
+            let out = Command::new(python)
+                .args([
+                    "-c",
+                    "import os, pgserver; print(os.path.dirname(pgserver.__file__))",
+                ])
+                .stderr(Stdio::null())
+                .output()
+                .ok()?;
+            out.status
+                .success()
+                .then(|| String::from_utf8_lossy(&out.stdout).trim().to_owned())
+        });
+    let bin = PathBuf::from(
+        dir.expect("the pgserver wheel (scripts/setup installs it: pip install pgserver)"),
+    )
+    .join("pginstall/bin");
+    assert!(
+        bin.join("postgres").is_file(),
+        "no postgres in {}",
+        bin.display()
+    );
+    bin
 }
 
 #[cfg(feature = "postgres")]
