@@ -15,6 +15,8 @@
 pub mod conformance;
 mod embed;
 mod in_memory;
+#[cfg(feature = "memory-local")]
+mod minilm;
 #[cfg(feature = "postgres")]
 mod postgres;
 mod rank;
@@ -30,6 +32,8 @@ use serde_json::Value;
 
 pub use embed::{content_key, CachedEmbedder, EmbedError, Embedder, HashEmbedder};
 pub use in_memory::InMemoryStore;
+#[cfg(feature = "memory-local")]
+pub use minilm::MiniLm;
 #[cfg(feature = "postgres")]
 pub use postgres::PostgresMemory;
 pub use rank::{bm25, cosine, fuse, Fused};

@@ -133,3 +133,48 @@ async fn the_postgres_store_with_pgvector_conforms() {
         .await
         .unwrap();
 }
+
+#[cfg(feature = "memory-local")]
+#[tokio::test]
+async fn the_embedded_minilm_finds_a_fact_by_a_question_in_other_words() {
+    use statewise::memory::{cosine, Embedder, MiniLm, PutOptions, SearchMode};
+    let minilm = MiniLm::load_default().expect("the embedder (scripts/fetch-model embedder)");
+    let texts: Vec<String> = [
+        "Alice drinks green tea every morning.",
+        "Which beverage does Alice have at breakfast?",
+        "The train to Paris leaves at noon.",
+        "When does the Paris train depart?",
+    ]
+    .map(String::from)
+    .to_vec();
+    let v = minilm.embed(&texts).await.unwrap();
+    assert_eq!((v.len(), v[0].len()), (4, 384));
+    let norm: f32 = v[0].iter().map(|x| x * x).sum::<f32>().sqrt();
+    assert!((norm - 1.0).abs() < 1e-4, "{norm}");
+    assert!(cosine(&v[0], &v[1]) > cosine(&v[0], &v[2]) + 0.2);
+    assert!(cosine(&v[2], &v[3]) > cosine(&v[2], &v[1]) + 0.2);
+    // The same text gives the same vector alone and in a batch.
+    let alone = minilm.embed(&texts[2..3]).await.unwrap();
+    assert!(cosine(&alone[0], &v[2]) > 0.9999);
+
+    // In a store: a question sharing no word with the fact finds it.
+    let store = InMemoryStore::new(minilm);
+    let ns = vec!["users".to_owned(), "alice".to_owned()];
+    let facts = [
+        ("tea", "Alice drinks green tea every morning."),
+        ("cat", "Alice has a cat named Miso."),
+        ("job", "Alice works night shifts at the hospital."),
+    ];
+    for (key, text) in facts {
+        let value = serde_json::json!({ "text": text });
+        store
+            .put(&ns, key, value, PutOptions::default())
+            .await
+            .unwrap();
+    }
+    let asked = Search::under(ns)
+        .query("Which beverage at breakfast?")
+        .mode(SearchMode::Vector);
+    let hits = store.search(&asked).await.unwrap();
+    assert_eq!(hits[0].key, "tea", "{hits:?}");
+}
