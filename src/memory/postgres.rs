@@ -17,7 +17,7 @@ use tokio::sync::{Mutex, OnceCell};
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, Config, NoTls, Row};
 
-use super::rank::{fuse, words};
+use super::rank::{fuse, query_words};
 use super::{
     check_namespace, indexed_text, now_ms, EmbedError, Embedder, Item, MemoryError, MemoryStore,
     Namespace, PutOptions, Search, SearchMode,
@@ -444,7 +444,7 @@ async fn ranked(
         return rows.iter().map(item).collect();
     };
     let wanted = (search.offset + search.limit).max(FUSED) as i64;
-    let terms: Vec<String> = words(query).collect();
+    let terms: Vec<String> = query_words(query);
     let keyword: Vec<(String, String, f64)> = match search.mode {
         SearchMode::Keyword | SearchMode::Hybrid if !terms.is_empty() => {
             // Words are letters and digits only: safe inside a tsquery.

@@ -11,6 +11,36 @@ pub(crate) fn words(text: &str) -> impl Iterator<Item = String> + '_ {
         .map(str::to_lowercase)
 }
 
+/// English words too common to tell memories apart: left out of keyword
+/// queries, where a match on "the" or "when" would rank a memory for
+/// nothing (a query of nothing else keeps them).
+const STOPWORDS: [&str; 96] = [
+    "a", "about", "after", "again", "all", "am", "an", "and", "any", "are", "as", "at", "be",
+    "been", "before", "being", "both", "but", "by", "can", "could", "did", "do", "does", "doing",
+    "each", "for", "from", "had", "has", "have", "having", "he", "her", "here", "hers", "him",
+    "his", "how", "i", "if", "in", "into", "is", "it", "its", "just", "me", "more", "most", "my",
+    "no", "nor", "not", "now", "of", "on", "once", "only", "or", "other", "our", "out", "over",
+    "own", "same", "she", "should", "so", "some", "such", "than", "that", "the", "their", "them",
+    "then", "there", "these", "they", "this", "those", "to", "too", "under", "up", "very", "was",
+    "we", "were", "what", "when", "where", "which", "who", "why",
+];
+
+/// The words of a query that a keyword search looks for: its words
+/// without the stopwords (all of them when nothing else is left).
+pub(crate) fn query_words(query: &str) -> Vec<String> {
+    let all: Vec<String> = words(query).collect();
+    let kept: Vec<String> = all
+        .iter()
+        .filter(|w| !STOPWORDS.contains(&w.as_str()))
+        .cloned()
+        .collect();
+    if kept.is_empty() {
+        all
+    } else {
+        kept
+    }
+}
+
 /// BM25 scores (k1 = 1.2, b = 0.75) of `docs` for `query`, one per doc;
 /// 0 for a doc sharing no word with the query.
 pub fn bm25(query: &str, docs: &[&str]) -> Vec<f64> {
@@ -19,7 +49,7 @@ pub fn bm25(query: &str, docs: &[&str]) -> Vec<f64> {
     let docs: Vec<Vec<String>> = docs.iter().map(|d| words(d).collect()).collect();
     let n = docs.len() as f64;
     let average = docs.iter().map(Vec::len).sum::<usize>() as f64 / n.max(1.0);
-    let mut terms: Vec<String> = words(query).collect();
+    let mut terms: Vec<String> = query_words(query);
     terms.sort();
     terms.dedup();
     let frequency: HashMap<&str, f64> = terms
@@ -105,6 +135,18 @@ mod tests {
         let scores = bm25("alice tea", &docs);
         assert!(scores[0] > scores[1] && scores[1] > 0.0);
         assert_eq!(scores[2], 0.0);
+    }
+
+    #[test]
+    fn stopwords_do_not_match_but_a_query_of_nothing_else_keeps_them() {
+        assert_eq!(query_words("When does the group meet?"), ["group", "meet"]);
+        assert_eq!(query_words("Who is it?"), ["who", "is", "it"]);
+        let scores = bm25(
+            "when is the meeting",
+            &["the cat is here", "the meeting is at ten"],
+        );
+        assert_eq!(scores[0], 0.0);
+        assert!(scores[1] > 0.0);
     }
 
     #[test]

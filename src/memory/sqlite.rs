@@ -15,7 +15,7 @@ use futures::future::BoxFuture;
 use rusqlite::{params_from_iter, OptionalExtension};
 use serde_json::Value;
 
-use super::rank::{cosine, fuse, words};
+use super::rank::{cosine, fuse, query_words};
 use super::{
     check_namespace, indexed_text, now_ms, EmbedError, Embedder, Item, MemoryError, MemoryStore,
     Namespace, PutOptions, Search, SearchMode,
@@ -305,7 +305,10 @@ struct Written {
 
 /// An FTS5 query matching any of the query's words, each quoted.
 fn fts_query(query: &str) -> Option<String> {
-    let terms: Vec<String> = words(query).map(|w| format!("\"{w}\"")).collect();
+    let terms: Vec<String> = query_words(query)
+        .iter()
+        .map(|w| format!("\"{w}\""))
+        .collect();
     (!terms.is_empty()).then(|| terms.join(" OR "))
 }
 

@@ -178,3 +178,96 @@ async fn the_embedded_minilm_finds_a_fact_by_a_question_in_other_words() {
     let hits = store.search(&asked).await.unwrap();
     assert_eq!(hits[0].key, "tea", "{hits:?}");
 }
+
+/// Recall@3 of the embedded model over the 40 facts and questions in other
+/// words of `tests/data/memory_facts.json`, each fact stored in one
+/// namespace among distractors: each question's fact among its three best
+/// hits.
+#[cfg(feature = "memory-local")]
+#[tokio::test]
+async fn the_embedded_model_recalls_facts_from_questions_in_other_words() {
+    use statewise::memory::{MiniLm, PutOptions, SearchMode, SqliteMemory};
+    let data: Value = serde_json::from_str(include_str!("../data/memory_facts.json")).unwrap();
+    let pairs = data["pairs"].as_array().unwrap();
+    let store =
+        SqliteMemory::in_memory(MiniLm::load_default().expect("scripts/fetch-model embedder"))
+            .unwrap();
+    let ns = vec!["users".to_owned(), "me".to_owned()];
+    let items = pairs
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            (
+                ns.clone(),
+                format!("f{i}"),
+                serde_json::json!({"text": p["fact"]}),
+            )
+        })
+        .collect();
+    store.put_many(items, PutOptions::default()).await.unwrap();
+    let mut recall = Vec::new();
+    for mode in [SearchMode::Keyword, SearchMode::Vector, SearchMode::Hybrid] {
+        let mut found = 0;
+        for (i, pair) in pairs.iter().enumerate() {
+            let question = pair["question"].as_str().unwrap();
+            let search = Search::under(ns.clone())
+                .query(question)
+                .mode(mode)
+                .page(3, 0);
+            let hits = store.search(&search).await.unwrap();
+            if hits.iter().any(|h| h.key == format!("f{i}")) {
+                found += 1;
+            } else if mode == SearchMode::Hybrid {
+                println!("missed: {question}");
+            }
+        }
+        println!("{mode:?} recall@3 {found}/{}", pairs.len());
+        recall.push(f64::from(found) / pairs.len() as f64);
+    }
+    assert!(recall[2] >= 0.9, "hybrid recall@3 {:.2}", recall[2]);
+    assert!(recall[2] >= recall[0], "hybrid below keyword: {recall:?}");
+}
+
+#[cfg(feature = "memory-local")]
+#[test]
+fn the_memory_example_adds_then_finds_a_fact() {
+    let dir = crate::support::temp_dir("memory-example");
+    let db = dir.join("mem.db");
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(crate::support::example("memory"))
+            .arg("--db")
+            .arg(&db)
+            .args(args)
+            .output()
+            .expect("the memory example runs");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let key = run(&["add", "--ns", "alice", "Alice's cat is called Miso."]);
+    assert_eq!(key.trim().len(), 64, "{key}");
+    assert_eq!(
+        run(&["add", "--ns", "alice", "Alice's cat is called Miso."]),
+        key
+    );
+    run(&["add", "--ns", "alice", "Alice works at the hospital."]);
+    run(&["add", "--ns", "bob", "Bob's cat is called Tiger."]);
+    let lines = run(&[
+        "search",
+        "--ns",
+        "alice",
+        "--k",
+        "3",
+        "What is the name of the pet?",
+    ]);
+    let hits: Vec<Value> = lines
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(hits.len(), 2, "{lines}");
+    assert_eq!(hits[0]["text"], "Alice's cat is called Miso.");
+    assert!(hits[0]["score"].as_f64().unwrap() >= hits[1]["score"].as_f64().unwrap());
+}

@@ -401,6 +401,8 @@ pub fn example(name: &str) -> std::path::PathBuf {
         ("otel", cfg!(feature = "otel")),
         ("prometheus", cfg!(feature = "prometheus")),
         ("server", cfg!(feature = "server")),
+        ("jwt", cfg!(feature = "jwt")),
+        ("memory-local", cfg!(feature = "memory-local")),
     ]
     .into_iter()
     .filter_map(|(name, on)| on.then_some(name))
