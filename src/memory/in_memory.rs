@@ -9,8 +9,8 @@ use serde_json::Value;
 
 use super::rank::{bm25, cosine, fuse};
 use super::{
-    check_namespace, indexed_text, now_ms, Embedder, Item, MemoryError, MemoryStore, Namespace,
-    PutOptions, Search, SearchMode,
+    check_namespace, check_put, embed_checked, indexed_text, now_ms, Embedder, Item, MemoryError,
+    MemoryStore, Namespace, PutOptions, Search, SearchMode,
 };
 
 /// The largest value stored by default: 16 MiB of JSON.
@@ -102,17 +102,6 @@ impl InMemoryStore {
     /// The vectors of `texts` (none for an empty text), checked against
     /// the embedder's dimension.
     async fn vectors(&self, texts: &[String]) -> Result<Vec<Option<Arc<[f32]>>>, MemoryError> {
-        let asked: Vec<String> = texts
-            .iter()
-            .filter(|t| !t.trim().is_empty())
-            .cloned()
-            .collect();
-        let mut made = if asked.is_empty() {
-            Vec::new()
-        } else {
-            self.embedder.embed(&asked).await?
-        }
-        .into_iter();
         let (expected, model) = {
             let mut fixed = self
                 .fixed
@@ -127,42 +116,8 @@ impl InMemoryStore {
                 })
                 .clone()
         };
-        let mut out = Vec::with_capacity(texts.len());
-        for text in texts {
-            if text.trim().is_empty() {
-                out.push(None);
-                continue;
-            }
-            let vector = made.next().ok_or_else(|| super::EmbedError::Shape {
-                model: self.embedder.model_id().to_owned(),
-                asked: format!("{} texts", asked.len()),
-                got: "fewer vectors".into(),
-            })?;
-            if vector.len() != expected {
-                return Err(MemoryError::Dimension {
-                    expected,
-                    got: vector.len(),
-                    model,
-                });
-            }
-            out.push(Some(vector.into()));
-        }
-        Ok(out)
-    }
-
-    fn check(&self, namespace: &[String], key: &str, value: &Value) -> Result<(), MemoryError> {
-        check_namespace(namespace)?;
-        if key.is_empty() {
-            return Err(MemoryError::EmptyKey);
-        }
-        let bytes = value.to_string().len();
-        if bytes > self.max_value {
-            return Err(MemoryError::TooLarge {
-                bytes,
-                limit: self.max_value,
-            });
-        }
-        Ok(())
+        let checked = embed_checked(&*self.embedder, texts, expected, &model).await?;
+        Ok(checked.into_iter().map(|v| v.map(Arc::from)).collect())
     }
 
     fn insert(
@@ -217,7 +172,7 @@ impl MemoryStore for InMemoryStore {
         options: PutOptions,
     ) -> BoxFuture<'a, Result<(), MemoryError>> {
         Box::pin(async move {
-            self.check(namespace, key, &value)?;
+            check_put(namespace, key, &value, self.max_value)?;
             let text = indexed_text(&value, options.index.as_deref());
             let vector = self
                 .vectors(std::slice::from_ref(&text))
@@ -236,7 +191,7 @@ impl MemoryStore for InMemoryStore {
     ) -> BoxFuture<'a, Result<(), MemoryError>> {
         Box::pin(async move {
             for (namespace, key, value) in &items {
-                self.check(namespace, key, value)?;
+                check_put(namespace, key, value, self.max_value)?;
             }
             let texts: Vec<String> = items
                 .iter()

@@ -282,6 +282,71 @@ pub trait MemoryStore: Send + Sync {
     }
 }
 
+/// Checks what a store is given to keep: a valid namespace, a key, and a
+/// value of at most `max_value` bytes of JSON.
+pub(crate) fn check_put(
+    namespace: &[String],
+    key: &str,
+    value: &Value,
+    max_value: usize,
+) -> Result<(), MemoryError> {
+    check_namespace(namespace)?;
+    if key.is_empty() {
+        return Err(MemoryError::EmptyKey);
+    }
+    let bytes = value.to_string().len();
+    if bytes > max_value {
+        return Err(MemoryError::TooLarge {
+            bytes,
+            limit: max_value,
+        });
+    }
+    Ok(())
+}
+
+/// The vectors `embedder` makes of `texts` (none for an empty text), each
+/// checked to be of the `expected` dimension of the store, filled by
+/// `model`.
+pub(crate) async fn embed_checked(
+    embedder: &dyn Embedder,
+    texts: &[String],
+    expected: usize,
+    model: &str,
+) -> Result<Vec<Option<Vec<f32>>>, MemoryError> {
+    let asked: Vec<String> = texts
+        .iter()
+        .filter(|t| !t.trim().is_empty())
+        .cloned()
+        .collect();
+    let mut made = if asked.is_empty() {
+        Vec::new()
+    } else {
+        embedder.embed(&asked).await?
+    }
+    .into_iter();
+    let mut out = Vec::with_capacity(texts.len());
+    for text in texts {
+        if text.trim().is_empty() {
+            out.push(None);
+            continue;
+        }
+        let vector = made.next().ok_or_else(|| EmbedError::Shape {
+            model: embedder.model_id().to_owned(),
+            asked: format!("{} texts", asked.len()),
+            got: "fewer vectors".into(),
+        })?;
+        if vector.len() != expected {
+            return Err(MemoryError::Dimension {
+                expected,
+                got: vector.len(),
+                model: model.to_owned(),
+            });
+        }
+        out.push(Some(vector));
+    }
+    Ok(out)
+}
+
 /// The text of `value` that is indexed: the given fields' text, or all of
 /// its strings (and numbers) in order.
 pub fn indexed_text(value: &Value, fields: Option<&[String]>) -> String {

@@ -19,8 +19,8 @@ use tokio_postgres::{Client, Config, NoTls, Row};
 
 use super::rank::{fuse, query_words};
 use super::{
-    check_namespace, indexed_text, now_ms, EmbedError, Embedder, Item, MemoryError, MemoryStore,
-    Namespace, PutOptions, Search, SearchMode,
+    check_namespace, check_put, embed_checked, indexed_text, now_ms, Embedder, Item, MemoryError,
+    MemoryStore, Namespace, PutOptions, Search, SearchMode,
 };
 use crate::backend::BackendError;
 
@@ -171,53 +171,11 @@ impl PostgresMemory {
     /// the dimension the database was filled with.
     async fn vectors(&self, texts: &[String]) -> Result<Vec<Option<String>>, MemoryError> {
         let (expected, kept_model) = self.fixed().await?;
-        let asked: Vec<String> = texts
-            .iter()
-            .filter(|t| !t.trim().is_empty())
-            .cloned()
-            .collect();
-        let mut made = if asked.is_empty() {
-            Vec::new()
-        } else {
-            self.embedder.embed(&asked).await?
-        }
-        .into_iter();
-        let mut out = Vec::with_capacity(texts.len());
-        for text in texts {
-            if text.trim().is_empty() {
-                out.push(None);
-                continue;
-            }
-            let vector = made.next().ok_or_else(|| EmbedError::Shape {
-                model: self.embedder.model_id().to_owned(),
-                asked: format!("{} texts", asked.len()),
-                got: "fewer vectors".into(),
-            })?;
-            if vector.len() != expected {
-                return Err(MemoryError::Dimension {
-                    expected,
-                    got: vector.len(),
-                    model: kept_model,
-                });
-            }
-            out.push(Some(vector_text(&vector)));
-        }
-        Ok(out)
-    }
-
-    fn check(&self, namespace: &[String], key: &str, value: &Value) -> Result<(), MemoryError> {
-        check_namespace(namespace)?;
-        if key.is_empty() {
-            return Err(MemoryError::EmptyKey);
-        }
-        let bytes = value.to_string().len();
-        if bytes > self.max_value {
-            return Err(MemoryError::TooLarge {
-                bytes,
-                limit: self.max_value,
-            });
-        }
-        Ok(())
+        let checked = embed_checked(&*self.embedder, texts, expected, &kept_model).await?;
+        Ok(checked
+            .into_iter()
+            .map(|v| v.as_deref().map(vector_text))
+            .collect())
     }
 }
 
@@ -266,7 +224,7 @@ impl MemoryStore for PostgresMemory {
     ) -> BoxFuture<'a, Result<(), MemoryError>> {
         Box::pin(async move {
             for (namespace, key, value) in &items {
-                self.check(namespace, key, value)?;
+                check_put(namespace, key, value, self.max_value)?;
             }
             let texts: Vec<String> = items
                 .iter()

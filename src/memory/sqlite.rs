@@ -17,8 +17,8 @@ use serde_json::Value;
 
 use super::rank::{cosine, fuse, query_words};
 use super::{
-    check_namespace, indexed_text, now_ms, EmbedError, Embedder, Item, MemoryError, MemoryStore,
-    Namespace, PutOptions, Search, SearchMode,
+    check_namespace, check_put, embed_checked, indexed_text, now_ms, Embedder, Item, MemoryError,
+    MemoryStore, Namespace, PutOptions, Search, SearchMode,
 };
 use crate::backend::sqlite::Db;
 use crate::backend::BackendError;
@@ -208,53 +208,7 @@ impl SqliteMemory {
                 Ok::<_, MemoryError>(found)
             })
             .await?;
-        let asked: Vec<String> = texts
-            .iter()
-            .filter(|t| !t.trim().is_empty())
-            .cloned()
-            .collect();
-        let mut made = if asked.is_empty() {
-            Vec::new()
-        } else {
-            self.embedder.embed(&asked).await?
-        }
-        .into_iter();
-        let mut out = Vec::with_capacity(texts.len());
-        for text in texts {
-            if text.trim().is_empty() {
-                out.push(None);
-                continue;
-            }
-            let vector = made.next().ok_or_else(|| EmbedError::Shape {
-                model: self.embedder.model_id().to_owned(),
-                asked: format!("{} texts", asked.len()),
-                got: "fewer vectors".into(),
-            })?;
-            if vector.len() != expected {
-                return Err(MemoryError::Dimension {
-                    expected,
-                    got: vector.len(),
-                    model: kept_model,
-                });
-            }
-            out.push(Some(vector));
-        }
-        Ok(out)
-    }
-
-    fn check(&self, namespace: &[String], key: &str, value: &Value) -> Result<(), MemoryError> {
-        check_namespace(namespace)?;
-        if key.is_empty() {
-            return Err(MemoryError::EmptyKey);
-        }
-        let bytes = value.to_string().len();
-        if bytes > self.max_value {
-            return Err(MemoryError::TooLarge {
-                bytes,
-                limit: self.max_value,
-            });
-        }
-        Ok(())
+        embed_checked(&*self.embedder, texts, expected, &kept_model).await
     }
 
     async fn write(&self, rows: Vec<Written>, ttl_ms: Option<i64>) -> Result<(), MemoryError> {
@@ -331,7 +285,7 @@ impl MemoryStore for SqliteMemory {
     ) -> BoxFuture<'a, Result<(), MemoryError>> {
         Box::pin(async move {
             for (namespace, key, value) in &items {
-                self.check(namespace, key, value)?;
+                check_put(namespace, key, value, self.max_value)?;
             }
             let texts: Vec<String> = items
                 .iter()
