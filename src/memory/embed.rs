@@ -32,6 +32,10 @@ pub enum EmbedError {
         /// What came back.
         got: String,
     },
+    /// An embedding service answered with an error, or not at all, after
+    /// its retries.
+    #[error(transparent)]
+    Provider(#[from] crate::model::ModelError),
 }
 
 /// Turns texts into vectors of a fixed dimension.

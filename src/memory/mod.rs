@@ -17,6 +17,8 @@ mod embed;
 mod in_memory;
 #[cfg(feature = "memory-local")]
 mod minilm;
+#[cfg(feature = "http")]
+mod openai;
 #[cfg(feature = "postgres")]
 mod postgres;
 mod rank;
@@ -34,6 +36,8 @@ pub use embed::{content_key, CachedEmbedder, EmbedError, Embedder, HashEmbedder}
 pub use in_memory::InMemoryStore;
 #[cfg(feature = "memory-local")]
 pub use minilm::MiniLm;
+#[cfg(feature = "http")]
+pub use openai::{OpenAiEmbedder, OpenAiEmbedderBuilder};
 #[cfg(feature = "postgres")]
 pub use postgres::PostgresMemory;
 pub use rank::{bm25, cosine, fuse, Fused};

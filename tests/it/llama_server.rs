@@ -258,3 +258,71 @@ async fn a_conversation_longer_than_a_1024_token_slot_is_fitted_to_it() {
         }
     }
 }
+
+/// `memory::OpenAiEmbedder` against llama.cpp's `/v1/embeddings`: one
+/// vector per text, of the model's width (SmolLM2-135M: 576), in order,
+/// batched across requests, and a store searched with them finds the text
+/// that shares the query's subject.
+#[tokio::test]
+async fn a_real_llama_cpp_server_embeds_for_memory() {
+    use statewise::memory::{
+        cosine, EmbedError, Embedder, InMemoryStore, MemoryStore, OpenAiEmbedder, PutOptions,
+        Search, SearchMode,
+    };
+    let server = start_server_with(&["--embeddings"]).await;
+    let base = format!("http://127.0.0.1:{}/v1", server.port);
+    let embedder = OpenAiEmbedder::builder("smollm2")
+        .base_url(&base)
+        .dimensions(576)
+        .batch(2)
+        .build()
+        .unwrap();
+    let texts: Vec<String> = [
+        "The cat sat on the warm windowsill.",
+        "Quarterly revenue grew by eight percent.",
+        "A kitten slept by the sunny window.",
+    ]
+    .map(String::from)
+    .to_vec();
+    let vectors = embedder.embed(&texts).await.unwrap();
+    assert_eq!(vectors.len(), 3);
+    assert!(vectors.iter().all(|v| v.len() == 576));
+    // Batched in twos, the order still follows the texts: the first text
+    // alone gives the first vector.
+    let alone = embedder.embed(&texts[..1]).await.unwrap();
+    assert!(cosine(&alone[0], &vectors[0]) > 0.999);
+    assert!(cosine(&vectors[0], &vectors[2]) > cosine(&vectors[0], &vectors[1]));
+
+    // Declared with the wrong width: a typed error, nothing stored.
+    let wrong = OpenAiEmbedder::builder("smollm2")
+        .base_url(&base)
+        .dimensions(384)
+        .build()
+        .unwrap();
+    let error = wrong.embed(&texts[..1]).await.unwrap_err();
+    assert!(matches!(error, EmbedError::Shape { .. }), "{error:?}");
+
+    let store = InMemoryStore::new(embedder);
+    let ns = vec!["docs".to_string()];
+    for (i, text) in texts.iter().enumerate() {
+        store
+            .put(
+                &ns,
+                &format!("t{i}"),
+                serde_json::json!({ "text": text }),
+                PutOptions::default(),
+            )
+            .await
+            .unwrap();
+    }
+    let hits = store
+        .search(
+            &Search::under(["docs"])
+                .query("a cat sleeping near a window")
+                .mode(SearchMode::Vector)
+                .page(1, 0),
+        )
+        .await
+        .unwrap();
+    assert_ne!(hits[0].key, "t1", "{hits:?}");
+}

@@ -271,3 +271,76 @@ fn the_memory_example_adds_then_finds_a_fact() {
     assert_eq!(hits[0]["text"], "Alice's cat is called Miso.");
     assert!(hits[0]["score"].as_f64().unwrap() >= hits[1]["score"].as_f64().unwrap());
 }
+
+/// `OpenAiEmbedder` against a recorded server: a 429 with Retry-After is
+/// sent again, the answer's vectors are put back in text order, texts go
+/// in batches, and a failure's message carries no key.
+#[tokio::test]
+async fn the_openai_embedder_retries_orders_and_keeps_its_key() {
+    use crate::support::{MockServer, Response};
+    use statewise::layer::RetryPolicy;
+    use statewise::memory::{EmbedError, Embedder, OpenAiEmbedder};
+    use std::time::Duration;
+
+    const KEY: &str = "sk-embed-0123456789abcdef";
+    // Vectors say which text they are for: [index, 1.0].
+    let answer = |count: usize| {
+        let data: Vec<Value> = (0..count)
+            .rev()
+            .map(|i| serde_json::json!({"object": "embedding", "index": i, "embedding": [i as f32, 1.0]}))
+            .collect();
+        Response::json(
+            200,
+            serde_json::json!({"object": "list", "data": data}).to_string(),
+        )
+    };
+    let server = MockServer::script(vec![
+        Response::json(429, r#"{"error": {"message": "slow down"}}"#).header("retry-after", "0"),
+        answer(2),
+        answer(1),
+    ])
+    .await;
+    let embedder = OpenAiEmbedder::builder("text-embedding-3-small")
+        .base_url(server.url("/v1"))
+        .api_key(KEY)
+        .dimensions(2)
+        .batch(2)
+        .build()
+        .unwrap();
+    let texts: Vec<String> = ["a", "b", "c"].map(String::from).to_vec();
+    let vectors = embedder.embed(&texts).await.unwrap();
+    assert_eq!(
+        vectors,
+        vec![vec![0.0, 1.0], vec![1.0, 1.0], vec![0.0, 1.0]]
+    );
+    let requests = server.requests();
+    assert_eq!(requests.len(), 3, "one retry, then two batches");
+    assert_eq!(requests[1].path, "/v1/embeddings");
+    assert_eq!(requests[1].json()["input"], serde_json::json!(["a", "b"]));
+    assert_eq!(requests[2].json()["input"], serde_json::json!(["c"]));
+    assert_eq!(
+        requests[1].header("authorization"),
+        Some(format!("Bearer {KEY}").as_str())
+    );
+
+    // A failure that outlasts the retries is typed, and says no key.
+    let server = MockServer::script(vec![Response::json(
+        500,
+        format!(r#"{{"error": {{"message": "backend down for {KEY}"}}}}"#),
+    )])
+    .await;
+    let embedder = OpenAiEmbedder::builder("text-embedding-3-small")
+        .base_url(server.url("/v1"))
+        .api_key(KEY)
+        .retry(RetryPolicy {
+            max_retries: 1,
+            base: Duration::from_millis(1),
+            ..RetryPolicy::default()
+        })
+        .build()
+        .unwrap();
+    let error = embedder.embed(&texts[..1]).await.unwrap_err();
+    assert!(matches!(error, EmbedError::Provider(_)), "{error:?}");
+    assert!(!error.to_string().contains(KEY), "{error}");
+    assert_eq!(server.requests().len(), 2);
+}
