@@ -49,6 +49,7 @@ pub struct Answer {
     compact: bool,
     grounded: bool,
     shots: Vec<(String, String)>,
+    then: Option<String>,
 }
 
 impl std::fmt::Debug for Answer {
@@ -81,6 +82,22 @@ impl Answer {
             compact: false,
             grounded: false,
             shots: Vec::new(),
+            then: None,
+        }
+    }
+
+    /// Goes on to the state `state` once the answer is given, instead of
+    /// ending the run (e.g. [`Memorize`](crate::Memorize), which stores
+    /// what was learnt off the answer's path).
+    pub fn then(mut self, state: impl Into<String>) -> Self {
+        self.then = Some(state.into());
+        self
+    }
+
+    fn next(&self) -> Next {
+        match &self.then {
+            Some(state) => Next::To(state.clone().into()),
+            None => Next::End,
         }
     }
 
@@ -318,11 +335,11 @@ impl State for Answer {
     }
 
     fn targets(&self) -> Option<Vec<Next>> {
-        Some(vec![Next::End])
+        Some(vec![self.next()])
     }
 
     fn transition(&self, _env: &Env) -> Next {
-        Next::End
+        self.next()
     }
 }
 

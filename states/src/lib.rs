@@ -27,6 +27,7 @@
 mod answer;
 mod decide;
 mod ground;
+mod memories;
 mod memory_tools;
 mod output;
 mod prompt;
@@ -36,6 +37,10 @@ pub mod tools;
 
 pub use answer::Answer;
 pub use decide::{Decide, Example};
+pub use memories::{
+    extracted_facts, within_budget, Memories, MemoriesRecalled, Memorize, MemorizeError,
+    Recollected, MEMORIZE,
+};
 pub use memory_tools::{MemoryToolError, Recall, RecallArgs, Recalled, Remember, RememberArgs};
 pub use reasoning::{Reasoning, RepeatedCall};
 pub use run_tools::RunTools;
@@ -60,6 +65,23 @@ pub fn agent(model: SharedModel, tools: Toolbox) -> Machine {
         .with_state(Reasoning::new(model.clone(), tools.clone()))
         .with_state(RunTools::new(tools))
         .with_state(Answer::new().output_model(model))
+}
+
+/// The stock [`agent`] with long-term memory: [`Reasoning`] reads the
+/// principal's memories that best match each question into its prompt
+/// (within `memories`' token budget), and after the answer [`Memorize`]
+/// stores what the run taught, with `model`, as background work
+/// (`machine.background().idle()` waits for it). Runs need a principal
+/// ([`Env::with_principal`](statewise::Env::with_principal)); without one
+/// they neither read nor write memories.
+pub fn agent_with_memory(model: SharedModel, tools: Toolbox, memories: Memories) -> Machine {
+    let memorize =
+        Memorize::new(memories.store(), model.clone()).prefix(memories.namespace_prefix());
+    Machine::new(REASONING)
+        .with_state(Reasoning::new(model.clone(), tools.clone()).memories(memories))
+        .with_state(RunTools::new(tools))
+        .with_state(Answer::new().output_model(model).then(MEMORIZE))
+        .with_state(memorize)
 }
 
 /// What [`small_agent`]'s answer is asked for: what asking the model

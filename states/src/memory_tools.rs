@@ -11,6 +11,7 @@ use std::sync::Arc;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
+use statewise::guard::Principal;
 use statewise::memory::{content_key, MemoryError, MemoryStore, PutOptions, Search};
 use statewise::tool::{Tool, ToolContext};
 
@@ -37,14 +38,21 @@ struct Scoped {
 
 impl Scoped {
     fn namespace(&self, ctx: &ToolContext) -> Result<Vec<String>, MemoryToolError> {
-        let principal = ctx.principal.as_ref().ok_or(MemoryToolError::NoPrincipal)?;
-        Ok(self
-            .prefix
-            .iter()
-            .cloned()
-            .chain([principal.id.clone()])
-            .collect())
+        scoped(&self.prefix, ctx.principal.as_deref())
     }
+}
+
+/// `prefix` + the principal's id: where a principal's memories live.
+pub(crate) fn scoped(
+    prefix: &[String],
+    principal: Option<&Principal>,
+) -> Result<Vec<String>, MemoryToolError> {
+    let principal = principal.ok_or(MemoryToolError::NoPrincipal)?;
+    Ok(prefix
+        .iter()
+        .cloned()
+        .chain([principal.id.clone()])
+        .collect())
 }
 
 /// Stores a fact for later runs of the same principal (under

@@ -7,13 +7,14 @@ use futures::StreamExt;
 use serde_json::Value;
 use statewise::action::{action_schema, ActionReader, ParseError, Progress, RepairError};
 use statewise::fit::Fitter;
-use statewise::model::{ChatRequest, Params, SharedModel};
+use statewise::model::{message_tokens, ChatRequest, Estimate, Params, SharedModel, TokenCounter};
 use statewise::state::{ActionParsed, ActionRepaired, StateEvent};
 use statewise::tool::{ToolSpec, Toolbox};
 use statewise::{
     Action, Emit, EmitStream, Env, Message, Next, ScratchKey, State, StateError, ToolCall,
 };
 
+use crate::memories::{Memories, MemoriesRecalled, Recollected};
 use crate::{prompt, ANSWER, REASONING, TOOLS};
 
 /// Told to a model whose tools were withdrawn for a repeated call.
@@ -57,6 +58,7 @@ pub struct Reasoning {
     on_tool_calls: String,
     on_answer: String,
     fitter: Fitter,
+    memories: Option<Memories>,
     keys: Keys,
     /// Built on first use, and again when the toolbox's tools change (a
     /// live source's): they depend only on the settings above and the
@@ -78,6 +80,8 @@ struct Keys {
     calls: ScratchKey<BTreeMap<String, u32>>,
     /// Present once tools were withdrawn for a repeated call.
     withdrawn: ScratchKey<bool>,
+    /// The memories recalled, and the index of the question they answer.
+    recalled: ScratchKey<(usize, Option<Recollected>)>,
 }
 
 impl Keys {
@@ -88,6 +92,7 @@ impl Keys {
             rounds: ScratchKey::named(format!("{name}.tool_rounds")),
             calls: ScratchKey::named(format!("{name}.call_counts")),
             withdrawn: ScratchKey::named(format!("{name}.tools_withdrawn")),
+            recalled: ScratchKey::named(format!("{name}.memories")),
         }
     }
 }
@@ -135,6 +140,7 @@ impl Reasoning {
             on_tool_calls: TOOLS.to_owned(),
             on_answer: ANSWER.to_owned(),
             fitter: Fitter::default(),
+            memories: None,
             keys: Keys::for_state(REASONING),
             prompts: Arc::default(),
         }
@@ -252,6 +258,67 @@ impl Reasoning {
         self
     }
 
+    /// Puts the principal's memories that best match the user's question in
+    /// the prompt, as a second system message within their own token budget
+    /// (see [`Memories`]). They are searched once per question, and the
+    /// fitter keeps them whole, trimming older turns instead.
+    pub fn memories(mut self, memories: Memories) -> Self {
+        self.memories = Some(memories);
+        self
+    }
+
+    /// Searches the memories for the user's question unless this question's
+    /// are already in the env, and says what went in.
+    async fn recollect(&self, env: &mut Env) -> Option<MemoriesRecalled> {
+        let memories = self.memories.as_ref()?;
+        let question = env
+            .messages
+            .iter()
+            .rposition(|m| m.role == statewise::Role::User && m.tool_call_id.is_none())?;
+        let known: Option<(usize, Option<Recollected>)> =
+            env.scratch.get(&self.keys.recalled).ok().flatten();
+        if known.is_some_and(|(at, _)| at == question) {
+            return None;
+        }
+        let counter = self.model.context_window().await.and_then(|w| w.counter);
+        let counter: &dyn TokenCounter = match &counter {
+            Some(c) => c.as_ref(),
+            None => &Estimate,
+        };
+        let (recalled, event) = match memories.recall(env, counter).await {
+            Ok(recalled) => {
+                let event = MemoriesRecalled {
+                    memories: recalled.as_ref().map_or(0, |r| r.memories),
+                    tokens: recalled
+                        .as_ref()
+                        .map_or(0, |r| message_tokens(&r.message, counter)),
+                    error: None,
+                };
+                (recalled, event)
+            }
+            Err(e) => {
+                let event = MemoriesRecalled {
+                    memories: 0,
+                    tokens: 0,
+                    error: Some(e.to_string()),
+                };
+                (None, event)
+            }
+        };
+        env.scratch
+            .set(&self.keys.recalled, &(question, recalled))
+            .ok()?;
+        Some(event)
+    }
+
+    /// The memories in the prompt for `env`'s current question.
+    fn recalled(&self, env: &Env) -> Option<Message> {
+        self.memories.as_ref()?;
+        let (_, recalled): (usize, Option<Recollected>) =
+            env.scratch.get(&self.keys.recalled).ok().flatten()?;
+        recalled.map(|r| r.message)
+    }
+
     /// The tools offered for `env`: none once the tool-round budget is spent.
     fn offered(&self, env: &Env) -> Arc<[ToolSpec]> {
         if self.withdrawn(env) {
@@ -284,8 +351,10 @@ impl Reasoning {
         let capabilities = self.model.capabilities();
         let prompts = self.prompts(env);
         let notes = self.notes(env);
+        let recalled = self.recalled(env);
         if capabilities.native_tools && !specs.is_empty() {
             let mut messages = prompt::native_conversation(prompts.native.clone(), env);
+            messages.splice(1..1, recalled);
             messages.extend(notes);
             return ChatRequest {
                 messages,
@@ -296,6 +365,7 @@ impl Reasoning {
         }
         let which = usize::from(specs.is_empty());
         let mut messages = prompt::conversation(prompts.json[which].clone(), env);
+        messages.splice(1..1, recalled);
         messages.extend(notes);
         ChatRequest {
             messages,
@@ -385,6 +455,9 @@ impl State for Reasoning {
             // A new round: no action chosen and no answer given yet.
             env.action = None;
             env.answer = None;
+            if let Some(recalled) = self.recollect(env).await {
+                yield Emit::custom(&recalled);
+            }
             let native = self.native_tools(env);
             // A typed output is the answer state's to write: what this
             // state decides is its draft.

@@ -344,3 +344,198 @@ async fn the_openai_embedder_retries_orders_and_keeps_its_key() {
     assert!(!error.to_string().contains(KEY), "{error}");
     assert_eq!(server.requests().len(), 2);
 }
+
+/// Alice's memories, one of Bob's, in a store with the deterministic
+/// embedder.
+async fn remembered() -> Arc<dyn MemoryStore> {
+    use statewise::memory::PutOptions;
+    let store: Arc<dyn MemoryStore> = Arc::new(InMemoryStore::new(HashEmbedder::new(256)));
+    for (who, text) in [
+        ("alice", "The user's dog is called Rex."),
+        ("alice", "The user lives in Lisbon."),
+        ("alice", "The user works night shifts as a nurse."),
+        ("bob", "The user's dog is called Bolt."),
+    ] {
+        let ns = vec!["memories".to_string(), who.to_string()];
+        store
+            .put(
+                &ns,
+                text,
+                serde_json::json!({ "text": text }),
+                PutOptions::default(),
+            )
+            .await
+            .unwrap();
+    }
+    store
+}
+
+/// `agent_with_memory` puts the asker's best-matching memories in the
+/// prompt, as a second system message, and never another user's.
+#[tokio::test]
+async fn the_agent_reads_the_askers_memories_into_its_prompt() {
+    use statewise_states::{agent_with_memory, Memories, MemoriesRecalled};
+    let store = remembered().await;
+    let model = Arc::new(
+        ScriptedModel::new()
+            .text(r#"{"final_answer": "Your dog is Rex."}"#)
+            .text("[]"),
+    );
+    let machine = agent_with_memory(
+        model.clone(),
+        Toolbox::new(ToolRegistry::new()),
+        Memories::new(Arc::clone(&store)).top(2),
+    );
+    let env = Env::from_user("What is my dog called?").with_principal(Principal::new("alice"));
+    let events: Vec<_> = machine.stream(env).collect().await;
+    machine.background().idle().await;
+    let sent = &model.calls()[0].messages;
+    assert_eq!(sent[1].role, statewise::Role::System);
+    assert!(sent[1].content.contains("Rex"), "{:?}", sent[1]);
+    assert!(!sent.iter().any(|m| m.content.contains("Bolt")), "{sent:?}");
+    // top(2): the dog, and one other of Alice's, not all three.
+    assert_eq!(
+        sent[1].content.matches("\n- ").count(),
+        2,
+        "{}",
+        sent[1].content
+    );
+    let told: Vec<MemoriesRecalled> = events
+        .iter()
+        .filter_map(|e| match &e.kind {
+            EventKind::Emitted(Emit::Custom(c)) => c.decode::<MemoriesRecalled>(),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(told.len(), 1, "searched once per question");
+    assert_eq!(told[0].memories, 2);
+
+    // No principal: no memories, and none stored.
+    let model = Arc::new(ScriptedModel::new().text(r#"{"final_answer": "I don't know."}"#));
+    let machine = agent_with_memory(
+        model.clone(),
+        Toolbox::new(ToolRegistry::new()),
+        Memories::new(Arc::clone(&store)),
+    );
+    machine
+        .run(Env::from_user("What is my dog called?"))
+        .await
+        .unwrap();
+    machine.background().idle().await;
+    assert!(model.calls()[0]
+        .messages
+        .iter()
+        .all(|m| !m.content.contains("Rex")));
+    assert_eq!(
+        model.remaining(),
+        0,
+        "no extraction call without a principal"
+    );
+}
+
+/// A small window: the fitter drops old turns and keeps the memories
+/// whole, and they stay within their own budget.
+#[tokio::test]
+async fn memories_stay_in_a_fitted_prompt_within_their_budget() {
+    use statewise::model::{message_tokens, request_tokens, ContextWindow, Estimate};
+    use statewise::Message;
+    use statewise_states::{Answer, Memories, Reasoning};
+    let store = remembered().await;
+    let model = Arc::new(
+        ScriptedModel::new()
+            .text(r#"{"final_answer": "Rex."}"#)
+            .with_context_window(ContextWindow {
+                tokens: 600,
+                counter: None,
+            }),
+    );
+    let budget = 60;
+    let machine = statewise::Machine::new("reasoning")
+        .with_state(
+            Reasoning::new(model.clone(), Toolbox::new(ToolRegistry::new()))
+                .memories(Memories::new(Arc::clone(&store)).budget(budget)),
+        )
+        .with_state(Answer::new());
+    let mut env = Env::new().with_principal(Principal::new("alice"));
+    for i in 0..40 {
+        env.messages.push(Message::user(format!(
+            "Earlier question number {i} about the weather in some town."
+        )));
+        env.messages.push(Message::assistant(format!(
+            "Earlier answer number {i}: it was sunny and mild all day."
+        )));
+    }
+    env.messages.push(Message::user("What is my dog called?"));
+    machine.run(env).await.unwrap();
+    let sent = &model.calls()[0];
+    assert!(
+        sent.messages.len() < 40,
+        "old turns were dropped: {}",
+        sent.messages.len()
+    );
+    assert!(request_tokens(sent, &Estimate) <= 600);
+    assert_eq!(sent.messages[1].role, statewise::Role::System);
+    assert!(sent.messages[1].content.contains("Rex"));
+    assert!(message_tokens(&sent.messages[1], &Estimate) <= budget);
+    assert_eq!(
+        sent.messages.last().unwrap().content,
+        "What is my dog called?"
+    );
+}
+
+/// After the answer, what the run taught is stored in the background; a
+/// near-duplicate of a memory already there is skipped, a new fact kept,
+/// and the answer never waits for it.
+#[tokio::test]
+async fn facts_are_extracted_after_the_run_and_near_duplicates_skipped() {
+    use statewise_states::{agent_with_memory, Memories};
+    let store: Arc<dyn MemoryStore> = Arc::new(InMemoryStore::new(HashEmbedder::new(256)));
+    let alice = Principal::new("alice");
+    let ns = |who: &str| vec!["memories".to_string(), who.to_string()];
+    let run = |model: Arc<ScriptedModel>, text: &'static str| {
+        let machine = agent_with_memory(
+            model,
+            Toolbox::new(ToolRegistry::new()),
+            Memories::new(Arc::clone(&store)),
+        );
+        let env = Env::from_user(text).with_principal(alice.clone());
+        async move {
+            let out = machine.run(env).await.unwrap();
+            machine.background().idle().await;
+            assert_eq!(machine.background().failed(), 0);
+            out
+        }
+    };
+    let first = Arc::new(
+        ScriptedModel::new()
+            .text(r#"{"final_answer": "Nice to meet Rex!"}"#)
+            .text(r#"["The user's dog is called Rex."]"#),
+    );
+    let out = run(first.clone(), "My dog is called Rex.").await;
+    assert_eq!(out.answer.as_deref(), Some("Nice to meet Rex!"));
+    assert_eq!(out.path.last().map(String::as_str), Some("memorize"));
+    // The extraction read the user's turn and the answer.
+    let asked = &first.calls()[1].messages[1].content;
+    assert!(
+        asked.contains("User: My dog is called Rex.")
+            && asked.contains("Assistant: Nice to meet Rex!"),
+        "{asked}"
+    );
+    let second = Arc::new(
+        ScriptedModel::new()
+            .text(r#"{"final_answer": "Noted."}"#)
+            .text(r#"["the user's dog is called rex", "The user plays the cello."]"#),
+    );
+    run(second, "Rex is my dog. I also play the cello.").await;
+    let stored = store.list(&ns("alice"), 10, 0).await.unwrap();
+    let mut texts: Vec<&str> = stored
+        .iter()
+        .filter_map(|i| i.value["text"].as_str())
+        .collect();
+    texts.sort_unstable();
+    assert_eq!(
+        texts,
+        ["The user plays the cello.", "The user's dog is called Rex."]
+    );
+    assert!(store.list(&ns("bob"), 10, 0).await.unwrap().is_empty());
+}
