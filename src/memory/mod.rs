@@ -12,6 +12,7 @@
 //! "alice", "facts"]`); a search or listing covers a prefix, so one user's
 //! memories are reached only through that user's namespace.
 
+mod chunk;
 pub mod conformance;
 mod embed;
 mod in_memory;
@@ -32,6 +33,7 @@ use futures::future::BoxFuture;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+pub use chunk::chunks;
 pub use embed::{content_key, CachedEmbedder, EmbedError, Embedder, HashEmbedder};
 pub use in_memory::InMemoryStore;
 #[cfg(feature = "memory-local")]

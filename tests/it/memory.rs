@@ -539,3 +539,135 @@ async fn facts_are_extracted_after_the_run_and_near_duplicates_skipped() {
     );
     assert!(store.list(&ns("bob"), 10, 0).await.unwrap().is_empty());
 }
+
+/// The seed's pattern, end to end: the `documents` example serves an agent
+/// whose memory a cron schedule keeps in step with a folder. A question is
+/// answered from the right file and names it; a file added later is
+/// indexed by the next firing and answers the next question; a removed
+/// one leaves the store.
+#[cfg(all(feature = "memory-local", feature = "server"))]
+#[tokio::test]
+async fn a_scheduled_job_keeps_the_agents_documents_current() {
+    use std::io::BufRead;
+    use std::time::{Duration, Instant};
+    let dir = crate::support::temp_dir("documents-example");
+    let docs = dir.join("docs");
+    std::fs::create_dir_all(&docs).unwrap();
+    let source = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/docs");
+    for name in ["warranty.md", "shipping.md", "care.md"] {
+        std::fs::copy(source.join(name), docs.join(name)).unwrap();
+    }
+    let mut child = std::process::Command::new(crate::support::example("documents"))
+        .args(["--docs", docs.to_str().unwrap(), "--db"])
+        .arg(dir.join("docs.db"))
+        .args(["--port", "0", "--every", "* * * * * *"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("the documents example starts");
+    struct Kill(std::process::Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let stdout = child.stdout.take().unwrap();
+    let _child = Kill(child);
+    let (lines_tx, lines) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if lines_tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    // The next printed line that passes `want`.
+    let wait_for = |want: &dyn Fn(&str) -> bool| -> String {
+        let started = Instant::now();
+        loop {
+            let left = Duration::from_secs(120).saturating_sub(started.elapsed());
+            let line = lines
+                .recv_timeout(left)
+                .expect("the documents example printed what was expected in time");
+            if want(&line) {
+                return line;
+            }
+        }
+    };
+    assert_eq!(
+        wait_for(&|l| l.starts_with("indexed")),
+        "indexed 3 files: 3 changed, 0 removed, 3 passages"
+    );
+    let url = wait_for(&|l| l.starts_with("serving on "))
+        .trim_start_matches("serving on ")
+        .to_owned();
+    // A firing with nothing new changes nothing.
+    assert_eq!(
+        wait_for(&|l| l.starts_with("indexed")),
+        "indexed 3 files: 0 changed, 0 removed, 3 passages"
+    );
+
+    let ask = |question: &str| {
+        let body = serde_json::json!({
+            "threadId": "t", "runId": format!("r-{}", question.len()), "tools": [], "context": [],
+            "state": null, "forwardedProps": null,
+            "messages": [{"id": "q", "role": "user", "content": question}],
+        });
+        let url = format!("{url}/agent");
+        async move {
+            let text = reqwest::Client::new()
+                .post(url)
+                .json(&body)
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap();
+            let events: Vec<Value> = text
+                .lines()
+                .filter_map(|l| l.strip_prefix("data: "))
+                .filter_map(|d| serde_json::from_str(d).ok())
+                .collect();
+            let answer: String = events
+                .iter()
+                .filter(|e| e["type"] == "TEXT_MESSAGE_CONTENT")
+                .filter_map(|e| e["delta"].as_str())
+                .collect();
+            let sources = events
+                .iter()
+                .find(|e| e["type"] == "CUSTOM" && e["name"] == "retrieved")
+                .map(|e| e["value"]["sources"].clone())
+                .unwrap_or(Value::Null);
+            (answer, sources)
+        }
+    };
+    let (answer, sources) = ask("How many years of warranty does the kettle have?").await;
+    assert_eq!(sources[0], "warranty.md", "{sources}");
+    assert!(answer.contains("\nSources: warranty.md"), "{answer}");
+
+    std::fs::write(
+        docs.join("hours.md"),
+        "# Opening hours\n\nThe Kestrel shop in Porto opens at nine in the morning and closes at six in the evening, Monday to Saturday.\n",
+    )
+    .unwrap();
+    assert_eq!(
+        wait_for(&|l| l.starts_with("indexed 4")),
+        "indexed 4 files: 1 changed, 0 removed, 4 passages"
+    );
+    let (answer, sources) = ask("When does the shop open in the morning?").await;
+    assert_eq!(sources[0], "hours.md", "{sources}");
+    assert!(answer.contains("Sources: hours.md"), "{answer}");
+
+    std::fs::remove_file(docs.join("hours.md")).unwrap();
+    assert_eq!(
+        wait_for(&|l| l.contains("removed") && !l.contains(" 0 removed")),
+        "indexed 3 files: 0 changed, 1 removed, 3 passages"
+    );
+    let (_, sources) = ask("When does the shop open in the morning?").await;
+    assert!(!sources.to_string().contains("hours.md"), "{sources}");
+}
