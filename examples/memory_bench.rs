@@ -6,7 +6,15 @@
 //!
 //! For each size and backend it prints the time to insert the memories (in
 //! batches of 1,000), and the median and 95th-percentile latency of 50
-//! searches in each mode under one namespace prefix.
+//! searches in each mode under one namespace prefix. Backends: the
+//! in-memory store searched exactly (`memory`), the same with its HNSW
+//! index (`hnsw`, feature `memory-ann`; it also prints the index's build
+//! time and its recall@10 against exact search, ties counted), SQLite, and
+//! PostgreSQL with pgvector when `PGVECTOR_DATABASE_URL` names one
+//! (feature `postgres`).
+//!
+//! With feature `memory-local` it first prints MiniLM's embedding
+//! throughput in process (sentences per second, batches of 32).
 
 use std::time::{Duration, Instant};
 
@@ -23,6 +31,93 @@ const WORDS: [&str; 40] = [
     "market",
 ];
 
+/// Stores `size` memories for ten users, in batches of 1,000.
+async fn fill(store: &dyn MemoryStore, size: usize) -> Result<(), String> {
+    for start in (0..size).step_by(1_000) {
+        let batch = (start..(start + 1_000).min(size))
+            .map(|i| {
+                // Ten users, so a search covers a tenth of the memories.
+                let ns = vec!["users".to_owned(), format!("u{}", i % 10)];
+                (ns, format!("m{i}"), json!({"text": sentence(i as u64)}))
+            })
+            .collect();
+        store
+            .put_many(batch, PutOptions::default())
+            .await
+            .map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}
+
+/// The search the figures time: one user's memories, ten hits.
+fn query(q: u64, mode: SearchMode) -> Search {
+    Search::under(["users", "u3"])
+        .query(sentence(1_000_000 + q))
+        .mode(mode)
+        .page(10, 0)
+}
+
+/// The in-memory store with its HNSW index against exact search: the
+/// index's build time, and recall@10 over 50 queries, a hit counting when
+/// it is as near as the exact tenth.
+#[cfg(feature = "memory-ann")]
+async fn approximate(size: usize, exact: &InMemoryStore) -> Result<(), String> {
+    let store = InMemoryStore::new(HashEmbedder::new(384)).approximate_above(Some(1_000));
+    fill(&store, size).await?;
+    let at = Instant::now();
+    // The first vector search builds the index of the namespace it covers.
+    store
+        .search(&query(0, SearchMode::Vector))
+        .await
+        .map_err(|e| e.to_string())?;
+    let build = at.elapsed();
+    let mut found = 0;
+    for q in 0..50 {
+        let approx = store.search(&query(q, SearchMode::Vector)).await;
+        let truth = exact.search(&query(q, SearchMode::Vector)).await;
+        let (approx, truth) = (
+            approx.map_err(|e| e.to_string())?,
+            truth.map_err(|e| e.to_string())?,
+        );
+        let tenth = truth.last().and_then(|h| h.score).unwrap_or(f64::INFINITY);
+        found += approx
+            .iter()
+            .filter(|h| h.score.unwrap_or(f64::NEG_INFINITY) >= tenth - 1e-6)
+            .count();
+    }
+    println!(
+        "    hnsw {size:>7}  index build {:>8.1} ms for {} memories, recall@10 {:.3}",
+        build.as_secs_f64() * 1e3,
+        size / 10,
+        found as f64 / 500.0
+    );
+    measure_searches("hnsw", &store).await?;
+    println!();
+    Ok(())
+}
+
+/// MiniLM's throughput in process on this machine's threads.
+#[cfg(feature = "memory-local")]
+async fn embedding_throughput() -> Result<(), String> {
+    use statewise::memory::{Embedder, MiniLm};
+    let model = MiniLm::load_default().map_err(|e| e.to_string())?;
+    let texts: Vec<String> = (0..512).map(sentence).collect();
+    // Warm up once, then time.
+    model.embed(&texts[..32]).await.map_err(|e| e.to_string())?;
+    let at = Instant::now();
+    for batch in texts.chunks(32) {
+        model.embed(batch).await.map_err(|e| e.to_string())?;
+    }
+    let took = at.elapsed();
+    println!(
+        "MiniLM in process: {:.0} sentences/s ({} sentences of 12 words, batches of 32, {} threads)",
+        texts.len() as f64 / took.as_secs_f64(),
+        texts.len(),
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    );
+    Ok(())
+}
+
 /// A sentence made of words picked by `seed`.
 fn sentence(seed: u64) -> String {
     let mut rng = fastrand::Rng::with_seed(seed);
@@ -37,32 +132,24 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 
 async fn measure(name: &str, store: &dyn MemoryStore, size: usize) -> Result<(), String> {
     let started = Instant::now();
-    for start in (0..size).step_by(1_000) {
-        let batch = (start..(start + 1_000).min(size))
-            .map(|i| {
-                // Ten users, so a search covers a tenth of the memories.
-                let ns = vec!["users".to_owned(), format!("u{}", i % 10)];
-                (ns, format!("m{i}"), json!({"text": sentence(i as u64)}))
-            })
-            .collect();
-        store
-            .put_many(batch, PutOptions::default())
-            .await
-            .map_err(|e| e.to_string())?;
-    }
+    fill(store, size).await?;
     let insert = started.elapsed();
     print!(
         "{name:>8} {size:>7}  insert {:>8.1} ms ({:>6.0}/s)",
         insert.as_secs_f64() * 1e3,
         size as f64 / insert.as_secs_f64()
     );
+    measure_searches(name, store).await?;
+    println!();
+    Ok(())
+}
+
+/// Prints the p50 and p95 of 50 searches in each mode.
+async fn measure_searches(name: &str, store: &dyn MemoryStore) -> Result<(), String> {
     for mode in [SearchMode::Keyword, SearchMode::Vector, SearchMode::Hybrid] {
         let mut times = Vec::new();
         for q in 0..50u64 {
-            let search = Search::under(["users", "u3"])
-                .query(sentence(1_000_000 + q))
-                .mode(mode)
-                .page(10, 0);
+            let search = query(q, mode);
             let at = Instant::now();
             let hits = store.search(&search).await.map_err(|e| e.to_string())?;
             times.push(at.elapsed());
@@ -78,7 +165,6 @@ async fn measure(name: &str, store: &dyn MemoryStore, size: usize) -> Result<(),
             percentile(&times, 0.95).as_secs_f64() * 1e3
         );
     }
-    println!();
     Ok(())
 }
 
@@ -93,6 +179,11 @@ async fn main() -> std::process::ExitCode {
     } else {
         sizes
     };
+    #[cfg(feature = "memory-local")]
+    if let Err(e) = embedding_throughput().await {
+        eprintln!("memory_bench: {e}");
+        return std::process::ExitCode::FAILURE;
+    }
     for size in sizes {
         let memory = InMemoryStore::new(HashEmbedder::new(384));
         let dir = std::env::temp_dir().join(format!("memory-bench-{}", std::process::id()));
@@ -103,11 +194,27 @@ async fn main() -> std::process::ExitCode {
                 return std::process::ExitCode::FAILURE;
             }
         };
-        for (name, store) in [("memory", &memory as &dyn MemoryStore), ("sqlite", &sqlite)] {
-            if let Err(e) = measure(name, store, size).await {
-                eprintln!("memory_bench: {e}");
-                return std::process::ExitCode::FAILURE;
+        let mut stores: Vec<(&str, Box<dyn MemoryStore>)> = vec![("sqlite", Box::new(sqlite))];
+        #[cfg(feature = "postgres")]
+        if let Ok(url) = std::env::var("PGVECTOR_DATABASE_URL") {
+            match statewise::memory::PostgresMemory::open(&url, HashEmbedder::new(384)) {
+                Ok(pg) => stores.push(("postgres", Box::new(pg))),
+                Err(e) => eprintln!("memory_bench: postgres: {e}"),
             }
+        }
+        let mut result = measure("memory", &memory, size).await;
+        #[cfg(feature = "memory-ann")]
+        if result.is_ok() {
+            result = approximate(size, &memory).await;
+        }
+        for (name, store) in &stores {
+            if result.is_ok() {
+                result = measure(name, store.as_ref(), size).await;
+            }
+        }
+        if let Err(e) = result {
+            eprintln!("memory_bench: {e}");
+            return std::process::ExitCode::FAILURE;
         }
         std::fs::remove_dir_all(dir).ok();
     }

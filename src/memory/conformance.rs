@@ -431,4 +431,15 @@ mod tests {
             .await
             .unwrap();
     }
+
+    /// Every namespace of two memories or more searched by meaning through
+    /// its approximate index.
+    #[cfg(feature = "memory-ann")]
+    #[tokio::test]
+    async fn the_in_memory_store_with_its_index_conforms() {
+        let store = InMemoryStore::new(HashEmbedder::new(64)).approximate_above(Some(2));
+        check(move |embedder| store.with_embedder(embedder))
+            .await
+            .unwrap();
+    }
 }

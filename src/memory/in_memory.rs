@@ -1,6 +1,8 @@
-//! [`InMemoryStore`]: memories in this process, searched exactly.
+//! [`InMemoryStore`]: memories in this process, searched exactly, or
+//! by meaning through an approximate index per large namespace (feature
+//! `memory-ann`).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -13,8 +15,16 @@ use super::{
     MemoryStore, Namespace, PutOptions, Search, SearchMode,
 };
 
+/// What the approximate indexes found, by namespace and key.
+type Nearest = HashMap<Namespace, HashMap<String, f64>>;
+/// A namespace and its memories' keys and vectors, to build an index from.
+type Snapshot = (Namespace, Vec<(String, Vec<f32>)>);
+
 /// The largest value stored by default: 16 MiB of JSON.
 const DEFAULT_MAX_VALUE: usize = 16 << 20;
+/// The size from which a namespace is searched through an index.
+#[cfg(feature = "memory-ann")]
+const DEFAULT_APPROXIMATE_ABOVE: usize = 20_000;
 
 #[derive(Debug, Clone)]
 struct Entry {
@@ -54,6 +64,8 @@ pub struct InMemoryStore {
     /// The dimension and model of the vectors held, once one is.
     fixed: Arc<Mutex<Option<(usize, String)>>>,
     max_value: usize,
+    #[cfg(feature = "memory-ann")]
+    graphs: Option<super::ann::Graphs>,
 }
 
 impl std::fmt::Debug for InMemoryStore {
@@ -73,6 +85,35 @@ impl InMemoryStore {
             entries: Arc::default(),
             fixed: Arc::default(),
             max_value: DEFAULT_MAX_VALUE,
+            #[cfg(feature = "memory-ann")]
+            graphs: Some(super::ann::Graphs::new(DEFAULT_APPROXIMATE_ABOVE)),
+        }
+    }
+
+    /// Searches by meaning through an approximate index (HNSW) in each
+    /// namespace of at least `memories` memories with vectors (default
+    /// 20,000), or always exactly with `None`. The search that finds a
+    /// namespace past the size builds its index and waits for it; later
+    /// writes go into the index as they are made. Searches with a field
+    /// filter stay exact. Feature `memory-ann`.
+    #[cfg(feature = "memory-ann")]
+    pub fn approximate_above(mut self, memories: Option<usize>) -> Self {
+        self.graphs = memories.map(super::ann::Graphs::new);
+        self
+    }
+
+    /// The namespaces searched through an approximate index, with how many
+    /// memories each index holds.
+    #[cfg(feature = "memory-ann")]
+    pub fn approximate_indexes(&self) -> Vec<(Namespace, usize)> {
+        self.graphs.as_ref().map_or_else(Vec::new, |g| g.sizes())
+    }
+
+    /// Tells the namespace's index, if it has one, what was written.
+    fn index_wrote(&self, _namespace: &[String], _key: &str, _vector: Option<&Arc<[f32]>>) {
+        #[cfg(feature = "memory-ann")]
+        if let Some(graphs) = &self.graphs {
+            graphs.wrote(_namespace, _key, _vector);
         }
     }
 
@@ -90,6 +131,65 @@ impl InMemoryStore {
     pub fn max_value(mut self, bytes: usize) -> Self {
         self.max_value = bytes;
         self
+    }
+
+    /// What the approximate indexes under the search's prefix find, by
+    /// namespace; nothing for a search they cannot serve.
+    fn nearest(&self, _search: &Search, _query: Option<&[f32]>) -> Nearest {
+        #[cfg(feature = "memory-ann")]
+        if let (Some(graphs), Some(query), true) = (&self.graphs, _query, _search.filter.is_empty())
+        {
+            let wanted = (_search.offset + _search.limit).max(10);
+            // Hybrid fusion reads deeper into the vector ranking.
+            let k = match _search.mode {
+                SearchMode::Hybrid => wanted * 3,
+                _ => wanted,
+            };
+            return graphs.nearest(&_search.prefix, query, k);
+        }
+        Nearest::new()
+    }
+
+    /// The namespaces among `candidates` (every live memory under a
+    /// prefix) that just grew past the index size, each with its points;
+    /// they are claimed, so writes from now on are kept for their index.
+    fn claim_indexes(&self, _candidates: &[&mut Entry], _nearest: &Nearest) -> Vec<Snapshot> {
+        #[cfg(feature = "memory-ann")]
+        if let Some(graphs) = &self.graphs {
+            let mut counts: HashMap<&Namespace, usize> = HashMap::new();
+            for e in _candidates.iter().filter(|e| e.vector.is_some()) {
+                if !_nearest.contains_key(&e.item.namespace) {
+                    *counts.entry(&e.item.namespace).or_default() += 1;
+                }
+            }
+            let claimed: Vec<Namespace> = counts
+                .into_iter()
+                .filter(|(ns, count)| graphs.claim(ns, *count))
+                .map(|(ns, _)| ns.clone())
+                .collect();
+            return claimed
+                .into_iter()
+                .map(|ns| {
+                    let points = _candidates
+                        .iter()
+                        .filter(|e| e.item.namespace == ns)
+                        .filter_map(|e| Some((e.item.key.clone(), e.vector.as_deref()?.to_vec())))
+                        .collect();
+                    (ns, points)
+                })
+                .collect();
+        }
+        Vec::new()
+    }
+
+    /// Builds the indexes claimed.
+    async fn build_indexes(&self, _claimed: Vec<Snapshot>) {
+        #[cfg(feature = "memory-ann")]
+        if let Some(graphs) = &self.graphs {
+            for (namespace, points) in _claimed {
+                graphs.build(namespace, points).await;
+            }
+        }
     }
 
     fn entries(&self) -> MutexGuard<'_, BTreeMap<(Namespace, String), Entry>> {
@@ -148,11 +248,13 @@ impl InMemoryStore {
                     score: None,
                 },
                 text,
-                vector,
+                vector: vector.clone(),
                 ttl,
                 expires: ttl.map(|t| Instant::now() + t),
             },
         );
+        drop(entries);
+        self.index_wrote(namespace, key, vector.as_ref());
     }
 }
 
@@ -231,9 +333,11 @@ impl MemoryStore for InMemoryStore {
     ) -> BoxFuture<'a, Result<bool, MemoryError>> {
         let deleted = check_namespace(namespace).map(|()| {
             let now = Instant::now();
-            self.entries()
-                .remove(&(namespace.to_vec(), key.to_owned()))
-                .is_some_and(|e| e.live(now))
+            let removed = self.entries().remove(&(namespace.to_vec(), key.to_owned()));
+            if removed.is_some() {
+                self.index_wrote(namespace, key, None);
+            }
+            removed.is_some_and(|e| e.live(now))
         });
         Box::pin(std::future::ready(deleted))
     }
@@ -246,73 +350,90 @@ impl MemoryStore for InMemoryStore {
                 }
                 _ => None,
             };
-            let now = Instant::now();
-            let mut entries = self.entries();
-            let mut candidates: Vec<&mut Entry> = entries
-                .values_mut()
-                .filter(|e| e.live(now) && e.item.namespace.starts_with(&search.prefix))
-                .filter(|e| matches(&e.item.value, &search.filter))
-                .collect();
-            let ranked: Vec<(usize, Option<f64>)> = match &search.query {
-                None => {
-                    let mut order: Vec<usize> = (0..candidates.len()).collect();
-                    order.sort_by(|a, b| {
-                        let (a, b) = (&candidates[*a].item, &candidates[*b].item);
-                        b.updated_ms
-                            .cmp(&a.updated_ms)
-                            .then_with(|| a.key.cmp(&b.key))
-                    });
-                    order.into_iter().map(|i| (i, None)).collect()
-                }
-                Some(query) => {
-                    let keyword = || {
-                        let texts: Vec<&str> = candidates.iter().map(|e| e.text.as_str()).collect();
-                        let scores = bm25(query, &texts);
-                        let mut order: Vec<usize> =
-                            (0..scores.len()).filter(|i| scores[*i] > 0.0).collect();
-                        order.sort_by(|a, b| scores[*b].total_cmp(&scores[*a]));
-                        (order, scores)
-                    };
-                    let vector = || {
-                        let scores: Vec<f64> = candidates
-                            .iter()
-                            .map(|e| match (&e.vector, &query_vector) {
-                                (Some(v), Some(q)) => cosine(v, q),
-                                _ => f64::NEG_INFINITY,
-                            })
-                            .collect();
-                        let mut order: Vec<usize> = (0..scores.len())
-                            .filter(|i| scores[*i].is_finite())
-                            .collect();
-                        order.sort_by(|a, b| scores[*b].total_cmp(&scores[*a]));
-                        (order, scores)
-                    };
-                    match search.mode {
-                        SearchMode::Keyword => {
-                            let (order, scores) = keyword();
-                            order.into_iter().map(|i| (i, Some(scores[i]))).collect()
-                        }
-                        SearchMode::Vector => {
-                            let (order, scores) = vector();
-                            order.into_iter().map(|i| (i, Some(scores[i]))).collect()
-                        }
-                        SearchMode::Hybrid => fuse(&[keyword().0, vector().0])
-                            .into_iter()
-                            .map(|f| (f.index, Some(f.score)))
-                            .collect(),
+            let nearest = self.nearest(search, query_vector.as_deref());
+            let (hits, build) = {
+                let now = Instant::now();
+                let mut entries = self.entries();
+                let mut candidates: Vec<&mut Entry> = entries
+                    .values_mut()
+                    .filter(|e| e.live(now) && e.item.namespace.starts_with(&search.prefix))
+                    .filter(|e| matches(&e.item.value, &search.filter))
+                    .collect();
+                let ranked: Vec<(usize, Option<f64>)> = match &search.query {
+                    None => {
+                        let mut order: Vec<usize> = (0..candidates.len()).collect();
+                        order.sort_by(|a, b| {
+                            let (a, b) = (&candidates[*a].item, &candidates[*b].item);
+                            b.updated_ms
+                                .cmp(&a.updated_ms)
+                                .then_with(|| a.key.cmp(&b.key))
+                        });
+                        order.into_iter().map(|i| (i, None)).collect()
                     }
+                    Some(query) => {
+                        let keyword = || {
+                            let texts: Vec<&str> =
+                                candidates.iter().map(|e| e.text.as_str()).collect();
+                            let scores = bm25(query, &texts);
+                            let mut order: Vec<usize> =
+                                (0..scores.len()).filter(|i| scores[*i] > 0.0).collect();
+                            order.sort_by(|a, b| scores[*b].total_cmp(&scores[*a]));
+                            (order, scores)
+                        };
+                        let vector = || {
+                            let scores: Vec<f64> = candidates
+                                .iter()
+                                .map(|e| match (&e.vector, &query_vector) {
+                                    (Some(v), Some(q)) => match nearest.get(&e.item.namespace) {
+                                        // Indexed: the index's nearest only.
+                                        Some(found) => found
+                                            .get(e.item.key.as_str())
+                                            .copied()
+                                            .unwrap_or(f64::NEG_INFINITY),
+                                        None => cosine(v, q),
+                                    },
+                                    _ => f64::NEG_INFINITY,
+                                })
+                                .collect();
+                            let mut order: Vec<usize> = (0..scores.len())
+                                .filter(|i| scores[*i].is_finite())
+                                .collect();
+                            order.sort_by(|a, b| scores[*b].total_cmp(&scores[*a]));
+                            (order, scores)
+                        };
+                        match search.mode {
+                            SearchMode::Keyword => {
+                                let (order, scores) = keyword();
+                                order.into_iter().map(|i| (i, Some(scores[i]))).collect()
+                            }
+                            SearchMode::Vector => {
+                                let (order, scores) = vector();
+                                order.into_iter().map(|i| (i, Some(scores[i]))).collect()
+                            }
+                            SearchMode::Hybrid => fuse(&[keyword().0, vector().0])
+                                .into_iter()
+                                .map(|f| (f.index, Some(f.score)))
+                                .collect(),
+                        }
+                    }
+                };
+                let mut hits = Vec::new();
+                for (i, score) in ranked.into_iter().skip(search.offset).take(search.limit) {
+                    let entry = &mut candidates[i];
+                    // A memory found is a memory read: its time to live starts again.
+                    entry.expires = entry.ttl.map(|t| now + t);
+                    hits.push(Item {
+                        score,
+                        ..entry.item.clone()
+                    });
                 }
+                let build = match query_vector.is_some() && search.filter.is_empty() {
+                    true => self.claim_indexes(&candidates, &nearest),
+                    false => Vec::new(),
+                };
+                (hits, build)
             };
-            let mut hits = Vec::new();
-            for (i, score) in ranked.into_iter().skip(search.offset).take(search.limit) {
-                let entry = &mut candidates[i];
-                // A memory found is a memory read: its time to live starts again.
-                entry.expires = entry.ttl.map(|t| now + t);
-                hits.push(Item {
-                    score,
-                    ..entry.item.clone()
-                });
-            }
+            self.build_indexes(build).await;
             Ok(hits)
         })
     }

@@ -12,6 +12,8 @@
 //! "alice", "facts"]`); a search or listing covers a prefix, so one user's
 //! memories are reached only through that user's namespace.
 
+#[cfg(feature = "memory-ann")]
+mod ann;
 mod chunk;
 pub mod conformance;
 mod embed;

@@ -403,6 +403,7 @@ pub fn example(name: &str) -> std::path::PathBuf {
         ("server", cfg!(feature = "server")),
         ("jwt", cfg!(feature = "jwt")),
         ("memory-local", cfg!(feature = "memory-local")),
+        ("memory-ann", cfg!(feature = "memory-ann")),
     ]
     .into_iter()
     .filter_map(|(name, on)| on.then_some(name))
