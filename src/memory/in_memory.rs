@@ -410,10 +410,16 @@ impl MemoryStore for InMemoryStore {
                                 let (order, scores) = vector();
                                 order.into_iter().map(|i| (i, Some(scores[i]))).collect()
                             }
-                            SearchMode::Hybrid => fuse(&[keyword().0, vector().0])
-                                .into_iter()
-                                .map(|f| (f.index, Some(f.score)))
-                                .collect(),
+                            SearchMode::Hybrid => {
+                                let scored =
+                                    |(order, scores): (Vec<usize>, Vec<f64>)| -> Vec<(usize, f64)> {
+                                        order.into_iter().map(|i| (i, scores[i])).collect()
+                                    };
+                                fuse(&scored(keyword()), &scored(vector()))
+                            }
+                            .into_iter()
+                            .map(|f| (f.index, Some(f.score)))
+                            .collect(),
                         }
                     }
                 };

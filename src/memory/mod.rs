@@ -4,8 +4,8 @@
 //! Key design decision: one [`MemoryStore`] trait over every backend, with
 //! a public conformance suite ([`conformance`]) each passes, and search
 //! that fuses a keyword ranking (BM25) with a vector ranking (cosine over
-//! an [`Embedder`]'s vectors) by reciprocal rank, so a query finds a memory
-//! by its exact words and by its meaning alike. A store is opened with its
+//! an [`Embedder`]'s vectors) by relative score ([`fuse`]), so a query finds
+//! a memory by its exact words and by its meaning alike. A store is opened with its
 //! embedder and checks every vector's dimension against it: a store filled
 //! by one model and searched with another's vectors fails with a typed
 //! error, never a silent wrong answer. Namespaces are paths (`["users",
@@ -44,7 +44,7 @@ pub use minilm::MiniLm;
 pub use openai::{OpenAiEmbedder, OpenAiEmbedderBuilder};
 #[cfg(feature = "postgres")]
 pub use postgres::PostgresMemory;
-pub use rank::{bm25, cosine, fuse, Fused};
+pub use rank::{bm25, cosine, fuse, Fused, KEYWORD_WEIGHT};
 #[cfg(feature = "sqlite")]
 pub use sqlite::SqliteMemory;
 
@@ -99,7 +99,7 @@ impl PutOptions {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum SearchMode {
-    /// Keyword and vector rankings fused by reciprocal rank.
+    /// Keyword and vector rankings fused by relative score ([`fuse`]).
     #[default]
     Hybrid,
     /// Cosine similarity of the embeddings only.

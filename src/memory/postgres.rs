@@ -451,11 +451,17 @@ async fn ranked(
                 .collect();
             let index_of =
                 |n: &str, k: &str| ids.iter().position(|(a, b)| a == n && b == k).unwrap_or(0);
-            let rankings = [
-                keyword.iter().map(|(n, k, _)| index_of(n, k)).collect(),
-                vector.iter().map(|(n, k, _)| index_of(n, k)).collect(),
+            let rankings: [Vec<(usize, f64)>; 2] = [
+                keyword
+                    .iter()
+                    .map(|(n, k, s)| (index_of(n, k), *s))
+                    .collect(),
+                vector
+                    .iter()
+                    .map(|(n, k, s)| (index_of(n, k), *s))
+                    .collect(),
             ];
-            fuse(&rankings)
+            fuse(&rankings[0], &rankings[1])
                 .into_iter()
                 .map(|f| (ids[f.index].clone(), f.score))
                 .collect()

@@ -505,11 +505,11 @@ fn ranked(
         SearchMode::Hybrid => {
             let ids: Vec<i64> = keyword.iter().chain(&vector).map(|(id, _)| *id).collect();
             let index_of = |id: i64| ids.iter().position(|x| *x == id).unwrap_or(0);
-            let rankings = [
-                keyword.iter().map(|(id, _)| index_of(*id)).collect(),
-                vector.iter().map(|(id, _)| index_of(*id)).collect(),
+            let rankings: [Vec<(usize, f64)>; 2] = [
+                keyword.iter().map(|(id, s)| (index_of(*id), *s)).collect(),
+                vector.iter().map(|(id, s)| (index_of(*id), *s)).collect(),
             ];
-            fuse(&rankings)
+            fuse(&rankings[0], &rankings[1])
                 .into_iter()
                 .map(|f| (ids[f.index], f.score))
                 .collect()
