@@ -12,7 +12,11 @@
 //! and names them. A namespace is written `a/b/c`. No API settings are
 //! needed: `scripts/fetch-model` and `scripts/fetch-model embedder` fetch
 //! the two models (`scripts/setup` does both); with `OPENAI_API_KEY` or
-//! `ANTHROPIC_API_KEY` set, `ask` uses that chat model instead.
+//! `ANTHROPIC_API_KEY` set, `ask` uses that chat model instead. With
+//! `OPENAI_API_KEY` or `OPENAI_BASE_URL` set, memories are embedded by that
+//! server too (`OPENAI_EMBEDDING_MODEL`, default `text-embedding-3-small`;
+//! `OPENAI_EMBEDDING_DIMENSIONS` for a model OpenAI does not make). A
+//! database keeps the model it was filled with and refuses another's.
 
 #[path = "common/model.rs"]
 mod model;
@@ -22,7 +26,11 @@ use std::process::ExitCode;
 use futures::StreamExt;
 use serde_json::json;
 use statewise::env::Message;
-use statewise::memory::{content_key, MemoryStore, MiniLm, PutOptions, Search, SqliteMemory};
+use std::sync::Arc;
+
+use statewise::memory::{
+    content_key, Embedder, MemoryStore, MiniLm, OpenAiEmbedder, PutOptions, Search, SqliteMemory,
+};
 use statewise::model::{ChatRequest, ReplyStream, Streamed};
 use statewise::RunSettings;
 
@@ -65,8 +73,26 @@ fn parse_args() -> Result<Args, String> {
     Ok(args)
 }
 
+/// The embedder: an OpenAI-compatible server's when its settings are set,
+/// else MiniLM in process.
+fn embedder() -> Result<Arc<dyn Embedder>, String> {
+    let set = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
+    if set("OPENAI_API_KEY").is_none() && set("OPENAI_BASE_URL").is_none() {
+        return Ok(Arc::new(MiniLm::load_default().map_err(|e| e.to_string())?));
+    }
+    let model = set("OPENAI_EMBEDDING_MODEL").unwrap_or_else(|| "text-embedding-3-small".into());
+    let mut builder = OpenAiEmbedder::builder(model).from_env();
+    if let Some(dimensions) = set("OPENAI_EMBEDDING_DIMENSIONS") {
+        let dimensions = dimensions
+            .parse()
+            .map_err(|e| format!("OPENAI_EMBEDDING_DIMENSIONS: {e}"))?;
+        builder = builder.dimensions(dimensions);
+    }
+    Ok(Arc::new(builder.build().map_err(|e| e.to_string())?))
+}
+
 async fn run(args: Args) -> Result<(), String> {
-    let embedder = MiniLm::load_default().map_err(|e| e.to_string())?;
+    let embedder = embedder()?;
     let store = SqliteMemory::open(&args.db, embedder).map_err(|e| e.to_string())?;
     match args.command.as_str() {
         "add" => {

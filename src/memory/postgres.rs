@@ -247,27 +247,34 @@ impl MemoryStore for PostgresMemory {
                 .map_err(pg)?;
             let now = now_ms() as i64;
             let ttl_ms = options.ttl.map(|t| t.as_millis() as i64);
-            for (((namespace, key, value), text), vector) in
-                items.into_iter().zip(texts).zip(vectors)
-            {
-                // One row at a time: a batch that fails partway leaves each
-                // memory either written whole or not at all.
-                client
-                    .execute(
-                        &statement,
-                        &[
-                            &encode(&namespace),
-                            &key,
-                            &value.to_string(),
-                            &text.replace('\0', ""),
-                            &vector,
-                            &now,
-                            &ttl_ms,
-                            &ttl_ms.map(|t| now + t),
-                        ],
+            let expires_ms = ttl_ms.map(|t| now + t);
+            let rows: Vec<_> = items
+                .into_iter()
+                .zip(texts)
+                .zip(vectors)
+                .map(|(((namespace, key, value), text), vector)| {
+                    (
+                        encode(&namespace),
+                        key,
+                        value.to_string(),
+                        text.replace('\0', ""),
+                        vector,
                     )
-                    .await
-                    .map_err(pg)?;
+                })
+                .collect();
+            // One statement per row, so a batch that fails partway leaves
+            // each memory either written whole or not at all; up to 64 in
+            // flight at once, pipelined on the one connection.
+            type Param<'p> = &'p (dyn tokio_postgres::types::ToSql + Sync);
+            for chunk in rows.chunks(64) {
+                let params: Vec<[Param<'_>; 8]> = chunk
+                    .iter()
+                    .map(|(ns, key, value, text, vector)| -> [Param<'_>; 8] {
+                        [ns, key, value, text, vector, &now, &ttl_ms, &expires_ms]
+                    })
+                    .collect();
+                let writes = params.iter().map(|p| client.execute(&statement, p));
+                futures::future::try_join_all(writes).await.map_err(pg)?;
             }
             Ok(())
         })

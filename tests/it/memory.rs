@@ -803,3 +803,57 @@ async fn the_approximate_index_finds_what_exact_search_finds() {
         .iter()
         .all(|(k, _)| k != "fresh"));
 }
+
+/// With `OPENAI_BASE_URL` set, the memory example embeds through that
+/// server: `add` and `search` work, and every text went to
+/// `/v1/embeddings` with the model asked for.
+#[cfg(feature = "memory-local")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_memory_example_embeds_through_an_openai_compatible_server() {
+    use crate::support::{MockServer, Response};
+    let embedder = HashEmbedder::new(64);
+    let server = MockServer::start(move |request| {
+        let inputs = request.json()["input"].as_array().cloned().unwrap_or_default();
+        let data: Vec<Value> = inputs
+            .iter()
+            .enumerate()
+            .map(|(i, text)| {
+                serde_json::json!({"index": i, "embedding": embedder.vector(text.as_str().unwrap_or(""))})
+            })
+            .collect();
+        Response::json(200, serde_json::json!({ "data": data }).to_string())
+    })
+    .await;
+    let dir = crate::support::temp_dir("memory-example-openai");
+    let db = dir.join("mem.db");
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(crate::support::example("memory"))
+            .arg("--db")
+            .arg(&db)
+            .args(args)
+            .env("OPENAI_BASE_URL", server.url("/v1"))
+            .env("OPENAI_EMBEDDING_MODEL", "hash-embedder")
+            .env("OPENAI_EMBEDDING_DIMENSIONS", "64")
+            .env_remove("OPENAI_API_KEY")
+            .output()
+            .expect("the memory example runs");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    run(&["add", "--ns", "alice", "Alice's cat is called Miso."]);
+    run(&["add", "--ns", "alice", "Alice works at the hospital."]);
+    let lines = run(&["search", "--ns", "alice", "--k", "1", "Alice cat Miso"]);
+    let best: Value = serde_json::from_str(lines.lines().next().unwrap()).unwrap();
+    assert_eq!(best["text"], "Alice's cat is called Miso.");
+    let requests = tokio::task::spawn_blocking(move || server.requests())
+        .await
+        .unwrap();
+    assert_eq!(requests.len(), 3, "two texts and one query");
+    assert!(requests
+        .iter()
+        .all(|r| r.path == "/v1/embeddings" && r.json()["model"] == "hash-embedder"));
+}
