@@ -14,7 +14,9 @@
 //! (feature `postgres`).
 //!
 //! With feature `memory-local` it first prints MiniLM's embedding
-//! throughput in process (sentences per second, batches of 32).
+//! throughput in process (sentences per second, batches of 32), and
+//! recall@1 and @3 of keyword, vector and hybrid search with MiniLM on the
+//! 250 pairs of `tests/data/retrieval_set.json`.
 
 use std::time::{Duration, Instant};
 
@@ -118,6 +120,51 @@ async fn embedding_throughput() -> Result<(), String> {
     Ok(())
 }
 
+/// Recall@1 and @3 per search mode with MiniLM on the retrieval set.
+#[cfg(feature = "memory-local")]
+async fn retrieval_recall() -> Result<(), String> {
+    use statewise::memory::{CachedEmbedder, MiniLm};
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/retrieval_set.json");
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{path}: {e}"))?;
+    let data: serde_json::Value = serde_json::from_str(&text).map_err(|e| e.to_string())?;
+    let pairs = data["pairs"].as_array().cloned().unwrap_or_default();
+    let minilm = MiniLm::load_default().map_err(|e| e.to_string())?;
+    let store = InMemoryStore::new(CachedEmbedder::new(minilm, 1_000));
+    let ns = vec!["people".to_owned()];
+    let items = pairs
+        .iter()
+        .map(|p| {
+            (
+                ns.clone(),
+                p["id"].as_str().unwrap_or_default().to_owned(),
+                json!({"text": p["passage"]}),
+            )
+        })
+        .collect();
+    store
+        .put_many(items, PutOptions::default())
+        .await
+        .map_err(|e| e.to_string())?;
+    for mode in [SearchMode::Keyword, SearchMode::Vector, SearchMode::Hybrid] {
+        let (mut at1, mut at3) = (0, 0);
+        for pair in &pairs {
+            let search = Search::under(ns.clone())
+                .query(pair["question"].as_str().unwrap_or_default())
+                .mode(mode)
+                .page(3, 0);
+            let hits = store.search(&search).await.map_err(|e| e.to_string())?;
+            let rank = hits.iter().position(|h| pair["id"] == h.key.as_str());
+            at1 += usize::from(rank == Some(0));
+            at3 += usize::from(rank.is_some());
+        }
+        println!(
+            "retrieval set, {mode:?}: recall@1 {at1}/{n}, recall@3 {at3}/{n}",
+            n = pairs.len()
+        );
+    }
+    Ok(())
+}
+
 /// A sentence made of words picked by `seed`.
 fn sentence(seed: u64) -> String {
     let mut rng = fastrand::Rng::with_seed(seed);
@@ -180,7 +227,12 @@ async fn main() -> std::process::ExitCode {
         sizes
     };
     #[cfg(feature = "memory-local")]
-    if let Err(e) = embedding_throughput().await {
+    if let Err(e) = async {
+        embedding_throughput().await?;
+        retrieval_recall().await
+    }
+    .await
+    {
         eprintln!("memory_bench: {e}");
         return std::process::ExitCode::FAILURE;
     }

@@ -354,10 +354,13 @@ impl MemoryStore for InMemoryStore {
             let (hits, build) = {
                 let now = Instant::now();
                 let mut entries = self.entries();
+                // Namespaces under a prefix sort together, from the prefix
+                // itself on: only they are read.
                 let mut candidates: Vec<&mut Entry> = entries
-                    .values_mut()
-                    .filter(|e| e.live(now) && e.item.namespace.starts_with(&search.prefix))
-                    .filter(|e| matches(&e.item.value, &search.filter))
+                    .range_mut((search.prefix.clone(), String::new())..)
+                    .take_while(|((namespace, _), _)| namespace.starts_with(&search.prefix))
+                    .map(|(_, e)| e)
+                    .filter(|e| e.live(now) && matches(&e.item.value, &search.filter))
                     .collect();
                 let ranked: Vec<(usize, Option<f64>)> = match &search.query {
                     None => {

@@ -434,13 +434,34 @@ async fn ranked(
             let mut all = scope(search, now).1;
             all.push(Box::new(v.clone()));
             all.push(Box::new(wanted));
-            let sql = format!(
-                "SELECT ns, key, (1 - (embedding <=> ${next}::text::vector))::float8 AS s
-                 FROM statewise_memories WHERE {clause} AND embedding IS NOT NULL
-                 ORDER BY embedding <=> ${next}::text::vector LIMIT ${}",
-                next + 1
-            );
-            let rows = client.query(&sql, &refs(&all)).await.map_err(pg)?;
+            // `order` is the HNSW index's operator, or an expression the
+            // index cannot serve, for an exact scan of the scope.
+            let sql = |order: &str| {
+                format!(
+                    "SELECT ns, key, (1 - (embedding <=> ${next}::text::vector))::float8 AS s
+                     FROM statewise_memories WHERE {clause} AND embedding IS NOT NULL
+                     ORDER BY {order} LIMIT ${}",
+                    next + 1
+                )
+            };
+            let indexed = sql(&format!("embedding <=> ${next}::text::vector"));
+            // The index's candidate list, wide enough for what is asked
+            // (set on each vector search, so the pooled connection's
+            // setting is always this search's).
+            let candidates = (wanted * 4).clamp(40, 1000);
+            client
+                .batch_execute(&format!("SET hnsw.ef_search = {candidates}"))
+                .await
+                .map_err(pg)?;
+            let mut rows = client.query(&indexed, &refs(&all)).await.map_err(pg)?;
+            // pgvector 0.6 filters the index's nearest (`hnsw.ef_search`)
+            // by the scope afterwards: a narrow scope can keep fewer
+            // than asked for, or none, though the scope holds more. Then
+            // the scope is ranked exactly.
+            if (rows.len() as i64) < wanted {
+                let exact = sql(&format!("(embedding <=> ${next}::text::vector) + 0"));
+                rows = client.query(&exact, &refs(&all)).await.map_err(pg)?;
+            }
             rows.iter()
                 .map(|r| (r.get(0), r.get(1), r.get(2)))
                 .collect()
