@@ -698,11 +698,13 @@ async fn a_scheduled_job_keeps_the_agents_documents_current() {
     assert_eq!(sources[0], "warranty.md", "{sources}");
     assert!(answer.contains("\nSources: warranty.md"), "{answer}");
 
+    // Written aside and renamed in, so no firing reads half a file.
     std::fs::write(
-        docs.join("hours.md"),
+        dir.join("hours.md"),
         "# Opening hours\n\nThe Kestrel shop in Porto opens at nine in the morning and closes at six in the evening, Monday to Saturday.\n",
     )
     .unwrap();
+    std::fs::rename(dir.join("hours.md"), docs.join("hours.md")).unwrap();
     assert_eq!(
         wait_for(&|l| l.starts_with("indexed 4")),
         "indexed 4 files: 1 changed, 0 removed, 4 passages"
