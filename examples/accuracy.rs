@@ -6,11 +6,15 @@
 //!     cargo run --release --features local --example accuracy -- --questions OTHER.json
 //!
 //! Runs SmolLM2-135M in-process (`STATEWISE_MODEL=path.gguf` picks another
-//! file) on the questions of `tests/data/everyday_questions.json`, greedy,
+//! file) on the questions of `tests/data/everyday_questions.jsonl` (the eval
+//! bench's dataset format), greedy,
 //! twice: through `statewise_states::small_agent` with the calculator and
 //! the clock (what `examples/chat.rs` runs for a local model), and as one
 //! plain request with no tools. A reply is right when it contains an
 //! accepted answer (see `tests/data/README.md`).
+
+#[path = "common/clock.rs"]
+mod clock;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -20,9 +24,9 @@ use serde::Deserialize;
 use statewise::model::{
     default_model_path, ChatModel, ChatRequest, LocalModel, Params, SharedModel,
 };
-use statewise::tool::{Tool, ToolRegistry, Toolbox};
+use statewise::tool::{ToolRegistry, Toolbox};
 use statewise::{Env, Message};
-use statewise_states::tools::{Calculator, Clock, ClockArgs, Now};
+use statewise_states::tools::{Calculator, Clock};
 
 #[derive(Deserialize)]
 struct Question {
@@ -31,18 +35,37 @@ struct Question {
     accept: Vec<String>,
 }
 
+/// The questions of `text`: the eval bench's dataset lines (`input`,
+/// `expected` answers, the kind as the first tag), or a JSON list of
+/// `{kind, question, accept}`.
+fn questions(text: &str) -> Result<Vec<Question>, serde_json::Error> {
+    if text.trim_start().starts_with('[') {
+        return serde_json::from_str(text);
+    }
+    #[derive(Deserialize)]
+    struct Case {
+        input: String,
+        expected: Vec<String>,
+        #[serde(default)]
+        tags: Vec<String>,
+    }
+    let mut questions = Vec::new();
+    for line in text.lines().filter(|l| !l.trim().is_empty()) {
+        let case: Case = serde_json::from_str(line)?;
+        questions.push(Question {
+            kind: case.tags.into_iter().next().unwrap_or_else(|| "all".into()),
+            question: case.input,
+            accept: case.expected,
+        });
+    }
+    Ok(questions)
+}
+
 /// `accept` with the clock's placeholders filled in.
-fn filled(accept: &str, now: &Now) -> String {
-    let (date, time) = now.utc.split_once('T').unwrap_or_default();
-    // `date` in words: `Monday 30 November 2026`.
-    let words: Vec<&str> = now.date.split(' ').collect();
-    accept
-        .replace("{year}", &date[..4])
-        .replace("{month}", words[2])
-        .replace("{day}", words[1])
-        .replace("{weekday}", now.weekday)
-        .replace("{date}", date)
-        .replace("{hour}", &time[..2])
+fn filled(accept: &str, vars: &[(&str, String)]) -> String {
+    vars.iter().fold(accept.to_owned(), |text, (name, value)| {
+        text.replace(&format!("{{{name}}}"), value)
+    })
 }
 
 /// Whether `reply` contains `answer`, case-insensitively; a number must
@@ -68,8 +91,8 @@ fn contains(reply: &str, answer: &str) -> bool {
     })
 }
 
-fn right(reply: &str, accept: &[String], now: &Now) -> bool {
-    accept.iter().any(|a| contains(reply, &filled(a, now)))
+fn right(reply: &str, accept: &[String], vars: &[(&str, String)]) -> bool {
+    accept.iter().any(|a| contains(reply, &filled(a, vars)))
 }
 
 async fn plain(model: &dyn ChatModel, question: &str) -> String {
@@ -106,7 +129,7 @@ async fn main() {
         .map(std::path::PathBuf::from)
         .unwrap_or_else(|| {
             std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-                .join("tests/data/everyday_questions.json")
+                .join("tests/data/everyday_questions.jsonl")
         });
     let path = default_model_path();
     if !path.exists() {
@@ -123,7 +146,7 @@ async fn main() {
             .expect("the model loads"),
     );
     let data = std::fs::read_to_string(&file).expect("the question set");
-    let questions: Vec<Question> = serde_json::from_str(&data).expect("valid questions");
+    let questions = questions(&data).expect("valid questions");
     let tools = Toolbox::new(ToolRegistry::new().with(Calculator).with(Clock));
     let examples = Calculator::examples().into_iter().chain(Clock::examples());
     let agent = statewise_states::small_agent(model.clone(), tools, examples);
@@ -137,10 +160,10 @@ async fn main() {
             .map(|out| out.answer.unwrap_or_default())
             .unwrap_or_else(|failure| format!("(failed: {failure})"));
         let plainly = plain(&*model, &q.question).await;
-        let now = Clock.call(ClockArgs {}, Default::default()).await.unwrap();
+        let vars = clock::clock_vars().await;
         let (a, p) = (
-            right(&answered, &q.accept, &now),
-            right(&plainly, &q.accept, &now),
+            right(&answered, &q.accept, &vars),
+            right(&plainly, &q.accept, &vars),
         );
         let entry = tally.entry(q.kind.as_str()).or_default();
         *entry = (entry.0 + 1, entry.1 + u32::from(a), entry.2 + u32::from(p));

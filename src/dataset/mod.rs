@@ -26,14 +26,16 @@ use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::env::{Env, Usage};
+use crate::env::{Env, ToolCall, Usage};
 use crate::machine::event::EventKind;
 use crate::machine::{Machine, MachineError};
 use crate::state::Emit;
 
+mod grade;
 mod input;
 mod summary;
 
+pub use grade::{Grader, Score};
 use input::{count_lines, resume, ItemReader};
 pub use summary::Summary;
 
@@ -47,6 +49,23 @@ pub struct Item {
     /// What a correct answer holds, for the checker.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expected: Option<Value>,
+    /// The conversation to start from, when the line's `input` is an env
+    /// (a JSON object); `input` is then its last user message.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub env: Option<Env>,
+    /// Labels to group results by in reports.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tags: Vec<String>,
+    /// Anything else the dataset keeps about the item.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metadata: Option<Value>,
+    /// The item's own evaluators, as written (read by the [`Grader`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub evaluators: Vec<Value>,
+    /// Which run of the item this is (1-based) when the dataset runs each
+    /// item more than once ([`Dataset::repeat`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repeat: Option<u32>,
 }
 
 /// One result line.
@@ -69,9 +88,46 @@ pub struct ItemResult {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub passed: Option<bool>,
     /// The answer as a typed object, for a machine with a typed output
-    /// ([`Machine::output`](crate::Machine::output)).
+    /// ([`Machine::output`](crate::Machine::output)); on a graded run the
+    /// answer's text when there is no typed output.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub output: Option<Value>,
+    /// The item's run number, when it runs more than once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repeat: Option<u32>,
+    /// The item's tags, copied for reports.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tags: Vec<String>,
+    /// The question, kept when a [`Grader`] scores the run (for reports).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input: Option<String>,
+    /// The tool calls the run made, in order (runs in this process only).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tool_calls: Vec<ToolCall>,
+    /// The [`Grader`]'s scores.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub scores: Vec<Score>,
+}
+
+impl ItemResult {
+    /// A result for `item` before its run: no answer, no usage.
+    fn start(item: &Item) -> Self {
+        ItemResult {
+            id: item.id.clone(),
+            answer: None,
+            path: Vec::new(),
+            usage: Usage::default(),
+            latency_ms: 0.0,
+            error: None,
+            passed: None,
+            output: None,
+            repeat: item.repeat,
+            tags: item.tags.clone(),
+            input: None,
+            tool_calls: Vec::new(),
+            scores: Vec::new(),
+        }
+    }
 }
 
 /// Decides whether an answer matches the item's `expected` value.
@@ -160,12 +216,15 @@ pub struct Dataset {
     checker: Checker,
     progress: Option<bool>,
     stream_tokens: bool,
+    grader: Option<Arc<dyn Grader>>,
+    repeat: u32,
 }
 
 impl std::fmt::Debug for Dataset {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Dataset")
             .field("concurrency", &self.concurrency)
+            .field("repeat", &self.repeat)
             .finish_non_exhaustive()
     }
 }
@@ -235,7 +294,23 @@ impl Dataset {
             checker: contains_expected(),
             progress: None,
             stream_tokens: false,
+            grader: None,
+            repeat: 1,
         }
+    }
+
+    /// Scores every run with `grader` before its line is written; its
+    /// scores replace the checker's verdict.
+    pub fn grader(mut self, grader: Arc<dyn Grader>) -> Self {
+        self.grader = Some(grader);
+        self
+    }
+
+    /// Runs every item `n` times in a row (results carry `repeat`), to see
+    /// how much answers vary.
+    pub fn repeat(mut self, n: u32) -> Self {
+        self.repeat = n.max(1);
+        self
     }
 
     /// Items in flight at once, at most. For concurrency that adapts to
@@ -275,7 +350,7 @@ impl Dataset {
         output: impl AsRef<Path>,
     ) -> Result<Summary, DatasetError> {
         let (input, output) = (input.as_ref(), output.as_ref());
-        let mut items = ItemReader::open(input)?;
+        let mut items = ItemReader::open(input)?.repeat(self.repeat);
         let mut summary = Summary::default();
         let mut out = resume(&mut items, output, &mut summary)?;
         summary.resumed = summary.total;
@@ -284,7 +359,7 @@ impl Dataset {
             .progress
             .unwrap_or_else(|| std::io::stdout().is_terminal());
         let bar = if show {
-            let total = count_lines(input)?;
+            let total = count_lines(input)? * u64::from(self.repeat);
             let bar = indicatif::ProgressBar::new(total);
             bar.set_style(
                 indicatif::ProgressStyle::with_template(
@@ -325,8 +400,25 @@ impl Dataset {
         Ok(summary)
     }
 
-    #[cfg_attr(not(feature = "redis"), allow(unused_variables))]
     async fn run_item(&self, item: Item, prefix: &str) -> ItemResult {
+        let mut result = self.run_lane(&item, prefix).await;
+        if let Some(grader) = &self.grader {
+            result.input = Some(item.input.clone());
+            result.scores = grader.grade(&item, &result).await;
+            if !result.scores.is_empty() {
+                result.passed = Some(result.scores.iter().all(|s| s.passed));
+            }
+            // A graded line's `output` is what was scored: the typed
+            // output, else the answer's text.
+            if result.output.is_none() {
+                result.output = result.answer.clone().map(Value::String);
+            }
+        }
+        result
+    }
+
+    #[cfg_attr(not(feature = "redis"), allow(unused_variables))]
+    async fn run_lane(&self, item: &Item, prefix: &str) -> ItemResult {
         match &self.lane {
             Lane::Local(machine) => self.run_here(machine, item).await,
             #[cfg(feature = "redis")]
@@ -352,25 +444,20 @@ impl Dataset {
         machine: &str,
         prefix: &str,
         timeout: Duration,
-        item: Item,
+        item: &Item,
     ) -> ItemResult {
         use crate::worker::{OutcomeStatus, QueueError};
         let started = Instant::now();
-        let run_id = format!("{prefix}/{}", item.id);
-        let mut result = ItemResult {
-            id: item.id,
-            answer: None,
-            path: Vec::new(),
-            usage: Usage::default(),
-            latency_ms: 0.0,
-            error: None,
-            passed: None,
-            output: None,
+        let run_id = match item.repeat {
+            Some(k) => format!("{prefix}/{}#{k}", item.id),
+            None => format!("{prefix}/{}", item.id),
         };
-        let outcome = match queue
-            .submit(machine, &run_id, &Env::from_user(&item.input))
-            .await
-        {
+        let mut result = ItemResult::start(item);
+        let env = item
+            .env
+            .clone()
+            .unwrap_or_else(|| Env::from_user(&item.input));
+        let outcome = match queue.submit(machine, &run_id, &env).await {
             Ok(_) => queue.wait(&run_id, timeout).await,
             Err(e) => Err(e),
         };
@@ -405,24 +492,23 @@ impl Dataset {
         result
     }
 
-    async fn run_here(&self, machine: &Machine, item: Item) -> ItemResult {
+    async fn run_here(&self, machine: &Machine, item: &Item) -> ItemResult {
         let started = Instant::now();
-        let mut events = machine.stream(Env::from_user(&item.input));
+        let env = item
+            .env
+            .clone()
+            .unwrap_or_else(|| Env::from_user(&item.input));
+        let mut events = machine.stream(env);
         let mut result = ItemResult {
-            id: item.id,
-            answer: None,
-            path: Vec::new(),
-            usage: Usage::default(),
-            latency_ms: 0.0,
             error: Some(MachineError::Cut.code()),
-            passed: None,
-            output: None,
+            ..ItemResult::start(item)
         };
         while let Some(event) = events.next().await {
             match event.kind {
                 EventKind::Emitted(Emit::Token(t) | Emit::AnswerToken(t)) if self.stream_tokens => {
                     print!("{t}")
                 }
+                EventKind::Emitted(Emit::ToolCallStarted(call)) => result.tool_calls.push(call),
                 EventKind::Finished(out) => {
                     result.passed = item
                         .expected

@@ -17,6 +17,7 @@ mod batch_vendors;
 mod cache;
 mod context_fit;
 mod dataset;
+mod eval;
 mod fault_injection;
 mod fixtures;
 #[cfg(feature = "redis")]
