@@ -62,7 +62,7 @@ fn questions(text: &str) -> Result<Vec<Question>, serde_json::Error> {
 }
 
 /// `accept` with the clock's placeholders filled in.
-fn filled(accept: &str, vars: &[(&str, String)]) -> String {
+fn filled(accept: &str, vars: &[(String, String)]) -> String {
     vars.iter().fold(accept.to_owned(), |text, (name, value)| {
         text.replace(&format!("{{{name}}}"), value)
     })
@@ -91,7 +91,7 @@ fn contains(reply: &str, answer: &str) -> bool {
     })
 }
 
-fn right(reply: &str, accept: &[String], vars: &[(&str, String)]) -> bool {
+fn right(reply: &str, accept: &[String], vars: &[(String, String)]) -> bool {
     accept.iter().any(|a| contains(reply, &filled(a, vars)))
 }
 
@@ -160,7 +160,7 @@ async fn main() {
             .map(|out| out.answer.unwrap_or_default())
             .unwrap_or_else(|failure| format!("(failed: {failure})"));
         let plainly = plain(&*model, &q.question).await;
-        let vars = clock::clock_vars().await;
+        let vars = clock::clock_vars();
         let (a, p) = (
             right(&answered, &q.accept, &vars),
             right(&plainly, &q.accept, &vars),

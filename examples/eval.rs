@@ -22,7 +22,8 @@
 //! `--agent plain` asks the model plainly instead (one request, no tools),
 //! the figure the chat agent is measured against. The clock's placeholders
 //! in expected answers and evaluators (`{year}`, `{month}`, `{day}`,
-//! `{weekday}`, `{date}`, `{hour}`) are filled in when a case is scored;
+//! `{weekday}`, `{date}`, `{hour}`) are filled in from the clock as each
+//! case is scored;
 //! `--var NAME=VALUE` adds or overrides one.
 //!
 //! Each case's line goes to RESULTS.jsonl (`id`, `output`/`answer`,
@@ -202,13 +203,9 @@ async fn run(args: &Args) -> Result<Report, String> {
         .concurrency(concurrency)
         .repeat(args.repeat)
         .progress(args.progress);
-    let mut eval = Eval::new();
-    let clock = clock::clock_vars().await;
-    let clock = clock
-        .into_iter()
-        .map(|(name, value)| (name.to_owned(), value));
-    // `--var` after the clock's, so that it wins.
-    for (name, value) in clock.chain(args.vars.iter().cloned()) {
+    // The clock's values as each case is scored; `--var` wins over them.
+    let mut eval = Eval::new().live_vars(clock::clock_vars);
+    for (name, value) in &args.vars {
         eval = eval.var(name, value);
     }
     if let Some(spec) = &args.judge {

@@ -2,21 +2,23 @@
 //! `{day}`, `{weekday}`, `{date}`, `{hour}`), filled from the stock clock
 //! tool so that a date question is checked against what the agent saw.
 
+use futures::FutureExt;
 use statewise::tool::Tool;
 use statewise_states::tools::{Clock, ClockArgs};
 
 /// Each placeholder's name and value now: `{month}` is the English name,
 /// `{day}` has no leading zero, `{date}` is `YYYY-MM-DD`, `{hour}` two UTC
 /// digits.
-pub async fn clock_vars() -> Vec<(&'static str, String)> {
-    let Ok(now) = Clock.call(ClockArgs {}, Default::default()).await else {
+pub fn clock_vars() -> Vec<(String, String)> {
+    // The clock reads the system time without waiting on anything.
+    let Some(Ok(now)) = Clock.call(ClockArgs {}, Default::default()).now_or_never() else {
         return Vec::new();
     };
     let (date, time) = now.utc.split_once('T').unwrap_or_default();
     // `now.date` in words: `Monday 30 November 2026`.
     let words: Vec<&str> = now.date.split(' ').collect();
     let word = |i: usize| words.get(i).copied().unwrap_or_default().to_owned();
-    vec![
+    [
         ("year", date.get(..4).unwrap_or_default().to_owned()),
         ("month", word(2)),
         ("day", word(1)),
@@ -24,4 +26,7 @@ pub async fn clock_vars() -> Vec<(&'static str, String)> {
         ("date", date.to_owned()),
         ("hour", time.get(..2).unwrap_or_default().to_owned()),
     ]
+    .into_iter()
+    .map(|(name, value)| (name.to_owned(), value))
+    .collect()
 }

@@ -97,7 +97,11 @@ pub struct Eval {
     evaluators: Vec<Arc<dyn Evaluator>>,
     judge: Option<Judge>,
     vars: BTreeMap<String, String>,
+    live_vars: Option<LiveVars>,
 }
+
+/// Placeholder values computed as each case is scored ([`Eval::live_vars`]).
+type LiveVars = Arc<dyn Fn() -> Vec<(String, String)> + Send + Sync>;
 
 impl std::fmt::Debug for Eval {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -106,6 +110,7 @@ impl std::fmt::Debug for Eval {
             .field("evaluators", &self.evaluators.len())
             .field("judge", &self.judge)
             .field("vars", &self.vars)
+            .field("live_vars", &self.live_vars.is_some())
             .finish()
     }
 }
@@ -145,6 +150,17 @@ impl Eval {
         self
     }
 
+    /// Like [`Eval::var`], with values `vars` computes as each case is
+    /// scored, so a long run checks `{hour}` against the clock of its
+    /// case, not of its start. Fixed values given with [`Eval::var`] win.
+    pub fn live_vars(
+        mut self,
+        vars: impl Fn() -> Vec<(String, String)> + Send + Sync + 'static,
+    ) -> Self {
+        self.live_vars = Some(Arc::new(vars));
+        self
+    }
+
     /// Runs `dataset` over the cases in `input` (JSONL, or YAML for a
     /// small hand-written set), scoring each before its line goes to
     /// `output`, and reports on the whole output. Rerun after a crash, it
@@ -162,15 +178,20 @@ impl Eval {
 
     /// Every score of `run` of `case`.
     pub async fn scores(&self, case: &Item, run: &ItemResult) -> Vec<Score> {
-        if self.vars.is_empty() {
+        if self.vars.is_empty() && self.live_vars.is_none() {
             return self.scores_filled(case, run).await;
         }
+        let mut vars: BTreeMap<String, String> = match &self.live_vars {
+            Some(live) => live().into_iter().collect(),
+            None => BTreeMap::new(),
+        };
+        vars.extend(self.vars.iter().map(|(k, v)| (k.clone(), v.clone())));
         let mut filled = case.clone();
-        filled.expected = filled.expected.map(|v| fill(v, &self.vars));
+        filled.expected = filled.expected.map(|v| fill(v, &vars));
         filled.evaluators = filled
             .evaluators
             .into_iter()
-            .map(|v| fill(v, &self.vars))
+            .map(|v| fill(v, &vars))
             .collect();
         self.scores_filled(&filled, run).await
     }
