@@ -246,6 +246,8 @@ async fn main() -> std::process::ExitCode {
                 return std::process::ExitCode::FAILURE;
             }
         };
+        // Pushed to only with the `postgres` feature.
+        #[cfg_attr(not(feature = "postgres"), allow(unused_mut))]
         let mut stores: Vec<(&str, Box<dyn MemoryStore>)> = vec![("sqlite", Box::new(sqlite))];
         #[cfg(feature = "postgres")]
         if let Ok(url) = std::env::var("PGVECTOR_DATABASE_URL") {
