@@ -122,6 +122,9 @@ impl Console {
                         ),
                     );
                 }
+                EventKind::Emitted(Emit::Routed(step)) if self.verbose => {
+                    line(&mut out, format!("⇄ route: {step}"));
+                }
                 EventKind::StateRetried { attempt, reason } => {
                     line(
                         &mut out,

@@ -313,6 +313,11 @@ pub struct Env {
     pub step: u32,
     /// Tokens and cost of every model call of the run.
     pub usage: Usage,
+    /// Each model's share of `usage` where a router or cascade served a
+    /// call ([`Reply::charge`](crate::model::Reply::charge)), by model
+    /// name: what each tier cost.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub usage_by_model: BTreeMap<String, Usage>,
     /// Free space for custom states.
     pub scratch: Scratch,
     /// Errors states recovered from through [`State::on_error`](crate::State::on_error).

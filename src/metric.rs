@@ -53,6 +53,35 @@ pub const BACKGROUND_FAILURES_TOTAL: &str = "statewise_background_failures_total
 /// `tool_call`, `tool_result`) and `stops` (`true` when the run stopped).
 pub const GUARDRAIL_TRIPS_TOTAL: &str = "statewise_guardrail_trips_total";
 
+/// Models a router or cascade asked, by `provider`, `model` and `verdict`
+/// (`routed`, `accepted`, `rejected`, `failed`): how often the cheap tier
+/// was enough.
+pub const ROUTE_STEPS_TOTAL: &str = "statewise_route_steps_total";
+/// Tokens of each routed or cascaded model's part of a call, by
+/// `provider`, `model` and `kind` (`input`, `output`); a rejected reply's
+/// tokens count here too, since they were paid for.
+pub const ROUTE_TOKENS_TOTAL: &str = "statewise_route_tokens_total";
+/// Cost in US dollars of each routed or cascaded model's part of a call,
+/// by `provider`, `model` and `verdict`; its sum is what each tier cost.
+pub const ROUTE_STEP_COST_DOLLARS: &str = "statewise_route_step_cost_dollars";
+
+pub(crate) fn route_step(model: (&str, &str), verdict: &'static str, usage: CallUsage) {
+    let labels = model_labels(model);
+    let mut with_verdict = labels.to_vec();
+    with_verdict.push(("verdict", verdict.to_owned()));
+    metrics::counter!(ROUTE_STEPS_TOTAL, &with_verdict).increment(1);
+    for (kind, tokens) in [("input", usage.input), ("output", usage.output)] {
+        if tokens > 0 {
+            let mut labels = labels.to_vec();
+            labels.push(("kind", kind.to_owned()));
+            metrics::counter!(ROUTE_TOKENS_TOTAL, &labels).increment(tokens);
+        }
+    }
+    if usage.cost > 0.0 {
+        metrics::histogram!(ROUTE_STEP_COST_DOLLARS, &with_verdict).record(usage.cost);
+    }
+}
+
 pub(crate) fn run_ended(machine: &str, outcome: &'static str) {
     metrics::counter!(RUNS_TOTAL, "machine" => machine.to_owned(), "outcome" => outcome)
         .increment(1);
@@ -275,6 +304,18 @@ fn describe() {
         "Circuit breaker state: 0 closed, 1 half open, 2 open"
     );
     describe_gauge!(QUEUE_DEPTH, "Runs queued and not yet claimed");
+    describe_counter!(
+        ROUTE_STEPS_TOTAL,
+        "Models a router or cascade asked, by verdict"
+    );
+    describe_counter!(
+        ROUTE_TOKENS_TOTAL,
+        "Tokens of each routed or cascaded model's part of a call"
+    );
+    describe_histogram!(
+        ROUTE_STEP_COST_DOLLARS,
+        "Cost of each routed or cascaded model's part of a call in US dollars"
+    );
     describe_counter!(
         QUEUE_CLAIMS_TOTAL,
         "Runs claimed by workers, new or reclaimed"

@@ -303,6 +303,10 @@ impl Translator {
                 });
             }
             Emit::ToolCallStarted(call) => self.announce(call, out),
+            Emit::Routed(step) => out.push(AgUiEvent::Custom {
+                name: "statewise.route".to_owned(),
+                value: serde_json::to_value(step).unwrap_or(Value::Null),
+            }),
             Emit::Observation(observation) => {
                 self.end_call(&observation.call_id, out);
                 let message_id = self.next_id("tool");
@@ -619,6 +623,26 @@ mod tests {
             sent,
             json!({"type": "CUSTOM", "name": "progress", "value": {"done": 2}})
         );
+    }
+
+    #[test]
+    fn a_route_step_reaches_clients_as_custom() {
+        let step = crate::model::RouteStep {
+            tier: "small".into(),
+            model: "local:smol".into(),
+            verdict: crate::model::Verdict::Rejected,
+            reason: "confident: confidence 0.412 is below 0.600".into(),
+            usage: crate::env::Usage::default(),
+            confidence: Some(0.412),
+        };
+        let mut t = Translator::new("t", "r");
+        let mut out = Vec::new();
+        t.push(&emit("reasoning", Emit::Routed(step)), &mut out);
+        let sent = serde_json::to_value(out.last().unwrap()).unwrap();
+        assert_eq!(sent["type"], "CUSTOM");
+        assert_eq!(sent["name"], "statewise.route");
+        assert_eq!(sent["value"]["verdict"], "rejected");
+        assert_eq!(sent["value"]["confidence"], 0.412);
     }
 
     #[test]

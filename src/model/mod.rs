@@ -9,6 +9,7 @@ mod error;
 mod price;
 pub(crate) mod provider;
 mod reply;
+mod route;
 mod scripted;
 mod span;
 
@@ -37,6 +38,7 @@ pub use provider::{
     Anthropic, AnthropicBuilder, OpenAi, OpenAiBuilder, ANTHROPIC_BASE_URL, OPENAI_BASE_URL,
 };
 pub use reply::{split_words, ModelCall, Reply, ReplyBuilder, ReplyStream, Streamed};
+pub use route::{confidence, RouteStep, Verdict};
 pub use scripted::{FnModel, ScriptExhausted, Scripted, ScriptedModel};
 
 /// A model shared between states and runs.
@@ -60,6 +62,12 @@ pub struct Params {
     /// Seed for reproducible sampling, where the provider supports it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub seed: Option<u64>,
+    /// Ask for each generated token's log-probability ([`Chunk::Logprobs`]),
+    /// where the provider returns them (OpenAI-compatible servers, the
+    /// llama.cpp server, the in-process model). A
+    /// [`Cascade`](crate::layer::Cascade) with a confidence floor sets it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub logprobs: bool,
 }
 
 /// What is sent to a model.
@@ -77,6 +85,11 @@ pub struct ChatRequest {
     /// constrain their output ([`Capabilities::json_schema`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub response_schema: Option<serde_json::Value>,
+    /// The tier the state would like to serve this request (`"small"`,
+    /// `"large"`, ...): a hint a [`Router`](crate::layer::Router)'s
+    /// [`Rules`](crate::layer::Rules) honour; other models ignore it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tier: Option<String>,
 }
 
 /// What a model can do beyond plain chat; states adapt their prompts to it.
@@ -133,6 +146,7 @@ pub struct ToolCallDelta {
 /// One piece of a streamed reply.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum Chunk {
     /// Answer text.
     Text(String),
@@ -144,6 +158,12 @@ pub enum Chunk {
     Usage(Usage),
     /// The reason generation ended.
     Finish(FinishReason),
+    /// Natural-log probabilities of generated tokens, in order, when the
+    /// request asked for them ([`Params::logprobs`]).
+    Logprobs(Vec<f32>),
+    /// How a router or cascade served (part of) the call: one step per
+    /// model asked, sent when that model's part ends.
+    Route(RouteStep),
 }
 
 /// A chat model: streams the reply to a request.

@@ -10,9 +10,10 @@ use serde_json::Value;
 use std::time::Duration;
 
 use super::{
-    ChatModel, ChatRequest, Chunk, ChunkStream, FinishReason, Fitted, ModelError, ToolCallDelta,
+    ChatModel, ChatRequest, Chunk, ChunkStream, FinishReason, Fitted, ModelError, RouteStep,
+    ToolCallDelta,
 };
-use crate::env::RunSettings;
+use crate::env::{Env, RunSettings};
 use crate::env::{ToolCall, ToolCallDraft, Usage};
 use crate::metric;
 use crate::semconv::provider_and_model;
@@ -35,6 +36,13 @@ pub struct Reply {
     /// Why generation ended, if the model said.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub finish: Option<FinishReason>,
+    /// Natural-log probabilities of the generated tokens, where the request
+    /// asked for them and the provider returned them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub logprobs: Vec<f32>,
+    /// How a router or cascade served the call, one step per model asked.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub route: Vec<RouteStep>,
 }
 
 impl Reply {
@@ -66,6 +74,26 @@ impl Reply {
     pub fn with_usage(mut self, usage: Usage) -> Self {
         self.usage = usage;
         self
+    }
+
+    /// How sure the model was of this reply: the geometric mean of its
+    /// tokens' probabilities ([`confidence`](super::confidence)); `None`
+    /// without log-probabilities.
+    pub fn confidence(&self) -> Option<f64> {
+        super::confidence(&self.logprobs)
+    }
+
+    /// Adds the reply's usage to the run's (`env.usage`) and each model's
+    /// share of a routed or cascaded call to `env.usage_by_model`. States
+    /// call this with each reply they get.
+    pub fn charge(&self, env: &mut Env) {
+        env.usage.add(&self.usage);
+        for step in self.route.iter().filter(|s| s.usage != Usage::default()) {
+            env.usage_by_model
+                .entry(step.model.clone())
+                .or_default()
+                .add(&step.usage);
+        }
     }
 
     /// The reply `chunks` make, assembled as a [`ReplyBuilder`] does.
@@ -104,6 +132,10 @@ impl Reply {
                 }));
             }
         }
+        if !self.logprobs.is_empty() {
+            chunks.push(Chunk::Logprobs(self.logprobs.clone()));
+        }
+        chunks.extend(self.route.iter().cloned().map(Chunk::Route));
         if self.usage != Usage::default() {
             chunks.push(Chunk::Usage(self.usage));
         }
@@ -162,6 +194,8 @@ pub struct ReplyBuilder {
     calls: Vec<PartialCall>,
     usage: Usage,
     finish: Option<FinishReason>,
+    logprobs: Vec<f32>,
+    route: Vec<RouteStep>,
 }
 
 impl ReplyBuilder {
@@ -180,6 +214,8 @@ impl ReplyBuilder {
             Chunk::ToolCall(delta) => self.push_call(delta, draft),
             Chunk::Usage(u) => self.usage.add(&u),
             Chunk::Finish(f) => self.finish = Some(f),
+            Chunk::Logprobs(l) => self.logprobs.extend(l),
+            Chunk::Route(step) => self.route.push(step),
         }
     }
 
@@ -258,6 +294,8 @@ impl ReplyBuilder {
             tool_calls,
             usage: self.usage,
             finish: self.finish,
+            logprobs: self.logprobs,
+            route: self.route,
         }
     }
 }
@@ -281,6 +319,9 @@ pub enum Streamed {
     /// The call ended: request and whole reply, when model calls are
     /// recorded ([`RunSettings::record_model_calls`]).
     Call(Box<ModelCall>),
+    /// A router or cascade's step: which model served (part of) the call,
+    /// and what became of its reply ([`Chunk::Route`]).
+    Route(RouteStep),
 }
 
 /// A model call as a state streams it: yields text as [`Streamed::Token`]
@@ -426,6 +467,20 @@ impl<'a> ReplyStream<'a> {
             elapsed,
             pending.first_token,
         );
+        for step in &reply.route {
+            let usage = metric::CallUsage {
+                input: step.usage.prompt_tokens,
+                output: step.usage.completion_tokens,
+                cache_read: step.usage.cached_tokens,
+                cache_creation: step.usage.cache_write_tokens,
+                cost: step.usage.cost,
+            };
+            metric::route_step(
+                provider_and_model(&step.model),
+                step.verdict.as_str(),
+                usage,
+            );
+        }
         let request = pending.request?;
         Some(ModelCall {
             model: pending.model,
@@ -474,6 +529,7 @@ impl Stream for ReplyStream<'_> {
             let emit = match &chunk {
                 Chunk::Text(t) => Some(Streamed::Token(t.clone())),
                 Chunk::Reasoning(t) => Some(Streamed::Reasoning(t.clone())),
+                Chunk::Route(step) => Some(Streamed::Route(step.clone())),
                 _ => None,
             };
             let this = &mut *self;
@@ -520,6 +576,15 @@ mod tests {
                 ..Usage::default()
             },
             finish: Some(FinishReason::Stop),
+            logprobs: vec![-0.5, -0.01],
+            route: vec![RouteStep {
+                tier: "small".into(),
+                model: "m".into(),
+                verdict: crate::model::Verdict::Accepted,
+                reason: String::new(),
+                usage: Usage::default(),
+                confidence: Some(0.9),
+            }],
         };
         let mut builder = ReplyBuilder::default();
         for chunk in reply.to_chunks() {

@@ -44,6 +44,7 @@ pub(super) fn chat_span(
         { sc::ERROR_TYPE } = Empty,
         statewise.cached = Empty,
         statewise.batched = Empty,
+        statewise.route = Empty,
     );
     if let Some(redactor) = &settings.span_content {
         let messages = Value::Array(request.messages.iter().map(message).collect());
@@ -106,6 +107,9 @@ pub(super) fn record_reply(span: &tracing::Span, reply: &Reply, content: Option<
     }
     span.record("statewise.cached", usage.cached_responses > 0);
     span.record("statewise.batched", usage.batched_requests > 0);
+    if !reply.route.is_empty() {
+        record_route(span, &reply.route);
+    }
     if let Some(redactor) = content {
         let mut parts: Vec<Value> = Vec::new();
         if !reply.reasoning.is_empty() {
@@ -164,6 +168,38 @@ fn message(m: &Message) -> Value {
         |c| json!({"type": "tool_call", "id": c.id, "name": c.name, "arguments": c.arguments}),
     ));
     json!({"role": role, "parts": parts})
+}
+
+/// Records the model a router or cascade chose as the request's model
+/// (`gen_ai.request.model`: the span opened with the router's name) and
+/// the whole route as `statewise.route`.
+fn record_route(span: &tracing::Span, route: &[super::RouteStep]) {
+    if let Some(model) = served_by(route) {
+        span.record(sc::GEN_AI_REQUEST_MODEL, provider_and_model(model).1);
+    }
+    let steps: Vec<String> = route
+        .iter()
+        .map(|s| format!("{} {}", s.tier, s.verdict.as_str()))
+        .collect();
+    span.record("statewise.route", steps.join(" → "));
+}
+
+/// The innermost model whose reply was kept. Nested steps come before the
+/// step of the tier holding them, so a rejected (or failed) tier's step
+/// discards those before it, and the first kept step after that is the
+/// leaf that served.
+fn served_by(route: &[super::RouteStep]) -> Option<&str> {
+    use super::Verdict;
+    let mut served = None;
+    for step in route {
+        match step.verdict {
+            Verdict::Rejected | Verdict::Failed => served = None,
+            _ => {
+                served.get_or_insert(step.model.as_str());
+            }
+        }
+    }
+    served
 }
 
 #[cfg(test)]

@@ -148,6 +148,12 @@ pub enum Emit {
     /// replays ([`ReplyStream::call`](crate::model::ReplyStream::call)
     /// emits it after the call's tokens).
     ModelCall(Box<crate::model::ModelCall>),
+    /// A router or cascade's step ([`Router`](crate::layer::Router),
+    /// [`Cascade`](crate::layer::Cascade)): which model served (part of) a
+    /// call and what became of its reply. The verbose console prints it;
+    /// the AG-UI translator sends it as a `CUSTOM` event named
+    /// `statewise.route`.
+    Routed(crate::model::RouteStep),
 }
 
 impl Emit {
@@ -166,6 +172,7 @@ impl From<crate::model::Streamed> for Emit {
             Streamed::ToolCallDraft(d) => Emit::ToolCallDraft(d),
             Streamed::Fitted(f) => Emit::ContextFitted(f),
             Streamed::Call(call) => Emit::ModelCall(call),
+            Streamed::Route(step) => Emit::Routed(step),
         }
     }
 }

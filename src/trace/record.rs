@@ -8,6 +8,7 @@ use serde_json::Value;
 use crate::env::{Action, Env, ToolCall, Usage};
 use crate::fit::Fitted;
 use crate::model::ModelCall;
+use crate::model::RouteStep;
 use crate::state::{ActionParsed, ActionRepaired, Emit, Next};
 
 /// One line of a trace.
@@ -120,6 +121,10 @@ pub struct StepRecord {
     /// left out or cut.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub fitted: Vec<Fitted>,
+    /// Each router or cascade step of the state's model calls: which model
+    /// served, what became of each reply.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub routes: Vec<RouteStep>,
     /// The raw text streamed by the state.
     #[serde(default)]
     pub text: String,
@@ -190,6 +195,7 @@ impl StepTrace {
                 env_before,
                 model_calls: Vec::new(),
                 fitted: Vec::new(),
+                routes: Vec::new(),
                 text: String::new(),
                 reasoning: String::new(),
                 repaired: None,
@@ -212,6 +218,7 @@ impl StepTrace {
             Emit::Reasoning(t) => r.reasoning.push_str(t),
             Emit::ModelCall(call) => r.model_calls.push((**call).clone()),
             Emit::ContextFitted(f) => r.fitted.push(f.clone()),
+            Emit::Routed(step) => r.routes.push(step.clone()),
             Emit::Custom(custom) => {
                 if let Some(ActionParsed(action)) = custom.decode() {
                     r.action = Some(action);

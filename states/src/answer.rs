@@ -45,6 +45,7 @@ pub struct Answer {
     apology: Option<String>,
     instructions: String,
     params: Params,
+    tier: Option<String>,
     fitter: Fitter,
     compact: bool,
     grounded: bool,
@@ -78,6 +79,7 @@ impl Answer {
             apology: None,
             instructions: DEFAULT_INSTRUCTIONS.to_owned(),
             params: Params::default(),
+            tier: None,
             fitter: Fitter::default(),
             compact: false,
             grounded: false,
@@ -140,6 +142,14 @@ impl Answer {
     /// Sets the sampling parameters of the model call.
     pub fn params(mut self, params: Params) -> Self {
         self.params = params;
+        self
+    }
+
+    /// The tier its requests ask a [`Router`](statewise::layer::Router)
+    /// for ([`ChatRequest::tier`]): `"large"` for the state that needs
+    /// the strong model.
+    pub fn tier(mut self, tier: impl Into<String>) -> Self {
+        self.tier = Some(tier.into());
         self
     }
 
@@ -234,6 +244,7 @@ impl Answer {
             messages,
             tools: Vec::new(),
             params: self.params.clone(),
+            tier: self.tier.clone(),
             // The provider's own constraint where it has one; else the
             // instructions carry the whole schema.
             response_schema: output.filter(|_| constrained).map(Output::request_schema),
@@ -316,7 +327,7 @@ impl State for Answer {
                 }
             }
             let reply = call.finish();
-            env.usage.add(&reply.usage);
+            reply.charge(env);
             let answer = match held {
                 false => reply.text,
                 true => {

@@ -97,6 +97,7 @@ pub struct Decide {
     /// What the choice calls a tool, where not by its name.
     labels: std::collections::BTreeMap<String, String>,
     params: Params,
+    tier: Option<String>,
     fitter: Fitter,
     on_tool_calls: String,
     on_answer: String,
@@ -128,6 +129,7 @@ impl Decide {
                 max_tokens: Some(128),
                 ..Params::default()
             },
+            tier: None,
             fitter: Fitter::default(),
             on_tool_calls: TOOLS.to_owned(),
             on_answer: ANSWER.to_owned(),
@@ -171,6 +173,14 @@ impl Decide {
     /// Sets the sampling parameters (default: greedy, at most 128 tokens).
     pub fn params(mut self, params: Params) -> Self {
         self.params = params;
+        self
+    }
+
+    /// The tier its requests ask a [`Router`](statewise::layer::Router)
+    /// for ([`ChatRequest::tier`]): `"large"` for the state that needs
+    /// the strong model.
+    pub fn tier(mut self, tier: impl Into<String>) -> Self {
+        self.tier = Some(tier.into());
         self
     }
 
@@ -225,6 +235,7 @@ impl Decide {
             messages,
             tools: Vec::new(),
             params: self.params.clone(),
+            tier: self.tier.clone(),
             response_schema: Some(json!({
                 "type": "object",
                 "properties": {"next": {"enum": self.options()}},
@@ -315,6 +326,7 @@ impl Decide {
             messages,
             tools: Vec::new(),
             params: self.params.clone(),
+            tier: self.tier.clone(),
             response_schema: Some(spec.parameters.clone()),
         }
     }
@@ -343,7 +355,7 @@ impl State for Decide {
                     yield Emit::from(streamed?);
                 }
                 let reply = call.finish();
-                env.usage.add(&reply.usage);
+                reply.charge(env);
                 if tool.is_some() {
                     let request = last_request(env);
                     let arguments = with_percents(arguments_of(&reply.text), &request);

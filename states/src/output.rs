@@ -62,7 +62,7 @@ pub(crate) fn write<'a>(
                 }
             }
             let reply = call.finish();
-            env.usage.add(&reply.usage);
+            reply.charge(env);
             match read(&output, &reply.text) {
                 Ok(value) => {
                     let text = value.to_string();

@@ -48,6 +48,7 @@ pub struct Reasoning {
     tools: Toolbox,
     instructions: String,
     params: Params,
+    tier: Option<String>,
     max_parse_retries: u32,
     prose_is_answer: bool,
     max_repeated_calls: u32,
@@ -130,6 +131,7 @@ impl Reasoning {
             tools,
             instructions: DEFAULT_INSTRUCTIONS.to_owned(),
             params: Params::default(),
+            tier: None,
             max_parse_retries: 2,
             prose_is_answer: true,
             max_repeated_calls: 2,
@@ -164,6 +166,14 @@ impl Reasoning {
     /// Sets the sampling parameters.
     pub fn params(mut self, params: Params) -> Self {
         self.params = params;
+        self
+    }
+
+    /// The tier its requests ask a [`Router`](statewise::layer::Router)
+    /// for ([`ChatRequest::tier`]): `"large"` for the state that needs
+    /// the strong model.
+    pub fn tier(mut self, tier: impl Into<String>) -> Self {
+        self.tier = Some(tier.into());
         self
     }
 
@@ -360,6 +370,7 @@ impl Reasoning {
                 messages,
                 tools: specs.to_vec(),
                 params: self.params.clone(),
+                tier: self.tier.clone(),
                 response_schema: None,
             };
         }
@@ -371,6 +382,7 @@ impl Reasoning {
             messages,
             tools: Vec::new(),
             params: self.params.clone(),
+            tier: self.tier.clone(),
             response_schema: capabilities
                 .json_schema
                 .then(|| prompts.schema[which].clone()),
@@ -500,7 +512,7 @@ impl State for Reasoning {
                 }
             }
             let reply = call.finish();
-            env.usage.add(&reply.usage);
+            reply.charge(env);
 
             let parsed = if !reply.tool_calls.is_empty() {
                 Ok(Action::ToolCalls(reply.tool_calls.clone()))

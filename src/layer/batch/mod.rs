@@ -446,6 +446,10 @@ fn batched_chunks(reply: Reply) -> Vec<Chunk> {
             arguments: call.arguments.to_string(),
         }));
     }
+    if !reply.logprobs.is_empty() {
+        chunks.push(Chunk::Logprobs(reply.logprobs));
+    }
+    chunks.extend(reply.route.into_iter().map(Chunk::Route));
     let mut usage = reply.usage;
     usage.batched_requests = 1;
     chunks.push(Chunk::Usage(usage));

@@ -318,6 +318,9 @@ impl ChatModel for OpenAi {
                         sent += 1;
                         yield piece;
                     }
+                    if let Some(logprobs) = choice.logprobs.and_then(WireLogprobs::into_chunk) {
+                        yield logprobs;
+                    }
                     if let Some(reason) = finish_reason(choice.finish_reason) {
                         finished = true;
                         sent += 1;
@@ -392,6 +395,33 @@ struct StreamChoice {
     index: Option<u32>,
     delta: Delta,
     finish_reason: Option<String>,
+    logprobs: Option<WireLogprobs>,
+}
+
+/// `choices[].logprobs`: one entry per generated token (llama.cpp's server
+/// sends the same shape).
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct WireLogprobs {
+    content: Option<Vec<WireTokenLogprob>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct WireTokenLogprob {
+    logprob: Option<f32>,
+}
+
+impl WireLogprobs {
+    fn into_chunk(self) -> Option<Chunk> {
+        let logprobs: Vec<f32> = self
+            .content?
+            .into_iter()
+            .filter_map(|t| t.logprob)
+            .filter(|l| l.is_finite())
+            .collect();
+        (!logprobs.is_empty()).then_some(Chunk::Logprobs(logprobs))
+    }
 }
 
 #[derive(Deserialize, Default)]
@@ -520,6 +550,7 @@ struct Completion {
 struct CompletionChoice {
     message: Delta,
     finish_reason: Option<String>,
+    logprobs: Option<WireLogprobs>,
 }
 
 impl Completion {
@@ -534,6 +565,7 @@ impl Completion {
         let mut chunks = Vec::new();
         if let Some(choice) = self.choices.into_iter().next() {
             chunks.extend(choice.message.into_chunks());
+            chunks.extend(choice.logprobs.and_then(WireLogprobs::into_chunk));
             chunks.extend(finish_reason(choice.finish_reason).map(Chunk::Finish));
         }
         chunks.extend(self.usage.map(|u| Chunk::Usage(u.into_usage())));
@@ -571,9 +603,11 @@ mod tests {
                 temperature: Some(0.0),
                 max_tokens: Some(5),
                 seed: Some(7),
+                logprobs: true,
                 ..Params::default()
             },
             response_schema: Some(json!({"type": "object"})),
+            tier: Some("large".into()),
         };
         let body = serde_json::to_value(model().body(&request)).unwrap();
         assert_eq!(body["stream_options"], json!({"include_usage": true}));
@@ -600,6 +634,8 @@ mod tests {
             (body["max_tokens"].clone(), body["seed"].clone()),
             (json!(5), json!(7))
         );
+        assert_eq!(body["logprobs"], true);
+        assert!(body.get("tier").is_none(), "the tier hint is not sent");
         assert_eq!(model().url, "http://127.0.0.1:9/v1/chat/completions");
     }
 
@@ -614,6 +650,22 @@ mod tests {
         assert!(m.capabilities().native_tools);
         assert!(!format!("{m:?}").contains("sk-test-key"));
         assert!(OpenAi::builder("x").base_url("not a url").build().is_err());
+    }
+
+    #[test]
+    fn logprobs_are_read_from_stream_chunks() {
+        let chunk: StreamChunk = serde_json::from_str(
+            r#"{"choices": [{"delta": {"content": "Hi"}, "logprobs": {"content": [{"token": "Hi", "logprob": -0.25, "bytes": [72, 105], "top_logprobs": []}]}}]}"#,
+        )
+        .unwrap();
+        let choice = chunk.choices.into_iter().next().unwrap();
+        assert_eq!(
+            choice.logprobs.and_then(WireLogprobs::into_chunk),
+            Some(Chunk::Logprobs(vec![-0.25]))
+        );
+        let none: StreamChunk =
+            serde_json::from_str(r#"{"choices": [{"delta": {}, "logprobs": null}]}"#).unwrap();
+        assert!(none.choices[0].logprobs.is_none());
     }
 
     #[test]

@@ -32,6 +32,8 @@ pub(super) struct Body<'a> {
     stop: &'a [String],
     #[serde(skip_serializing_if = "Option::is_none")]
     seed: Option<u64>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    logprobs: bool,
 }
 
 /// How the provider is set up to call the API.
@@ -89,6 +91,7 @@ impl<'a> Body<'a> {
             max_tokens: p.max_tokens,
             stop: &p.stop,
             seed: p.seed,
+            logprobs: p.logprobs,
         }
     }
 }

@@ -109,6 +109,7 @@ impl Generation<'_, '_> {
         let mut generated = 0usize;
         let mut text = String::new();
         let mut pending: Vec<u8> = Vec::new();
+        let mut logprobs: Vec<f32> = Vec::new();
         let finish = loop {
             if generated >= max_new || pos >= n_ctx {
                 break FinishReason::Length;
@@ -129,6 +130,9 @@ impl Generation<'_, '_> {
             }
             chain.accept(token);
             generated += 1;
+            if request.params.logprobs {
+                logprobs.push(log_softmax_at(self.ctx.get_logits_ith(last_logits), token));
+            }
 
             pending.extend(vocab.token_to_piece(token, false, None));
             let piece = take_utf8(&mut pending);
@@ -164,6 +168,9 @@ impl Generation<'_, '_> {
             cached_tokens: keep as u64,
             ..Usage::default()
         };
+        if !logprobs.is_empty() {
+            let _ = self.send(Chunk::Logprobs(logprobs));
+        }
         let _ = self.send(Chunk::Finish(finish));
         let _ = self.send(Chunk::Usage(usage));
         Ok(())
@@ -253,6 +260,17 @@ impl Generation<'_, '_> {
         allowed.apply_sampler(chain);
         allowed.selected_token()
     }
+}
+
+/// The natural-log probability of `token` under `logits` (the model's own
+/// distribution, before sampling or the grammar narrow it).
+fn log_softmax_at(logits: &[f32], token: LlamaToken) -> f32 {
+    let Some(&chosen) = usize::try_from(token.0).ok().and_then(|i| logits.get(i)) else {
+        return f32::NEG_INFINITY;
+    };
+    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let sum: f32 = logits.iter().map(|&l| (l - max).exp()).sum();
+    chosen - max - sum.ln()
 }
 
 /// Compiles `gbnf` for `model`, or says why it cannot.
