@@ -133,6 +133,7 @@ async fn the_prometheus_endpoint_shows_runs_calls_tokens_tools_and_the_queue() {
         Toolbox::new(ToolRegistry::new().with(Calculator)),
     );
     assert!(broken.run(Env::from_user("hi")).await.is_err());
+    cascade_run().await;
     #[cfg(feature = "redis")]
     let _redis = queue_some_runs().await;
 
@@ -187,10 +188,53 @@ async fn the_prometheus_endpoint_shows_runs_calls_tokens_tools_and_the_queue() {
         assert!(v(metric::QUEUE_CLAIMS_TOTAL, &[("kind", "new")]).unwrap() >= 3.0);
         assert!(v(metric::QUEUE_DEPTH, &[]).is_some(), "{text}");
     }
+    // Each tier of a cascade, by verdict, with its tokens and cost.
+    let small = [("model", "small-test"), ("verdict", "rejected")];
+    let large = [("model", "large-test"), ("verdict", "accepted")];
+    assert_eq!(v(metric::ROUTE_STEPS_TOTAL, &small), Some(1.0), "{text}");
+    assert_eq!(v(metric::ROUTE_STEPS_TOTAL, &large), Some(1.0));
+    let tokens = v(
+        metric::ROUTE_TOKENS_TOTAL,
+        &[("model", "small-test"), ("kind", "input")],
+    );
+    assert_eq!(tokens, Some(1000.0));
+    let cost = v("statewise_route_step_cost_dollars_sum", &large).unwrap();
+    assert!((cost - 0.011).abs() < 1e-9, "{cost}");
     #[cfg(feature = "server")]
     web_server_metrics(handle).await;
     #[cfg(not(feature = "server"))]
     drop(handle);
+}
+
+/// One run through a cascade whose small tier is rejected.
+async fn cascade_run() {
+    use statewise::layer::{Cascade, ParsesAsAction, Tier};
+    let reply = |text: &'static str| {
+        move |_: &ChatRequest| {
+            Ok(Reply::text(text).with_usage(Usage {
+                prompt_tokens: 1000,
+                completion_tokens: 100,
+                ..Usage::default()
+            }))
+        }
+    };
+    let cascade = Cascade::new(vec![
+        Tier::new("small", FnModel::new("openai:small-test", reply("hmm")))
+            .price(Price::per_million(1.0, 1.0)),
+        Tier::new(
+            "large",
+            FnModel::new("openai:large-test", reply(r#"{"final_answer": "ok"}"#)),
+        )
+        .price(Price::per_million(10.0, 10.0)),
+    ])
+    .unwrap()
+    .check(ParsesAsAction);
+    let agent = statewise_states::agent(
+        Arc::new(cascade),
+        Toolbox::new(ToolRegistry::new().with(Calculator)),
+    );
+    let out = agent.run(Env::from_user("hi")).await.unwrap();
+    assert_eq!(out.answer.as_deref(), Some("ok"));
 }
 
 /// The web server's `/metrics` renders the same recorder, its runs

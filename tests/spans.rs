@@ -585,3 +585,45 @@ async fn a_sub_machines_run_is_a_span_beneath_its_state() {
         .expect("the sub-machine's run has a parent");
     assert_eq!(sub.2.as_deref(), Some("statewise.state"));
 }
+
+#[tokio::test]
+async fn a_routed_call_names_the_model_that_served_it() {
+    use statewise::layer::{Cascade, ParsesAsAction, Router, Rules, Tier};
+    let tier = |label: &str, model: &str, text: &str| {
+        Tier::new(
+            label,
+            ScriptedModel::new()
+                .named(model)
+                .reply(Reply::text(text))
+                .reply(Reply::text(text)),
+        )
+    };
+    let cascade = Cascade::new(vec![
+        tier("small", "openai:mini", "thinking..."),
+        tier("large", "openai:big", r#"{"final_answer": "42"}"#),
+    ])
+    .unwrap()
+    .check(ParsesAsAction);
+    let router = Router::new(
+        vec![
+            Tier::new("cascade", cascade),
+            tier("direct", "openai:other", "x"),
+        ],
+        Rules::new("cascade"),
+    )
+    .unwrap();
+    let agent = statewise_states::agent(
+        Arc::new(router),
+        Toolbox::new(ToolRegistry::new().with(Calculator)),
+    );
+    let (spans, _guard) = Spans::capture();
+    let out = agent.run(Env::from_user("6 * 7?")).await.unwrap();
+    assert_eq!(out.answer.as_deref(), Some("42"));
+    let spans = spans.0.lock().unwrap().clone();
+    let call = spans.iter().find(|s| s.0 == "chat").unwrap();
+    assert_eq!(call.1["gen_ai.request.model"], "\"big\"");
+    assert_eq!(
+        call.1["statewise.route"],
+        "\"small rejected → large accepted → cascade routed\""
+    );
+}

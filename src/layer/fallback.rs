@@ -53,31 +53,13 @@ impl ChatModel for Fallback {
     }
 
     fn capabilities(&self) -> Capabilities {
-        self.models.iter().map(|m| m.capabilities()).fold(
-            Capabilities {
-                native_tools: true,
-                json_schema: true,
-            },
-            |a, b| Capabilities {
-                native_tools: a.native_tools && b.native_tools,
-                json_schema: a.json_schema && b.json_schema,
-            },
-        )
+        super::common_capabilities(self.models.iter())
     }
 
     /// The smallest window among the models (a request must fit whichever
     /// serves it); unknown if any model's is.
     fn context_window(&self) -> BoxFuture<'_, Option<ContextWindow>> {
-        Box::pin(async move {
-            let mut smallest: Option<ContextWindow> = None;
-            for model in &self.models {
-                let window = model.context_window().await?;
-                if smallest.as_ref().is_none_or(|s| window.tokens < s.tokens) {
-                    smallest = Some(window);
-                }
-            }
-            smallest
-        })
+        Box::pin(super::smallest_window(self.models.iter()))
     }
 
     fn stream(&self, request: ChatRequest) -> ChunkStream<'_> {

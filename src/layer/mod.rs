@@ -9,6 +9,8 @@
 //! - [`Fallback`]: the next model in line when one fails.
 //! - [`Priced`]: cost from token counts.
 //! - [`Cache`]: answers repeated requests from memory or an SQLite file.
+//! - [`Router`] and [`Cascade`]: several models of different sizes as one,
+//!   chosen per request or escalated on a failed check, under a [`Budget`].
 //!
 //! ```
 //! use std::time::Duration;
@@ -82,6 +84,7 @@ mod limit;
 mod per_principal;
 mod priced;
 mod retry;
+mod route;
 mod timeout;
 
 use std::sync::Arc;
@@ -102,9 +105,45 @@ pub use limit::{Limit, Limits, QuotaExceeded};
 pub use per_principal::PerPrincipal;
 pub use priced::Priced;
 pub use retry::{Retry, RetryPolicy};
+pub use route::{
+    fit_budget, verdict, Budget, Cascade, Check, Choice, Classify, Confident, FnCheck,
+    MatchesSchema, ParsesAsAction, Policy, Router, Rules, Tier, ValidOutput,
+};
 pub use timeout::{Timeout, Timeouts};
 
 use crate::model::{ChatModel, Price, SharedModel};
+
+/// The capabilities all `models` share, so a request built for one suits
+/// them all.
+fn common_capabilities<'a>(
+    models: impl Iterator<Item = &'a SharedModel>,
+) -> crate::model::Capabilities {
+    models.map(|m| m.capabilities()).fold(
+        crate::model::Capabilities {
+            native_tools: true,
+            json_schema: true,
+        },
+        |a, b| crate::model::Capabilities {
+            native_tools: a.native_tools && b.native_tools,
+            json_schema: a.json_schema && b.json_schema,
+        },
+    )
+}
+
+/// The smallest context window among `models` (a request must fit
+/// whichever serves it); unknown if any model's is.
+async fn smallest_window<'a>(
+    models: impl Iterator<Item = &'a SharedModel>,
+) -> Option<crate::model::ContextWindow> {
+    let mut smallest: Option<crate::model::ContextWindow> = None;
+    for model in models {
+        let window = model.context_window().await?;
+        if smallest.as_ref().is_none_or(|s| window.tokens < s.tokens) {
+            smallest = Some(window);
+        }
+    }
+    smallest
+}
 
 /// Wraps a model in a layer by method call.
 pub trait ModelExt: ChatModel + Sized {

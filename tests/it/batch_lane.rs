@@ -365,3 +365,54 @@ async fn the_ledgers_keep_batches_calls_and_outcomes() {
         Some(statewise::layer::batch::LedgerEntry::Done(_))
     ));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cascade_escalates_to_a_tier_on_the_batch_lane() {
+    use statewise::layer::{Cascade, ParsesAsAction, Tier};
+    use statewise::model::Verdict;
+    let vendor = Vendor::ready();
+    let calls = Arc::new(AtomicUsize::new(0));
+    let small = FnModel::new("small", |_: &ChatRequest| {
+        Ok(Reply::text("Hmm, let me think.").with_usage(Usage {
+            prompt_tokens: 1000,
+            completion_tokens: 5,
+            ..Usage::default()
+        }))
+    });
+    let batched = ViaBatch::new(
+        realtime(&calls),
+        vendor.clone(),
+        Arc::new(MemoryLedger::new()),
+        config(OnExpired::Resubmit),
+    );
+    let cascade = Cascade::new(vec![
+        Tier::new("small", small).price(Price::per_million(0.1, 0.4)),
+        Tier::new("large", batched).price(PRICE),
+    ])
+    .unwrap()
+    .check(ParsesAsAction);
+    let reply = cascade
+        .complete(ChatRequest::new(vec![Message::user("What is 6*7?")]))
+        .await
+        .unwrap();
+    assert!(reply.text.contains("calculator"), "{}", reply.text);
+    assert_eq!(
+        vendor.submitted().len(),
+        1,
+        "the escalation went out in a batch"
+    );
+    assert_eq!(calls.load(Ordering::SeqCst), 0);
+    let large = &reply.route[1];
+    assert_eq!(
+        (large.tier.as_str(), large.verdict),
+        ("large", Verdict::Accepted)
+    );
+    assert_eq!(large.usage.batched_requests, 1);
+    // 1,000 prompt and 100 completion tokens at half of $2/$8 per M.
+    assert!(
+        (large.usage.cost - 0.0014).abs() < 1e-12,
+        "{}",
+        large.usage.cost
+    );
+    assert_eq!(reply.route[0].verdict, Verdict::Rejected);
+}

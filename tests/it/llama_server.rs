@@ -28,9 +28,10 @@ fn root() -> PathBuf {
 }
 
 /// A llama.cpp server process, killed when dropped.
-struct LlamaServer {
+pub(crate) struct LlamaServer {
     child: Child,
-    port: u16,
+    /// The port it listens on (127.0.0.1).
+    pub(crate) port: u16,
 }
 
 impl Drop for LlamaServer {
@@ -40,7 +41,7 @@ impl Drop for LlamaServer {
     }
 }
 
-async fn start_server() -> LlamaServer {
+pub(crate) async fn start_server() -> LlamaServer {
     start_server_with(&[]).await
 }
 

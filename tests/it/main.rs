@@ -43,6 +43,7 @@ mod repair_conformance;
 mod repair_mutations;
 mod repair_regressions;
 mod replay;
+mod routing;
 mod small_agent;
 mod stock_states;
 mod store;
