@@ -518,16 +518,28 @@ async fn the_journal_alone_keeps_effects_to_one_per_call() {
         with.iter().filter(|(_, n)| **n != 2).collect::<Vec<_>>()
     );
 
-    let without = counted_runs(&redis, "journal-off", false).await;
-    let repeated_without = extra(&without);
+    // The control's kills land at random moments; on a loaded machine a
+    // round of them can all fall between runs' calls, so it gets up to
+    // three rounds to show repeats (each round alone usually shows 9-12).
+    let mut repeated_without = 0;
+    for round in 0..3 {
+        let without = counted_runs(&redis, &format!("journal-off-{round}"), false).await;
+        assert!(
+            without.values().all(|n| *n >= 2),
+            "a call was lost: {without:?}"
+        );
+        repeated_without += extra(&without);
+        if repeated_without > 1 {
+            break;
+        }
+    }
     println!(
-        "calls run again: {repeated_with} with the journal, {repeated_without} without (600 calls each)"
+        "calls run again: {repeated_with} with the journal, {repeated_without} without (600 calls a round)"
     );
     assert!(
         repeated_without > 1,
-        "without the journal, {repeated_without} calls ran again: the kills prove nothing"
+        "without the journal, {repeated_without} calls ran again in three rounds: the kills prove nothing"
     );
-    assert!(without.values().all(|n| *n >= 2));
 }
 
 /// 50 runs of the example's `fanout` machine (a fork of four branches)
