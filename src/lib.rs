@@ -173,3 +173,27 @@ pub use async_stream::try_stream;
 
 /// Builds a stream with `yield` (re-exported from `async-stream`).
 pub use async_stream::stream;
+
+#[cfg(feature = "macros")]
+pub use statewise_macros::tool;
+
+// What `#[statewise::tool]` expands to names `::statewise`, in this crate's
+// own tests too.
+extern crate self as statewise;
+
+/// What generated code needs, so a user crate need not depend on it.
+#[doc(hidden)]
+pub mod __private {
+    pub use schemars;
+    pub use serde;
+
+    /// An arguments struct's schema as a tool shows it: without the
+    /// struct's own doc (meant for rustdoc, not the model), and with
+    /// `properties` even when there are none (providers expect the key).
+    pub fn tool_arguments(schema: &mut schemars::Schema) {
+        schema.remove("description");
+        if schema.get("properties").is_none() {
+            schema.insert("properties".into(), serde_json::json!({}));
+        }
+    }
+}

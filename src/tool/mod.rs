@@ -9,6 +9,7 @@
 pub mod approval;
 pub mod client;
 mod context;
+mod func;
 #[cfg(feature = "mcp")]
 pub mod mcp;
 mod policy;
@@ -27,6 +28,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 pub use context::ToolContext;
+pub use func::{tool_fn, FnTool, ToolFn};
 pub use policy::{Blocking, BlockingTool, ToolPolicy};
 pub use schema::parameters_of;
 pub use toolbox::{ToolSource, Toolbox};

@@ -1,13 +1,12 @@
 //! Stock tools: a calculator and a clock.
 
-use serde::Deserialize;
-use serde_json::{json, Value};
-use statewise::tool::{Tool, ToolContext};
+use serde_json::json;
 
 use crate::Example;
 
-/// Evaluates an arithmetic expression: `+ - * / ^`, parentheses, unary minus,
-/// decimal numbers.
+/// Evaluates an arithmetic expression with + - * / ^, parentheses and percentages (20% of 150).
+///
+/// Unary minus and decimal numbers too. The [`Calculator`] tool:
 ///
 /// ```
 /// # futures::executor::block_on(async {
@@ -21,8 +20,13 @@ use crate::Example;
 /// # Ok::<(), statewise_states::tools::CalcError>(())
 /// # }).unwrap();
 /// ```
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Calculator;
+#[statewise::tool]
+pub async fn calculator(
+    /// e.g. (2 + 3) * 4
+    expression: String,
+) -> Result<Calculated, CalcError> {
+    evaluate(&expression)
+}
 
 /// A [`Calculator`] result. It serializes as a whole number when it is
 /// one (`391`, not `391.0`): models copy the observation into the answer.
@@ -38,13 +42,6 @@ impl serde::Serialize for Calculated {
             v => serializer.serialize_f64(v),
         }
     }
-}
-
-/// Arguments of [`Calculator`].
-#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
-pub struct CalculatorArgs {
-    /// The expression, e.g. `"(2 + 3) * 4"`.
-    pub expression: String,
 }
 
 /// Why an expression could not be evaluated.
@@ -90,47 +87,28 @@ impl Calculator {
     }
 }
 
-impl Tool for Calculator {
-    type Args = CalculatorArgs;
-    type Output = Calculated;
-    type Error = CalcError;
-
-    fn name(&self) -> &str {
-        "calculator"
+/// The value of an arithmetic expression.
+fn evaluate(expression: &str) -> Result<Calculated, CalcError> {
+    let chars: Vec<char> = expression.chars().collect();
+    let mut p = Parser {
+        chars: &chars,
+        pos: 0,
+    };
+    let v = p.sum()?;
+    p.skip_ws();
+    if p.pos < chars.len() {
+        return Err(p.error("an operator or the end"));
     }
-
-    fn description(&self) -> &str {
-        "Evaluates an arithmetic expression with + - * / ^, parentheses and percentages (20% of 150)."
-    }
-
-    fn parameters(&self) -> Value {
-        json!({
-            "type": "object",
-            "properties": {"expression": {"type": "string", "description": "e.g. (2 + 3) * 4"}},
-            "required": ["expression"]
-        })
-    }
-
-    async fn call(&self, args: CalculatorArgs, _: ToolContext) -> Result<Calculated, CalcError> {
-        let chars: Vec<char> = args.expression.chars().collect();
-        let mut p = Parser {
-            chars: &chars,
-            pos: 0,
-        };
-        let v = p.sum()?;
-        p.skip_ws();
-        if p.pos < chars.len() {
-            return Err(p.error("an operator or the end"));
-        }
-        if v.is_finite() {
-            Ok(Calculated(v))
-        } else {
-            Err(CalcError::NotFinite)
-        }
+    if v.is_finite() {
+        Ok(Calculated(v))
+    } else {
+        Err(CalcError::NotFinite)
     }
 }
 
-/// The current date and time in UTC.
+/// Returns the current date, time (UTC) and weekday.
+///
+/// The [`Clock`] tool:
 ///
 /// ```
 /// # futures::executor::block_on(async {
@@ -141,12 +119,14 @@ impl Tool for Calculator {
 /// assert!(now.utc.ends_with('Z') && now.utc.len() == 20, "{}", now.utc);
 /// # });
 /// ```
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Clock;
-
-/// Arguments of [`Clock`] (none).
-#[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
-pub struct ClockArgs {}
+#[statewise::tool]
+pub async fn clock() -> Result<Now, ClockError> {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_err(|_| ClockError)?
+        .as_secs();
+    Ok(now_from_unix(secs))
+}
 
 /// What [`Clock`] returns. The model reads it as one sentence
 /// (`It is Friday, 4 December 2026, 21:13 UTC.`):
@@ -198,32 +178,6 @@ impl Clock {
         .into_iter()
         .map(|request| Example::tool(request, "clock", json!({})))
         .collect()
-    }
-}
-
-impl Tool for Clock {
-    type Args = ClockArgs;
-    type Output = Now;
-    type Error = ClockError;
-
-    fn name(&self) -> &str {
-        "clock"
-    }
-
-    fn description(&self) -> &str {
-        "Returns the current date, time (UTC) and weekday."
-    }
-
-    fn parameters(&self) -> Value {
-        json!({"type": "object", "properties": {}})
-    }
-
-    async fn call(&self, _: ClockArgs, _: ToolContext) -> Result<Now, ClockError> {
-        let secs = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_err(|_| ClockError)?
-            .as_secs();
-        Ok(now_from_unix(secs))
     }
 }
 
@@ -420,6 +374,29 @@ impl Parser<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use statewise::tool::{Tool, ToolContext};
+
+    #[test]
+    fn the_model_is_shown_what_it_was_shown_before() {
+        let shown = |t: &dyn statewise::tool::DynTool| {
+            let spec = t.spec();
+            (spec.description, spec.parameters.to_string())
+        };
+        assert_eq!(
+            shown(&Calculator),
+            (
+                "Evaluates an arithmetic expression with + - * / ^, parentheses and percentages (20% of 150).".to_owned(),
+                r#"{"type":"object","properties":{"expression":{"type":"string","description":"e.g. (2 + 3) * 4"}},"required":["expression"]}"#.to_owned()
+            )
+        );
+        assert_eq!(
+            shown(&Clock),
+            (
+                "Returns the current date, time (UTC) and weekday.".to_owned(),
+                r#"{"type":"object","properties":{}}"#.to_owned()
+            )
+        );
+    }
 
     async fn eval(e: &str) -> Result<f64, CalcError> {
         Calculator

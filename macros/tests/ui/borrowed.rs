@@ -1,0 +1,7 @@
+/// Shouts.
+#[statewise::tool]
+async fn shout(text: &str) -> String {
+    text.to_uppercase()
+}
+
+fn main() {}
