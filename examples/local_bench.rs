@@ -2,7 +2,7 @@
 //! (the `xllamacpp` wheel) on the same GGUF and machine, plus what the
 //! action grammar costs.
 //!
-//!     scripts/setup && cargo run --release --features local --example local_bench
+//!     scripts/setup-tests && cargo run --release --features local --example local_bench
 //!
 //! Both sides are timed the same way, from the client: from the first
 //! streamed token to the end, divided into the tokens generated after the
@@ -96,7 +96,7 @@ async fn start_server(model: &str, threads: usize) -> (Server, u16) {
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
-        .expect("python3 runs scripts/llama-server (scripts/setup installs xllamacpp)");
+        .expect("python3 runs scripts/llama-server (scripts/setup-tests installs xllamacpp)");
     let server = Server(child);
     let started = Instant::now();
     while started.elapsed() < Duration::from_secs(120) {

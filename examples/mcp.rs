@@ -1,6 +1,6 @@
 //! Tools from an MCP server in the stock agent.
 //!
-//!     scripts/setup   # installs the reference server into tests/mcp
+//!     scripts/setup-tests   # installs the reference server into tests/mcp
 //!     cargo run --features mcp --example mcp
 //!     cargo run --features mcp --example mcp -- --model openai:gpt-4o-mini "Add 2 and 3 with get-sum"
 //!
@@ -43,7 +43,7 @@ async fn main() -> ExitCode {
     let server = match server {
         Ok(server) => server,
         Err(e) => {
-            eprintln!("{e}\n(run scripts/setup to install the reference server)");
+            eprintln!("{e}\n(run scripts/setup-tests to install the reference server)");
             return ExitCode::FAILURE;
         }
     };

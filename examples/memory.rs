@@ -11,7 +11,7 @@
 //! `score`; `ask` streams an answer written from the best three memories
 //! and names them. A namespace is written `a/b/c`. No API settings are
 //! needed: `scripts/fetch-model` and `scripts/fetch-model embedder` fetch
-//! the two models (`scripts/setup` does both); with `OPENAI_API_KEY` or
+//! the two models (`scripts/setup-tests` does both); with `OPENAI_API_KEY` or
 //! `ANTHROPIC_API_KEY` set, `ask` uses that chat model instead. With
 //! `OPENAI_API_KEY` or `OPENAI_BASE_URL` set, memories are embedded by that
 //! server too (`OPENAI_EMBEDDING_MODEL`, default `text-embedding-3-small`;

@@ -80,7 +80,7 @@ fn start_redis() -> (String, OwnRedis) {
         .arg(&dir)
         .stdout(Stdio::null())
         .spawn()
-        .expect("redis-server (scripts/setup installs it), or set REDIS_URL");
+        .expect("redis-server (scripts/setup-tests installs it), or set REDIS_URL");
     let start = Instant::now();
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
         assert!(

@@ -466,7 +466,7 @@ async fn the_html_report_opens_in_headless_chromium() {
         PathBuf::from(std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into()));
     assert!(
         chromium.exists(),
-        "{} is missing: run scripts/setup",
+        "{} is missing: run scripts/setup-tests",
         chromium.display()
     );
     let server = mock(Arc::new(AtomicBool::new(false))).await;

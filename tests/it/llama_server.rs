@@ -3,7 +3,7 @@
 //! Reasoning → Answer, and a conversation longer than a 1,024-token slot
 //! fitted to it.
 //!
-//! Needs Python with `xllamacpp` (`scripts/setup` installs it) and the model
+//! Needs Python with `xllamacpp` (`scripts/setup-tests` installs it) and the model
 //! (fetched by `scripts/fetch-model` on first use). It fails, never skips,
 //! when they are missing.
 
@@ -75,7 +75,7 @@ async fn start_server_with(args: &[&str]) -> LlamaServer {
                 .unwrap()
                 .read_to_string(&mut err)
                 .unwrap();
-            panic!("llama-server exited with {status}:\n{err}\n(scripts/setup installs xllamacpp)");
+            panic!("llama-server exited with {status}:\n{err}\n(scripts/setup-tests installs xllamacpp)");
         }
         if let Ok(r) = reqwest::get(&health).await {
             if r.status().is_success() {

@@ -1,6 +1,6 @@
 //! MCP servers' tools in a toolbox, against the reference server
 //! `@modelcontextprotocol/server-everything` (pinned in tests/mcp;
-//! `scripts/setup` installs it), over stdio and streamable HTTP.
+//! `scripts/setup-tests` installs it), over stdio and streamable HTTP.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -12,13 +12,13 @@ use statewise::tool::mcp::McpServer;
 use statewise::tool::{ToolContext, ToolError};
 use statewise::{Emit, Env, EventKind};
 
-/// The reference server's launcher, installed by `scripts/setup`.
+/// The reference server's launcher, installed by `scripts/setup-tests`.
 fn server_script() -> PathBuf {
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("tests/mcp/node_modules/@modelcontextprotocol/server-everything/dist/index.js");
     assert!(
         script.exists(),
-        "{} is missing: run scripts/setup (it runs npm ci in tests/mcp)",
+        "{} is missing: run scripts/setup-tests (it runs npm ci in tests/mcp)",
         script.display()
     );
     script

@@ -100,7 +100,7 @@ fn start_redis(port: u16, dir: &Path, appendonly: bool) -> Child {
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
-        .expect("redis-server runs (scripts/setup installs it)");
+        .expect("redis-server runs (scripts/setup-tests installs it)");
     wait_for(
         || {
             use std::io::{Read, Write};
@@ -136,7 +136,7 @@ impl Postgres {
 
     /// `PGVECTOR_DATABASE_URL` if set, else a fresh cluster of our own
     /// with the pgvector extension: PostgreSQL 16 from the `pgserver`
-    /// wheel (`scripts/setup` installs it; Debian has no pgvector).
+    /// wheel (`scripts/setup-tests` installs it; Debian has no pgvector).
     pub fn with_vector() -> Postgres {
         if let Ok(url) = std::env::var("PGVECTOR_DATABASE_URL") {
             if !url.is_empty() {
@@ -205,7 +205,7 @@ impl Postgres {
             .arg(&data)
             .args(["-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync"])
             .output()
-            .expect("initdb runs (scripts/setup installs PostgreSQL)");
+            .expect("initdb runs (scripts/setup-tests installs PostgreSQL)");
         assert!(
             out.status.success(),
             "initdb failed: {}",
@@ -289,7 +289,7 @@ fn pgserver_bin() -> PathBuf {
                 .then(|| String::from_utf8_lossy(&out.stdout).trim().to_owned())
         });
     let bin = PathBuf::from(
-        dir.expect("the pgserver wheel (scripts/setup installs it: pip install pgserver)"),
+        dir.expect("the pgserver wheel (scripts/setup-tests installs it: pip install pgserver)"),
     )
     .join("pginstall/bin");
     assert!(
@@ -318,7 +318,7 @@ fn postgres_bin() -> PathBuf {
             versions.sort();
             versions.pop()
         })
-        .expect("PostgreSQL's initdb, on the PATH or in /usr/lib/postgresql/*/bin (scripts/setup installs it)")
+        .expect("PostgreSQL's initdb, on the PATH or in /usr/lib/postgresql/*/bin (scripts/setup-tests installs it)")
 }
 
 fn wait_for(mut ready: impl FnMut() -> Option<()>, what: &str) {

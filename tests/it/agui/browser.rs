@@ -38,7 +38,7 @@ async fn page_flow(args: &[&str], shot: &str) {
         PathBuf::from(std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into()));
     assert!(
         chromium.exists(),
-        "{} is missing: run scripts/setup (it installs Debian's chromium)",
+        "{} is missing: run scripts/setup-tests (it installs Debian's chromium)",
         chromium.display()
     );
     let mut child = tokio::process::Command::new(crate::support::example("serve"))

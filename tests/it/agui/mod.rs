@@ -32,12 +32,12 @@ pub(crate) async fn serve_router(router: axum::Router) -> String {
     format!("http://{addr}")
 }
 
-/// The folder with the pinned npm packages; `scripts/setup` installs them.
+/// The folder with the pinned npm packages; `scripts/setup-tests` installs them.
 pub(crate) fn npm_dir() -> PathBuf {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/agui");
     assert!(
         dir.join("node_modules/@ag-ui/client").exists(),
-        "the AG-UI client is not installed: run scripts/setup (npm ci in tests/agui)"
+        "the AG-UI client is not installed: run scripts/setup-tests (npm ci in tests/agui)"
     );
     dir
 }
@@ -51,7 +51,7 @@ pub(crate) async fn node(script: &str, arg: &Value) -> Value {
         .current_dir(npm_dir())
         .output()
         .await
-        .expect("node runs (Node 20 is installed by scripts/setup's caller)");
+        .expect("node runs (Node 20 is installed by scripts/setup-tests' caller)");
     assert!(
         out.status.success(),
         "node {script} failed: {}\n{}",
