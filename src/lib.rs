@@ -29,7 +29,7 @@
 //! - [`fit`]: fits a request into the model's context window.
 //! - [`spec`]: models chosen by string (`openai:gpt-4o-mini`) or from a
 //!   [`ModelRegistry`](spec::ModelRegistry), wrapped in the default layers.
-//! - [`tool`]: typed [`Tool`](tool::Tool)s, a registry, per-state
+//! - [`tool`](mod@tool): typed [`Tool`](tool::Tool)s, a registry, per-state
 //!   toolboxes, approval, MCP servers (`mcp` feature).
 //! - [`action`]: reads a model's reply as an `Action`, repairing broken JSON.
 //!
@@ -118,6 +118,8 @@
 
 #![warn(missing_docs, unreachable_pub)]
 #![forbid(unsafe_code)]
+// docs.rs builds with `--cfg docsrs` on nightly: each gated item shows its feature.
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod action;
 #[cfg(feature = "server")]

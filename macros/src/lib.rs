@@ -8,6 +8,8 @@
 //! description its doc comment's first paragraph. Use it through the `statewise` crate, which
 //! re-exports it; the generated code names `::statewise`.
 
+#![warn(missing_docs)]
+
 use proc_macro::TokenStream;
 use proc_macro2::{Span, TokenStream as TokenStream2};
 use quote::{format_ident, quote, quote_spanned};

@@ -61,10 +61,10 @@ pub enum ServerError {
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
-    /// Where paused threads are kept ([`Server::with_threads`]) failed.
+    /// Where paused threads are kept ([`Server::with_threads`](super::Server::with_threads)) failed.
     #[error("looking up the thread's paused run failed: {0}")]
     Threads(#[source] crate::backend::BackendError),
-    /// The shared run logs ([`Server::with_logs`]) failed.
+    /// The shared run logs ([`Server::with_logs`](super::Server::with_logs)) failed.
     #[error("reading or writing the shared run logs failed: {0}")]
     Logs(#[source] crate::backend::BackendError),
     /// The machine could not resume the run (it is not paused, or the

@@ -16,7 +16,7 @@ use crate::guard::{CallCheck, Guardrails, Principal, ResultCheck, Stage, ToolGua
 use crate::semconv as sc;
 
 /// A set of tools that changes while the program runs, such as an MCP
-/// server's ([`mcp::McpServer`](crate::tool)): a toolbox made on it
+/// server's ([`mcp::McpServer`](mod@crate::tool)): a toolbox made on it
 /// ([`Toolbox::live`]) sees the set as it is at each model request and
 /// each call.
 pub trait ToolSource: Send + Sync + std::fmt::Debug {

@@ -18,6 +18,7 @@ mod cache;
 mod context_fit;
 mod dataset;
 mod eval;
+mod examples_doc;
 mod fault_injection;
 mod fixtures;
 #[cfg(feature = "redis")]
