@@ -134,6 +134,7 @@ pub mod env;
 pub mod eval;
 pub mod fit;
 pub mod guard;
+pub mod guide;
 pub mod layer;
 pub mod machine;
 pub mod memory;
