@@ -48,7 +48,7 @@ mod rules;
 use std::sync::Arc;
 
 use crate::env::Usage;
-use crate::model::{ChatModel, ModelError, Price, SharedModel};
+use crate::model::{ChatModel, ModelError, Price, PriceTable, SharedModel};
 
 pub use budget::{fit_budget, Budget};
 pub use cascade::{verdict, Cascade};
@@ -91,6 +91,17 @@ impl Tier {
     /// [`Budget`] estimates a call at. A tier without one counts as free.
     pub fn price(mut self, price: Price) -> Self {
         self.price = Some(price);
+        self
+    }
+
+    /// The tier's price from `table`, by the model's id (its name without
+    /// the provider: `openai:gpt-4o-mini` → `gpt-4o-mini`); unchanged if
+    /// the table has none.
+    pub fn price_from(mut self, table: &PriceTable) -> Self {
+        let (_, id) = crate::semconv::provider_and_model(self.model.name());
+        if let Some(price) = table.get(id) {
+            self.price = Some(price);
+        }
         self
     }
 

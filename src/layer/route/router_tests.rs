@@ -5,7 +5,7 @@ use futures::future::BoxFuture;
 use super::*;
 use crate::env::Message;
 use crate::layer::route::{Classify, Rules};
-use crate::model::{FnModel, Price, Reply, SharedModel};
+use crate::model::{FnModel, Price, PriceTable, Reply, SharedModel};
 
 /// A model named `name` answering `name`, counting its calls.
 fn counted(name: &'static str, calls: Arc<AtomicUsize>) -> FnModel {
@@ -19,11 +19,18 @@ fn counted(name: &'static str, calls: Arc<AtomicUsize>) -> FnModel {
     })
 }
 
+/// The tiers' prices, by model id, as a deployment keeps them.
+fn prices() -> PriceTable {
+    PriceTable::new()
+        .with("small-m", Price::per_million(1.0, 1.0))
+        .with("large-m", Price::per_million(50.0, 50.0))
+}
+
 fn router(policy: impl Policy + 'static) -> (Router, Arc<AtomicUsize>, Arc<AtomicUsize>) {
     let (small, large) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
     let tiers = vec![
-        Tier::new("small", counted("small-m", small.clone())).price(Price::per_million(1.0, 1.0)),
-        Tier::new("large", counted("large-m", large.clone())).price(Price::per_million(50.0, 50.0)),
+        Tier::new("small", counted("small-m", small.clone())).price_from(&prices()),
+        Tier::new("large", counted("large-m", large.clone())).price_from(&prices()),
     ];
     (Router::new(tiers, policy).unwrap(), small, large)
 }
