@@ -26,7 +26,7 @@ use syn::{
 ///
 /// `#[statewise::tool(name = "other_name")]` names the tool otherwise.
 ///
-/// ```ignore
+/// ```text
 /// /// Adds two numbers.
 /// #[statewise::tool]
 /// async fn add(

@@ -8,13 +8,15 @@
 //!    network.
 //! 4. [`tools`]: a tool from a function, a closure or a type.
 //! 5. [`models`]: providers, layers, and several models as one.
+//! 6. [`graphs`]: forks, and pauses for a person.
 //!
-//! The README covers the rest for now (graphs and pauses, typed outputs,
+//! The README covers the rest for now (typed outputs,
 //! memory, scaling out, the web server, observability), and each example's
 //! first lines say what it shows and how to run it.
 
 pub mod concepts;
 pub mod custom_state;
+pub mod graphs;
 pub mod models;
 pub mod testing;
 pub mod tools;
