@@ -25,19 +25,23 @@ impl<M: ChatModel> ChatModel for Priced<M> {
     forward_model_info!();
 
     fn stream(&self, request: ChatRequest) -> ChunkStream<'_> {
-        let price = self.price;
-        self.inner
-            .stream(request)
-            .map(move |chunk| match chunk {
-                // A reply served by a response cache cost nothing.
-                Ok(Chunk::Usage(u)) if u.cached_responses > 0 => Ok(Chunk::Usage(u)),
-                Ok(Chunk::Usage(mut u)) => {
-                    // Usage chunks add up, and cost is linear in them.
-                    u.cost = price.cost(&u);
-                    Ok(Chunk::Usage(u))
-                }
-                other => other,
-            })
-            .boxed()
+        priced_stream(self.inner.stream(request), self.price)
     }
+}
+
+/// `chunks` with each usage chunk's cost at `price` (what [`Priced`] and a
+/// priced [`Tier`](crate::layer::Tier) stream).
+pub(super) fn priced_stream(chunks: ChunkStream<'_>, price: Price) -> ChunkStream<'_> {
+    chunks
+        .map(move |chunk| match chunk {
+            // A reply served by a response cache cost nothing.
+            Ok(Chunk::Usage(u)) if u.cached_responses > 0 => Ok(Chunk::Usage(u)),
+            Ok(Chunk::Usage(mut u)) => {
+                // Usage chunks add up, and cost is linear in them.
+                u.cost = price.cost(&u);
+                Ok(Chunk::Usage(u))
+            }
+            other => other,
+        })
+        .boxed()
 }

@@ -8,7 +8,7 @@ use futures::future::BoxFuture;
 use futures::StreamExt;
 
 use super::check::Check;
-use super::{shared_capabilities, smallest_window, tiers_name, Tier};
+use super::{own_usage, shared_capabilities, smallest_window, tiers_name, Tier};
 use crate::env::Usage;
 use crate::model::{
     Capabilities, ChatModel, ChatRequest, Chunk, ChunkStream, ContextWindow, ModelError, Reply,
@@ -103,13 +103,10 @@ impl ChatModel for Cascade {
             let last = self.tiers.len() - 1;
             for (i, tier) in self.tiers.iter().enumerate() {
                 if i == last {
-                    let mut chunks = tier.model.stream(request.clone());
+                    let mut chunks = tier.stream(request.clone());
                     let mut whole = crate::model::ReplyBuilder::default();
                     while let Some(chunk) = chunks.next().await {
-                        let chunk = match chunk? {
-                            Chunk::Usage(u) => Chunk::Usage(tier.priced(u)),
-                            other => other,
-                        };
+                        let chunk = chunk?;
                         whole.push(chunk.clone());
                         yield chunk;
                     }
@@ -123,11 +120,10 @@ impl ChatModel for Cascade {
                 }
                 // Held: nothing of this tier reaches the caller unless kept.
                 let mut held = Vec::new();
-                let mut chunks = tier.model.stream(request.clone());
+                let mut chunks = tier.stream(request.clone());
                 let mut failed = None;
                 while let Some(chunk) = chunks.next().await {
                     match chunk {
-                        Ok(Chunk::Usage(u)) => held.push(Chunk::Usage(tier.priced(u))),
                         Ok(c) => held.push(c),
                         Err(e) => {
                             failed = Some(e);
@@ -137,35 +133,28 @@ impl ChatModel for Cascade {
                 }
                 drop(chunks);
                 let reply = Reply::from_chunks(held.iter().cloned());
-                if let Some(e) = failed {
-                    // What the failed call used is paid all the same.
-                    if reply.usage != Usage::default() {
-                        yield Chunk::Usage(reply.usage);
+                let set_aside = match failed {
+                    Some(e) => Some((Verdict::Failed, e.to_string())),
+                    None => verdict(&self.checks, &request, &reply)
+                        .err()
+                        .map(|why| (Verdict::Rejected, why)),
+                };
+                let Some((outcome, why)) = set_aside else {
+                    for chunk in held {
+                        yield chunk;
                     }
-                    for nested in &reply.route {
-                        yield Chunk::Route(nested.clone());
-                    }
-                    yield Chunk::Route(step(tier, Verdict::Failed, e.to_string(), &reply));
-                    continue;
+                    yield Chunk::Route(step(tier, Verdict::Accepted, String::new(), &reply));
+                    return;
+                };
+                // What a reply set aside used is paid all the same, and the
+                // steps inside it (a nested cascade's) are kept.
+                if reply.usage != Usage::default() {
+                    yield Chunk::Usage(reply.usage);
                 }
-                match verdict(&self.checks, &request, &reply) {
-                    Ok(()) => {
-                        for chunk in held {
-                            yield chunk;
-                        }
-                        yield Chunk::Route(step(tier, Verdict::Accepted, String::new(), &reply));
-                        return;
-                    }
-                    Err(why) => {
-                        if reply.usage != Usage::default() {
-                            yield Chunk::Usage(reply.usage);
-                        }
-                        for nested in &reply.route {
-                            yield Chunk::Route(nested.clone());
-                        }
-                        yield Chunk::Route(step(tier, Verdict::Rejected, why, &reply));
-                    }
+                for nested in &reply.route {
+                    yield Chunk::Route(nested.clone());
                 }
+                yield Chunk::Route(step(tier, outcome, why, &reply));
             }
         })
     }
@@ -182,22 +171,6 @@ fn step(tier: &Tier, verdict: Verdict, reason: String, reply: &Reply) -> RouteSt
         usage: own_usage(reply),
         confidence: reply.confidence(),
     }
-}
-
-/// `reply`'s usage less what the route steps inside it account for.
-pub(super) fn own_usage(reply: &Reply) -> Usage {
-    let mut own = reply.usage;
-    for nested in &reply.route {
-        let u = &nested.usage;
-        own.prompt_tokens = own.prompt_tokens.saturating_sub(u.prompt_tokens);
-        own.completion_tokens = own.completion_tokens.saturating_sub(u.completion_tokens);
-        own.cached_tokens = own.cached_tokens.saturating_sub(u.cached_tokens);
-        own.cache_write_tokens = own.cache_write_tokens.saturating_sub(u.cache_write_tokens);
-        own.cost = (own.cost - u.cost).max(0.0);
-        own.cached_responses = own.cached_responses.saturating_sub(u.cached_responses);
-        own.batched_requests = own.batched_requests.saturating_sub(u.batched_requests);
-    }
-    own
 }
 
 #[cfg(test)]

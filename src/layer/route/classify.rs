@@ -119,16 +119,7 @@ impl Classify {
                 )
             }
         };
-        let i = tiers
-            .iter()
-            .position(|t| *t == tier)
-            .ok_or_else(|| ModelError::Config {
-                provider: "router".into(),
-                message: format!(
-                    "the classifier names tier `{tier}`; the tiers are: {}",
-                    tiers.join(", ")
-                ),
-            })?;
+        let i = super::position(tiers, tier, "the classifier")?;
         Ok(Choice::new(i, reason))
     }
 }

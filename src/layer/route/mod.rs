@@ -48,7 +48,9 @@ mod rules;
 use std::sync::Arc;
 
 use crate::env::Usage;
-use crate::model::{ChatModel, ModelError, Price, PriceTable, SharedModel};
+use crate::model::{
+    ChatModel, ChatRequest, ChunkStream, ModelError, Price, PriceTable, Reply, SharedModel,
+};
 
 pub use budget::{fit_budget, Budget};
 pub use cascade::{verdict, Cascade};
@@ -86,9 +88,9 @@ impl Tier {
         }
     }
 
-    /// The tier's price: its calls' cost where the model does not price
-    /// them itself ([`Priced`](crate::layer::Priced)), and what a
-    /// [`Budget`] estimates a call at. A tier without one counts as free.
+    /// The tier's price: its calls' cost, as [`Priced`](crate::layer::Priced)
+    /// sets it, and what a [`Budget`] estimates a call at. A tier without
+    /// one keeps the cost its model reports (none counts as free).
     pub fn price(mut self, price: Price) -> Self {
         self.price = Some(price);
         self
@@ -120,14 +122,48 @@ impl Tier {
         self.price
     }
 
-    /// `usage` with its cost at the tier's price, unless the model priced
-    /// it already or a response cache served it (free).
-    fn priced(&self, mut usage: Usage) -> Usage {
-        if let (Some(price), 0, true) = (self.price, usage.cached_responses, usage.cost == 0.0) {
-            usage.cost = price.cost(&usage);
+    /// Streams the tier's reply to `request`, its usage priced at the
+    /// tier's price when it has one.
+    fn stream(&self, request: ChatRequest) -> ChunkStream<'_> {
+        let chunks = self.model.stream(request);
+        match self.price {
+            Some(price) => super::priced::priced_stream(chunks, price),
+            None => chunks,
         }
-        usage
     }
+}
+
+/// The position of the tier labelled `label` among `labels`; a
+/// configuration error listing the labels if there is none (`named_by`
+/// says what named it: "a rule", "the classifier").
+fn position(labels: &[&str], label: &str, named_by: &str) -> Result<usize, ModelError> {
+    labels
+        .iter()
+        .position(|l| *l == label)
+        .ok_or_else(|| ModelError::Config {
+            provider: "router".into(),
+            message: format!(
+                "{named_by} names tier `{label}`; the tiers are: {}",
+                labels.join(", ")
+            ),
+        })
+}
+
+/// `reply`'s usage less what the route steps inside it account for: a
+/// step's own share.
+fn own_usage(reply: &Reply) -> Usage {
+    let mut own = reply.usage;
+    for nested in &reply.route {
+        let u = &nested.usage;
+        own.prompt_tokens = own.prompt_tokens.saturating_sub(u.prompt_tokens);
+        own.completion_tokens = own.completion_tokens.saturating_sub(u.completion_tokens);
+        own.cached_tokens = own.cached_tokens.saturating_sub(u.cached_tokens);
+        own.cache_write_tokens = own.cache_write_tokens.saturating_sub(u.cache_write_tokens);
+        own.cost = (own.cost - u.cost).max(0.0);
+        own.cached_responses = own.cached_responses.saturating_sub(u.cached_responses);
+        own.batched_requests = own.batched_requests.saturating_sub(u.batched_requests);
+    }
+    own
 }
 
 /// The tiers' labels joined for a layer's name, or an error for none.

@@ -7,8 +7,7 @@ use futures::future::BoxFuture;
 use futures::StreamExt;
 
 use super::budget::Budget;
-use super::cascade::own_usage;
-use super::{shared_capabilities, smallest_window, tiers_name, Tier};
+use super::{own_usage, shared_capabilities, smallest_window, tiers_name, Tier};
 use crate::env::Usage;
 use crate::model::{
     request_tokens, Capabilities, ChatModel, ChatRequest, Chunk, ChunkStream, ContextWindow,
@@ -162,14 +161,15 @@ impl ChatModel for Router {
             if choice.usage != Usage::default() {
                 yield Chunk::Usage(choice.usage);
             }
+            // What the step needs: usage, log-probabilities, nested steps
+            // (not the text, which would be copied for nothing).
             let mut whole = ReplyBuilder::default();
-            let mut chunks = tier.model.stream(request);
+            let mut chunks = tier.stream(request);
             while let Some(chunk) = chunks.next().await {
-                let chunk = match chunk? {
-                    Chunk::Usage(u) => Chunk::Usage(tier.priced(u)),
-                    other => other,
-                };
-                whole.push(chunk.clone());
+                let chunk = chunk?;
+                if matches!(chunk, Chunk::Usage(_) | Chunk::Logprobs(_) | Chunk::Route(_)) {
+                    whole.push(chunk.clone());
+                }
                 yield chunk;
             }
             let reply = whole.finish();

@@ -63,18 +63,7 @@ impl Rules {
     /// function. A rule naming no tier in `labels` is a configuration
     /// error, which lists them.
     pub fn decide(&self, request: &ChatRequest, labels: &[&str]) -> Result<Choice, ModelError> {
-        let position = |label: &str| {
-            labels
-                .iter()
-                .position(|l| *l == label)
-                .ok_or_else(|| ModelError::Config {
-                    provider: "router".into(),
-                    message: format!(
-                        "a rule names tier `{label}`; the tiers are: {}",
-                        labels.join(", ")
-                    ),
-                })
-        };
+        let position = |label: &str| super::position(labels, label, "a rule");
         if let Some(hint) = &request.tier {
             if let Some(i) = labels.iter().position(|l| l == hint) {
                 return Ok(Choice::new(i, format!("the request asks for `{hint}`")));
