@@ -90,7 +90,7 @@ fn expand(attr: TokenStream2, item: TokenStream2) -> syn::Result<TokenStream2> {
     }
 
     let mut fields = Vec::new();
-    let mut context: Option<Ident> = None;
+    let mut takes_context = false;
     let mut call_args = Vec::new();
     for input in func.sig.inputs.iter_mut() {
         let typed = match input {
@@ -123,13 +123,13 @@ fn expand(attr: TokenStream2, item: TokenStream2) -> syn::Result<TokenStream2> {
             .collect();
         typed.attrs.retain(|a| !a.path().is_ident("doc"));
         if last_ident(&typed.ty).is_some_and(|i| i == "ToolContext") {
-            if context.is_some() {
+            if takes_context {
                 return Err(syn::Error::new(
                     typed.ty.span(),
                     "a tool takes at most one `ToolContext`",
                 ));
             }
-            context = Some(ident.clone());
+            takes_context = true;
             call_args.push(quote!(__ctx));
             continue;
         }
@@ -168,7 +168,7 @@ fn expand(attr: TokenStream2, item: TokenStream2) -> syn::Result<TokenStream2> {
         Wrap::Unit => quote!({ #call; ::core::result::Result::Ok(()) }),
     };
     let ctx_ident = Ident::new(
-        if context.is_some() { "__ctx" } else { "_ctx" },
+        if takes_context { "__ctx" } else { "_ctx" },
         Span::call_site(),
     );
     let call_fn = quote_spanned! {fn_ident.span()=>

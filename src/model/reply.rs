@@ -454,31 +454,17 @@ impl<'a> ReplyStream<'a> {
         let reply = &*self.done.insert(reply);
         super::span::record_reply(span, reply, pending.content.as_deref());
         let elapsed = pending.started.elapsed();
-        let usage = metric::CallUsage {
-            input: reply.usage.prompt_tokens,
-            output: reply.usage.completion_tokens,
-            cache_read: reply.usage.cached_tokens,
-            cache_creation: reply.usage.cache_write_tokens,
-            cost: reply.usage.cost,
-        };
         metric::model_call(
             provider_and_model(&pending.model),
-            usage,
+            call_usage(&reply.usage),
             elapsed,
             pending.first_token,
         );
         for step in &reply.route {
-            let usage = metric::CallUsage {
-                input: step.usage.prompt_tokens,
-                output: step.usage.completion_tokens,
-                cache_read: step.usage.cached_tokens,
-                cache_creation: step.usage.cache_write_tokens,
-                cost: step.usage.cost,
-            };
             metric::route_step(
                 provider_and_model(&step.model),
                 step.verdict.as_str(),
-                usage,
+                call_usage(&step.usage),
             );
         }
         let request = pending.request?;
@@ -489,6 +475,17 @@ impl<'a> ReplyStream<'a> {
             elapsed: pending.started.elapsed(),
             first_token: pending.first_token,
         })
+    }
+}
+
+/// `usage` as the metrics leaf takes it (it imports nothing from the crate).
+fn call_usage(usage: &Usage) -> metric::CallUsage {
+    metric::CallUsage {
+        input: usage.prompt_tokens,
+        output: usage.completion_tokens,
+        cache_read: usage.cached_tokens,
+        cache_creation: usage.cache_write_tokens,
+        cost: usage.cost,
     }
 }
 
