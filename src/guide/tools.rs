@@ -57,3 +57,16 @@
 //! assert!(seen.render().contains("expression"), "{}", seen.render());
 //! # }
 //! ```
+//!
+//! `Blocking<T>` keeps a synchronous tool off the async threads. With
+//! feature `mcp`, `McpServer::stdio(command)` or `McpServer::http(url)`
+//! turns an MCP server's tools into a registry (`cargo run --features mcp
+//! --example mcp`, after `scripts/setup-tests`, lists the reference
+//! server's tools and calls `echo`). `examples/approve.rs` asks a person
+//! before a call; kill it at the question and run it again, and it resumes
+//! from its checkpoint.
+//!
+//! While the model writes its action, the run streams it: the answer's
+//! text as `Emit::AnswerToken`, and each tool call as
+//! `Emit::ToolCallDraft` (its name, then its arguments' text), for native
+//! tool calls and JSON actions alike.

@@ -119,7 +119,7 @@ pub const KEYWORD_WEIGHT: f64 = 0.3;
 /// 0), then summed with weights [`KEYWORD_WEIGHT`] and the rest. Unlike
 /// reciprocal rank fusion, items a ranking scores about alike stay about
 /// alike, so the other ranking decides among them. On
-/// `tests/data/retrieval_set.json` (README, "Memory") this fusion beats
+/// `tests/data/retrieval_set.json` (the guide's figures, "Memory") this fusion beats
 /// both rankings alone, where reciprocal rank fusion fell below the
 /// vector ranking.
 pub fn fuse(keyword: &[(usize, f64)], vector: &[(usize, f64)]) -> Vec<Fused> {

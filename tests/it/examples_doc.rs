@@ -30,3 +30,33 @@ fn every_example_says_what_it_shows_and_how_to_run_it() {
     }
     assert!(checked > 20, "only {checked} examples found");
 }
+
+/// The guide's table of examples names every example, so none is left
+/// unread.
+#[test]
+fn the_guide_names_every_example() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let guide = std::fs::read_to_string(root.join("src/guide/mod.rs")).unwrap();
+    let mut missing = Vec::new();
+    for entry in std::fs::read_dir(root.join("examples")).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        let named = if path.is_dir() {
+            if !path.join("main.rs").exists() {
+                continue;
+            }
+            format!("`examples/{name}/`")
+        } else if name.ends_with(".rs") {
+            format!("`examples/{name}`")
+        } else {
+            continue;
+        };
+        if !guide.contains(&named) {
+            missing.push(named);
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "add these to the examples table in src/guide/mod.rs: {missing:?}"
+    );
+}
