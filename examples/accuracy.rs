@@ -1,9 +1,11 @@
 //! How often the chat example's agent answers everyday questions right,
 //! next to the same model asked plainly: the figure in the README.
 //!
-//!     scripts/setup && cargo run --release --features local --example accuracy
-//!     cargo run --release --features local --example accuracy -- --verbose
-//!     cargo run --release --features local --example accuracy -- --questions OTHER.json
+//! ```sh
+//! scripts/setup && cargo run --release --features local --example accuracy
+//! cargo run --release --features local --example accuracy -- --verbose
+//! cargo run --release --features local --example accuracy -- --questions OTHER.json
+//! ```
 //!
 //! Runs SmolLM2-135M in-process (`STATEWISE_MODEL=path.gguf` picks another
 //! file) on the questions of `tests/data/everyday_questions.jsonl` (the eval

@@ -3,8 +3,10 @@
 //! you can answer now, or kill the process and answer later: running the
 //! same command again asks the same question, and the email goes out once.
 //!
-//!     cargo run --example approve -- --db approve.sqlite --run mail-1
-//!     # answer y (send), n (reject, with a reason) or e (edit the arguments)
+//! ```sh
+//! cargo run --example approve -- --db approve.sqlite --run mail-1
+//! # answer y (send), n (reject, with a reason) or e (edit the arguments)
+//! ```
 //!
 //! The model is a deterministic stand-in (no network, no model file): it
 //! asks to send one email, then answers from what happened. The "email"

@@ -2,7 +2,9 @@
 //! large one alone, and a [`Cascade`] that asks the small one first and
 //! the large one only when the small reply fails its checks.
 //!
-//!     cargo run --release --example cascade_bench -- [--questions 1000] [--seed 7] [--floor 0.6]
+//! ```sh
+//! cargo run --release --example cascade_bench -- [--questions 1000] [--seed 7] [--floor 0.6]
+//! ```
 //!
 //! The two models are mocks of known accuracy and price, so the figures
 //! measure the cascade, not a model. Each question has a difficulty; the

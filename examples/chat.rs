@@ -2,8 +2,10 @@
 //! and a clock (for the small local model, `small_agent`: a constrained
 //! choice of tool, then the answer written as free text).
 //!
-//!     cargo run --release --features local --example chat -- "What is 17 * 23?"
-//!     cargo run --release --features local --example chat -- "What time is it?" --show-reasoning
+//! ```sh
+//! cargo run --release --features local --example chat -- "What is 17 * 23?"
+//! cargo run --release --features local --example chat -- "What time is it?" --show-reasoning
+//! ```
 //!
 //! With no API settings it runs SmolLM2-135M in-process (fetching it first
 //! if needed; `STATEWISE_MODEL=path.gguf` picks another file). With

@@ -1,6 +1,8 @@
 //! A state of your own, added to the stock agent, using public items only.
 //!
-//!     cargo run --example custom_state
+//! ```sh
+//! cargo run --example custom_state
+//! ```
 //!
 //! `Critic` sits between Reasoning and Answer: it checks the drafted answer
 //! against the observations and sends Reasoning back to work when the draft

@@ -1,6 +1,8 @@
 //! The stock agent over a JSONL dataset, resumable.
 //!
-//!     cargo run --release --example dataset -- INPUT.jsonl OUTPUT.jsonl [--concurrency N] [--model NAME] [--stream] [--lane batch]
+//! ```sh
+//! cargo run --release --example dataset -- INPUT.jsonl OUTPUT.jsonl [--concurrency N] [--model NAME] [--stream] [--lane batch]
+//! ```
 //!
 //! Each input line is `{"id": ..., "input": "...", "expected": ...}`; each
 //! output line the item's answer, path, usage, latency and error kind, in

@@ -1,10 +1,12 @@
 //! An agent that answers from a folder of documents kept in its memory by
 //! a scheduled job, and names its sources.
 //!
-//!     cargo run --release --features server,memory-local --example documents -- \
-//!         --docs examples/docs --db docs.db "How long is the warranty?"
-//!     cargo run --release --features server,memory-local --example documents -- \
-//!         --docs examples/docs --db docs.db --port 3000 --every "0 * * * * *"
+//! ```sh
+//! cargo run --release --features server,memory-local --example documents -- \
+//!     --docs examples/docs --db docs.db "How long is the warranty?"
+//! cargo run --release --features server,memory-local --example documents -- \
+//!     --docs examples/docs --db docs.db --port 3000 --every "0 * * * * *"
+//! ```
 //!
 //! With a question it indexes the folder once, answers and exits. Without
 //! one it serves AG-UI on `--port` (`POST /agent` answers a question) and

@@ -1,11 +1,13 @@
 //! The evaluation bench: an agent over a dataset of cases, each scored by
 //! its evaluators, with a report people read and exit codes CI can use.
 //!
-//!     cargo run --release --example eval -- DATASET.jsonl --out RESULTS.jsonl \
-//!         [--model SPEC] [--report REPORT.html] [--baseline OLD.jsonl] [--concurrency N] \
-//!         [--repeat N] [--judge SPEC] [--lane batch] [--queue redis://HOST] \
-//!         [--fail-under SCORE] [--fail-on-regression]
-//!     cargo run --release --example eval -- compare OLD.jsonl NEW.jsonl [--fail-on-regression]
+//! ```sh
+//! cargo run --release --example eval -- DATASET.jsonl --out RESULTS.jsonl \
+//!     [--model SPEC] [--report REPORT.html] [--baseline OLD.jsonl] [--concurrency N] \
+//!     [--repeat N] [--judge SPEC] [--lane batch] [--queue redis://HOST] \
+//!     [--fail-under SCORE] [--fail-on-regression]
+//! cargo run --release --example eval -- compare OLD.jsonl NEW.jsonl [--fail-on-regression]
+//! ```
 //!
 //! A case line: `{"id": "q1", "input": "What is 6 times 7?", "tags": ["math"],
 //! "evaluators": [{"type": "regex", "pattern": "\\b42\\b"}]}`, or with

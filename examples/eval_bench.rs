@@ -2,7 +2,9 @@
 //! through the stock agent on a scripted model, scored and reported, with
 //! the throughput and the process's peak memory printed at the end.
 //!
-//!     cargo run --release --example eval_bench -- [--cases 1000000] [--dir DIR] [--concurrency 64]
+//! ```sh
+//! cargo run --release --example eval_bench -- [--cases 1000000] [--dir DIR] [--concurrency 64]
+//! ```
 //!
 //! The dataset is written to `DIR/cases-N.jsonl` once (DIR defaults to the
 //! system's temporary folder) and the results to `DIR/results-N.jsonl`,

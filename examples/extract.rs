@@ -1,7 +1,9 @@
 //! Pull a contact out of free text as a typed value: prints one JSON object
 //! of `Contact` on stdout, and nothing else there.
 //!
-//!     cargo run --release --features local --example extract -- "Mail Ada Lovelace at ada@example.com"
+//! ```sh
+//! cargo run --release --features local --example extract -- "Mail Ada Lovelace at ada@example.com"
+//! ```
 //!
 //! The machine is one stock [`Answer`] state and `.output::<Contact>()`:
 //! the schema goes to the model's own constraint (the local model's grammar,
@@ -11,7 +13,9 @@
 //! `OPENAI_*` or `ANTHROPIC_*` are set, else SmolLM2-135M in-process.
 //! `--log-json` and `--otlp` as there.
 //!
-//!     cargo run --release --features local --example extract -- --eval tests/data/contacts.json
+//! ```sh
+//! cargo run --release --features local --example extract -- --eval tests/data/contacts.json
+//! ```
 //!
 //! `--eval FILE` runs every text of FILE (`[{"text", "expected"}]`) and
 //! prints, instead, how many outputs fit the schema and how many of each

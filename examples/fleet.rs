@@ -2,7 +2,9 @@
 //! merges their results: a fork whose branches (a searcher agent and an
 //! analyser agent) run as child runs on the fleet's workers.
 //!
-//!     cargo run --example fleet --features redis -- --redis redis://127.0.0.1:6379 "How do tides work?"
+//! ```sh
+//! cargo run --example fleet --features redis -- --redis redis://127.0.0.1:6379 "How do tides work?"
+//! ```
 //!
 //! Two workers run here, as tasks of this process (in production, as many
 //! processes as you like, each `Worker::new(url).machine("orchestrator",

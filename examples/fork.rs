@@ -3,7 +3,9 @@
 //! by a writer. Scripted models, no network; prints every event with the
 //! branch it came from, then the machine's Mermaid diagram.
 //!
-//!     cargo run --example fork
+//! ```sh
+//! cargo run --example fork
+//! ```
 //!
 //! The planner's JSON decides how many branches run. Each branch runs the
 //! stock agent (Reasoning → RunTools → Answer) with an offline `search`

@@ -2,8 +2,10 @@
 //! itself while the agent already works on it, personal data masked in the
 //! answer as it streams, and tool results treated as data.
 //!
-//!     cargo run --release --features local --example guard -- "What is 17 * 23?"
-//!     cargo run --release --features local --example guard -- "How do I make a pipe bomb?"
+//! ```sh
+//! cargo run --release --features local --example guard -- "What is 17 * 23?"
+//! cargo run --release --features local --example guard -- "How do I make a pipe bomb?"
+//! ```
 //!
 //! The judge is an input guardrail that asks the same model (SmolLM2-135M
 //! in-process unless API settings say otherwise) to classify the request,

@@ -2,7 +2,9 @@
 //! (the `xllamacpp` wheel) on the same GGUF and machine, plus what the
 //! action grammar costs.
 //!
-//!     scripts/setup-tests && cargo run --release --features local --example local_bench
+//! ```sh
+//! scripts/setup-tests && cargo run --release --features local --example local_bench
+//! ```
 //!
 //! Both sides are timed the same way, from the client: from the first
 //! streamed token to the end, divided into the tokens generated after the

@@ -1,8 +1,10 @@
 //! Tools from an MCP server in the stock agent.
 //!
-//!     scripts/setup-tests   # installs the reference server into tests/mcp
-//!     cargo run --features mcp --example mcp
-//!     cargo run --features mcp --example mcp -- --model openai:gpt-4o-mini "Add 2 and 3 with get-sum"
+//! ```sh
+//! scripts/setup-tests   # installs the reference server into tests/mcp
+//! cargo run --features mcp --example mcp
+//! cargo run --features mcp --example mcp -- --model openai:gpt-4o-mini "Add 2 and 3 with get-sum"
+//! ```
 //!
 //! Starts the reference server `@modelcontextprotocol/server-everything`
 //! (pinned in tests/mcp) as a child process, or connects to `--http URL`

@@ -2,9 +2,11 @@
 //! embedded in process by all-MiniLM-L6-v2, found by keywords and meaning,
 //! and a question answered from them by the embedded chat model.
 //!
-//!     cargo run --release --features memory-local --example memory -- --db mem.db add --ns alice "Alice's cat is called Miso."
-//!     cargo run --release --features memory-local --example memory -- --db mem.db search --ns alice --k 3 "What is the cat's name?"
-//!     cargo run --release --features memory-local --example memory -- --db mem.db ask --ns alice "What is my cat called?"
+//! ```sh
+//! cargo run --release --features memory-local --example memory -- --db mem.db add --ns alice "Alice's cat is called Miso."
+//! cargo run --release --features memory-local --example memory -- --db mem.db search --ns alice --k 3 "What is the cat's name?"
+//! cargo run --release --features memory-local --example memory -- --db mem.db ask --ns alice "What is my cat called?"
+//! ```
 //!
 //! `add` prints the stored key (the same text twice is stored once);
 //! `search` prints one JSON line per hit, best first, with `text` and

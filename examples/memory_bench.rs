@@ -2,7 +2,9 @@
 //! backend, with a deterministic 384-dimension embedder (MiniLM's size),
 //! so the figures are the stores' own, not a model's.
 //!
-//!     cargo run --release --example memory_bench -- 10000 100000
+//! ```sh
+//! cargo run --release --example memory_bench -- 10000 100000
+//! ```
 //!
 //! For each size and backend it prints the time to insert the memories (in
 //! batches of 1,000), and the median and 95th-percentile latency of 50

@@ -1,7 +1,9 @@
 //! The stock agent against an OpenAI-compatible endpoint, streamed.
 //!
-//!     OPENAI_API_KEY=sk-... cargo run --example openai -- "What is 17 * 23?"
-//!     OPENAI_BASE_URL=http://127.0.0.1:8080/v1 cargo run --example openai -- "What is 17 * 23?" --model local
+//! ```sh
+//! OPENAI_API_KEY=sk-... cargo run --example openai -- "What is 17 * 23?"
+//! OPENAI_BASE_URL=http://127.0.0.1:8080/v1 cargo run --example openai -- "What is 17 * 23?" --model local
+//! ```
 //!
 //! `--model` takes a model id for the endpoint (default `$OPENAI_MODEL`, else
 //! `gpt-4o-mini`) or any model string (`anthropic:claude-sonnet-4-5`).

@@ -1,7 +1,9 @@
 //! What the run queue costs: the latency it adds to a run, and scripted
 //! runs per second through two local workers.
 //!
-//!     cargo run --release --features redis --example queue_bench
+//! ```sh
+//! cargo run --release --features redis --example queue_bench
+//! ```
 //!
 //! Uses the Redis at `REDIS_URL` (keys under a fresh prefix), or starts a
 //! `redis-server` of its own on a free port (no persistence), and stops it

@@ -1,7 +1,9 @@
 //! Repairs the JSON in model output.
 //!
-//!     echo "{name: 'calc', args: {x: 1,}" | cargo run --example repair
-//!     cargo run --example repair -- --lines < inputs.jsonl
+//! ```sh
+//! echo "{name: 'calc', args: {x: 1,}" | cargo run --example repair
+//! cargo run --example repair -- --lines < inputs.jsonl
+//! ```
 //!
 //! Reads model output on stdin and prints the repaired JSON, compact, on
 //! stdout; exits 1 with a message on stderr when nothing is salvageable.

@@ -2,10 +2,12 @@
 //! the whole run offline against its recorded model replies, or one step,
 //! with the recorded replies or another model, showing what changes.
 //!
-//!     cargo run --example openai -- "What is 17 * 23?" --trace trace.jsonl
-//!     cargo run --example replay -- trace.jsonl                       # whole run, offline
-//!     cargo run --example replay -- trace.jsonl --step 1 --model openai:gpt-4o
-//!     cargo run --example replay -- trace.jsonl --step 1 --fixture tests/fixtures/step1.json
+//! ```sh
+//! cargo run --example openai -- "What is 17 * 23?" --trace trace.jsonl
+//! cargo run --example replay -- trace.jsonl                       # whole run, offline
+//! cargo run --example replay -- trace.jsonl --step 1 --model openai:gpt-4o
+//! cargo run --example replay -- trace.jsonl --step 1 --fixture tests/fixtures/step1.json
+//! ```
 //!
 //! `--run ID` picks a run (default: the last one in the file). `--fixture
 //! FILE` writes the step as a JSON step fixture for the test kit: a

@@ -1,8 +1,10 @@
 //! A run that survives a crash: every step is checkpointed to SQLite, and
 //! running the same command again resumes the run where it stopped.
 //!
-//!     cargo run --example resume -- --db runs.sqlite --run squares --slow 500
-//!     # press Ctrl-C (or kill -9) halfway, then run the same command again
+//! ```sh
+//! cargo run --example resume -- --db runs.sqlite --run squares --slow 500
+//! # press Ctrl-C (or kill -9) halfway, then run the same command again
+//! ```
 //!
 //! The model is a deterministic stand-in (no network, no model file): it
 //! squares 1 to 4 with the calculator, one call per step, then answers.

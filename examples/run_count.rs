@@ -1,9 +1,11 @@
 //! Runs the engine benchmark's scripted ReAct run (reasoning → tools →
 //! reasoning → answer) N times on one thread, for an instruction counter.
 //!
-//!     cargo build --release --no-default-features --example run_count
-//!     valgrind --tool=callgrind target/release/examples/run_count 1
-//!     valgrind --tool=callgrind target/release/examples/run_count 201
+//! ```sh
+//! cargo build --release --no-default-features --example run_count
+//! valgrind --tool=callgrind target/release/examples/run_count 1
+//! valgrind --tool=callgrind target/release/examples/run_count 201
+//! ```
 //!
 //! The difference of the two totals over 200 is the instructions one run
 //! costs, free of start-up; callgrind counts the same on a busy machine.

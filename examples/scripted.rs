@@ -1,7 +1,9 @@
 //! The whole Reasoning → Action → Answer loop against a scripted model,
 //! printing every event as it arrives. No network, no model file.
 //!
-//!     cargo run --example scripted
+//! ```sh
+//! cargo run --example scripted
+//! ```
 //!
 //! Swap the ScriptedModel for a real provider and nothing else changes.
 

@@ -2,7 +2,9 @@
 //! runs at once from one server, a separate process, whose resident memory
 //! is sampled while they are open.
 //!
-//!     cargo run --release --features server --example sse_load -- [CLIENTS]
+//! ```sh
+//! cargo run --release --features server --example sse_load -- [CLIENTS]
+//! ```
 //!
 //! The model is a stand-in that streams a 40-word answer at 50 ms a word,
 //! so every stream stays open about 2 s. Prints the server's resident

@@ -1,9 +1,11 @@
 //! Submits runs to the queue the `worker` example serves, and waits for
 //! their outcomes.
 //!
-//!     cargo run --example submit --features redis -- --redis redis://127.0.0.1:6379 "Book a table for two"
-//!     cargo run --example submit --features redis -- --runs 100 "Order more coffee"
-//!     cargo run --example submit --features redis -- --follow "Book a table for two"
+//! ```sh
+//! cargo run --example submit --features redis -- --redis redis://127.0.0.1:6379 "Book a table for two"
+//! cargo run --example submit --features redis -- --runs 100 "Order more coffee"
+//! cargo run --example submit --features redis -- --follow "Book a table for two"
+//! ```
 //!
 //! `--runs N` submits N runs of the request (ids `<id>-1` to `<id>-N`);
 //! `--follow` prints the first run's events as its workers stream them.

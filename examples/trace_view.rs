@@ -1,8 +1,10 @@
 //! Shows a JSONL trace as a timeline per run and a Mermaid flowchart of
 //! the steps (paste it into any Mermaid viewer, or a GitHub comment).
 //!
-//!     cargo run --example openai -- "What is 17 * 23?" --trace trace.jsonl
-//!     cargo run --example trace_view -- trace.jsonl [--run ID]
+//! ```sh
+//! cargo run --example openai -- "What is 17 * 23?" --trace trace.jsonl
+//! cargo run --example trace_view -- trace.jsonl [--run ID]
+//! ```
 
 use std::process::ExitCode;
 

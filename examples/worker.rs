@@ -1,7 +1,9 @@
 //! A worker of the run queue: runs what `submit` queues, from Redis.
 //!
-//!     cargo run --example worker --features redis -- --redis redis://127.0.0.1:6379
-//!     cargo run --example submit --features redis -- --redis redis://127.0.0.1:6379 "Book a table for two"
+//! ```sh
+//! cargo run --example worker --features redis -- --redis redis://127.0.0.1:6379
+//! cargo run --example submit --features redis -- --redis redis://127.0.0.1:6379 "Book a table for two"
+//! ```
 //!
 //! Start as many workers as you like, on as many machines; kill one and
 //! another takes its runs over after the lease (`--lease MS`), resuming

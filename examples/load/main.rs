@@ -1,8 +1,10 @@
 //! Load benchmarks of the client side, printed as a table (Linux: reads
 //! /proc for CPU time and peak memory).
 //!
-//!     cargo run --release --example load            # P2, P3 and scale
-//!     cargo run --release --example load -- p2b     # one figure (p2a, p2b, p2c, p3)
+//! ```sh
+//! cargo run --release --example load            # P2, P3 and scale
+//! cargo run --release --example load -- p2b     # one figure (p2a, p2b, p2c, p3)
+//! ```
 //!
 //! - P2: ReAct runs (two streamed model calls and one tool call) against a
 //!   mock OpenAI-compatible server in another process (this program,

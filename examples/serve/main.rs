@@ -1,7 +1,9 @@
 //! An agent on the web: an AG-UI server and a page to talk to it.
 //!
-//!     cargo run --features server --example serve
-//!     # then open http://127.0.0.1:3000
+//! ```sh
+//! cargo run --features server --example serve
+//! # then open http://127.0.0.1:3000
+//! ```
 //!
 //! Ask what time it is (a tool call, shown with its arguments and result),
 //! or to email the team (a call that waits for your approval on the page).
